@@ -1,0 +1,123 @@
+"""One ``%%remote`` cell, from analysis to binding, independent of how it was invoked.
+
+1. The cell's AST says which names it reads (inputs) and binds, mutates or deletes (outputs).
+2. Inputs present in the namespace are serialized each on its own; a value the worker already
+   holds goes by hash alone.
+3. The worker runs the cell; its output frames go to the caller's ``on_frame`` as they come.
+4. On success all outputs are bound at once; on failure nothing is, and the remote error is raised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Container, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._analysis import analyse_cell
+from ._namespace import pack, unpack
+from ._protocol import Header
+from ._session import OnFrame, RemoteSession
+from .errors import RemoteError, SerializationError, WorkerDied
+from .schema import WorkerSpec
+
+# IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
+_HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
+
+
+@dataclass
+class CellOptions:
+    """The ``%%remote`` flags that shape one run."""
+
+    inputs: list[str] | None = None
+    outputs: list[str] | None = None
+    fresh: bool = False
+    timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CellOutcome:
+    """What a successful cell changed in the namespace, and what it could not bring back."""
+
+    bound: list[str]
+    deleted: list[str]
+    stayed_remote: dict[str, str]
+
+
+def _travels(name: str, hidden: Container[str]) -> bool:
+    return name not in hidden and not _HISTORY_NAME.match(name)
+
+
+def plan(code: str, namespace: MutableMapping[str, Any], options: CellOptions,
+         hidden: Container[str], stays_remote: Callable[[str], bool]) -> tuple[list[str], list[str], list[str]]:
+    """Inputs, outputs and deletions of a cell; ``--in``/``--out`` override the analysis."""
+    try:
+        names = analyse_cell(code)
+    except SyntaxError:
+        return [], [], []  # the worker reports it, with the cell's line numbers
+    inputs = options.inputs if options.inputs is not None else [
+        name for name in names.reads
+        if name in namespace and _travels(name, hidden) and not stays_remote(name)
+    ]
+    missing = [name for name in inputs if name not in namespace]
+    if missing:
+        raise NameError(f"--in names {', '.join(missing)}, not defined in this notebook")
+    if options.outputs is not None:
+        outputs = options.outputs
+    else:
+        outputs = [name for name in dict.fromkeys([*names.binds, *names.mutates]) if _travels(name, hidden)]
+    return inputs, outputs, list(names.deletes)
+
+
+def run_cell(
+    session: RemoteSession,
+    code: str,
+    namespace: MutableMapping[str, Any],
+    options: CellOptions,
+    on_frame: OnFrame,
+    *,
+    hidden: Container[str] = (),
+    stays_remote: Callable[[str], bool] = lambda name: False,
+    execution_count: int | None = None,
+) -> CellOutcome:
+    """Run ``code`` on the session's worker and bind its outputs into ``namespace``.
+
+    Raises:
+        SerializationError: an input cannot be pickled (nothing was sent).
+        RemoteError: the cell raised remotely (nothing was bound).
+        WorkerDied: the worker exited while running it.
+    """
+    inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
+    spec = WorkerSpec(env=options.env)
+    spec_key = spec.key()
+    try:
+        packed = pack(inputs, namespace, session.held(spec_key))
+    except SerializationError as exc:
+        raise SerializationError(
+            exc.name, f"{exc.reason}. Leave it out with --in (list the names the cell needs), "
+            "or create it inside the remote cell"
+        ) from None
+    header: Header = {
+        "op": "exec", "code": code, "inputs": packed.items, "outputs": outputs,
+        "deletes": deletes, "spec": spec.model_dump(), "fresh": options.fresh,
+        "timeout": options.timeout, "execution_count": execution_count,
+    }
+    done, buffers = session.call(header, packed.buffers, on_frame, packed, spec_key)
+    raise_for(done)
+    values, failed = unpack(done["outputs"], buffers, namespace)
+    namespace.update(values)
+    for name in done["deleted"]:
+        namespace.pop(name, None)
+    stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
+    return CellOutcome(list(values), list(done["deleted"]), stayed)
+
+
+def raise_for(done: Header) -> None:
+    """Raise the error a failed ``done`` carries."""
+    if done["ok"]:
+        return
+    error = done["error"]
+    if error["ename"] == "WorkerDied":
+        raise WorkerDied(f"{error['evalue']}. The next cell starts a new worker with an empty namespace")
+    raise RemoteError(error["ename"], error["evalue"], error["traceback"] or [f"{error['ename']}: {error['evalue']}"])

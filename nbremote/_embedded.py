@@ -1,0 +1,132 @@
+"""The embedded runner: one per ``NBREMOTE_HOME``, started on first use, shared by every kernel.
+
+It runs as its own process (so it outlives the kernel that started it), listens on a random
+loopback port with a random token, and announces both in ``runner.json`` in its data dir (mode
+0600). A file lock keeps two kernels from starting two runners. It exits by itself after
+``NBREMOTE_IDLE_TIMEOUT`` seconds (default 1800) with no client.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._client import RunnerClient
+from .errors import NbremoteError, RunnerUnavailable
+
+RUNTIME_FILE = "runner.json"
+START_TIMEOUT = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _runtime(home: Path) -> dict[str, object] | None:
+    try:
+        runtime: dict[str, object] = json.loads((home / RUNTIME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    pid = runtime.get("pid")
+    return runtime if isinstance(pid, int) and _alive(pid) else None
+
+
+def find(home: Path) -> tuple[str, str | None] | None:
+    """The embedded runner of ``home`` if it is up and healthy."""
+    runtime = _runtime(home)
+    if runtime is None:
+        return None
+    url, token = str(runtime["url"]), runtime.get("token")
+    token = token if isinstance(token, str) else None
+    try:
+        RunnerClient(url, token).request("GET", "/api/v1/health")
+    except NbremoteError:
+        return None
+    return url, token
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _start(home: Path) -> subprocess.Popen[bytes]:
+    log = open(home / "runner.log", "ab")  # noqa: SIM115 - handed to the child
+    command = [sys.executable, "-P", "-m", "nbremote", "runner", "--embedded", "--port", "0",
+               "--data-dir", str(home)]
+    with log:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=home,
+            start_new_session=True,  # outlives the kernel; the kernel's Ctrl-C does not reach it
+        )
+
+
+def _log_tail(home: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join((home / "runner.log").read_text().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def find_or_start(home: Path) -> tuple[str, str | None]:
+    """The URL and token of the embedded runner of ``home``, starting it if it is not up.
+
+    Raises:
+        RunnerUnavailable: it did not come up; the message carries its log's tail.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    found = find(home)
+    if found:
+        return found
+    with _locked(home / "runner.lock"):
+        found = find(home)
+        if found:
+            return found
+        proc = _start(home)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            found = find(home)
+            if found:
+                return found
+            time.sleep(0.02)
+        proc.kill()
+    raise RunnerUnavailable(
+        f"the embedded runner in {home} did not start. Its log ({home / 'runner.log'}) ends:\n"
+        + _log_tail(home)
+    )
+
+
+def stop(home: Path, timeout: float = 10.0) -> bool:
+    """Stop the embedded runner of ``home``; False if none was running."""
+    runtime = _runtime(home)
+    if runtime is None:
+        return False
+    pid = int(str(runtime["pid"]))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,111 @@
+"""The ``nbremote`` command line: one click group per noun, every listing as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._config import nbremote_home, resolve_runner
+
+
+def display(document: Any, lines: list[str], as_json: bool) -> None:
+    """Print a listing: one JSON document with ``--json``, else the human lines."""
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo("\n".join(lines))
+
+
+@click.group()
+@click.version_option(package_name="nbremote")
+def main() -> None:
+    """nbremote: run notebook cells and functions on your own GPU runner."""
+
+
+@main.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, help="Port (0: any free port).")
+@click.option("--backend", default="process", show_default=True, type=click.Choice(["process"]))
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State dir [NBREMOTE_HOME].")
+@click.option("--token", help="Bearer token required by the API (needed beyond loopback).")
+@click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
+@click.pass_context
+def runner(ctx: click.Context, host: str, port: int, backend: str, data_dir: Path | None,
+           token: str | None, embedded: bool) -> None:
+    """Run a runner in the foreground (or `nbremote runner stop` the embedded one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from nbremote_runner.service import Runner, RunnerConfig, serve
+
+    idle = float(os.environ.get("NBREMOTE_IDLE_TIMEOUT", "1800")) if embedded else None
+    config = RunnerConfig(
+        data_dir=data_dir or nbremote_home(), host=host, port=port, backend=backend,
+        token=secrets.token_urlsafe(32) if embedded else token, idle_timeout=idle,
+        embedded=embedded,
+    )
+
+    def announce(runner: Runner) -> None:
+        click.echo(f"nbremote runner listening on {runner.url} (backend {backend}, data in {config.data_dir})")
+        if token:
+            click.echo(f"token: {token}")
+        sys.stdout.flush()
+
+    try:
+        serve(config, announce)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@runner.command("stop")
+def runner_stop() -> None:
+    """Stop the embedded runner of this NBREMOTE_HOME."""
+    from ._embedded import stop
+
+    home = nbremote_home()
+    click.echo(f"stopped the embedded runner of {home}" if stop(home) else f"no embedded runner in {home}")
+
+
+def _client(url: str | None, token: str | None) -> Any:
+    from ._client import RunnerClient
+
+    return RunnerClient(*resolve_runner(url, token))
+
+
+@main.command()
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def status(url: str | None, token: str | None, as_json: bool) -> None:
+    """Show the runner, its sessions and their workers."""
+    client = _client(url, token)
+    described = client.request("GET", "/api/v1/runner")
+    sessions = client.request("GET", "/api/v1/sessions")["sessions"]
+    lines = [
+        f"runner    {client.url}  v{described['version']}, {described['backend']} backend, "
+        f"Python {described['python']}, pid {described['pid']}",
+        f"data      {described['data_dir']}",
+        f"sessions  {described['sessions']}, workers {described['workers']}, "
+        f"cells run {described['cells_run']}",
+    ]
+    for session in sessions:
+        pids = ", ".join(str(worker["pid"]) for worker in session["workers"]) or "no worker"
+        lines.append(f"  {session['id']}  {session['notebook'] or '-'}  ({pids})")
+    display({"runner": described, "sessions": sessions}, lines, as_json)
+
+
+@main.command()
+@click.argument("notebook", default="notebooks/quickstart.ipynb", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="Also save the executed notebook.")
+def demo(notebook: Path, output: Path | None) -> None:
+    """Run a notebook (the quickstart) headless on the embedded runner and show its outputs."""
+    from ._demo import run_demo
+
+    if not notebook.exists():
+        raise click.UsageError(f"{notebook} not found: run this from the nbremote checkout")
+    sys.exit(run_demo(notebook, output))

@@ -1,0 +1,85 @@
+"""Exceptions raised by nbremote.
+
+Every error derives from one root, so ``except nbremote.NbremoteError`` catches them all::
+
+    NbremoteError
+    ├── RunnerUnavailable      the runner is down, unreachable or did not start
+    ├── AuthenticationError    the runner refused the token (HTTP 401)
+    ├── RunnerError            the runner answered with an error document
+    ├── SerializationError     a value cannot be pickled or unpickled (names the value)
+    ├── VersionMismatch        the worker's Python differs from the kernel's
+    ├── WorkerDied             the worker process exited in the middle of a call
+    └── RemoteError            the remote code raised; carries the remote traceback
+
+Each message names the culprit and a way out.
+"""
+
+from __future__ import annotations
+
+
+class NbremoteError(Exception):
+    """Root of every nbremote error."""
+
+
+class RunnerUnavailable(NbremoteError):
+    """The runner could not be reached, or did not answer in time."""
+
+
+class AuthenticationError(NbremoteError):
+    """The runner refused the bearer token."""
+
+
+class RunnerError(NbremoteError):
+    """The runner answered with ``{"error": {"type", "message"}}``.
+
+    Args:
+        kind: the error type the runner named.
+        message: the runner's message.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+class SerializationError(NbremoteError):
+    """A value could not be pickled (before sending) or unpickled (after receiving).
+
+    Args:
+        name: the variable or argument the value belongs to.
+        reason: why each pickler refused it.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"cannot serialize {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class VersionMismatch(NbremoteError):
+    """The worker runs a Python whose pickles the kernel cannot exchange with."""
+
+
+class WorkerDied(NbremoteError):
+    """The worker process exited while running a call; the next call gets a new worker."""
+
+
+class RemoteError(NbremoteError):
+    """The remote code raised. IPython shows the remote traceback instead of a local one.
+
+    Args:
+        ename: the remote exception's class name.
+        evalue: its message.
+        traceback: the remote traceback, one (ANSI-coloured) string per entry.
+    """
+
+    def __init__(self, ename: str, evalue: str, traceback: list[str]) -> None:
+        super().__init__(f"{ename}: {evalue}" if evalue else ename)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+
+    def _render_traceback_(self) -> list[str]:
+        """Used by IPython to display the remote traceback in place of the local one."""
+        return self.traceback

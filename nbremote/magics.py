@@ -1,0 +1,210 @@
+"""The IPython magics: ``%%remote`` runs a cell on the runner, ``%remote ...`` manages it.
+
+Thin by design: flags are parsed here, the work is done by `nbremote._cell` and
+`nbremote._session`. User mistakes raise `UsageError`; remote output is re-published in the
+cell through ``shell.display_pub``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import _session
+from ._cell import CellOptions, CellOutcome, raise_for, run_cell
+from ._namespace import unpack
+from ._protocol import Header
+from .errors import SerializationError
+from .schema import WorkerSpec
+
+SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def _human(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "?"
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+@magics_class
+class RemoteMagics(Magics):
+    """``%%remote`` and ``%remote connect|status|pull|push|reset``."""
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        # Names whose newest value stayed on the worker, with the id of the (older) local value
+        # then: while that local value is unchanged, it must not overwrite the remote one.
+        self.remote_only: dict[str, int] = {}
+
+    # -- output ------------------------------------------------------------------------------
+
+    def show(self, frame: Header, buffers: list[bytearray]) -> None:
+        """Reproduce one output frame of the remote cell in this cell."""
+        op = frame["op"]
+        if op == "stream":
+            stream = sys.stdout if frame["name"] == "stdout" else sys.stderr
+            stream.write(frame["text"])
+            stream.flush()
+        elif op in ("display", "result"):
+            sys.stdout.flush()
+            self.shell.display_pub.publish(
+                data=frame["data"], metadata=frame["metadata"],
+                transient=frame.get("transient") or None, update=frame.get("update", False),
+            )
+        elif op == "clear_output":
+            self.shell.display_pub.clear_output(frame["wait"])
+
+    def _stays_remote(self, name: str) -> bool:
+        return self.remote_only.get(name) == id(self.shell.user_ns.get(name))
+
+    def _report(self, outcome: CellOutcome) -> None:
+        for name in outcome.bound:
+            self.remote_only.pop(name, None)
+        for name, reason in outcome.stayed_remote.items():
+            self.remote_only[name] = id(self.shell.user_ns.get(name))
+            print(
+                f"nbremote: {name!r} stayed on the worker: {reason}. Keep using it in %%remote "
+                f"cells, or turn it into something picklable and `%remote pull {name}`",
+                file=sys.stderr,
+            )
+
+    # -- the magic -----------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--in", dest="inputs", metavar="A,B", help="ship exactly these names")
+    @argument("--out", dest="outputs", metavar="X,Y", help="bring back exactly these names")
+    @argument("--fresh", action="store_true", help="start a new worker (empty namespace)")
+    @argument("--timeout", type=float, metavar="S", help="stop the cell after S seconds")
+    @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
+    @line_cell_magic
+    def remote(self, line: str, cell: str | None = None) -> None:
+        """Run the cell on the nbremote runner, or manage it: ``%remote connect|status|pull|push|reset``.
+
+        Example::
+
+            %%remote --timeout 600
+            model.fit(X, y)
+        """
+        if cell is None:
+            self._subcommand(line)
+            return
+        args = parse_argstring(self.remote, line)
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+        options = CellOptions(
+            inputs=_names(args.inputs), outputs=_names(args.outputs), fresh=args.fresh,
+            timeout=args.timeout, env=_env(args.env),
+        )
+        if options.fresh:
+            self.remote_only.clear()
+        # The magic line stays as a comment, so remote tracebacks count lines as the cell does.
+        code = f"# %%remote {line}\n{cell}"
+        try:
+            outcome = run_cell(
+                _session.current_session(), code, self.shell.user_ns, options, self.show,
+                hidden=self.shell.user_ns_hidden, stays_remote=self._stays_remote,
+                execution_count=self.shell.execution_count,
+            )
+        except NameError as exc:
+            raise UsageError(str(exc)) from None
+        self._report(outcome)
+
+    # -- %remote subcommands --------------------------------------------------------------------
+
+    def _subcommand(self, line: str) -> None:
+        words = shlex.split(line)
+        if not words or words[0] not in SUBCOMMANDS:
+            raise UsageError(f"%remote takes one of: {', '.join(SUBCOMMANDS)} (or use %%remote over a cell)")
+        verb, rest = words[0], words[1:]
+        getattr(self, f"_{verb}")(rest)
+
+    def _connect(self, args: list[str]) -> None:
+        if not args or args[0].startswith("-"):
+            raise UsageError("usage: %remote connect URL [--token TOKEN]")
+        token = None
+        if "--token" in args:
+            position = args.index("--token")
+            if position + 1 >= len(args):
+                raise UsageError("--token needs a value")
+            token = args[position + 1]
+        session = _session.connect(args[0], token)
+        self.remote_only.clear()
+        print(f"nbremote: connected to {session.client.url}")
+
+    def _status(self, args: list[str]) -> None:
+        session = _session.current_session()
+        described = session.describe()
+        print(f"runner   {session.client.url}  (workers run Python {described['python']})")
+        print(f"session  {session.id}" + (f"  {session.notebook}" if session.notebook else ""))
+        if not described["workers"]:
+            print("worker   none yet: the next %%remote cell starts one")
+        for worker in described["workers"]:
+            state = "busy" if worker["busy"] else "idle"
+            print(
+                f"worker   pid {worker['pid']}, up {worker['uptime_s']:.0f} s, "
+                f"{_human(worker['rss_bytes'])} resident, {worker['cells_run']} cells, {state}"
+            )
+            for obj in worker["objects"]:
+                print(f"  {obj['name']:<20} {obj['type']:<20} {_human(obj['nbytes'])}")
+
+    def _pull(self, names: list[str]) -> None:
+        if not names:
+            raise UsageError("usage: %remote pull NAME [NAME ...]")
+        session = _session.current_session()
+        spec = WorkerSpec()
+        header = {"op": "pull", "names": names, "spec": spec.model_dump()}
+        done, buffers = session.call(header, [], self.show, spec_key=spec.key())
+        raise_for(done)
+        values, failed = unpack(done["outputs"], buffers, self.shell.user_ns)
+        self.shell.user_ns.update(values)
+        stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
+        self._report(CellOutcome(list(values), [], stayed))
+
+    def _push(self, names: list[str]) -> None:
+        if not names:
+            raise UsageError("usage: %remote push NAME [NAME ...]")
+        missing = [name for name in names if name not in self.shell.user_ns]
+        if missing:
+            raise UsageError(f"not defined in this notebook: {', '.join(missing)}")
+        options = CellOptions(inputs=names, outputs=[])
+        try:
+            run_cell(_session.current_session(), "", self.shell.user_ns, options, self.show)
+        except SerializationError as exc:
+            raise UsageError(str(exc)) from None
+        for name in names:
+            self.remote_only.pop(name, None)
+
+    def _reset(self, args: list[str]) -> None:
+        _session.current_session().reset()
+        self.remote_only.clear()
+        print("nbremote: the remote namespace was dropped; the next cell starts a new worker")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext nbremote``)."""
+    ipython.register_magics(RemoteMagics(ipython))

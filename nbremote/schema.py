@@ -1,0 +1,105 @@
+"""The wire schema: every JSON document that crosses the runner's HTTP API.
+
+Models are named by verb and resource (``CreateSession``, ``DescribeSession``), imported alike
+by the client, the runner and the Jupyter server extension; the runner's OpenAPI document is
+generated from them. The binary frames of the hot path are described in ``nbremote._protocol``;
+their ``spec`` object is `WorkerSpec`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Model):
+    """What went wrong, for a machine (``type``) and a person (``message``)."""
+
+    type: str
+    message: str
+
+
+class ErrorResponse(_Model):
+    """The body of every non-2xx answer."""
+
+    error: ErrorDetail
+
+
+class Health(_Model):
+    """Answer of ``GET /api/v1/health``: the runner is up and ready."""
+
+    status: str = "ok"
+    version: str
+
+
+class WorkerSpec(_Model):
+    """What a warm worker is started with; workers are shared only between equal specs."""
+
+    env: dict[str, str] = Field(default_factory=dict)
+
+    def key(self) -> str:
+        """A stable string that identifies workers interchangeable for this spec."""
+        return self.model_dump_json()
+
+
+class DescribeObject(_Model):
+    """One name in a worker's namespace."""
+
+    name: str
+    type: str
+    nbytes: int | None = None
+
+
+class DescribeWorker(_Model):
+    """A warm worker: its process and what it holds."""
+
+    id: str
+    pid: int
+    spec: WorkerSpec
+    started_at: float
+    uptime_s: float
+    rss_bytes: int | None
+    busy: bool
+    cells_run: int
+    objects: list[DescribeObject]
+
+
+class CreateSession(_Model):
+    """Open (or re-open) the runner-side session of one notebook kernel."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    notebook: str | None = None
+
+
+class DescribeSession(_Model):
+    """A notebook's session: its warm workers and the Python they run."""
+
+    id: str
+    notebook: str | None
+    created_at: float
+    python: str = Field(description="Python version of the session's default worker environment")
+    workers: list[DescribeWorker]
+
+
+class ListSessionsResponse(_Model):
+    """All sessions the runner holds."""
+
+    sessions: list[DescribeSession]
+
+
+class DescribeRunner(_Model):
+    """The runner itself."""
+
+    version: str
+    backend: str
+    python: str
+    pid: int
+    data_dir: str
+    started_at: float
+    idle_timeout_s: float | None
+    sessions: int
+    workers: int
+    cells_run: int

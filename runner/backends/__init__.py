@@ -1,0 +1,17 @@
+"""Where workers run: one `Backend` per kind (process today; docker and ray to come)."""
+
+from __future__ import annotations
+
+from .base import Backend, WorkerProcess, WorkerStartError
+from .process import ProcessBackend
+
+
+def make_backend(name: str, data_dir: str) -> Backend:
+    """The backend called ``name``, or a ValueError listing those that exist."""
+    backends = {"process": ProcessBackend}
+    if name not in backends:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
+    return backends[name](data_dir)
+
+
+__all__ = ["Backend", "ProcessBackend", "WorkerProcess", "WorkerStartError", "make_backend"]

@@ -1,0 +1,71 @@
+"""The contract between the runner and a place where workers run.
+
+A backend starts a worker for a `WorkerSpec` and hands back a `WorkerProcess`: a frame stream to
+the worker program (`nbremote_runner.worker`, already past its ``hello``), plus the few process
+controls the runner needs. Everything above this line (sessions, the warm pool, routing frames) is
+backend-agnostic.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from tornado.iostream import IOStream
+
+from nbremote._protocol import Header
+from nbremote.schema import WorkerSpec
+
+
+class WorkerStartError(Exception):
+    """A worker could not be started; the message says why (exit status, log tail)."""
+
+
+class WorkerProcess(abc.ABC):
+    """A running worker: its frame stream, its hello, and controls over its process."""
+
+    def __init__(self, worker_id: str, spec: WorkerSpec, stream: IOStream, hello: Header) -> None:
+        self.id = worker_id
+        self.spec = spec
+        self.stream = stream
+        self.hello = hello
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id, as the worker reported it."""
+        pid: int = self.hello["pid"]
+        return pid
+
+    @abc.abstractmethod
+    def interrupt(self) -> None:
+        """Interrupt the running cell (like Ctrl-C); the worker survives."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop the worker for good and free what it held."""
+
+    @abc.abstractmethod
+    async def exit_status(self) -> str:
+        """After the stream closed: how the worker ended ("exit code 1", "signal SIGKILL")."""
+
+    @abc.abstractmethod
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the worker, if known."""
+
+
+class Backend(abc.ABC):
+    """Starts workers."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def start_worker(self, spec: WorkerSpec) -> WorkerProcess:
+        """Start a worker for ``spec`` and wait for its hello.
+
+        Raises:
+            WorkerStartError: the worker exited or did not answer in time.
+        """
+
+    @property
+    @abc.abstractmethod
+    def python_version(self) -> str:
+        """The Python version of the default worker environment."""

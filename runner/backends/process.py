@@ -1,0 +1,111 @@
+"""The process backend: each worker is a local child process of the runner.
+
+The worker runs in the runner's own environment (whatever the notebook can import, the worker
+can import), in a scratch directory of its own, in a new session so that a Ctrl-C in the
+runner's terminal does not reach it, talking to the runner over a socket pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psutil
+from tornado.iostream import IOStream, StreamClosedError
+
+from nbremote.schema import WorkerSpec
+
+from ..frames import read_frame
+from .base import Backend, WorkerProcess, WorkerStartError
+
+HELLO_TIMEOUT = 60.0
+
+
+class LocalWorker(WorkerProcess):
+    """A worker that is a child process of the runner."""
+
+    def __init__(
+        self, worker_id: str, spec: WorkerSpec, stream: IOStream, proc: subprocess.Popen[bytes],
+        scratch: Path, hello: dict[str, object],
+    ) -> None:
+        super().__init__(worker_id, spec, stream, hello)
+        self._proc = proc
+        self._scratch = scratch
+
+    def interrupt(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+
+    async def stop(self) -> None:
+        self.stream.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        await self.exit_status()
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: shutil.rmtree(self._scratch, ignore_errors=True)
+        )
+
+    async def exit_status(self) -> str:
+        for _ in range(100):  # the socket closes a moment before the process is reaped
+            code = self._proc.poll()
+            if code is not None:
+                return describe_exit(code)
+            await asyncio.sleep(0.01)
+        return "still running"
+
+    def rss_bytes(self) -> int | None:
+        try:
+            return psutil.Process(self._proc.pid).memory_info().rss
+        except psutil.Error:
+            return None
+
+
+def describe_exit(code: int) -> str:
+    """A return code in words: ``exit code 3`` or ``killed by signal SIGKILL``."""
+    if code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+class ProcessBackend(Backend):
+    """Workers as local processes in the runner's Python environment."""
+
+    name = "process"
+
+    def __init__(self, data_dir: str) -> None:
+        self._scratch_root = Path(data_dir) / "scratch"
+
+    @property
+    def python_version(self) -> str:
+        return platform.python_version()
+
+    async def start_worker(self, spec: WorkerSpec) -> WorkerProcess:
+        worker_id = uuid.uuid4().hex[:12]
+        scratch = self._scratch_root / worker_id
+        scratch.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, **spec.env}
+        # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
+        command = [sys.executable, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
+        proc = subprocess.Popen(
+            command, pass_fds=[theirs.fileno()], cwd=scratch, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+        )
+        theirs.close()
+        stream = IOStream(ours, max_buffer_size=1 << 62)
+        try:
+            hello, _ = await asyncio.wait_for(read_frame(stream), HELLO_TIMEOUT)
+        except (StreamClosedError, TimeoutError) as exc:
+            proc.kill()
+            status = describe_exit(proc.wait())
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise WorkerStartError(f"the worker did not start ({status}); see the runner's log") from exc
+        return LocalWorker(worker_id, spec, stream, proc, scratch, hello)

@@ -1,0 +1,199 @@
+"""The runner's HTTP API: thin handlers, auth and errors done once in `BaseHandler`.
+
+Each handler declares its operations in ``api`` (method -> `Operation`), from which the OpenAPI
+document is generated (`nbremote_runner.openapi`). The route table is at the bottom.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+from tornado.web import HTTPError, RequestHandler
+
+from nbremote import __version__
+from nbremote.schema import (
+    CreateSession,
+    DescribeRunner,
+    DescribeSession,
+    ErrorResponse,
+    Health,
+    ListSessionsResponse,
+)
+
+from .channel import serve_channel
+
+if TYPE_CHECKING:
+    from .service import Runner
+
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method of one route, for the OpenAPI document."""
+
+    summary: str
+    response: type[BaseModel] | None = None
+    request: type[BaseModel] | None = None
+    status: int = 200
+
+
+class ApiError(HTTPError):
+    """An error answered as ``{"error": {"type", "message"}}`` with this status."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(status, reason=None)
+        self.kind = kind
+        self.message = message
+
+
+class BaseHandler(RequestHandler):
+    """Bearer-token auth in `prepare`, JSON errors in `write_error`, pydantic in and out."""
+
+    api: dict[str, Operation] = {}
+    public = False
+
+    @property
+    def runner(self) -> Runner:
+        """The runner this handler serves."""
+        runner: Runner = self.settings["runner"]
+        return runner
+
+    def prepare(self) -> None:
+        token = self.runner.config.token
+        if self.public or not token:
+            return
+        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise ApiError(401, "Unauthorized", "missing or wrong bearer token")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            kind, message = exc.kind, exc.message
+        else:
+            kind, message = self._reason, self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(ErrorResponse(error={"type": kind, "message": message}).model_dump_json())
+
+    def parse(self, model: type[BaseModel]) -> Any:
+        """The request body as ``model``; 422 naming the bad field if it does not fit."""
+        try:
+            return model.model_validate_json(self.request.body or b"{}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "body"
+            raise ApiError(422, "ValidationError", f"{field}: {first['msg']}") from exc
+
+    def reply(self, model: BaseModel, status: int = 200) -> None:
+        """Answer with a model as JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(model.model_dump_json())
+
+    def session_or_404(self, session_id: str) -> Any:
+        """The session, or a 404 that says how to make one."""
+        session = self.runner.sessions.get(session_id)
+        if session is None:
+            raise ApiError(404, "NotFound", f"no session {session_id!r}; create it with POST {API}/sessions")
+        return session
+
+
+class HealthHandler(BaseHandler):
+    api = {"get": Operation("Whether the runner is up (no token needed)", Health)}
+    public = True
+
+    def get(self) -> None:
+        self.reply(Health(version=__version__))
+
+
+class OpenAPIHandler(BaseHandler):
+    api = {"get": Operation("This document")}
+    public = True
+
+    def get(self) -> None:
+        from .openapi import openapi_document
+
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(openapi_document(ROUTES)))
+
+
+class RunnerHandler(BaseHandler):
+    api = {"get": Operation("Describe the runner", DescribeRunner)}
+
+    async def get(self) -> None:
+        self.reply(await self.runner.describe())
+
+
+class SessionsHandler(BaseHandler):
+    api = {
+        "get": Operation("List notebook sessions", ListSessionsResponse),
+        "post": Operation("Open a notebook session", DescribeSession, CreateSession, 201),
+    }
+
+    def get(self) -> None:
+        python = self.runner.backend.python_version
+        sessions = [session.describe(python) for session in self.runner.sessions]
+        self.reply(ListSessionsResponse(sessions=sessions))
+
+    def post(self) -> None:
+        request: CreateSession = self.parse(CreateSession)
+        session, created = self.runner.sessions.open(request.id, request.notebook)
+        self.set_header("Location", f"{API}/sessions/{session.id}")
+        self.reply(session.describe(self.runner.backend.python_version), 201 if created else 200)
+
+
+class SessionHandler(BaseHandler):
+    api = {
+        "get": Operation("Describe a session and its warm workers", DescribeSession),
+        "delete": Operation("Close a session and stop its workers", status=204),
+    }
+
+    def get(self, session_id: str) -> None:
+        session = self.session_or_404(session_id)
+        self.reply(session.describe(self.runner.backend.python_version))
+
+    async def delete(self, session_id: str) -> None:
+        self.session_or_404(session_id)
+        await self.runner.sessions.drop(session_id)
+        self.set_status(204)
+
+
+class SessionWorkersHandler(BaseHandler):
+    api = {"delete": Operation("Stop a session's workers (its remote namespace)", status=204)}
+
+    async def delete(self, session_id: str) -> None:
+        await self.session_or_404(session_id).reset()
+        self.set_status(204)
+
+
+class ChannelHandler(BaseHandler):
+    api = {"get": Operation("Upgrade to the session's frame channel (Upgrade: nbremote-frames)")}
+
+    async def get(self, session_id: str) -> None:
+        session = self.session_or_404(session_id)
+        if self.request.headers.get("Upgrade", "").lower() != "nbremote-frames":
+            raise ApiError(400, "BadRequest", "this route needs 'Upgrade: nbremote-frames'")
+        stream = self.detach()
+        stream.set_nodelay(True)  # frames are small and latency-bound
+        stream.max_buffer_size = 1 << 62  # big inputs are read into their own buffers
+        await stream.write(
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            b"Upgrade: nbremote-frames\r\nConnection: Upgrade\r\n\r\n"
+        )
+        await serve_channel(self.runner, session, stream)
+
+
+ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    (f"{API}/health", HealthHandler),
+    (f"{API}/openapi.json", OpenAPIHandler),
+    (f"{API}/runner", RunnerHandler),
+    (f"{API}/sessions", SessionsHandler),
+    (f"{API}/sessions/([A-Za-z0-9_-]+)", SessionHandler),
+    (f"{API}/sessions/([A-Za-z0-9_-]+)/workers", SessionWorkersHandler),
+    (f"{API}/sessions/([A-Za-z0-9_-]+)/channel", ChannelHandler),
+]

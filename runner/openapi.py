@@ -1,0 +1,65 @@
+"""The OpenAPI document of the runner's API, generated from the handlers and the wire schema."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from nbremote import __version__
+from nbremote.schema import ErrorResponse
+
+
+def _path(pattern: str) -> tuple[str, list[str]]:
+    """``/sessions/([A-Za-z0-9_-]+)/channel`` -> ``/sessions/{session_id}/channel``."""
+    names: list[str] = []
+
+    def name(_: re.Match[str]) -> str:
+        names.append("session_id")
+        return "{session_id}"
+
+    return re.sub(r"\([^)]*\)", name, pattern), names
+
+
+def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
+    """OpenAPI 3.1 for ``routes`` (pattern, handler class with an ``api`` table)."""
+    models: set[type[BaseModel]] = {ErrorResponse}
+    for _, handler in routes:
+        for op in handler.api.values():
+            models.update(m for m in (op.request, op.response) if m is not None)
+    _, schemas = models_json_schema(
+        [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+
+    paths: dict[str, Any] = {}
+    for pattern, handler in routes:
+        path, params = _path(pattern)
+        for method, op in handler.api.items():
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params],
+                "responses": {
+                    str(op.status): {"description": "success", **(ref(op.response) if op.response else {})},
+                    "default": {"description": "error", **ref(ErrorResponse)},
+                },
+            }
+            if op.request is not None:
+                entry["requestBody"] = {"required": True, **ref(op.request)}
+            if not handler.public:
+                entry["security"] = [{"bearer": []}]
+            paths.setdefault(path, {})[method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "nbremote runner", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,198 @@
+"""The runner service: configuration, start-up, the HTTP server, idle shutdown, stop.
+
+`serve` runs a runner in the foreground until SIGINT/SIGTERM (or, for the embedded runner, until
+it has been idle for its ``idle_timeout``). An embedded runner announces itself in a runtime file,
+``runner.json`` in its data dir, which clients read to find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+
+from nbremote import __version__
+from nbremote.schema import DescribeRunner
+
+from .backends import Backend, make_backend
+from .handlers import ROUTES, ApiError, BaseHandler
+from .sessions import SessionRegistry, SparePool
+from .state import State
+
+RUNTIME_FILE = "runner.json"
+
+
+@dataclass
+class RunnerConfig:
+    """How a runner is started.
+
+    Args:
+        data_dir: where the runner keeps its state (SQLite file, scratch dirs, runtime file).
+        host: address to listen on; anything but loopback requires a token.
+        port: port to listen on; 0 picks a free one.
+        backend: where workers run (``process``).
+        token: bearer token every API call must carry (health excepted); None on loopback only.
+        idle_timeout: exit after this many seconds with no client connected; None: never.
+        embedded: write the runtime file so that kernels of this user find the runner.
+        session_grace: seconds a session's workers outlive its kernel's last connection.
+        spare_worker: keep a booted worker ready for the next new notebook.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    backend: str = "process"
+    token: str | None = None
+    idle_timeout: float | None = None
+    embedded: bool = False
+    session_grace: float = 600.0
+    spare_worker: bool = True
+
+    def check(self) -> None:
+        """Refuse an unsafe or impossible configuration, saying what to change."""
+        if not self.token and not _is_loopback(self.host):
+            raise ValueError(
+                f"listening on {self.host} runs pickled code for anyone who can connect: "
+                "pass --token (or listen on 127.0.0.1)"
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise ApiError(404, "NotFound", f"no route {self.request.path}")
+
+
+class Runner:
+    """A running runner: HTTP API, sessions and their workers, state."""
+
+    def __init__(self, config: RunnerConfig) -> None:
+        config.check()
+        self.config = config
+        self.started_at = time.time()
+        self.state = State(config.data_dir / "state.db")
+        self.backend: Backend = make_backend(config.backend, str(config.data_dir))
+        self.stopped = asyncio.Event()
+        self.port = config.port
+        self._last_touch = time.monotonic()
+        self._server: HTTPServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        """Where clients reach the runner."""
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Open the state, boot the spare worker, listen, and announce the runner."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.state.open()
+        self.sessions = SessionRegistry(SparePool(self.backend, self.config.spare_worker), self.config.session_grace)
+        app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
+        sockets = bind_sockets(self.config.port, address=self.config.host, family=socket.AF_INET if "." in self.config.host else socket.AF_UNSPEC)
+        self.port = sockets[0].getsockname()[1]
+        self._server = HTTPServer(app)
+        self._server.add_sockets(sockets)
+        self._tasks.append(asyncio.create_task(self._maintain()))
+        if self.config.embedded:
+            self._write_runtime_file()
+
+    def _write_runtime_file(self) -> None:
+        path = self.config.data_dir / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        document = {"url": self.url, "token": self.config.token, "pid": os.getpid(), "version": __version__}
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
+        with os.fdopen(fd, "w") as file:
+            json.dump(document, file)
+        os.replace(tmp, path)
+
+    def _remove_runtime_file(self) -> None:
+        path = self.config.data_dir / RUNTIME_FILE
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def touch(self) -> None:
+        """Note client activity (it postpones the idle shutdown)."""
+        self._last_touch = time.monotonic()
+
+    def idle(self) -> bool:
+        """Whether nobody is connected and nothing runs."""
+        return all(
+            session.channels == 0 and not any(worker.busy for worker in session.workers)
+            for session in self.sessions
+        )
+
+    async def _maintain(self) -> None:
+        timeout = self.config.idle_timeout
+        period = min(10.0, timeout / 4) if timeout else 10.0
+        while True:
+            await asyncio.sleep(period)
+            await self.sessions.reap()
+            if timeout and self.idle() and time.monotonic() - self._last_touch > timeout:
+                self.stopped.set()
+                return
+
+    async def describe(self) -> DescribeRunner:
+        """The runner as the API shows it."""
+        return DescribeRunner(
+            version=__version__,
+            backend=self.backend.name,
+            python=self.backend.python_version,
+            pid=os.getpid(),
+            data_dir=str(self.config.data_dir),
+            started_at=self.started_at,
+            idle_timeout_s=self.config.idle_timeout,
+            sessions=len(self.sessions),
+            workers=sum(len(session.workers) for session in self.sessions),
+            cells_run=await self.state.count_runs(),
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, stop every worker, close the state."""
+        if self.config.embedded:
+            self._remove_runtime_file()
+        if self._server is not None:
+            self._server.stop()
+        for task in self._tasks:
+            task.cancel()
+        await self.sessions.close()
+        await self.state.close()
+
+
+def serve(config: RunnerConfig, announce: Callable[[Runner], None]) -> None:
+    """Run a runner in the foreground until it is told to stop (or idles out)."""
+
+    async def main() -> None:
+        runner = Runner(config)
+        await runner.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stopped.set)
+        announce(runner)
+        await runner.stopped.wait()
+        await runner.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,160 @@
+"""Notebook sessions and the warm workers that belong to them.
+
+A session is one notebook kernel. It owns at most one warm worker per `WorkerSpec` (its remote
+namespace lives there), created on first use and kept until the session is reset, the worker dies,
+or the kernel has been gone for `SessionRegistry.grace` seconds. A spare worker for the default
+spec is kept booted, so that a new notebook's first cell does not wait for Python and IPython to
+start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from nbremote.schema import DescribeSession, WorkerSpec
+
+from .backends import Backend
+from .workers import Worker
+
+Status = Callable[[str], Awaitable[None]]
+DEFAULT_SPEC = WorkerSpec()
+
+
+class SparePool:
+    """One booted worker for the default spec, handed out on demand and replaced in background."""
+
+    def __init__(self, backend: Backend, enabled: bool = True) -> None:
+        self._backend = backend
+        self._enabled = enabled
+        self._spare: asyncio.Task[Worker] | None = None
+        self.refill()
+
+    def refill(self) -> None:
+        """Start booting a spare if there is none."""
+        if self._enabled and self._spare is None:
+            self._spare = asyncio.create_task(self._start(DEFAULT_SPEC))
+
+    async def _start(self, spec: WorkerSpec) -> Worker:
+        return Worker(await self._backend.start_worker(spec))
+
+    async def take(self, spec: WorkerSpec) -> Worker:
+        """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
+        if spec == DEFAULT_SPEC and self._spare is not None:
+            spare, self._spare = self._spare, None
+            self.refill()
+            try:
+                worker = await spare
+                if worker.alive:
+                    return worker
+            except Exception:
+                pass  # a spare that failed to boot: start one in the caller's sight instead
+        return await self._start(spec)
+
+    async def close(self) -> None:
+        """Stop the spare."""
+        self._enabled = False
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            try:
+                await (await spare).stop()
+            except Exception:
+                pass
+
+
+class Session:
+    """One notebook kernel's state on the runner: its warm workers, one per spec."""
+
+    def __init__(self, session_id: str, notebook: str | None, pool: SparePool) -> None:
+        self.id = session_id
+        self.notebook = notebook
+        self.created_at = time.time()
+        self.channels = 0
+        self.detached_since = time.monotonic()
+        self._workers: dict[str, Worker] = {}
+        self._pool = pool
+        self._lock = asyncio.Lock()
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The session's live workers."""
+        return [worker for worker in self._workers.values() if worker.alive]
+
+    def find(self, spec: WorkerSpec) -> Worker | None:
+        """The live worker for ``spec``, if there is one."""
+        worker = self._workers.get(spec.key())
+        return worker if worker is not None and worker.alive else None
+
+    async def worker_for(self, spec: WorkerSpec, fresh: bool, status: Status) -> Worker:
+        """The session's worker for ``spec``; a new one if none is alive or ``fresh`` is asked."""
+        async with self._lock:
+            worker = self.find(spec)
+            if worker is not None and not fresh:
+                return worker
+            if worker is not None:
+                await worker.stop()
+            await status("starting a worker")
+            worker = self._workers[spec.key()] = await self._pool.take(spec)
+            return worker
+
+    async def reset(self) -> None:
+        """Stop every worker: the next cell starts with an empty namespace."""
+        workers, self._workers = list(self._workers.values()), {}
+        await asyncio.gather(*(worker.stop() for worker in workers))
+
+    def describe(self, python: str) -> DescribeSession:
+        """The session as the API shows it."""
+        return DescribeSession(
+            id=self.id,
+            notebook=self.notebook,
+            created_at=self.created_at,
+            python=python,
+            workers=[worker.describe() for worker in self.workers],
+        )
+
+
+class SessionRegistry:
+    """All sessions; those whose kernel has been gone for ``grace`` seconds are dropped."""
+
+    def __init__(self, pool: SparePool, grace: float) -> None:
+        self.pool = pool
+        self.grace = grace
+        self._sessions: dict[str, Session] = {}
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> Session | None:
+        """The session with this id, if any."""
+        return self._sessions.get(session_id)
+
+    def open(self, session_id: str, notebook: str | None) -> tuple[Session, bool]:
+        """The session with this id, created if new; and whether it was created."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session, False
+        session = self._sessions[session_id] = Session(session_id, notebook, self.pool)
+        return session, True
+
+    async def drop(self, session_id: str) -> None:
+        """Stop a session's workers and forget it."""
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            await session.reset()
+
+    async def reap(self) -> None:
+        """Drop the sessions whose kernel has had no channel open for ``grace`` seconds."""
+        now = time.monotonic()
+        for session in self:
+            if session.channels == 0 and now - session.detached_since > self.grace:
+                await self.drop(session.id)
+
+    async def close(self) -> None:
+        """Stop every worker, the spare included."""
+        for session in self:
+            await self.drop(session.id)
+        await self.pool.close()

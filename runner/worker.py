@@ -1,0 +1,270 @@
+"""The worker: runs one notebook's cells in a persistent IPython namespace.
+
+A backend starts it as ``python -P -m nbremote_runner.worker --fd N`` with one end of a socket to
+the runner on descriptor N. It imports the standard library, IPython and nbremote's frame and
+pickle helpers only (never the runner), so that it starts fast inside any container.
+
+Frames (see `nbremote._protocol`):
+  runner -> worker   exec {code, inputs, outputs, deletes, execution_count} · blobs · pull {names}
+  worker -> runner   hello · need {hashes} · stream · display · clear_output · result · done
+
+Inputs arrive as content-hashed payloads. The worker keeps each object it received or sent back
+under its hash while that object is still bound in the namespace, so an unchanged input is not
+sent twice; a kept object is re-hashed before reuse, so one mutated in place is asked for again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from types import FrameType, ModuleType
+from typing import Any
+
+from nbremote._protocol import FrameReader, Header
+from nbremote._serialize import Payload, dumps, loads
+from nbremote.errors import SerializationError
+
+from .worker_io import (
+    FrameStream,
+    Outbox,
+    WorkerShell,
+    capture_fd,
+    flush_streams,
+    start_flusher,
+)
+
+_MISSING = object()
+_SUMMARY_LIMIT = 200
+
+
+class _InputError(Exception):
+    """An input could not be bound; becomes the cell's error without running it."""
+
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(evalue)
+        self.error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+
+
+class Worker:
+    """Serves frames from the runner until the socket closes."""
+
+    def __init__(self, sock: socket.socket, outbox: Outbox) -> None:
+        from traitlets.config import Config
+
+        self.reader = FrameReader(sock)
+        self.outbox = outbox
+        config = Config({"HistoryManager": {"enabled": False}})
+        self.shell = WorkerShell.instance(outbox=outbox, config=config)
+        self.cache: dict[str, object] = {}  # content hash -> object, while bound in the namespace
+        self.running = False
+        self.cells_run = 0
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        # The runner interrupts the running cell; between cells there is nothing to interrupt.
+        if self.running:
+            raise KeyboardInterrupt
+
+    def serve(self) -> None:
+        """Announce this worker, then answer requests one at a time."""
+        self.outbox.send("hello", pid=os.getpid(), python=platform.python_version())
+        handlers = {"exec": self.exec_cell, "pull": self.pull}
+        while True:
+            try:
+                header, buffers = self.reader.read()
+            except ConnectionError:
+                return
+            self.outbox.request_id = header["id"]
+            try:
+                handlers[header["op"]](header, buffers)
+            finally:
+                self.outbox.request_id = None
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def _cached(self, content_hash: str) -> object:
+        obj = self.cache.get(content_hash, _MISSING)
+        if obj is not _MISSING and _hash_of(obj) != content_hash:
+            del self.cache[content_hash]  # changed in place since: ask for it again
+            return _MISSING
+        return obj
+
+    def _bind_sent(self, items: list[Header], buffers: list[bytearray], into: dict[str, Any]) -> None:
+        position = 0
+        for item in items:
+            parts = buffers[position : position + item["nbuf"]]
+            position += item["nbuf"]
+            into[item["name"]] = self.cache[item["hash"]] = loads(item["name"], parts)
+
+    def _receive_inputs(self, inputs: list[Header], buffers: list[bytearray]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for item in inputs:
+            if "module" in item:
+                values[item["name"]] = _import(item["name"], item["module"])
+        sent = [item for item in inputs if item.get("nbuf")]
+        self._bind_sent(sent, buffers, values)
+        missing = []
+        for item in inputs:
+            if "hash" in item and not item.get("nbuf"):
+                obj = self._cached(item["hash"])
+                if obj is _MISSING:
+                    missing.append(item)
+                else:
+                    values[item["name"]] = obj
+        if missing:
+            self.outbox.send("need", hashes=[item["hash"] for item in missing])
+            header, blobs = self.reader.read()
+            self._bind_sent(header["items"], blobs, values)
+        return values
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def _send_back(self, names: list[str], known: dict[str, str]) -> tuple[list[Header], list[Any], list[Header]]:
+        """Serialize the named values; those the client already holds go by hash alone."""
+        items: list[Header] = []
+        buffers: list[Any] = []
+        unreturnable: list[Header] = []
+        ns = self.shell.user_ns
+        for name in names:
+            if name not in ns:
+                continue
+            obj = ns[name]
+            if isinstance(obj, ModuleType):
+                items.append({"name": name, "module": obj.__name__})
+                continue
+            try:
+                payload = dumps(name, obj)
+            except SerializationError as exc:
+                unreturnable.append({"name": name, "reason": exc.reason})
+                continue
+            self.cache[payload.hash] = obj
+            unchanged = known.get(name) == payload.hash
+            items.append({"name": name, "hash": payload.hash, "nbuf": 0 if unchanged else len(payload.parts)})
+            if not unchanged:
+                buffers.extend(payload.parts)
+        return items, buffers, unreturnable
+
+    def _prune_cache(self) -> None:
+        bound = {id(value) for value in self.shell.user_ns.values()}
+        self.cache = {h: obj for h, obj in self.cache.items() if id(obj) in bound}
+
+    def _summary(self) -> list[Header]:
+        hidden = self.shell.user_ns_hidden
+        summary = []
+        for name, value in self.shell.user_ns.items():
+            if name.startswith("_") or name in hidden or isinstance(value, ModuleType):
+                continue
+            nbytes = getattr(value, "nbytes", None)
+            summary.append({
+                "name": name,
+                "type": type(value).__name__,
+                "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
+            })
+            if len(summary) == _SUMMARY_LIMIT:
+                break
+        return summary
+
+    def _done(self, ok: bool, error: Header | None = None, buffers: list[Any] | None = None, **fields: Any) -> None:
+        self._prune_cache()
+        self.outbox.send(
+            "done",
+            buffers,
+            ok=ok,
+            error=error,
+            held=list(self.cache),
+            cells_run=self.cells_run,
+            namespace=self._summary(),
+            **fields,
+        )
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def exec_cell(self, header: Header, buffers: list[bytearray]) -> None:
+        """Bind the inputs, run the code, send back the outputs (only if it succeeded)."""
+        try:
+            values = self._receive_inputs(header["inputs"], buffers)
+        except SerializationError as exc:
+            self._done(False, _InputError("SerializationError", str(exc)).error)
+            return
+        except _InputError as exc:
+            self._done(False, exc.error)
+            return
+        ns = self.shell.user_ns
+        ns.update(values)
+        shell = self.shell
+        shell.execution_count = header.get("execution_count") or shell.execution_count
+        shell.last_error = None
+        self.cells_run += 1
+        self.running = True
+        try:
+            result = shell.run_cell(header["code"], store_history=False)
+        finally:
+            self.running = False
+        flush_streams()
+        if shell.last_error is not None or not result.success:
+            error = shell.last_error or {"ename": "Error", "evalue": repr(result.error_in_exec), "traceback": []}
+            self._done(False, error)
+            return
+        known = {item["name"]: item["hash"] for item in header["inputs"] if "hash" in item}
+        items, out_buffers, unreturnable = self._send_back(header["outputs"], known)
+        deleted = [name for name in header.get("deletes", []) if name not in ns]
+        self._done(True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted)
+
+    def pull(self, header: Header, buffers: list[bytearray]) -> None:
+        """Send named values back as they are in the namespace."""
+        absent = [name for name in header["names"] if name not in self.shell.user_ns]
+        if absent:
+            names = ", ".join(absent)
+            self._done(False, _InputError("NameError", f"not defined on the worker: {names}").error)
+            return
+        items, out_buffers, unreturnable = self._send_back(header["names"], {})
+        self._done(True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=[])
+
+
+def _hash_of(obj: object) -> str | None:
+    try:
+        payload: Payload = dumps("", obj)
+    except SerializationError:
+        return None
+    return payload.hash
+
+
+def _import(name: str, module: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise _InputError(
+            "ModuleNotFoundError",
+            f"{name!r} is the module {module!r}, which the worker cannot import ({exc}); "
+            "install it in the worker's image",
+        ) from exc
+
+
+def main() -> None:
+    """Entry point: ``python -P -m nbremote_runner.worker --fd N``."""
+    fd = int(sys.argv[sys.argv.index("--fd") + 1])
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    outbox = Outbox(sock)
+    log = os.fdopen(os.dup(2), "w", buffering=1)  # the worker's own errors go to the runner's log
+    stdout, stderr = FrameStream(outbox, "stdout"), FrameStream(outbox, "stderr")
+    capture_fd(1, stdout)
+    capture_fd(2, stderr)
+    sys.stdout, sys.stderr = stdout, stderr
+    start_flusher([stdout, stderr])
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    started = time.perf_counter()
+    try:
+        Worker(sock, outbox).serve()
+    except BaseException as exc:
+        print(f"nbremote worker {os.getpid()} failed after {time.perf_counter() - started:.1f}s: {exc!r}", file=log)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""How a worker's output leaves it: frames for print, stderr, display() and the last expression.
+
+Everything the running cell produces goes through one `Outbox` on the worker's socket, in the
+order it was produced: Python-level writes to ``sys.stdout``/``sys.stderr`` are buffered and sent
+at least every `FLUSH_INTERVAL` seconds (so progress bars move while the cell runs), rich output
+flushes the text before it, and writes to the file descriptors 1 and 2 (C extensions,
+subprocesses, ``!cmd``) are read from pipes and sent as the same streams.
+
+Standard library and IPython only: this runs inside every container.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbremote._protocol import Buffer, Header, send_frame
+
+FLUSH_INTERVAL = 0.05
+_FLUSH_SIZE = 1 << 16
+
+
+class Outbox:
+    """Sends frames on the worker's socket from any thread, tagged with the current request."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self.request_id: str | None = None
+
+    def send(self, op: str, buffers: list[Buffer] | None = None, **fields: Any) -> None:
+        """Send one frame; ``id`` is the request being served."""
+        header: Header = {"op": op, "id": self.request_id, **fields}
+        with self._lock:
+            send_frame(self._sock, header, buffers or [])
+
+
+class FrameStream(io.TextIOBase):
+    """A text stream (``sys.stdout`` or ``sys.stderr``) whose writes become ``stream`` frames."""
+
+    def __init__(self, outbox: Outbox, name: str) -> None:
+        super().__init__()
+        self._outbox = outbox
+        self.name = name  # type: ignore[misc]
+        self._pending: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._pending.append(text)
+            self._size += len(text)
+            full = self._size >= _FLUSH_SIZE
+        if full:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+        if text and self._outbox.request_id is not None:
+            self._outbox.send("stream", name=self.name, text=text)
+
+
+def start_flusher(streams: list[FrameStream]) -> None:
+    """Flush the streams every `FLUSH_INTERVAL` seconds, so output shows while a cell runs."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            for stream in streams:
+                stream.flush()
+
+    threading.Thread(target=loop, name="nbremote-flush", daemon=True).start()
+
+
+def capture_fd(fd: int, stream: FrameStream) -> None:
+    """Send what is written to file descriptor ``fd`` (by C code or subprocesses) to ``stream``."""
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def pump() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while chunk := os.read(read_end, 1 << 16):
+            stream.write(decoder.decode(chunk))
+
+    threading.Thread(target=pump, name=f"nbremote-fd{fd}", daemon=True).start()
+
+
+def _outbox_of(shell: Any) -> Outbox:
+    outbox: Outbox = shell.outbox
+    return outbox
+
+
+class FramePublisher(DisplayPublisher):
+    """``display()`` output, matplotlib figures included, as ``display`` frames."""
+
+    def publish(  # type: ignore[override]
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        flush_streams()
+        _outbox_of(self.shell).send(
+            "display", data=data, metadata=metadata or {}, transient=transient or {}, update=update
+        )
+
+    def clear_output(self, wait: bool = False) -> None:
+        flush_streams()
+        _outbox_of(self.shell).send("clear_output", wait=wait)
+
+
+class FrameDisplayHook(DisplayHook):
+    """The value of a cell's last expression as a ``result`` frame (shown like Out[n])."""
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(
+        self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None
+    ) -> None:
+        flush_streams()
+        _outbox_of(self.shell).send("result", data=format_dict, metadata=md_dict or {})
+
+
+class WorkerShell(InteractiveShell):
+    """The IPython shell a worker runs cells in; errors are kept for the ``done`` frame."""
+
+    display_pub_class = FramePublisher  # type: ignore[assignment]
+    displayhook_class = FrameDisplayHook  # type: ignore[assignment]
+
+    def __init__(self, outbox: Outbox, **kwargs: Any) -> None:
+        self.outbox = outbox
+        self.last_error: dict[str, Any] | None = None
+        super().__init__(**kwargs)
+
+    def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        self.last_error = {
+            "ename": getattr(etype, "__name__", str(etype)),
+            "evalue": str(evalue),
+            "traceback": stb,
+        }
+
+
+def flush_streams() -> None:
+    """Send buffered stdout/stderr text before rich output, to keep them in order."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()

@@ -1,0 +1,154 @@
+"""The runner's side of a warm worker: one request at a time, its frames routed to the caller.
+
+A `Worker` wraps a backend's `WorkerProcess`. A pump task reads every frame the worker sends and
+hands it to the caller of the request in progress; ``done`` ends the request. If the worker's
+stream closes mid-request, the caller gets a ``done`` that says the worker died and how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from tornado.iostream import StreamClosedError
+
+from nbremote._protocol import Buffer, Header
+from nbremote.schema import DescribeObject, DescribeWorker
+
+from .backends import WorkerProcess
+from .frames import Frame, read_frame, write_frame
+
+Forward = Callable[[Header, Sequence[Buffer]], Awaitable[None]]
+
+INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
+
+
+class Worker:
+    """A warm worker and the request it is serving."""
+
+    def __init__(self, process: WorkerProcess) -> None:
+        self.process = process
+        self.started_at = time.time()
+        self.last_used = time.monotonic()
+        self.cells_run = 0
+        self.namespace: list[DescribeObject] = []
+        self.alive = True
+        self._lock = asyncio.Lock()
+        self._request: tuple[str, Forward, asyncio.Future[Frame]] | None = None
+        self._pump_task = asyncio.create_task(self._pump())
+
+    @property
+    def id(self) -> str:
+        """The worker's id, unique on this runner."""
+        return self.process.id
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is being served."""
+        return self._request is not None
+
+    def serves(self, request_id: str) -> bool:
+        """Whether ``request_id`` is the request in progress."""
+        return self._request is not None and self._request[0] == request_id
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                header, buffers = await read_frame(self.process.stream)
+                if self._request is None:
+                    continue  # output of a request whose caller has gone
+                request_id, forward, done = self._request
+                if header["op"] == "done":
+                    header["worker"] = self.id
+                    self._record(header)
+                    done.set_result((header, buffers))
+                else:
+                    await _quietly(forward(header, buffers))
+        except StreamClosedError:
+            pass
+        self.alive = False
+        status = await self.process.exit_status()
+        if self._request is not None and not self._request[2].done():
+            request_id, forward, done = self._request
+            message = f"the worker (pid {self.process.pid}) died while running this: {status}"
+            header = {
+                "op": "done", "id": request_id, "ok": False, "worker": self.id, "held": [],
+                "error": {"ename": "WorkerDied", "evalue": message, "traceback": []},
+            }
+            done.set_result((header, []))
+
+    def _record(self, done: Header) -> None:
+        self.cells_run = done.get("cells_run", self.cells_run)
+        self.namespace = [DescribeObject(**item) for item in done.get("namespace", [])]
+
+    async def send(self, header: Header, buffers: Sequence[Buffer]) -> None:
+        """Send a frame that belongs to the request in progress (``blobs``)."""
+        await write_frame(self.process.stream, header, buffers)
+
+    def interrupt(self) -> None:
+        """Interrupt the request in progress."""
+        self.process.interrupt()
+
+    async def run(
+        self, header: Header, buffers: Sequence[Buffer], forward: Forward, timeout: float | None
+    ) -> Frame:
+        """Serve one request, forwarding the frames it produces; return its ``done`` frame."""
+        async with self._lock:
+            done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+            self._request = (header["id"], forward, done)
+            try:
+                await write_frame(self.process.stream, header, buffers)
+                return await self._wait(done, timeout)
+            except StreamClosedError:
+                return await done  # the pump reports how the worker died
+            finally:
+                self._request = None
+                self.last_used = time.monotonic()
+
+    async def _wait(self, done: asyncio.Future[Frame], timeout: float | None) -> Frame:
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            pass
+        self.interrupt()
+        try:
+            result = await asyncio.wait_for(asyncio.shield(done), INTERRUPT_GRACE)
+        except TimeoutError:
+            await self.stop()
+            result = await done
+        header, _ = result
+        header["error"] = {
+            "ename": "TimeoutError",
+            "evalue": f"stopped after its timeout of {timeout:g} s",
+            "traceback": (header.get("error") or {}).get("traceback", []),
+        }
+        header["ok"] = False
+        return header, []
+
+    async def stop(self) -> None:
+        """Stop the worker process."""
+        self.alive = False
+        await self.process.stop()
+        await self._pump_task
+
+    def describe(self) -> DescribeWorker:
+        """The worker as the API shows it."""
+        return DescribeWorker(
+            id=self.id,
+            pid=self.process.pid,
+            spec=self.process.spec,
+            started_at=self.started_at,
+            uptime_s=time.time() - self.started_at,
+            rss_bytes=self.process.rss_bytes(),
+            busy=self.busy,
+            cells_run=self.cells_run,
+            objects=self.namespace,
+        )
+
+
+async def _quietly(aw: Awaitable[None]) -> None:
+    try:
+        await aw
+    except StreamClosedError:
+        pass
