@@ -6,10 +6,10 @@ them before the cell runs. This module works them out from the source alone, wit
 
 * Top-level statements are followed in order (flow-sensitive): a load is a *read* unless
   earlier code surely bound the name. Each block of an ``if``/``for``/``while``/``try``/
-  ``match`` statement, a ``with`` body and the later operands of ``and``/``or``/``x if c else
-  y`` are branches that may not run, or may stop half-way: a binding in one is sure until the
-  branch ends, but not after it, nor in the statement's other branches. A ``try``'s
-  ``finally`` always runs.
+  ``match`` statement, a ``with`` body, and the operands that ``and``/``or`` and conditional
+  expressions may skip are branches that may not run, or may stop half-way: a binding in one
+  is sure until the branch ends, but not after it, nor in the statement's other branches. A
+  ``try``'s ``finally`` always runs.
 * Function, lambda and comprehension scopes are flow-insensitive, like Python's compiler: a
   name bound anywhere in one is local to all of it. A free name in a function body is a read
   unless the cell surely bound it before the ``def``, or it is the def's own name: the body
@@ -77,9 +77,12 @@ def analyse_cell(source: str) -> CellNames:
 
     Raises:
         SyntaxError: The cell is not valid Python, as raised by :func:`ast.parse` on the
-            transformed cell; it is not wrapped, so the caller can report it as it is. Errors
-            that only the compiler finds (``return`` outside a function, a top-level
-            ``await``, which IPython allows) do not raise here.
+            transformed cell; it is not wrapped, so the caller can report it as it is. Its
+            line numbers are those IPython itself reports: the transformer keeps lines in
+            place but drops leading blank lines. Errors that only the compiler finds
+            (``return`` outside a function, a top-level ``await``, which IPython allows) do
+            not raise here, nor do errors in the code given to ``%time``/``%timeit``, which
+            IPython reports when the magic runs.
 
     Example:
         >>> names = analyse_cell("import numpy as np\\ny = np.sqrt(x)\\ncache[key] = y\\n")
