@@ -128,6 +128,19 @@ class RunnerClient:
         self._check(response.status, data)
         return json.loads(data) if data else None
 
+    def close(self) -> None:
+        """Close the kept-alive HTTP connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> RunnerClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def open_channel(self, session_id: str) -> Channel:
         """Upgrade a new connection to the session's frame channel."""
         try:

@@ -53,7 +53,8 @@ def find(home: Path) -> tuple[str, str | None] | None:
     url, token = str(runtime["url"]), runtime.get("token")
     token = token if isinstance(token, str) else None
     try:
-        RunnerClient(url, token).request("GET", "/api/v1/health")
+        with RunnerClient(url, token) as client:
+            client.request("GET", "/api/v1/health")
     except NbremoteError:
         return None
     return url, token

@@ -136,10 +136,11 @@ class RemoteSession:
             self._held.clear()
 
     def close(self) -> None:
-        """Close the channel (the runner drops the session after its grace period)."""
+        """Close the connections (the runner drops the session after its grace period)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+        self.client.close()
 
 
 _current: RemoteSession | None = None
@@ -165,7 +166,11 @@ def connect(url: str, token: str | None) -> RemoteSession:
     """Point this kernel at another runner (the old session's workers are left to expire)."""
     global _current
     client = RunnerClient(url, token)
-    client.request("GET", "/api/v1/runner")  # fail now, with the reason, if it is wrong
+    try:
+        client.request("GET", "/api/v1/runner")  # fail now, with the reason, if it is wrong
+    except BaseException:
+        client.close()
+        raise
     if _current is not None:
         _current.close()
     _current = RemoteSession(client, notebook_name())

@@ -27,7 +27,10 @@ SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
 
 
 def _names(value: str | None) -> list[str] | None:
-    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+    if value is None:
+        return None
+    names = (name.strip().strip("'\"") for name in value.split(","))  # `--in ''` means none
+    return [name for name in names if name]
 
 
 def _env(pairs: list[str]) -> dict[str, str]:

@@ -119,7 +119,9 @@ class Worker:
         if missing:
             self.outbox.send("need", hashes=[item["hash"] for item in missing])
             header, blobs = self.reader.read()
-            self._bind_sent(header["items"], blobs, values)
+            self._bind_sent(header["items"], blobs, {})
+            for item in missing:
+                values[item["name"]] = self.cache[item["hash"]]
         return values
 
     # -- outputs -------------------------------------------------------------------------------

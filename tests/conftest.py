@@ -1,0 +1,128 @@
+"""Fixtures: a real runner on an ephemeral loopback port, and a real IPython shell pointed at it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import start_ipython
+
+from nbremote import _session
+from nbremote._client import RunnerClient
+
+TOKEN = "test-token-0123456789"
+
+
+@dataclass
+class RunningRunner:
+    """A runner process started by a test."""
+
+    url: str
+    token: str | None
+    data_dir: Path
+    proc: subprocess.Popen[str]
+
+    def client(self) -> RunnerClient:
+        """The runner's API."""
+        return RunnerClient(self.url, self.token)
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM) and wait."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start_runner(data_dir: Path, token: str | None = TOKEN, *extra: str) -> RunningRunner:
+    """Start ``nbremote runner --port 0`` and wait until its health check answers."""
+    command = [sys.executable, "-P", "-m", "nbremote", "runner", "--port", "0", "--data-dir",
+               str(data_dir), *(["--token", token] if token else []), *extra]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"runner did not start: {line}{proc.stdout.read()}")
+    url = line.split("listening on ")[1].split()[0]
+    runner = RunningRunner(url, token, data_dir, proc)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with runner.client() as client:
+                client.request("GET", "/api/v1/health")
+            return runner
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRunner]:
+    """One runner shared by the tests of a run (each test gets its own session on it)."""
+    running = start_runner(tmp_path_factory.mktemp("runner"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_runner(tmp_path: Path) -> Iterator[RunningRunner]:
+    """A runner of this test's own, for tests that stop or restart it."""
+    running = start_runner(tmp_path / "runner")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def ipython() -> InteractiveShell:
+    """The process's IPython shell, with nbremote loaded."""
+    shell = start_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "nbremote")
+    return shell
+
+
+@pytest.fixture
+def shell(ipython: InteractiveShell, runner: RunningRunner) -> Iterator[InteractiveShell]:
+    """A clean user namespace connected to the shared runner with a session of its own."""
+    ipython.reset(new_session=False)
+    remote_magics = ipython.magics_manager.registry["RemoteMagics"]
+    remote_magics.remote_only.clear()
+    session = _session.connect(runner.url, runner.token)
+    yield ipython
+    session.reset()
+    session.close()
+    _session._current = None
+
+
+@pytest.fixture
+def nbremote_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An NBREMOTE_HOME of this test's own, its embedded runner stopped afterwards."""
+    from nbremote._embedded import stop
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NBREMOTE_HOME", str(home))
+    monkeypatch.delenv("NBREMOTE_URL", raising=False)
+    monkeypatch.delenv("NBREMOTE_TOKEN", raising=False)
+    yield home
+    stop(home)
+    _session._current = None
+
+
+def run_python(code: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90) -> str:
+    """Run ``code`` in a new Python process; its output, or an assertion error with it."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
