@@ -18,7 +18,7 @@ from ._analysis import analyse_cell
 from ._namespace import pack, unpack
 from ._protocol import Header
 from ._session import OnFrame, RemoteSession
-from .errors import RemoteError, SerializationError, WorkerDied
+from .errors import SerializationError, WorkerDied, remote_error
 from .schema import WorkerSpec
 
 # IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
@@ -120,4 +120,5 @@ def raise_for(done: Header) -> None:
     error = done["error"]
     if error["ename"] == "WorkerDied":
         raise WorkerDied(f"{error['evalue']}. The next cell starts a new worker with an empty namespace")
-    raise RemoteError(error["ename"], error["evalue"], error["traceback"] or [f"{error['ename']}: {error['evalue']}"])
+    traceback = error["traceback"] or [f"{error['ename']}: {error['evalue']}"]
+    raise remote_error(error["ename"], error["evalue"], traceback)

@@ -14,8 +14,9 @@ from ._config import nbremote_home
 
 def _describe_output(output: dict) -> str:  # type: ignore[type-arg]
     kind = output["output_type"]
-    if kind == "stream":
-        return str(output["text"]).rstrip("\n").split("\r")[-1]
+    if kind == "stream":  # as a terminal would show it: each line as its last \r left it
+        lines = str(output["text"]).rstrip("\n").split("\n")
+        return "\n".join(line.rstrip("\r").split("\r")[-1] for line in lines)
     if kind == "error":
         return f"[error] {output['ename']}: {output['evalue']}"
     data = output.get("data", {})
@@ -24,6 +25,18 @@ def _describe_output(output: dict) -> str:  # type: ignore[type-arg]
     if "text/plain" in data:
         return str(data["text/plain"])
     return f"[{', '.join(data)}]"
+
+
+def _merge_streams(outputs: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+    """Consecutive pieces of one stream as one output, as Jupyter shows them."""
+    merged: list[dict] = []  # type: ignore[type-arg]
+    for output in outputs:
+        last = merged[-1] if merged else None
+        if last and output["output_type"] == last["output_type"] == "stream" and output["name"] == last["name"]:
+            merged[-1] = {**last, "text": last["text"] + output["text"]}
+        else:
+            merged.append(output)
+    return merged
 
 
 def run_demo(path: Path, output: Path | None) -> int:
@@ -43,7 +56,7 @@ def run_demo(path: Path, output: Path | None) -> int:
             continue
         print(f"\n── cell {number} " + "─" * 60)
         print("\n".join("  " + line for line in cell.source.splitlines()))
-        for item in cell.get("outputs", []):
+        for item in _merge_streams(cell.get("outputs", [])):
             print("\n".join("→ " + line for line in _describe_output(item).splitlines()))
     print(f"\nran in {time.perf_counter() - started:.1f} s")
     if output is not None:

@@ -16,6 +16,9 @@ Each message names the culprit and a way out.
 
 from __future__ import annotations
 
+import builtins
+import functools
+
 
 class NbremoteError(Exception):
     """Root of every nbremote error."""
@@ -83,3 +86,23 @@ class RemoteError(NbremoteError):
     def _render_traceback_(self) -> list[str]:
         """Used by IPython to display the remote traceback in place of the local one."""
         return self.traceback
+
+
+@functools.cache
+def _remote_class(ename: str) -> type[RemoteError]:
+    builtin = getattr(builtins, ename, None)
+    if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not Exception:
+        try:
+            return type(ename, (RemoteError, builtin), {"__module__": "nbremote.errors"})
+        except TypeError:  # built-ins with their own instance layout (OSError) cannot be mixed in
+            pass
+    return type(ename, (RemoteError,), {"__module__": "nbremote.errors"})
+
+
+def remote_error(ename: str, evalue: str, traceback: list[str]) -> RemoteError:
+    """A `RemoteError` whose class is named after the remote exception.
+
+    For a built-in exception type it also derives from that type, so ``except ZeroDivisionError``
+    catches a remote division by zero as it would a local one.
+    """
+    return _remote_class(ename)(ename, evalue, traceback)

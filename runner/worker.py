@@ -204,7 +204,8 @@ class Worker:
         self.cells_run += 1
         self.running = True
         try:
-            result = shell.run_cell(header["code"], store_history=False)
+            # Stored like a local cell: `_` and Out work, and a trailing ';' silences the result.
+            result = shell.run_cell(header["code"], store_history=True)
         finally:
             self.running = False
         flush_streams()
