@@ -101,7 +101,7 @@ def _parse(source: str) -> ast.Module:
     return ast.parse(_TRANSFORMER.transform_cell(source), filename="<cell>")
 
 
-_TRANSFORMER = TransformerManager()  # type: ignore[no-untyped-call]  # IPython leaves it untyped
+_TRANSFORMER = TransformerManager()  # IPython leaves it untyped
 
 
 class _Kind(enum.Enum):

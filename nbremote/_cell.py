@@ -49,24 +49,36 @@ def _travels(name: str, hidden: Container[str]) -> bool:
     return name not in hidden and not _HISTORY_NAME.match(name)
 
 
-def plan(code: str, namespace: MutableMapping[str, Any], options: CellOptions,
-         hidden: Container[str], stays_remote: Callable[[str], bool]) -> tuple[list[str], list[str], list[str]]:
+def plan(
+    code: str,
+    namespace: MutableMapping[str, Any],
+    options: CellOptions,
+    hidden: Container[str],
+    stays_remote: Callable[[str], bool],
+) -> tuple[list[str], list[str], list[str]]:
     """Inputs, outputs and deletions of a cell; ``--in``/``--out`` override the analysis."""
     try:
         names = analyse_cell(code)
     except SyntaxError:
         return [], [], []  # the worker reports it, with the cell's line numbers
-    inputs = options.inputs if options.inputs is not None else [
-        name for name in names.reads
-        if name in namespace and _travels(name, hidden) and not stays_remote(name)
-    ]
+    inputs = (
+        options.inputs
+        if options.inputs is not None
+        else [
+            name
+            for name in names.reads
+            if name in namespace and _travels(name, hidden) and not stays_remote(name)
+        ]
+    )
     missing = [name for name in inputs if name not in namespace]
     if missing:
         raise NameError(f"--in names {', '.join(missing)}, not defined in this notebook")
     if options.outputs is not None:
         outputs = options.outputs
     else:
-        outputs = [name for name in dict.fromkeys([*names.binds, *names.mutates]) if _travels(name, hidden)]
+        outputs = [
+            name for name in dict.fromkeys([*names.binds, *names.mutates]) if _travels(name, hidden)
+        ]
     return inputs, outputs, list(names.deletes)
 
 
@@ -95,13 +107,20 @@ def run_cell(
         packed = pack(inputs, namespace, session.held(spec_key))
     except SerializationError as exc:
         raise SerializationError(
-            exc.name, f"{exc.reason}. Leave it out with --in (list the names the cell needs), "
-            "or create it inside the remote cell"
+            exc.name,
+            f"{exc.reason}. Leave it out with --in (list the names the cell needs), "
+            "or create it inside the remote cell",
         ) from None
     header: Header = {
-        "op": "exec", "code": code, "inputs": packed.items, "outputs": outputs,
-        "deletes": deletes, "spec": spec.model_dump(), "fresh": options.fresh,
-        "timeout": options.timeout, "execution_count": execution_count,
+        "op": "exec",
+        "code": code,
+        "inputs": packed.items,
+        "outputs": outputs,
+        "deletes": deletes,
+        "spec": spec.model_dump(),
+        "fresh": options.fresh,
+        "timeout": options.timeout,
+        "execution_count": execution_count,
     }
     done, buffers = session.call(header, packed.buffers, on_frame, packed, spec_key)
     raise_for(done)
@@ -119,6 +138,8 @@ def raise_for(done: Header) -> None:
         return
     error = done["error"]
     if error["ename"] == "WorkerDied":
-        raise WorkerDied(f"{error['evalue']}. The next cell starts a new worker with an empty namespace")
+        raise WorkerDied(
+            f"{error['evalue']}. The next cell starts a new worker with an empty namespace"
+        )
     traceback = error["traceback"] or [f"{error['ename']}: {error['evalue']}"]
     raise remote_error(error["ename"], error["evalue"], traceback)

@@ -114,7 +114,9 @@ class RunnerClient:
         with self._lock:
             for attempt in (1, 2):  # a kept-alive connection may have been closed meanwhile
                 if self._conn is None:
-                    self._conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
+                    self._conn = http.client.HTTPConnection(
+                        self.host, self.port, timeout=REQUEST_TIMEOUT
+                    )
                 try:
                     self._conn.request(method, path, payload, self._headers())
                     response = self._conn.getresponse()

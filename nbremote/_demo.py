@@ -32,7 +32,11 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:  # type: ignore[type-arg]
     merged: list[dict] = []  # type: ignore[type-arg]
     for output in outputs:
         last = merged[-1] if merged else None
-        if last and output["output_type"] == last["output_type"] == "stream" and output["name"] == last["name"]:
+        if (
+            last
+            and output["output_type"] == last["output_type"] == "stream"
+            and output["name"] == last["name"]
+        ):
             merged[-1] = {**last, "text": last["text"] + output["text"]}
         else:
             merged.append(output)
@@ -44,7 +48,12 @@ def run_demo(path: Path, output: Path | None) -> int:
     notebook = nbformat.read(path, as_version=4)
     print(f"running {path} on the embedded runner of {nbremote_home()} ...")
     started = time.perf_counter()
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     status = 0
     try:
         client.execute()

@@ -72,11 +72,25 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _start(home: Path) -> subprocess.Popen[bytes]:
     log = open(home / "runner.log", "ab")  # noqa: SIM115 - handed to the child
-    command = [sys.executable, "-P", "-m", "nbremote", "runner", "--embedded", "--port", "0",
-               "--data-dir", str(home)]
+    command = [
+        sys.executable,
+        "-P",
+        "-m",
+        "nbremote",
+        "runner",
+        "--embedded",
+        "--port",
+        "0",
+        "--data-dir",
+        str(home),
+    ]
     with log:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=home,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=home,
             start_new_session=True,  # outlives the kernel; the kernel's Ctrl-C does not reach it
         )
 

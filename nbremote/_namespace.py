@@ -33,7 +33,9 @@ class Packed:
         payload = dumps(name, value)
         self.payloads[payload.hash] = payload
         sent = payload.hash not in known
-        self.items.append({"name": name, "hash": payload.hash, "nbuf": len(payload.parts) if sent else 0})
+        self.items.append(
+            {"name": name, "hash": payload.hash, "nbuf": len(payload.parts) if sent else 0}
+        )
         if sent:
             self.buffers.extend(payload.parts)
 

@@ -45,28 +45,31 @@ def content_hash(parts: Sequence[bytes | bytearray | memoryview]) -> str:
     return digest.hexdigest()
 
 
-def _with(dumps: Any, obj: object) -> list[memoryview]:
+Pickled = tuple[bytes, list[pickle.PickleBuffer]]
+
+
+def _with(dumps: Any, obj: object) -> Pickled:
     buffers: list[pickle.PickleBuffer] = []
-    stream = dumps(obj, protocol=PROTOCOL, buffer_callback=buffers.append)
-    return [memoryview(stream), *(buf.raw() for buf in buffers)]
+    stream: bytes = dumps(obj, protocol=PROTOCOL, buffer_callback=buffers.append)
+    return stream, buffers
 
 
-def _plain(obj: object) -> list[memoryview]:
-    parts = _with(pickle.dumps, obj)
+def _plain(obj: object) -> Pickled:
+    stream, buffers = _with(pickle.dumps, obj)
     # Classes and functions of the sender's __main__ are pickled by reference, which the other
     # side cannot resolve: those need cloudpickle, which pickles them by value.
-    if b"__main__" in parts[0]:
+    if b"__main__" in stream:
         raise pickle.PicklingError("refers to objects defined in __main__")
-    return parts
+    return stream, buffers
 
 
-def _cloudpickle(obj: object) -> list[memoryview]:
+def _cloudpickle(obj: object) -> Pickled:
     import cloudpickle
 
     return _with(cloudpickle.dumps, obj)
 
 
-def _dill(obj: object) -> list[memoryview]:
+def _dill(obj: object) -> Pickled:
     import dill
 
     return _with(dill.dumps, obj)
@@ -93,10 +96,11 @@ def dumps(name: str, obj: object) -> Payload:
     failures: dict[str, list[str]] = {}  # reason -> the picklers that gave it
     for label, pickler in _PICKLERS:
         try:
-            parts = pickler(obj)
+            stream, buffers = pickler(obj)
         except Exception as exc:  # every pickler fails in its own way
             failures.setdefault(f"{type(exc).__name__}: {exc}", []).append(label)
             continue
+        parts = [memoryview(stream), *(buf.raw() for buf in buffers)]
         return Payload(parts, content_hash(parts))
     reasons = "; ".join(f"{reason} ({', '.join(by)})" for reason, by in failures.items())
     raise SerializationError(name, f"a {type(obj).__name__} object: {reasons}")

@@ -36,8 +36,15 @@ def main() -> None:
 @click.option("--token", help="Bearer token required by the API (needed beyond loopback).")
 @click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
 @click.pass_context
-def runner(ctx: click.Context, host: str, port: int, backend: str, data_dir: Path | None,
-           token: str | None, embedded: bool) -> None:
+def runner(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    backend: str,
+    data_dir: Path | None,
+    token: str | None,
+    embedded: bool,
+) -> None:
     """Run a runner in the foreground (or `nbremote runner stop` the embedded one)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -45,13 +52,18 @@ def runner(ctx: click.Context, host: str, port: int, backend: str, data_dir: Pat
 
     idle = float(os.environ.get("NBREMOTE_IDLE_TIMEOUT", "1800")) if embedded else None
     config = RunnerConfig(
-        data_dir=data_dir or nbremote_home(), host=host, port=port, backend=backend,
-        token=secrets.token_urlsafe(32) if embedded else token, idle_timeout=idle,
+        data_dir=data_dir or nbremote_home(),
+        host=host,
+        port=port,
+        backend=backend,
+        token=secrets.token_urlsafe(32) if embedded else token,
+        idle_timeout=idle,
         embedded=embedded,
     )
 
     def announce(runner: Runner) -> None:
-        click.echo(f"nbremote runner listening on {runner.url} (backend {backend}, data in {config.data_dir})")
+        where = f"backend {backend}, data in {config.data_dir}"
+        click.echo(f"nbremote runner listening on {runner.url} ({where})")
         if token:
             click.echo(f"token: {token}")
         sys.stdout.flush()
@@ -68,7 +80,9 @@ def runner_stop() -> None:
     from ._embedded import stop
 
     home = nbremote_home()
-    click.echo(f"stopped the embedded runner of {home}" if stop(home) else f"no embedded runner in {home}")
+    click.echo(
+        f"stopped the embedded runner of {home}" if stop(home) else f"no embedded runner in {home}"
+    )
 
 
 def _client(url: str | None, token: str | None) -> Any:

@@ -64,6 +64,12 @@ class RemoteMagics(Magics):
         # then: while that local value is unchanged, it must not overwrite the remote one.
         self.remote_only: dict[str, int] = {}
 
+    @property
+    def ipython(self) -> InteractiveShell:
+        """The shell these magics are registered in."""
+        assert self.shell is not None
+        return self.shell
+
     # -- output ------------------------------------------------------------------------------
 
     def show(self, frame: Header, buffers: list[bytearray]) -> None:
@@ -75,21 +81,23 @@ class RemoteMagics(Magics):
             stream.flush()
         elif op in ("display", "result"):
             sys.stdout.flush()
-            self.shell.display_pub.publish(
-                data=frame["data"], metadata=frame["metadata"],
-                transient=frame.get("transient") or None, update=frame.get("update", False),
+            self.ipython.display_pub.publish(
+                data=frame["data"],
+                metadata=frame["metadata"],
+                transient=frame.get("transient") or None,
+                update=frame.get("update", False),
             )
         elif op == "clear_output":
-            self.shell.display_pub.clear_output(frame["wait"])
+            self.ipython.display_pub.clear_output(frame["wait"])
 
     def _stays_remote(self, name: str) -> bool:
-        return self.remote_only.get(name) == id(self.shell.user_ns.get(name))
+        return self.remote_only.get(name) == id(self.ipython.user_ns.get(name))
 
     def _report(self, outcome: CellOutcome) -> None:
         for name in outcome.bound:
             self.remote_only.pop(name, None)
         for name, reason in outcome.stayed_remote.items():
-            self.remote_only[name] = id(self.shell.user_ns.get(name))
+            self.remote_only[name] = id(self.ipython.user_ns.get(name))
             print(
                 f"nbremote: {name!r} stayed on the worker: {reason}. Keep using it in %%remote "
                 f"cells, or turn it into something picklable and `%remote pull {name}`",
@@ -106,7 +114,7 @@ class RemoteMagics(Magics):
     @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
-        """Run the cell on the nbremote runner, or manage it: ``%remote connect|status|pull|push|reset``.
+        """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset``.
 
         Example::
 
@@ -120,8 +128,11 @@ class RemoteMagics(Magics):
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
         options = CellOptions(
-            inputs=_names(args.inputs), outputs=_names(args.outputs), fresh=args.fresh,
-            timeout=args.timeout, env=_env(args.env),
+            inputs=_names(args.inputs),
+            outputs=_names(args.outputs),
+            fresh=args.fresh,
+            timeout=args.timeout,
+            env=_env(args.env),
         )
         if options.fresh:
             self.remote_only.clear()
@@ -129,9 +140,14 @@ class RemoteMagics(Magics):
         code = f"# %%remote {line}\n{cell}"
         try:
             outcome = run_cell(
-                _session.current_session(), code, self.shell.user_ns, options, self.show,
-                hidden=self.shell.user_ns_hidden, stays_remote=self._stays_remote,
-                execution_count=self.shell.execution_count,
+                _session.current_session(),
+                code,
+                self.ipython.user_ns,
+                options,
+                self.show,
+                hidden=self.ipython.user_ns_hidden,
+                stays_remote=self._stays_remote,
+                execution_count=self.ipython.execution_count,
             )
         except NameError as exc:
             raise UsageError(str(exc)) from None
@@ -142,7 +158,9 @@ class RemoteMagics(Magics):
     def _subcommand(self, line: str) -> None:
         words = shlex.split(line)
         if not words or words[0] not in SUBCOMMANDS:
-            raise UsageError(f"%remote takes one of: {', '.join(SUBCOMMANDS)} (or use %%remote over a cell)")
+            raise UsageError(
+                f"%remote takes one of: {', '.join(SUBCOMMANDS)} (or use %%remote over a cell)"
+            )
         verb, rest = words[0], words[1:]
         getattr(self, f"_{verb}")(rest)
 
@@ -183,20 +201,20 @@ class RemoteMagics(Magics):
         header = {"op": "pull", "names": names, "spec": spec.model_dump()}
         done, buffers = session.call(header, [], self.show, spec_key=spec.key())
         raise_for(done)
-        values, failed = unpack(done["outputs"], buffers, self.shell.user_ns)
-        self.shell.user_ns.update(values)
+        values, failed = unpack(done["outputs"], buffers, self.ipython.user_ns)
+        self.ipython.user_ns.update(values)
         stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
         self._report(CellOutcome(list(values), [], stayed))
 
     def _push(self, names: list[str]) -> None:
         if not names:
             raise UsageError("usage: %remote push NAME [NAME ...]")
-        missing = [name for name in names if name not in self.shell.user_ns]
+        missing = [name for name in names if name not in self.ipython.user_ns]
         if missing:
             raise UsageError(f"not defined in this notebook: {', '.join(missing)}")
         options = CellOptions(inputs=names, outputs=[])
         try:
-            run_cell(_session.current_session(), "", self.shell.user_ns, options, self.show)
+            run_cell(_session.current_session(), "", self.ipython.user_ns, options, self.show)
         except SerializationError as exc:
             raise UsageError(str(exc)) from None
         for name in names:

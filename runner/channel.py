@@ -10,6 +10,7 @@ need, ...), ``status`` while a worker starts, and ``done`` last (with the worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -31,7 +32,10 @@ if TYPE_CHECKING:
 
 def _failed(request_id: str, ename: str, evalue: str) -> Header:
     return {
-        "op": "done", "id": request_id, "ok": False, "held": [],
+        "op": "done",
+        "id": request_id,
+        "ok": False,
+        "held": [],
         "error": {"ename": ename, "evalue": evalue, "traceback": []},
     }
 
@@ -48,10 +52,8 @@ class Channel:
 
     async def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send a frame to the client; a client that went away loses it."""
-        try:
+        with contextlib.suppress(StreamClosedError):
             await write_frame(self.stream, header, buffers)
-        except StreamClosedError:
-            pass
 
     async def serve(self) -> None:
         """Read the client's frames until it disconnects."""
@@ -100,8 +102,14 @@ class Channel:
         await self.send(done, out)
         error = done.get("error") or {}
         await self.runner.state.record_run(
-            request_id, self.session.id, self.session.notebook, header["op"], started,
-            time.time(), bool(done.get("ok")), error.get("ename"),
+            request_id,
+            self.session.id,
+            self.session.notebook,
+            header["op"],
+            started,
+            time.time(),
+            bool(done.get("ok")),
+            error.get("ename"),
         )
 
 

@@ -19,6 +19,7 @@ from nbremote.schema import (
     CreateSession,
     DescribeRunner,
     DescribeSession,
+    ErrorDetail,
     ErrorResponse,
     Health,
     ListSessionsResponse,
@@ -78,7 +79,7 @@ class BaseHandler(RequestHandler):
         else:
             kind, message = self._reason, self._reason
         self.set_header("Content-Type", "application/json")
-        self.finish(ErrorResponse(error={"type": kind, "message": message}).model_dump_json())
+        self.finish(ErrorResponse(error=ErrorDetail(type=kind, message=message)).model_dump_json())
 
     def parse(self, model: type[BaseModel]) -> Any:
         """The request body as ``model``; 422 naming the bad field if it does not fit."""
@@ -99,7 +100,9 @@ class BaseHandler(RequestHandler):
         """The session, or a 404 that says how to make one."""
         session = self.runner.sessions.get(session_id)
         if session is None:
-            raise ApiError(404, "NotFound", f"no session {session_id!r}; create it with POST {API}/sessions")
+            raise ApiError(
+                404, "NotFound", f"no session {session_id!r}; create it with POST {API}/sessions"
+            )
         return session
 
 

@@ -35,7 +35,11 @@ def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
     )
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
-        return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        return {
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            }
+        }
 
     paths: dict[str, Any] = {}
     for pattern, handler in routes:
@@ -43,9 +47,15 @@ def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
         for method, op in handler.api.items():
             entry: dict[str, Any] = {
                 "summary": op.summary,
-                "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params],
+                "parameters": [
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for p in params
+                ],
                 "responses": {
-                    str(op.status): {"description": "success", **(ref(op.response) if op.response else {})},
+                    str(op.status): {
+                        "description": "success",
+                        **(ref(op.response) if op.response else {}),
+                    },
                     "default": {"description": "error", **ref(ErrorResponse)},
                 },
             }

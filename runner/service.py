@@ -107,9 +107,15 @@ class Runner:
         """Open the state, boot the spare worker, listen, and announce the runner."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.state.open()
-        self.sessions = SessionRegistry(SparePool(self.backend, self.config.spare_worker), self.config.session_grace)
+        self.sessions = SessionRegistry(
+            SparePool(self.backend, self.config.spare_worker), self.config.session_grace
+        )
         app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
-        sockets = bind_sockets(self.config.port, address=self.config.host, family=socket.AF_INET if "." in self.config.host else socket.AF_UNSPEC)
+        sockets = bind_sockets(
+            self.config.port,
+            address=self.config.host,
+            family=socket.AF_INET if "." in self.config.host else socket.AF_UNSPEC,
+        )
         self.port = sockets[0].getsockname()[1]
         self._server = HTTPServer(app)
         self._server.add_sockets(sockets)
@@ -120,7 +126,12 @@ class Runner:
     def _write_runtime_file(self) -> None:
         path = self.config.data_dir / RUNTIME_FILE
         tmp = path.with_suffix(".tmp")
-        document = {"url": self.url, "token": self.config.token, "pid": os.getpid(), "version": __version__}
+        document = {
+            "url": self.url,
+            "token": self.config.token,
+            "pid": os.getpid(),
+            "version": __version__,
+        }
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
         with os.fdopen(fd, "w") as file:
             json.dump(document, file)

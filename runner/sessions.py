@@ -10,6 +10,7 @@ start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -57,10 +58,8 @@ class SparePool:
         self._enabled = False
         if self._spare is not None:
             spare, self._spare = self._spare, None
-            try:
+            with contextlib.suppress(Exception):  # a spare that failed to boot has nothing to stop
                 await (await spare).stop()
-            except Exception:
-                pass
 
 
 class Session:

@@ -54,8 +54,15 @@ class State:
             return self._db.execute(sql, params).fetchall()
 
     async def record_run(
-        self, run_id: str, session: str, notebook: str | None, op: str, started: float,
-        finished: float, ok: bool, error: str | None,
+        self,
+        run_id: str,
+        session: str,
+        notebook: str | None,
+        op: str,
+        started: float,
+        finished: float,
+        ok: bool,
+        error: str | None,
     ) -> None:
         """Keep the record of one finished request."""
         await self._call(

@@ -94,7 +94,9 @@ class Worker:
             return _MISSING
         return obj
 
-    def _bind_sent(self, items: list[Header], buffers: list[bytearray], into: dict[str, Any]) -> None:
+    def _bind_sent(
+        self, items: list[Header], buffers: list[bytearray], into: dict[str, Any]
+    ) -> None:
         position = 0
         for item in items:
             parts = buffers[position : position + item["nbuf"]]
@@ -126,7 +128,9 @@ class Worker:
 
     # -- outputs -------------------------------------------------------------------------------
 
-    def _send_back(self, names: list[str], known: dict[str, str]) -> tuple[list[Header], list[Any], list[Header]]:
+    def _send_back(
+        self, names: list[str], known: dict[str, str]
+    ) -> tuple[list[Header], list[Any], list[Header]]:
         """Serialize the named values; those the client already holds go by hash alone."""
         items: list[Header] = []
         buffers: list[Any] = []
@@ -146,7 +150,9 @@ class Worker:
                 continue
             self.cache[payload.hash] = obj
             unchanged = known.get(name) == payload.hash
-            items.append({"name": name, "hash": payload.hash, "nbuf": 0 if unchanged else len(payload.parts)})
+            items.append(
+                {"name": name, "hash": payload.hash, "nbuf": 0 if unchanged else len(payload.parts)}
+            )
             if not unchanged:
                 buffers.extend(payload.parts)
         return items, buffers, unreturnable
@@ -162,16 +168,20 @@ class Worker:
             if name.startswith("_") or name in hidden or isinstance(value, ModuleType):
                 continue
             nbytes = getattr(value, "nbytes", None)
-            summary.append({
-                "name": name,
-                "type": type(value).__name__,
-                "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
-            })
+            summary.append(
+                {
+                    "name": name,
+                    "type": type(value).__name__,
+                    "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
+                }
+            )
             if len(summary) == _SUMMARY_LIMIT:
                 break
         return summary
 
-    def _done(self, ok: bool, error: Header | None = None, buffers: list[Any] | None = None, **fields: Any) -> None:
+    def _done(
+        self, ok: bool, error: Header | None = None, buffers: list[Any] | None = None, **fields: Any
+    ) -> None:
         self._prune_cache()
         self.outbox.send(
             "done",
@@ -210,13 +220,19 @@ class Worker:
             self.running = False
         flush_streams()
         if shell.last_error is not None or not result.success:
-            error = shell.last_error or {"ename": "Error", "evalue": repr(result.error_in_exec), "traceback": []}
+            error = shell.last_error or {
+                "ename": "Error",
+                "evalue": repr(result.error_in_exec),
+                "traceback": [],
+            }
             self._done(False, error)
             return
         known = {item["name"]: item["hash"] for item in header["inputs"] if "hash" in item}
         items, out_buffers, unreturnable = self._send_back(header["outputs"], known)
         deleted = [name for name in header.get("deletes", []) if name not in ns]
-        self._done(True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted)
+        self._done(
+            True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted
+        )
 
     def pull(self, header: Header, buffers: list[bytearray]) -> None:
         """Send named values back as they are in the namespace."""
@@ -265,7 +281,8 @@ def main() -> None:
     try:
         Worker(sock, outbox).serve()
     except BaseException as exc:
-        print(f"nbremote worker {os.getpid()} failed after {time.perf_counter() - started:.1f}s: {exc!r}", file=log)
+        uptime = time.perf_counter() - started
+        print(f"nbremote worker {os.getpid()} failed after {uptime:.1f}s: {exc!r}", file=log)
         raise
 
 

@@ -51,7 +51,7 @@ class FrameStream(io.TextIOBase):
     def __init__(self, outbox: Outbox, name: str) -> None:
         super().__init__()
         self._outbox = outbox
-        self.name = name  # type: ignore[misc]
+        self.name = name
         self._pending: list[str] = []
         self._size = 0
         self._lock = threading.Lock()
@@ -116,7 +116,7 @@ def _outbox_of(shell: Any) -> Outbox:
 class FramePublisher(DisplayPublisher):
     """``display()`` output, matplotlib figures included, as ``display`` frames."""
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: dict[str, Any] | None = None,
@@ -152,8 +152,8 @@ class FrameDisplayHook(DisplayHook):
 class WorkerShell(InteractiveShell):
     """The IPython shell a worker runs cells in; errors are kept for the ``done`` frame."""
 
-    display_pub_class = FramePublisher  # type: ignore[assignment]
-    displayhook_class = FrameDisplayHook  # type: ignore[assignment]
+    display_pub_class = FramePublisher
+    displayhook_class = FrameDisplayHook
 
     def __init__(self, outbox: Outbox, **kwargs: Any) -> None:
         self.outbox = outbox

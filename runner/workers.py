@@ -64,7 +64,9 @@ class Worker:
                     self._record(header)
                     done.set_result((header, buffers))
                 else:
-                    await _quietly(forward(header, buffers))
+                    await forward(
+                        header, buffers
+                    )  # a forward never raises: lost clients lose output
         except StreamClosedError:
             pass
         self.alive = False
@@ -73,7 +75,11 @@ class Worker:
             request_id, forward, done = self._request
             message = f"the worker (pid {self.process.pid}) died while running this: {status}"
             header = {
-                "op": "done", "id": request_id, "ok": False, "worker": self.id, "held": [],
+                "op": "done",
+                "id": request_id,
+                "ok": False,
+                "worker": self.id,
+                "held": [],
                 "error": {"ename": "WorkerDied", "evalue": message, "traceback": []},
             }
             done.set_result((header, []))
@@ -145,10 +151,3 @@ class Worker:
             cells_run=self.cells_run,
             objects=self.namespace,
         )
-
-
-async def _quietly(aw: Awaitable[None]) -> None:
-    try:
-        await aw
-    except StreamClosedError:
-        pass

@@ -44,8 +44,19 @@ class RunningRunner:
 
 def start_runner(data_dir: Path, token: str | None = TOKEN, *extra: str) -> RunningRunner:
     """Start ``nbremote runner --port 0`` and wait until its health check answers."""
-    command = [sys.executable, "-P", "-m", "nbremote", "runner", "--port", "0", "--data-dir",
-               str(data_dir), *(["--token", token] if token else []), *extra]
+    command = [
+        sys.executable,
+        "-P",
+        "-m",
+        "nbremote",
+        "runner",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *(["--token", token] if token else []),
+        *extra,
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -121,8 +132,12 @@ def nbremote_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 def run_python(code: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90) -> str:
     """Run ``code`` in a new Python process; its output, or an assertion error with it."""
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

@@ -33,8 +33,13 @@ class LocalWorker(WorkerProcess):
     """A worker that is a child process of the runner."""
 
     def __init__(
-        self, worker_id: str, spec: WorkerSpec, stream: IOStream, proc: subprocess.Popen[bytes],
-        scratch: Path, hello: dict[str, object],
+        self,
+        worker_id: str,
+        spec: WorkerSpec,
+        stream: IOStream,
+        proc: subprocess.Popen[bytes],
+        scratch: Path,
+        hello: dict[str, object],
     ) -> None:
         super().__init__(worker_id, spec, stream, hello)
         self._proc = proc
@@ -94,10 +99,22 @@ class ProcessBackend(Backend):
         ours, theirs = socket.socketpair()
         env = {**os.environ, **spec.env}
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
-        command = [sys.executable, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
+        command = [
+            sys.executable,
+            "-P",
+            "-m",
+            "nbremote_runner.worker",
+            "--fd",
+            str(theirs.fileno()),
+        ]
         proc = subprocess.Popen(
-            command, pass_fds=[theirs.fileno()], cwd=scratch, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+            command,
+            pass_fds=[theirs.fileno()],
+            cwd=scratch,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         theirs.close()
         stream = IOStream(ours, max_buffer_size=1 << 62)
@@ -107,5 +124,7 @@ class ProcessBackend(Backend):
             proc.kill()
             status = describe_exit(proc.wait())
             shutil.rmtree(scratch, ignore_errors=True)
-            raise WorkerStartError(f"the worker did not start ({status}); see the runner's log") from exc
+            raise WorkerStartError(
+                f"the worker did not start ({status}); see the runner's log"
+            ) from exc
         return LocalWorker(worker_id, spec, stream, proc, scratch, hello)

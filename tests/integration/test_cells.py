@@ -70,8 +70,10 @@ def test_mutation_and_deletion_come_back(shell: InteractiveShell) -> None:
 
 
 def test_notebook_functions_and_classes_travel_by_value(shell: InteractiveShell) -> None:
-    shell.run_cell("class Point:\n    def __init__(self, x): self.x = x\n"
-                   "def double(p): return Point(p.x * 2)\np = Point(4)")
+    shell.run_cell(
+        "class Point:\n    def __init__(self, x): self.x = x\n"
+        "def double(p): return Point(p.x * 2)\np = Point(4)"
+    )
     remote(shell, "q = double(p)")
     assert shell.user_ns["q"].x == 8
 
@@ -127,8 +129,11 @@ def test_output_streams_while_the_cell_runs(shell: InteractiveShell) -> None:
 
 def test_stderr_and_carriage_returns_pass_through(shell: InteractiveShell) -> None:
     with capture_output() as captured:
-        remote(shell, "from tqdm import tqdm\nfor _ in tqdm(range(3), mininterval=0): pass\n"
-                      "import sys\nprint('warned', file=sys.stderr)")
+        remote(
+            shell,
+            "from tqdm import tqdm\nfor _ in tqdm(range(3), mininterval=0): pass\n"
+            "import sys\nprint('warned', file=sys.stderr)",
+        )
     assert "\r" in captured.stderr
     assert "3/3" in captured.stderr
     assert "warned" in captured.stderr
@@ -142,8 +147,11 @@ def test_subprocess_output_is_captured(shell: InteractiveShell) -> None:
 
 def test_rich_output_last_expression_and_display(shell: InteractiveShell) -> None:
     with capture_output() as captured:
-        remote(shell, "import pandas as pd\nfrom IPython.display import HTML, display\n"
-                      "display(HTML('<b>bold</b>'))\npd.DataFrame({'a': [1, 2]})")
+        remote(
+            shell,
+            "import pandas as pd\nfrom IPython.display import HTML, display\n"
+            "display(HTML('<b>bold</b>'))\npd.DataFrame({'a': [1, 2]})",
+        )
     html = [output.data.get("text/html", "") for output in captured.outputs]
     assert "<b>bold</b>" in html[0]
     assert "<table" in html[1]
@@ -208,7 +216,9 @@ def test_unchanged_large_input_is_sent_once(shell: InteractiveShell) -> None:
     assert shell.user_ns["s3"] == shell.user_ns["s"] + 1e9
 
 
-def test_remote_in_place_change_is_not_mistaken_for_the_local_value(shell: InteractiveShell) -> None:
+def test_remote_in_place_change_is_not_mistaken_for_the_local_value(
+    shell: InteractiveShell,
+) -> None:
     shell.user_ns["arr"] = np.array([3.0, 1.0, 2.0])
     remote(shell, "first = arr[0]")
     remote(shell, "arr.sort()", line="--out ''")  # changes the worker's copy only
@@ -254,7 +264,9 @@ def test_worker_death_is_reported_and_the_next_cell_gets_a_new_one(shell: Intera
 
 
 def test_env_flag_sets_worker_environment(shell: InteractiveShell) -> None:
-    remote(shell, "import os\nvalue = os.environ.get('NBR_TEST_FLAG')", line="--env NBR_TEST_FLAG=on")
+    remote(
+        shell, "import os\nvalue = os.environ.get('NBR_TEST_FLAG')", line="--env NBR_TEST_FLAG=on"
+    )
     assert shell.user_ns["value"] == "on"
 
 
@@ -278,4 +290,8 @@ def test_status_shows_the_worker_and_its_objects(shell: InteractiveShell) -> Non
         shell.run_line_magic("remote", "status")
     assert _session.current_session().client.url in captured.stdout
     assert "resident" in captured.stdout
-    assert "weights" in captured.stdout and "ndarray" in captured.stdout and "7.8 KiB" in captured.stdout
+    assert (
+        "weights" in captured.stdout
+        and "ndarray" in captured.stdout
+        and "7.8 KiB" in captured.stdout
+    )

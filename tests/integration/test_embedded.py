@@ -19,7 +19,8 @@ shell.run_line_magic("load_ext", "nbremote")
 shell.user_ns["x"] = 20
 shell.run_cell_magic("remote", "", "import os\\ny = x + 1\\npid = os.getpid()")
 from nbremote import _session
-print(shell.user_ns["y"], shell.user_ns["pid"] != os.getpid(), _session.current_session().client.url)
+url = _session.current_session().client.url
+print(shell.user_ns["y"], shell.user_ns["pid"] != os.getpid(), url)
 """
 
 
@@ -28,7 +29,9 @@ def _runtime(home: Path) -> dict[str, object]:
     return runtime
 
 
-def test_first_cell_starts_one_runner_shared_by_kernels(nbremote_home: Path, tmp_path: Path) -> None:
+def test_first_cell_starts_one_runner_shared_by_kernels(
+    nbremote_home: Path, tmp_path: Path
+) -> None:
     first = run_python(FIRST_CELL, tmp_path).split()
     assert first[:2] == ["21", "True"]
     runtime = _runtime(nbremote_home)
@@ -41,7 +44,12 @@ def test_first_cell_starts_one_runner_shared_by_kernels(nbremote_home: Path, tmp
 def test_runner_stop_stops_it(nbremote_home: Path, tmp_path: Path) -> None:
     run_python(FIRST_CELL, tmp_path)
     pid = int(str(_runtime(nbremote_home)["pid"]))
-    stopped = subprocess.run([sys.executable, "-m", "nbremote", "runner", "stop"], capture_output=True, text=True, timeout=30)
+    stopped = subprocess.run(
+        [sys.executable, "-m", "nbremote", "runner", "stop"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "stopped the embedded runner" in stopped.stdout
     assert not (nbremote_home / "runner.json").exists()
     deadline = time.monotonic() + 10
@@ -59,7 +67,9 @@ def test_idle_runner_exits_by_itself(nbremote_home: Path, tmp_path: Path) -> Non
     assert not _exists(pid)
 
 
-def test_user_files_named_like_our_modules_break_nothing(nbremote_home: Path, tmp_path: Path) -> None:
+def test_user_files_named_like_our_modules_break_nothing(
+    nbremote_home: Path, tmp_path: Path
+) -> None:
     for name in ("runner", "server_ext", "nbremote_runner", "nbremote_server_ext", "worker"):
         (tmp_path / f"{name}.py").write_text("raise RuntimeError('a user file was imported')\n")
     assert run_python(FIRST_CELL, tmp_path).split()[:2] == ["21", "True"]

@@ -14,7 +14,9 @@ def test_frames_roundtrip_with_buffers() -> None:
     left, right = socket.socketpair()
     with left, right:
         big = bytes(range(256)) * 4096  # 1 MiB, received straight into its own buffer
-        sender = threading.Thread(target=send_frame, args=(left, {"op": "x", "n": 1}, [b"abc", b"", big]))
+        sender = threading.Thread(
+            target=send_frame, args=(left, {"op": "x", "n": 1}, [b"abc", b"", big])
+        )
         sender.start()
         header, buffers = FrameReader(right).read()
         sender.join()
@@ -34,6 +36,7 @@ def test_a_read_interrupted_half_way_resumes() -> None:
             class Collector:
                 def sendall(self, chunk: bytes) -> None:
                     data.extend(chunk)
+
             send_frame(Collector(), header, buffers)  # type: ignore[arg-type]
 
         capture({"op": "y"}, [payload])

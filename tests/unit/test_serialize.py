@@ -15,7 +15,10 @@ def roundtrip(value: object) -> object:
 
 
 def test_plain_values_use_plain_pickle() -> None:
-    assert roundtrip({"a": [1, 2.5, "x"], "b": (None, True)}) == {"a": [1, 2.5, "x"], "b": (None, True)}
+    assert roundtrip({"a": [1, 2.5, "x"], "b": (None, True)}) == {
+        "a": [1, 2.5, "x"],
+        "b": (None, True),
+    }
 
 
 def test_lambdas_and_main_defined_functions_fall_back_to_cloudpickle() -> None:
@@ -51,4 +54,9 @@ def test_unpicklable_value_names_the_variable_and_why() -> None:
 
 def test_unloadable_stream_names_the_value_and_suggests_a_fix() -> None:
     with pytest.raises(SerializationError, match="same package"):
-        loads("model", [b"\x80\x05\x95\x12\x00\x00\x00\x00\x00\x00\x00\x8c\x0bno_such_mod\x94\x8c\x01X\x94\x93\x94."])
+        loads(
+            "model",
+            [
+                b"\x80\x05\x95\x12\x00\x00\x00\x00\x00\x00\x00\x8c\x0bno_such_mod\x94\x8c\x01X\x94\x93\x94."
+            ],
+        )
