@@ -70,9 +70,6 @@ def plan(
             if name in namespace and _travels(name, hidden) and not stays_remote(name)
         ]
     )
-    missing = [name for name in inputs if name not in namespace]
-    if missing:
-        raise NameError(f"--in names {', '.join(missing)}, not defined in this notebook")
     if options.outputs is not None:
         outputs = options.outputs
     else:

@@ -134,23 +134,23 @@ class RemoteMagics(Magics):
             timeout=args.timeout,
             env=_env(args.env),
         )
+        missing = [name for name in options.inputs or [] if name not in self.ipython.user_ns]
+        if missing:
+            raise UsageError(f"--in names {', '.join(missing)}, not defined in this notebook")
         if options.fresh:
             self.remote_only.clear()
         # The magic line stays as a comment, so remote tracebacks count lines as the cell does.
         code = f"# %%remote {line}\n{cell}"
-        try:
-            outcome = run_cell(
-                _session.current_session(),
-                code,
-                self.ipython.user_ns,
-                options,
-                self.show,
-                hidden=self.ipython.user_ns_hidden,
-                stays_remote=self._stays_remote,
-                execution_count=self.ipython.execution_count,
-            )
-        except NameError as exc:
-            raise UsageError(str(exc)) from None
+        outcome = run_cell(
+            _session.current_session(),
+            code,
+            self.ipython.user_ns,
+            options,
+            self.show,
+            hidden=self.ipython.user_ns_hidden,
+            stays_remote=self._stays_remote,
+            execution_count=self.ipython.execution_count,
+        )
         self._report(outcome)
 
     # -- %remote subcommands --------------------------------------------------------------------

@@ -85,6 +85,7 @@ def test_failed_cell_leaves_the_namespace_unchanged(shell: InteractiveShell) -> 
     assert shell.user_ns["x"] == 1
     assert "y" not in shell.user_ns
     assert caught.value.ename == "ZeroDivisionError"
+    assert isinstance(caught.value, ZeroDivisionError)  # `except ZeroDivisionError` works too
 
 
 def test_remote_traceback_uses_the_cells_line_numbers(shell: InteractiveShell) -> None:
