@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import run_python
+from tests.conftest import RunningRunner, run_python
 
 FIRST_CELL = """
 import os
@@ -86,3 +86,48 @@ def _exists(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_environment_points_the_kernel_at_a_runner(runner: RunningRunner, tmp_path: Path) -> None:
+    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
+    assert run_python(FIRST_CELL, tmp_path, env=env).split() == ["21", "True", runner.url]
+
+
+def test_a_runner_that_is_down_fails_the_cell_quickly(tmp_path: Path) -> None:
+    code = FIRST_CELL.replace('print(shell.user_ns["y"]', 'print(shell.user_ns.get("y")')
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NBREMOTE_URL": "http://127.0.0.1:9"},
+    )
+    assert (
+        "RunnerUnavailable: cannot reach the runner at http://127.0.0.1:9"
+        in result.stdout + result.stderr
+    )
+    assert time.monotonic() - started < 15
+
+
+def test_status_cli_prints_json(runner: RunningRunner) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbremote",
+            "status",
+            "--json",
+            "--url",
+            runner.url,
+            "--token",
+            str(runner.token),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    document = json.loads(result.stdout)
+    assert document["runner"]["backend"] == "process"
+    assert isinstance(document["sessions"], list)
