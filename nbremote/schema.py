@@ -103,3 +103,11 @@ class DescribeRunner(_Model):
     sessions: int
     workers: int
     cells_run: int
+
+
+class FunctionScaling(_Model):
+    """How many warm workers a function may have, and how long idle ones live."""
+
+    max_containers: int | None = Field(default=None, ge=1, description="default: one per core")
+    min_containers: int = Field(default=0, ge=0)
+    scaledown_window: float = Field(default=60.0, gt=0)

@@ -1,10 +1,13 @@
 """A kernel's frame channel: requests in, the workers' frames out, on one upgraded connection.
 
 Client -> runner frames:
-  exec {id, code, inputs, outputs, deletes, spec, fresh, timeout, execution_count} + input buffers
-  pull {id, names, spec} · blobs {id, items} + buffers (answer to ``need``) · interrupt {id}
+  exec {id, code, inputs, outputs, deletes, spec, fresh, timeout, execution_count} + buffers
+  pull {id, names, spec}
+  call {id, pool, function, count, first, timeout, retries} + function and argument buffers
+  spawn {id, call_id, ...as call}   get {id, call_id, timeout}
+  blobs {id, items} + buffers (answer to ``need``) · interrupt {id} · cancel {id}
 Runner -> client frames: whatever the worker sends for a request (stream, display, result,
-need, ...), ``status`` while a worker starts, and ``done`` last (with the worker's id).
+need, ...), ``status`` while a worker starts, and ``done`` last.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from tornado.iostream import IOStream, StreamClosedError
@@ -22,15 +25,18 @@ from nbremote._protocol import Buffer, Header
 from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
-from .frames import read_frame, write_frame
-from .workers import Worker
+from .frames import Frame, read_frame, write_frame
+from .workers import INTERRUPT_GRACE, Forward, Worker
 
 if TYPE_CHECKING:
     from .service import Runner
     from .sessions import Session
 
+REQUESTS = ("exec", "pull", "call", "get")
 
-def _failed(request_id: str, ename: str, evalue: str) -> Header:
+
+def failed(request_id: str, ename: str, evalue: str) -> Header:
+    """A ``done`` header for a request that failed on the runner's side."""
     return {
         "op": "done",
         "id": request_id,
@@ -40,6 +46,10 @@ def _failed(request_id: str, ename: str, evalue: str) -> Header:
     }
 
 
+async def _discard(header: Header, buffers: Sequence[Buffer]) -> None:
+    """Where a spawned call's output goes: nobody is waiting for it."""
+
+
 class Channel:
     """Serves the frames of one connection of one session."""
 
@@ -47,8 +57,8 @@ class Channel:
         self.runner = runner
         self.session = session
         self.stream = stream
-        self.active: dict[str, Worker] = {}  # request id -> the worker serving it
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # request id -> its task
+        self._background: set[asyncio.Task[None]] = set()
 
     async def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send a frame to the client; a client that went away loses it."""
@@ -56,23 +66,51 @@ class Channel:
             await write_frame(self.stream, header, buffers)
 
     async def serve(self) -> None:
-        """Read the client's frames until it disconnects."""
-        while True:
-            try:
-                header, buffers = await read_frame(self.stream)
-            except StreamClosedError:
-                return
-            op, request_id = header.get("op"), header.get("id", "")
-            if op in ("exec", "pull"):
-                task = asyncio.create_task(self.run(header, buffers))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            elif op == "blobs" and request_id in self.active:
-                await self.active[request_id].send(header, buffers)
-            elif op == "interrupt" and request_id in self.active:
-                self.active[request_id].interrupt()
+        """Read the client's frames until it disconnects; then cancel what it left running."""
+        try:
+            while True:
+                try:
+                    header, buffers = await read_frame(self.stream)
+                except StreamClosedError:
+                    return
+                self._dispatch(header, buffers)
+        finally:
+            for task in self.tasks.values():
+                task.cancel()
 
-    async def _worker(self, header: Header) -> Worker:
+    def _soon(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _dispatch(self, header: Header, buffers: list[bytearray]) -> None:
+        op, request_id = header.get("op"), header.get("id", "")
+        if op in REQUESTS:
+            task = asyncio.create_task(self.answer(header, buffers))
+            self.tasks[request_id] = task
+            task.add_done_callback(lambda _: self.tasks.pop(request_id, None))
+        elif op == "spawn":
+            work = self.dispatch(header, buffers, _discard)
+            self.runner.calls.start(header["call_id"], work)
+            self._soon(
+                self.send(
+                    {"op": "done", "id": request_id, "ok": True, "call_id": header["call_id"]}
+                )
+            )
+        elif op == "blobs":
+            worker = self.session.serving(request_id)
+            if worker is not None:
+                self._soon(worker.send(header, buffers))
+        elif op == "interrupt":
+            worker = self.session.serving(request_id)
+            if worker is not None:
+                worker.interrupt()
+        elif op == "cancel" and not self.runner.calls.cancel(request_id):
+            running = self.tasks.get(request_id)
+            if running is not None:
+                running.cancel()
+
+    async def _cell_worker(self, header: Header) -> Worker:
         spec = WorkerSpec.model_validate(header.get("spec") or {})
         if header["op"] == "pull":
             worker = self.session.find(spec)
@@ -85,32 +123,67 @@ class Channel:
 
         return await self.session.worker_for(spec, bool(header.get("fresh")), status)
 
-    async def run(self, header: Header, buffers: list[bytearray]) -> None:
-        """Serve one exec/pull request and answer its ``done``."""
+    async def dispatch(
+        self, header: Header, buffers: list[bytearray], forward: Forward | None = None
+    ) -> Frame:
+        """Serve one request wherever it goes; its ``done`` frame."""
+        send = forward or self.send
         request_id = header["id"]
-        started = time.time()
         try:
-            worker = await self._worker(header)
+            if header["op"] == "get":
+                return await self._get(header)
+            if header["op"] in ("call", "spawn"):
+                return await self._call(header, buffers, send)
+            worker = await self._cell_worker(header)
+            return await worker.run(header, buffers, send, header.get("timeout"))
         except (ValidationError, WorkerStartError, LookupError) as exc:
-            await self.send(_failed(request_id, type(exc).__name__, str(exc)))
-            return
-        self.active[request_id] = worker
+            return failed(request_id, type(exc).__name__, str(exc)), []
+        except asyncio.CancelledError:
+            return failed(request_id, "CancelledError", "the call was cancelled"), []
+
+    async def _call(self, header: Header, buffers: list[bytearray], send: Forward) -> Frame:
+        pool = self.session.pool_for(header["pool"])
+        timeout = header.get("timeout")
+        # A safety net over the worker's own per-input timer.
+        deadline = timeout * header.get("count", 1) + INTERRUPT_GRACE if timeout else None
+        retries = int((header.get("retries") or {}).get("max_retries", 0))
+        for attempt in range(retries + 1):
+            done, out = await pool.run(header, buffers, send, deadline)
+            died = (done.get("error") or {}).get("ename") == "WorkerDied"
+            if not died or attempt == retries:
+                return done, out
+        raise AssertionError("unreachable")
+
+    async def _get(self, header: Header) -> Frame:
         try:
-            done, out = await worker.run(header, buffers, self.send, header.get("timeout"))
-        finally:
-            del self.active[request_id]
+            frame = await self.runner.calls.get(header["call_id"], header.get("timeout"))
+        except KeyError:
+            raise LookupError(
+                f"no call {header['call_id']!r} on this runner (finished calls are kept an hour)"
+            ) from None
+        if frame is None:
+            done = failed(header["id"], "TimeoutError", "the call is still running")
+            return {**done, "pending": True}, []
+        done, out = frame
+        return {**done, "id": header["id"]}, out
+
+    async def answer(self, header: Header, buffers: list[bytearray]) -> None:
+        """Serve a request and send its ``done``; cells and pulls also go into the run history."""
+        started = time.time()
+        done, out = await self.dispatch(header, buffers)
         await self.send(done, out)
-        error = done.get("error") or {}
-        await self.runner.state.record_run(
-            request_id,
-            self.session.id,
-            self.session.notebook,
-            header["op"],
-            started,
-            time.time(),
-            bool(done.get("ok")),
-            error.get("ename"),
-        )
+        if header["op"] in ("exec", "pull"):
+            error = done.get("error") or {}
+            await self.runner.state.record_run(
+                header["id"],
+                self.session.id,
+                self.session.notebook,
+                header["op"],
+                started,
+                time.time(),
+                bool(done.get("ok")),
+                error.get("ename"),
+            )
 
 
 async def serve_channel(runner: Runner, session: Session, stream: IOStream) -> None:

@@ -26,6 +26,7 @@ from nbremote import __version__
 from nbremote.schema import DescribeRunner
 
 from .backends import Backend, make_backend
+from .calls import CallRegistry
 from .handlers import ROUTES, ApiError, BaseHandler
 from .sessions import SessionRegistry, SparePool
 from .state import State
@@ -92,6 +93,7 @@ class Runner:
         self.state = State(config.data_dir / "state.db")
         self.backend: Backend = make_backend(config.backend, str(config.data_dir))
         self.stopped = asyncio.Event()
+        self.calls = CallRegistry()
         self.port = config.port
         self._last_touch = time.monotonic()
         self._server: HTTPServer | None = None

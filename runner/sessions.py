@@ -14,9 +14,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from nbremote.schema import DescribeSession, WorkerSpec
+from nbremote._protocol import Header
+from nbremote.schema import DescribeSession, FunctionScaling, WorkerSpec
 
 from .backends import Backend
+from .pools import FunctionPool
 from .workers import Worker
 
 Status = Callable[[str], Awaitable[None]]
@@ -27,7 +29,7 @@ class SparePool:
     """One booted worker for the default spec, handed out on demand and replaced in background."""
 
     def __init__(self, backend: Backend, enabled: bool = True) -> None:
-        self._backend = backend
+        self.backend = backend
         self._enabled = enabled
         self._spare: asyncio.Task[Worker] | None = None
         self.refill()
@@ -38,7 +40,7 @@ class SparePool:
             self._spare = asyncio.create_task(self._start(DEFAULT_SPEC))
 
     async def _start(self, spec: WorkerSpec) -> Worker:
-        return Worker(await self._backend.start_worker(spec))
+        return Worker(await self.backend.start_worker(spec))
 
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
@@ -71,14 +73,29 @@ class Session:
         self.created_at = time.time()
         self.channels = 0
         self.detached_since = time.monotonic()
-        self._workers: dict[str, Worker] = {}
+        self._workers: dict[str, Worker] = {}  # the cell workers, by spec
+        self.pools: dict[str, FunctionPool] = {}  # the function workers, by function and spec
         self._pool = pool
         self._lock = asyncio.Lock()
 
     @property
     def workers(self) -> list[Worker]:
-        """The session's live workers."""
-        return [worker for worker in self._workers.values() if worker.alive]
+        """The session's live workers, for cells and for functions."""
+        pooled = [worker for pool in self.pools.values() for worker in pool.workers]
+        return [worker for worker in [*self._workers.values(), *pooled] if worker.alive]
+
+    def serving(self, request_id: str) -> Worker | None:
+        """The worker serving this request, if any."""
+        return next((worker for worker in self.workers if worker.serves(request_id)), None)
+
+    def pool_for(self, pool: Header) -> FunctionPool:
+        """The warm-worker pool of a function, created on first use."""
+        key = pool["key"]
+        if key not in self.pools:
+            spec = WorkerSpec.model_validate(pool.get("spec") or {})
+            scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
+            self.pools[key] = FunctionPool(self._pool.backend, spec, scaling)
+        return self.pools[key]
 
     def find(self, spec: WorkerSpec) -> Worker | None:
         """The live worker for ``spec``, if there is one."""
@@ -100,7 +117,10 @@ class Session:
     async def reset(self) -> None:
         """Stop every worker: the next cell starts with an empty namespace."""
         workers, self._workers = list(self._workers.values()), {}
-        await asyncio.gather(*(worker.stop() for worker in workers))
+        pools, self.pools = list(self.pools.values()), {}
+        await asyncio.gather(
+            *(worker.stop() for worker in workers), *(pool.close() for pool in pools)
+        )
 
     def describe(self, python: str) -> DescribeSession:
         """The session as the API shows it."""
@@ -146,11 +166,14 @@ class SessionRegistry:
             await session.reset()
 
     async def reap(self) -> None:
-        """Drop the sessions whose kernel has had no channel open for ``grace`` seconds."""
+        """Drop sessions whose kernel has been gone ``grace`` seconds; scale idle pools down."""
         now = time.monotonic()
         for session in self:
             if session.channels == 0 and now - session.detached_since > self.grace:
                 await self.drop(session.id)
+                continue
+            for pool in session.pools.values():
+                await pool.scale_down()
 
     async def close(self) -> None:
         """Stop every worker, the spare included."""

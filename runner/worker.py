@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -29,6 +30,7 @@ from nbremote._protocol import FrameReader, Header
 from nbremote._serialize import Payload, dumps, loads
 from nbremote.errors import SerializationError
 
+from .worker_calls import BatchResult, call_batch
 from .worker_io import (
     FrameStream,
     Outbox,
@@ -61,6 +63,7 @@ class Worker:
         config = Config({"HistoryManager": {"enabled": False}})
         self.shell = WorkerShell.instance(outbox=outbox, config=config)
         self.cache: dict[str, object] = {}  # content hash -> object, while bound in the namespace
+        self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.running = False
         self.cells_run = 0
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -73,7 +76,7 @@ class Worker:
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""
         self.outbox.send("hello", pid=os.getpid(), python=platform.python_version())
-        handlers = {"exec": self.exec_cell, "pull": self.pull}
+        handlers = {"exec": self.exec_cell, "pull": self.pull, "call": self.call}
         while True:
             try:
                 header, buffers = self.reader.read()
@@ -180,7 +183,7 @@ class Worker:
         return summary
 
     def _done(
-        self, ok: bool, error: Header | None = None, buffers: list[Any] | None = None, **fields: Any
+        self, ok: bool, error: Header | None = None, buffers: Sequence[Any] = (), **fields: Any
     ) -> None:
         self._prune_cache()
         self.outbox.send(
@@ -243,6 +246,60 @@ class Worker:
             return
         items, out_buffers, unreturnable = self._send_back(header["names"], {})
         self._done(True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=[])
+
+    def _function(self, item: Header, parts: list[bytearray]) -> Any:
+        """The function to call: sent along, or kept from an earlier call, or asked for."""
+        if not parts and item["hash"] not in self.functions:
+            self.outbox.send("need", hashes=[item["hash"]])
+            _, parts = self.reader.read()
+        if parts:
+            self.functions[item["hash"]] = loads(item["name"], parts)
+        return self.functions[item["hash"]]
+
+    def call(self, header: Header, buffers: list[bytearray]) -> None:
+        """Call a function on a batch of inputs; send back a result or an error per input."""
+        item = header["function"]
+        try:
+            fn = self._function(item, buffers[: item["nbuf"]])
+            inputs = loads("the call's arguments", buffers[item["nbuf"] :])
+        except SerializationError as exc:
+            self.outbox.send(
+                "done", ok=False, error=_InputError("SerializationError", str(exc)).error
+            )
+            return
+        self.running = True
+        try:
+            batch = call_batch(
+                fn, inputs, header.get("first", 0), header.get("timeout"), header.get("retries")
+            )
+        except KeyboardInterrupt:
+            cancelled = _InputError("CancelledError", "the call was cancelled").error
+            self.outbox.send("done", ok=False, error=cancelled)
+            return
+        finally:
+            self.running = False
+        flush_streams()
+        payload = self._pack_results(batch, header.get("first", 0))
+        # No namespace summary here: a call's round trip must stay in the microseconds.
+        self.outbox.send(
+            "done", payload.parts, ok=True, errors=batch.errors, retire=batch.timed_out
+        )
+
+    def _pack_results(self, batch: BatchResult, first: int) -> Payload:
+        try:
+            return dumps("results", batch.results)
+        except SerializationError:
+            pass
+        for offset, result in enumerate(batch.results):  # find the results that cannot travel
+            try:
+                dumps("", result)
+            except SerializationError as exc:
+                batch.results[offset] = None
+                batch.errors[offset] = _InputError(
+                    "SerializationError",
+                    f"the result of input #{first + offset} cannot be pickled: {exc.reason}",
+                ).error
+        return dumps("results", batch.results)
 
 
 def _hash_of(obj: object) -> str | None:

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from IPython.core.displayhook import DisplayHook
@@ -38,11 +39,11 @@ class Outbox:
         self._lock = threading.Lock()
         self.request_id: str | None = None
 
-    def send(self, op: str, buffers: list[Buffer] | None = None, **fields: Any) -> None:
+    def send(self, op: str, buffers: Sequence[Buffer] = (), **fields: Any) -> None:
         """Send one frame; ``id`` is the request being served."""
         header: Header = {"op": op, "id": self.request_id, **fields}
         with self._lock:
-            send_frame(self._sock, header, buffers or [])
+            send_frame(self._sock, header, buffers)
 
 
 class FrameStream(io.TextIOBase):

@@ -108,9 +108,20 @@ class Worker:
                 return await self._wait(done, timeout)
             except StreamClosedError:
                 return await done  # the pump reports how the worker died
+            except asyncio.CancelledError:
+                await self._abandon(done)
+                raise
             finally:
                 self._request = None
                 self.last_used = time.monotonic()
+
+    async def _abandon(self, done: asyncio.Future[Frame]) -> None:
+        """The caller gave up (a cancel): interrupt the code, and stop a worker that ignores it."""
+        self.interrupt()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), INTERRUPT_GRACE)
+        except TimeoutError:
+            await self.stop()
 
     async def _wait(self, done: asyncio.Future[Frame], timeout: float | None) -> Frame:
         try:

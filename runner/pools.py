@@ -1,0 +1,142 @@
+"""Warm workers for one function: up to ``max_containers`` at once, requests queued beyond.
+
+A pool leases each worker to one request at a time, reusing the most recently used idle worker
+first (so that the others can go idle and scale down), and starts a new worker only while the
+pool is below its bound. Idle workers beyond ``min_containers`` stop after ``scaledown_window``
+seconds; a worker whose call timed out is retired at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+
+from nbremote._protocol import Buffer, Header
+from nbremote.schema import FunctionScaling, WorkerSpec
+
+from .backends import Backend
+from .frames import Frame
+from .workers import Forward, Worker
+
+
+class FunctionPool:
+    """The warm workers of one function (one spec, one scaling policy)."""
+
+    def __init__(self, backend: Backend, spec: WorkerSpec, scaling: FunctionScaling) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.scaling = scaling
+        self.workers: list[Worker] = []  # most recently released last
+        self._leased: set[Worker] = set()
+        self._starting = 0
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        for _ in range(scaling.min_containers):
+            self._background(self._start_idle())
+
+    def _background(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def max_containers(self) -> int:
+        """The bound on workers: as asked, else one per core (at least two)."""
+        return self.scaling.max_containers or max(2, os.cpu_count() or 1)
+
+    @property
+    def size(self) -> int:
+        """Live workers plus those starting."""
+        return len(self.workers) + self._starting
+
+    async def _start(self) -> Worker:
+        async with self._changed:
+            self._starting += 1
+        try:
+            return Worker(await self.backend.start_worker(self.spec))
+        finally:
+            async with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+
+    async def _start_idle(self) -> None:
+        worker = await self._start()
+        async with self._changed:
+            self.workers.append(worker)
+            self._changed.notify_all()
+
+    async def _acquire(self) -> Worker:
+        async with self._changed:
+            while True:
+                self.workers = [worker for worker in self.workers if worker.alive]
+                idle = [worker for worker in self.workers if worker not in self._leased]
+                if idle:
+                    self._leased.add(idle[-1])
+                    return idle[-1]
+                if self.size < self.max_containers:
+                    break
+                await self._changed.wait()
+        worker = await self._start()
+        async with self._changed:
+            self.workers.append(worker)
+            self._leased.add(worker)
+        return worker
+
+    async def _release(self, worker: Worker, retire: bool) -> None:
+        async with self._changed:
+            self._leased.discard(worker)
+            self.workers.remove(worker)
+            if worker.alive and not retire:
+                self.workers.append(worker)
+            self._changed.notify_all()
+        if retire:
+            self._background(worker.stop())
+
+    async def run(
+        self, header: Header, buffers: Sequence[Buffer], forward: Forward, timeout: float | None
+    ) -> Frame:
+        """Serve one request on a leased worker (waiting for one if the pool is at its bound)."""
+        worker = await self._acquire()
+        retire = True
+        try:
+            done, out = await worker.run(header, buffers, forward, timeout)
+            retire = bool(done.get("retire")) or not worker.alive
+            return done, out
+        finally:
+            await self._release(worker, retire)
+
+    def interrupt(self, request_id: str) -> bool:
+        """Interrupt the request if one of this pool's workers is serving it."""
+        for worker in self.workers:
+            if worker.serves(request_id):
+                worker.interrupt()
+                return True
+        return False
+
+    async def scale_down(self) -> None:
+        """Stop idle workers beyond ``min_containers`` that have idled past the window."""
+        now = time.monotonic()
+        async with self._changed:
+            idle = [w for w in self.workers if w not in self._leased]
+            keep = max(0, self.scaling.min_containers - len(self._leased))
+            expired = [
+                w
+                for w in idle[: max(0, len(idle) - keep)]
+                if now - w.last_used > self.scaling.scaledown_window
+            ]
+            for worker in expired:
+                self.workers.remove(worker)
+        for worker in expired:
+            await worker.stop()
+
+    async def close(self) -> None:
+        """Stop every worker of the pool."""
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        workers, self.workers = self.workers, []
+        await asyncio.gather(*(worker.stop() for worker in workers))

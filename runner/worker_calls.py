@@ -1,0 +1,98 @@
+"""How a worker calls a function on a batch of inputs: timeouts, retries, per-input errors.
+
+Each input is called on its own; a failing input does not stop the others. An input that raises
+is retried as its retry policy says; one that runs past its timeout is stopped by SIGALRM (and
+the worker is retired afterwards, since the code it interrupted may have left a mess).
+Standard library only: this runs inside every container.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+Input = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+class InputTimeout(TimeoutError):
+    """An input ran longer than its function's timeout."""
+
+
+@dataclass
+class BatchResult:
+    """What came of a batch: a result per input (None where it failed) and the failures."""
+
+    results: list[Any] = field(default_factory=list)
+    errors: dict[int, dict[str, Any]] = field(default_factory=dict)  # offset -> error
+    timed_out: bool = False
+
+
+@contextmanager
+def _deadline(timeout: float | None, index: int) -> Iterator[None]:
+    if not timeout:
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise InputTimeout(f"input #{index} ran longer than its timeout of {timeout:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def describe_error(exc: BaseException, attempts: int) -> dict[str, Any]:
+    """An exception as JSON: its name, message and traceback (without the worker's own frame)."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    lines = traceback.format_exception(type(exc), exc, tb)
+    return {
+        "ename": type(exc).__name__,
+        "evalue": str(exc),
+        "traceback": ["".join(lines)],
+        "attempts": attempts,
+    }
+
+
+def retry_delay(retries: dict[str, float], attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based), with exponential backoff."""
+    delay = retries["initial_delay"] * retries["backoff_coefficient"] ** attempt
+    return float(min(delay, retries["max_delay"]))
+
+
+def call_batch(
+    fn: Callable[..., Any],
+    inputs: list[Input],
+    first_index: int,
+    timeout: float | None,
+    retries: dict[str, float] | None,
+) -> BatchResult:
+    """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch."""
+    batch = BatchResult()
+    max_retries = int(retries["max_retries"]) if retries else 0
+    for offset, (args, kwargs) in enumerate(inputs):
+        attempt = 0
+        while True:
+            try:
+                with _deadline(timeout, first_index + offset):
+                    batch.results.append(fn(*args, **kwargs))
+                break
+            except Exception as exc:
+                batch.timed_out |= isinstance(exc, InputTimeout)
+                if attempt < max_retries and retries is not None:
+                    time.sleep(retry_delay(retries, attempt))
+                    attempt += 1
+                    continue
+                batch.results.append(None)
+                batch.errors[offset] = describe_error(exc, attempt + 1)
+                break
+    return batch
