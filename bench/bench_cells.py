@@ -23,8 +23,12 @@ W3 256 MiB array shipped
     (``a += 1`` locally, so all of it travels), then unchanged (only its hash travels). Peer:
     ``push`` plus ``execute`` to one engine, which sends the whole array every time.
 Memory
-    Resident memory of the runner and of the worker when idle after W4, and after W3, next to
-    the ipyparallel controller and engine and to a bare IPython shell process.
+    Resident memory of the runner and of the worker when idle after W4, and after W3, with the
+    peak each reached, next to the ipyparallel controller and engine and to a bare IPython
+    shell process.
+Floors
+    What this machine gives without either tool: the W4 cell run locally, and one loopback TCP
+    hop of the W3 array into a freshly allocated buffer.
 """
 
 from __future__ import annotations
@@ -36,14 +40,18 @@ import io
 import json
 import os
 import platform
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import ipyparallel
@@ -57,6 +65,7 @@ from nbremote import _embedded, _session
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BEGIN, END = "<!-- bench_cells: begin -->", "<!-- bench_cells: end -->"
 MIB = 1024 * 1024
+COLD_TIMEOUT = 120.0
 
 WARM_CELL = "y = x + 1"
 SUM_CELL = "s = float(a.sum())"
@@ -76,7 +85,8 @@ try:
     done = time.time()
 finally:
     _embedded.stop(Path(sys.argv[2]))
-assert result.success and shell.user_ns["y"] == 2, result
+if not result.success or shell.user_ns["y"] != 2:
+    sys.exit(f"the first cell failed: {result!r}")
 print(json.dumps({"startup_s": ready - float(sys.argv[1]), "first_result_s": done - ready}))
 """
 
@@ -95,7 +105,8 @@ try:
     done = time.time()
 finally:
     cluster.stop_cluster_sync()
-assert ys == [2, 2], ys
+if ys != [2, 2]:
+    sys.exit(f"the first execute gave y = {ys}")
 print(json.dumps({"startup_s": ready - float(sys.argv[1]), "first_result_s": done - ready}))
 """
 
@@ -145,8 +156,8 @@ def percentile(samples: list[float], q: float) -> float:
     return float(np.percentile(samples, q))
 
 
-def mib(nbytes: int | None) -> float:
-    return float("nan") if nbytes is None else nbytes / MIB
+def mib(nbytes: int) -> float:
+    return nbytes / MIB
 
 
 def rss(pid: int) -> int:
@@ -175,7 +186,7 @@ def timed_cell(shell: InteractiveShell, source: str) -> float:
     return elapsed
 
 
-# -- W4 warm trivial cell -------------------------------------------------------------------------
+# -- W4 warm trivial cell ---------------------------------------------------------------------
 
 
 def warm_cell_ms(
@@ -246,6 +257,34 @@ def ship_nbremote(shell: InteractiveShell, sizes: Sizes) -> tuple[list[float], l
     return first, unchanged
 
 
+def receive_fresh(sock: socket.socket, nbytes: int) -> None:
+    """Receive ``nbytes`` into a newly allocated buffer, as a relay or a worker does."""
+    view = memoryview(bytearray(nbytes))
+    received = 0
+    while received < nbytes:
+        received += sock.recv_into(view[received:])
+
+
+def loopback_hop_s(sizes: Sizes) -> list[float]:
+    """Seconds one loopback TCP hop of a changed array takes: this machine's floor for W3."""
+    a = np.random.rand(sizes.array_bytes // 8)
+    samples = []
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as sender,
+        server.accept()[0] as receiver,
+    ):
+        for _ in range(sizes.ship_repeats):
+            a += 1
+            thread = threading.Thread(target=receive_fresh, args=(receiver, a.nbytes))
+            start = time.perf_counter()
+            thread.start()
+            sender.sendall(a)
+            thread.join()
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
 def ship_ipyparallel(engine: Any, sizes: Sizes) -> list[float]:
     """Seconds for ``push`` of a changed array plus the sum, on one engine."""
     a = np.random.rand(sizes.array_bytes // 8)
@@ -264,18 +303,41 @@ def ship_ipyparallel(engine: Any, sizes: Sizes) -> list[float]:
 # -- memory ------------------------------------------------------------------------------------
 
 
-def nbremote_rss() -> tuple[int, int | None]:
-    """Resident bytes of the runner process and of this session's worker."""
+@dataclass(frozen=True)
+class Memory:
+    """Resident bytes, now and at peak, of the server (runner, controller) and of the worker."""
+
+    server: int
+    worker: int
+    server_peak: int
+    worker_peak: int
+
+
+def peak_rss(pid: int) -> int:
+    """The most resident memory the process has ever had (Linux's VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise CheckFailed(f"no VmHWM in /proc/{pid}/status")
+
+
+def nbremote_memory() -> Memory:
+    """The runner's memory, and the worker's as the runner describes it."""
     session = _session.current_session()
     runner_pid = session.client.request("GET", "/api/v1/runner")["pid"]
     workers = session.describe()["workers"]
     check(len(workers) == 1, f"expected one worker, the runner describes {len(workers)}")
-    return rss(runner_pid), workers[0]["rss_bytes"]
+    worker_rss = workers[0]["rss_bytes"]
+    check(worker_rss is not None, "the runner does not know its worker's memory")
+    return Memory(rss(runner_pid), worker_rss, peak_rss(runner_pid), peak_rss(workers[0]["pid"]))
 
 
-def ipyparallel_rss(cluster: Any, engine: Any) -> tuple[int, int]:
-    """Resident bytes of the controller and of one engine."""
-    return rss(cluster.controller.pid), rss(engine.apply_sync(os.getpid))
+def ipyparallel_memory(cluster: Any, engine: Any) -> Memory:
+    """The controller's memory and one engine's."""
+    controller_pid, engine_pid = cluster.controller.pid, engine.apply_sync(os.getpid)
+    return Memory(
+        rss(controller_pid), rss(engine_pid), peak_rss(controller_pid), peak_rss(engine_pid)
+    )
 
 
 def bare_ipython_rss() -> int:
@@ -292,15 +354,18 @@ def bare_ipython_rss() -> int:
 
 def cold_start(script: str, *args: str) -> dict[str, float]:
     """Run a W5 script in a fresh process: its start-up and first-result seconds."""
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(time.time()), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    check(out.returncode == 0, f"cold-start process failed:\n{out.stderr[-2000:]}")
-    figures: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    command = [sys.executable, "-c", script, str(time.time()), *args]
+    with subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=COLD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # its `finally` stops what it started
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=30)
+            proc.kill()
+            raise CheckFailed(f"a cold start took over {COLD_TIMEOUT} s") from None
+    check(proc.returncode == 0, f"cold-start process failed:\n{stderr[-2000:]}")
+    figures: dict[str, float] = json.loads(stdout.splitlines()[-1])
     return figures
 
 
@@ -348,10 +413,10 @@ def run_nbremote(shell: InteractiveShell, home: Path, sizes: Sizes) -> dict[str,
     with embedded_runner(home):
         progress(f"nbremote W4: {sizes.warmup} + {sizes.repeats} warm cells")
         figures["warm_ms"] = local_warm_cell_ms(shell, f"%%remote\n{WARM_CELL}", sizes)
-        figures["rss_idle"] = nbremote_rss()
+        figures["memory_idle"] = nbremote_memory()
         progress(f"nbremote W3: {sizes.array_bytes // MIB} MiB array, {sizes.ship_repeats}x2")
         figures["ship_first_s"], figures["ship_unchanged_s"] = ship_nbremote(shell, sizes)
-        figures["rss_after_ship"] = nbremote_rss()
+        figures["memory_after_ship"] = nbremote_memory()
     shell.user_ns.pop("a")
     return figures
 
@@ -366,10 +431,10 @@ def run_ipyparallel(shell: InteractiveShell, sizes: Sizes) -> dict[str, Any]:
         dview.activate()  # registers %%px on the shell
         progress(f"ipyparallel W4: {sizes.warmup} + {sizes.repeats} warm %%px cells")
         figures["warm_ms"] = px_warm_cell_ms(shell, dview, sizes)
-        figures["rss_idle"] = ipyparallel_rss(cluster, rc[0])
+        figures["memory_idle"] = ipyparallel_memory(cluster, rc[0])
         progress(f"ipyparallel W3: {sizes.array_bytes // MIB} MiB array, {sizes.ship_repeats}x")
         figures["ship_first_s"] = ship_ipyparallel(rc[0], sizes)
-        figures["rss_after_ship"] = ipyparallel_rss(cluster, rc[0])
+        figures["memory_after_ship"] = ipyparallel_memory(cluster, rc[0])
     return figures
 
 
@@ -381,14 +446,17 @@ def run_suite(sizes: Sizes) -> dict[str, Any]:
         progress(f"W5 cold starts: {sizes.cold_repeats}x nbremote and ipyparallel")
         cold = cold_starts(root, sizes)
         shell = make_shell()
-        progress("local floor W4")
-        floor_ms = local_warm_cell_ms(shell, WARM_CELL, sizes)
+        progress("floors: W4 locally, W3 over one loopback hop")
+        floor = {
+            "warm_ms": local_warm_cell_ms(shell, WARM_CELL, sizes),
+            "hop_s": loopback_hop_s(sizes),
+        }
         nbremote_figures = run_nbremote(shell, root / "home", sizes)
         ipyparallel_figures = run_ipyparallel(shell, sizes)
         bare_rss = bare_ipython_rss()
     return {
         "cold": cold,
-        "floor_ms": floor_ms,
+        "floor": floor,
         "nbremote": nbremote_figures,
         "ipyparallel": ipyparallel_figures,
         "bare_ipython_rss": bare_rss,
@@ -440,18 +508,33 @@ def cold_median(cold: dict[str, list[dict[str, float]]], tool: str, key: str) ->
     return median([run[key] for run in cold[tool]])
 
 
+def percentiles(
+    ours: dict[str, Any], peer: dict[str, Any], key: str, q: float
+) -> tuple[float, float]:
+    """The q-th percentile of a sample list of nbremote and of ipyparallel."""
+    return percentile(ours[key], q), percentile(peer[key], q)
+
+
+def mib_pair(
+    ours: dict[str, Any], peer: dict[str, Any], when: str, what: str
+) -> tuple[float, float]:
+    """One `Memory` figure in MiB, for both tools, ``when`` idle or after_ship."""
+    return mib(getattr(ours[f"memory_{when}"], what)), mib(getattr(peer[f"memory_{when}"], what))
+
+
 def rows(figures: dict[str, Any], sizes: Sizes) -> list[Row]:
     """The table: each figure next to its peer."""
     ours, peer, cold = figures["nbremote"], figures["ipyparallel"], figures["cold"]
     nbytes = sizes.array_bytes
     size = f"{nbytes // MIB} MiB"
     first_s, peer_first_s = median(ours["ship_first_s"]), median(peer["ship_first_s"])
-    floor = figures["floor_ms"]
+    floor = figures["floor"]
+    hop_s = median(floor["hop_s"])
     return [
-        Row("W4 warm trivial cell, p50", "ms", *p(ours, peer, "warm_ms", 50), target=5),
-        Row("W4 warm trivial cell, p90", "ms", *p(ours, peer, "warm_ms", 90)),
-        Row("W4 floor: local `run_cell`, p50", "ms", percentile(floor, 50)),
-        Row("W4 floor: local `run_cell`, p90", "ms", percentile(floor, 90)),
+        Row("W4 warm trivial cell, p50", "ms", *percentiles(ours, peer, "warm_ms", 50), target=5),
+        Row("W4 warm trivial cell, p90", "ms", *percentiles(ours, peer, "warm_ms", 90)),
+        Row("W4 floor: local `run_cell`, p50", "ms", percentile(floor["warm_ms"], 50)),
+        Row("W4 floor: local `run_cell`, p90", "ms", percentile(floor["warm_ms"], 90)),
         Row(
             f"W3 {size} first ship, effective",
             "GB/s",
@@ -460,6 +543,7 @@ def rows(figures: dict[str, Any], sizes: Sizes) -> list[Row]:
             target=1,
         ),
         Row(f"W3 {size} first ship, time", "ms", first_s * 1e3, peer_first_s * 1e3),
+        Row(f"W3 floor: one loopback TCP hop of {size}", "GB/s", gb_per_s(nbytes, hop_s)),
         Row(
             f"W3 {size} unchanged re-run",
             "ms",
@@ -479,24 +563,26 @@ def rows(figures: dict[str, Any], sizes: Sizes) -> list[Row]:
             cold_median(cold, "nbremote", "startup_s"),
             cold_median(cold, "ipyparallel", "startup_s"),
         ),
-        Row("RSS runner / controller, idle", "MiB", *rss_pair(ours, peer, "rss_idle", 0)),
-        Row("RSS worker / engine, idle", "MiB", *rss_pair(ours, peer, "rss_idle", 1)),
-        Row("RSS runner / controller, after W3", "MiB", *rss_pair(ours, peer, "rss_after_ship", 0)),
-        Row("RSS worker / engine, after W3", "MiB", *rss_pair(ours, peer, "rss_after_ship", 1)),
+        Row("RSS runner / controller, idle", "MiB", *mib_pair(ours, peer, "idle", "server")),
+        Row("RSS worker / engine, idle", "MiB", *mib_pair(ours, peer, "idle", "worker")),
+        Row(
+            "RSS runner / controller, after W3",
+            "MiB",
+            *mib_pair(ours, peer, "after_ship", "server"),
+        ),
+        Row("RSS worker / engine, after W3", "MiB", *mib_pair(ours, peer, "after_ship", "worker")),
+        Row(
+            "Peak RSS runner / controller, through W3",
+            "MiB",
+            *mib_pair(ours, peer, "after_ship", "server_peak"),
+        ),
+        Row(
+            "Peak RSS worker / engine, through W3",
+            "MiB",
+            *mib_pair(ours, peer, "after_ship", "worker_peak"),
+        ),
         Row("RSS bare IPython shell process", "MiB", mib(figures["bare_ipython_rss"])),
     ]
-
-
-def p(ours: dict[str, Any], peer: dict[str, Any], key: str, q: float) -> tuple[float, float]:
-    """The q-th percentile of a sample list of nbremote and of ipyparallel."""
-    return percentile(ours[key], q), percentile(peer[key], q)
-
-
-def rss_pair(
-    ours: dict[str, Any], peer: dict[str, Any], key: str, index: int
-) -> tuple[float, float]:
-    """One process's RSS in MiB (0: runner/controller, 1: worker/engine), for both tools."""
-    return mib(ours[key][index]), mib(peer[key][index])
 
 
 def table(table_rows: list[Row]) -> list[str]:

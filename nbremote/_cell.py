@@ -17,7 +17,7 @@ from typing import Any
 from ._analysis import analyse_cell
 from ._namespace import pack, unpack
 from ._protocol import Header
-from ._session import OnFrame, RemoteSession
+from ._session import OnFrame, RemoteSession, Request
 from .errors import SerializationError, WorkerDied, remote_error
 from .schema import WorkerSpec
 
@@ -119,7 +119,8 @@ def run_cell(
         "timeout": options.timeout,
         "execution_count": execution_count,
     }
-    done, buffers = session.call(header, packed.buffers, on_frame, packed, spec_key)
+    request = Request(header, packed.buffers, packed, spec_key)
+    done, buffers = session.call(request, on_frame)
     raise_for(done)
     values, failed = unpack(done["outputs"], buffers, namespace)
     namespace.update(values)

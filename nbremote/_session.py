@@ -6,11 +6,14 @@ is a new session, and so a new remote namespace, just as the local one is new.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ._client import Channel, RunnerClient
@@ -19,6 +22,26 @@ from ._protocol import Buffer, Header
 from .errors import RunnerUnavailable, VersionMismatch
 
 OnFrame = Callable[[Header, list[bytearray]], None]
+Frame = tuple[Header, list[bytearray]]
+
+
+@dataclass
+class Request:
+    """One request for the channel: its frame, the inputs a ``need`` may ask for, and a tag.
+
+    Args:
+        header: the frame's header (its ``id`` is set when it is sent).
+        buffers: the frame's buffers.
+        packed: what a ``need`` from the worker is answered from.
+        spec_key: for cell requests, the worker spec whose held hashes the answer updates.
+        tag: the caller's own bookkeeping (a map's batch, say).
+    """
+
+    header: Header
+    buffers: Sequence[Buffer] = ()
+    packed: Packed | None = None
+    spec_key: str | None = None
+    tag: Any = None
 
 
 def check_python(worker_python: str, local_python: str | None = None) -> None:
@@ -53,7 +76,10 @@ class RemoteSession:
         # spec key -> (worker id, hashes that worker holds), as its last answer said
         self._held: dict[str, tuple[str, set[str]]] = {}
         self._channel: Channel | None = None
-        self._lock = threading.Lock()
+        self._pending: dict[str, Request] = {}  # request id -> request awaiting its done
+        self._stash: dict[str, deque[Frame]] = {}  # frames read for another waiting request
+        # Re-entrant: a call made inside the loop over a map's results shares the channel.
+        self._lock = threading.RLock()
 
     def _open(self) -> Channel:
         if self._channel is not None and not self._channel.broken:
@@ -70,58 +96,105 @@ class RemoteSession:
         """Content hashes the worker for this spec held after its last request."""
         return self._held.get(spec_key, ("", set()))[1]
 
-    def call(
-        self,
-        header: Header,
-        buffers: Sequence[Buffer],
-        on_frame: OnFrame,
-        packed: Packed | None = None,
-        spec_key: str = "",
-    ) -> tuple[Header, list[bytearray]]:
-        """Send a request and serve it until its ``done``, which is returned.
+    def _send(self, channel: Channel, request: Request) -> str:
+        request_id = request.header["id"] = uuid.uuid4().hex
+        self._pending[request_id] = request
+        channel.send(request.header, request.buffers)
+        return request_id
 
-        Output frames go to ``on_frame`` as they arrive; a ``need`` is answered from ``packed``.
-        Ctrl-C interrupts the remote code (the worker survives); a second one abandons the
-        request.
-        """
-        with self._lock:
-            channel = self._open()
-            request_id = header["id"] = uuid.uuid4().hex
-            channel.send(header, buffers)
-            try:
-                done, out = self._serve(channel, request_id, on_frame, packed)
-            except (ConnectionError, OSError) as exc:
-                raise RunnerUnavailable(
-                    f"lost the connection to the runner at {self.client.url} while waiting ({exc})"
-                ) from exc
-            if "worker" in done:
-                self._held[spec_key] = (done["worker"], set(done.get("held", [])))
-            return done, out
-
-    def _serve(
-        self, channel: Channel, request_id: str, on_frame: OnFrame, packed: Packed | None
-    ) -> tuple[Header, list[bytearray]]:
-        interrupted = False
+    def _next_done(self, channel: Channel, wanted: set[str], on_frame: OnFrame) -> Frame:
+        """Serve frames until a ``done`` for one of ``wanted``; frames of other pending requests
+        (a call made while iterating a map, say) are kept for them."""
         while True:
-            try:
+            stashed = next((rid for rid in wanted if self._stash.get(rid)), None)
+            if stashed is not None:
+                frame, buffers = self._stash[stashed].popleft()
+            else:
                 frame, buffers = channel.recv()
-            except KeyboardInterrupt:
-                if interrupted:
-                    channel.close()
-                    raise
-                interrupted = True
-                channel.send({"op": "interrupt", "id": request_id})
-                continue
-            if frame.get("id") != request_id:
-                continue
-            op = frame["op"]
-            if op == "done":
+            request_id = frame.get("id", "")
+            request = self._pending.get(request_id)
+            if request is None:
+                continue  # a cancelled request's late frames
+            if request_id not in wanted:
+                self._stash.setdefault(request_id, deque()).append((frame, buffers))
+            elif frame["op"] == "done":
+                del self._pending[request_id]
+                self._stash.pop(request_id, None)
+                if "worker" in frame and request.spec_key is not None:
+                    self._held[request.spec_key] = (frame["worker"], set(frame.get("held", [])))
                 return frame, buffers
-            if op == "need" and packed is not None:
-                blobs, blob_buffers = packed.blobs(frame["hashes"])
+            elif frame["op"] == "need" and request.packed is not None:
+                blobs, blob_buffers = request.packed.blobs(frame["hashes"])
                 channel.send({**blobs, "id": request_id}, blob_buffers)
             else:
                 on_frame(frame, buffers)
+
+    def call(self, request: Request, on_frame: OnFrame) -> Frame:
+        """Send a request and serve it until its ``done``, which is returned.
+
+        Output frames go to ``on_frame`` as they arrive; a ``need`` is answered from the
+        request's ``packed`` inputs. Ctrl-C interrupts the remote code (the worker survives);
+        a second Ctrl-C abandons the request.
+        """
+        with self._lock, self._connection_errors():
+            channel = self._open()
+            request_id = self._send(channel, request)
+            interrupted = False
+            while True:
+                try:
+                    return self._next_done(channel, {request_id}, on_frame)
+                except KeyboardInterrupt:
+                    if interrupted:
+                        self._abandon(channel, [request_id])
+                        raise
+                    interrupted = True
+                    channel.send({"op": "interrupt", "id": request_id})
+
+    def stream(
+        self, requests: Iterator[Request], window: int, on_frame: OnFrame
+    ) -> Iterator[tuple[Request, Frame]]:
+        """Keep up to ``window`` requests in flight; yield each with its ``done`` as it comes.
+
+        Requests are drawn from the iterator only as slots free up, so neither a huge input
+        iterator nor its results are ever held whole. Closing the generator (or an error in it,
+        or Ctrl-C) cancels the requests still in flight.
+        """
+        with self._lock, self._connection_errors():
+            channel = self._open()
+            in_flight: dict[str, Request] = {}
+            try:
+                for request in requests:
+                    in_flight[self._send(channel, request)] = request
+                    while len(in_flight) >= window:
+                        yield self._finish_one(channel, in_flight, on_frame)
+                while in_flight:
+                    yield self._finish_one(channel, in_flight, on_frame)
+            except BaseException:
+                self._abandon(channel, list(in_flight))
+                raise
+
+    def _finish_one(
+        self, channel: Channel, in_flight: dict[str, Request], on_frame: OnFrame
+    ) -> tuple[Request, Frame]:
+        frame = self._next_done(channel, set(in_flight), on_frame)
+        return in_flight.pop(frame[0]["id"]), frame
+
+    def _abandon(self, channel: Channel, request_ids: list[str]) -> None:
+        """Cancel requests on the runner and forget them here."""
+        for request_id in request_ids:
+            self._pending.pop(request_id, None)
+            self._stash.pop(request_id, None)
+            if not channel.broken:
+                channel.send({"op": "cancel", "id": request_id})
+
+    @contextlib.contextmanager
+    def _connection_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (ConnectionError, OSError) as exc:
+            raise RunnerUnavailable(
+                f"lost the connection to the runner at {self.client.url} ({exc})"
+            ) from exc
 
     def describe(self) -> Any:
         """The runner's description of this session (workers, their memory, their objects)."""

@@ -19,7 +19,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import _session
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._namespace import unpack
-from ._protocol import Header
+from ._output import show
+from ._session import Request
 from .errors import SerializationError
 from .schema import WorkerSpec
 
@@ -71,24 +72,6 @@ class RemoteMagics(Magics):
         return self.shell
 
     # -- output ------------------------------------------------------------------------------
-
-    def show(self, frame: Header, buffers: list[bytearray]) -> None:
-        """Reproduce one output frame of the remote cell in this cell."""
-        op = frame["op"]
-        if op == "stream":
-            stream = sys.stdout if frame["name"] == "stdout" else sys.stderr
-            stream.write(frame["text"])
-            stream.flush()
-        elif op in ("display", "result"):
-            sys.stdout.flush()
-            self.ipython.display_pub.publish(
-                data=frame["data"],
-                metadata=frame["metadata"],
-                transient=frame.get("transient") or None,
-                update=frame.get("update", False),
-            )
-        elif op == "clear_output":
-            self.ipython.display_pub.clear_output(frame["wait"])
 
     def _stays_remote(self, name: str) -> bool:
         return self.remote_only.get(name) == id(self.ipython.user_ns.get(name))
@@ -146,7 +129,7 @@ class RemoteMagics(Magics):
             code,
             self.ipython.user_ns,
             options,
-            self.show,
+            show,
             hidden=self.ipython.user_ns_hidden,
             stays_remote=self._stays_remote,
             execution_count=self.ipython.execution_count,
@@ -199,7 +182,7 @@ class RemoteMagics(Magics):
         session = _session.current_session()
         spec = WorkerSpec()
         header = {"op": "pull", "names": names, "spec": spec.model_dump()}
-        done, buffers = session.call(header, [], self.show, spec_key=spec.key())
+        done, buffers = session.call(Request(header, spec_key=spec.key()), show)
         raise_for(done)
         values, failed = unpack(done["outputs"], buffers, self.ipython.user_ns)
         self.ipython.user_ns.update(values)
@@ -214,7 +197,7 @@ class RemoteMagics(Magics):
             raise UsageError(f"not defined in this notebook: {', '.join(missing)}")
         options = CellOptions(inputs=names, outputs=[])
         try:
-            run_cell(_session.current_session(), "", self.ipython.user_ns, options, self.show)
+            run_cell(_session.current_session(), "", self.ipython.user_ns, options, show)
         except SerializationError as exc:
             raise UsageError(str(exc)) from None
         for name in names:

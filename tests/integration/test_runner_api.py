@@ -122,14 +122,11 @@ def test_runner_refuses_to_listen_beyond_loopback_without_token(tmp_path: Path) 
 
 
 def test_run_history_survives_a_restart(fresh_runner: RunningRunner, tmp_path: Path) -> None:
-    from nbremote._session import RemoteSession
+    from nbremote._session import RemoteSession, Request
 
     session = RemoteSession(fresh_runner.client())
-    done, _ = session.call(
-        {"op": "exec", "code": "x = 1", "inputs": [], "outputs": ["x"], "deletes": []},
-        [],
-        lambda f, b: None,
-    )
+    header = {"op": "exec", "code": "x = 1", "inputs": [], "outputs": ["x"], "deletes": []}
+    done, _ = session.call(Request(header), lambda f, b: None)
     assert done["ok"]
     session.close()
     fresh_runner.stop()

@@ -1,0 +1,33 @@
+"""Modal's older parameter names, accepted with a warning that names the new one."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+RENAMED = {
+    "concurrency_limit": "max_containers",
+    "keep_warm": "min_containers",
+    "container_idle_timeout": "scaledown_window",
+}
+
+
+def rename_deprecated(options: dict[str, Any], where: str, stacklevel: int = 3) -> dict[str, Any]:
+    """``options`` with old names mapped to new ones, warning once per old name used.
+
+    Raises:
+        TypeError: an old name given together with its new name.
+    """
+    renamed = dict(options)
+    for old, new in RENAMED.items():
+        if old not in renamed:
+            continue
+        warnings.warn(
+            f"{where}: `{old}` is deprecated, use `{new}` instead",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        if new in renamed:
+            raise TypeError(f"{where}: give `{new}` or `{old}`, not both")
+        renamed[new] = renamed.pop(old)
+    return renamed

@@ -1,0 +1,40 @@
+"""Remote output frames reproduced where the caller is: the cell's output, or the terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ._protocol import Header
+
+
+def _shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def show(frame: Header, buffers: list[bytearray]) -> None:
+    """Reproduce one output frame (stream, display, result, clear_output) here."""
+    op = frame["op"]
+    if op == "stream":
+        stream = sys.stdout if frame["name"] == "stdout" else sys.stderr
+        stream.write(frame["text"])
+        stream.flush()
+        return
+    shell = _shell()
+    if op in ("display", "result"):
+        sys.stdout.flush()
+        if shell is None:
+            print(frame["data"].get("text/plain", ""))
+            return
+        shell.display_pub.publish(
+            data=frame["data"],
+            metadata=frame["metadata"],
+            transient=frame.get("transient") or None,
+            update=frame.get("update", False),
+        )
+    elif op == "clear_output" and shell is not None:
+        shell.display_pub.clear_output(frame["wait"])
