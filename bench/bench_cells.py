@@ -279,7 +279,7 @@ def loopback_hop_s(sizes: Sizes) -> list[float]:
             thread = threading.Thread(target=receive_fresh, args=(receiver, a.nbytes))
             start = time.perf_counter()
             thread.start()
-            sender.sendall(a)
+            sender.sendall(a.data)
             thread.join()
             samples.append(time.perf_counter() - start)
     return samples
@@ -440,6 +440,7 @@ def run_ipyparallel(shell: InteractiveShell, sizes: Sizes) -> dict[str, Any]:
 
 def run_suite(sizes: Sizes) -> dict[str, Any]:
     """Every workload, cold starts first (on an otherwise idle machine)."""
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="nbremote-bench-") as tmp:
         root = Path(tmp)
         os.environ["IPYTHONDIR"] = str(root / "ipython")
@@ -455,6 +456,7 @@ def run_suite(sizes: Sizes) -> dict[str, Any]:
         ipyparallel_figures = run_ipyparallel(shell, sizes)
         bare_rss = bare_ipython_rss()
     return {
+        "load_before": load_before,
         "cold": cold,
         "floor": floor,
         "nbremote": nbremote_figures,
@@ -645,7 +647,7 @@ def report(figures: dict[str, Any], sizes: Sizes) -> str:
         "## Core cell path (bench/bench_cells.py)",
         "",
         f"- Date: {today}",
-        f"- Machine: {machine()}",
+        f"- Machine: {machine()}; load average before the run {figures['load_before']:.2f}",
         f"- Python {platform.python_version()}, nbremote {version('nbremote')}, ipyparallel "
         f"{ipyparallel.__version__}, IPython {version('ipython')}, numpy {np.__version__}",
         "",

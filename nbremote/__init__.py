@@ -6,7 +6,8 @@ worker program imports nbremote's frame and pickle helpers and must start fast.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AuthenticationError,
@@ -21,10 +22,30 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+if TYPE_CHECKING:
+    from .app import App, remote
+    from .functions import Function, FunctionCall
+    from .retries import Retries
+
+# Imported on first use: the worker imports nbremote's frame and pickle helpers, and must not
+# pay for pydantic and the client API it never uses.
+_LAZY = {
+    "App": "app",
+    "Function": "functions",
+    "FunctionCall": "functions",
+    "Retries": "retries",
+    "remote": "app",
+}
+
 __all__ = [
+    "App",
     "AuthenticationError",
+    "Function",
+    "FunctionCall",
     "NbremoteError",
     "RemoteError",
+    "Retries",
     "RunnerError",
     "RunnerUnavailable",
     "SerializationError",
@@ -32,6 +53,7 @@ __all__ = [
     "WorkerDied",
     "__version__",
     "load_ipython_extension",
+    "remote",
 ]
 
 
@@ -40,3 +62,11 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import load_ipython_extension as load
 
     load(ipython)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbremote' has no attribute {name!r}")

@@ -140,4 +140,4 @@ def raise_for(done: Header) -> None:
             f"{error['evalue']}. The next cell starts a new worker with an empty namespace"
         )
     traceback = error["traceback"] or [f"{error['ename']}: {error['evalue']}"]
-    raise remote_error(error["ename"], error["evalue"], traceback)
+    raise remote_error(error["ename"], error["evalue"], traceback, error.get("builtin"))

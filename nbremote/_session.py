@@ -76,6 +76,7 @@ class RemoteSession:
         # spec key -> (worker id, hashes that worker holds), as its last answer said
         self._held: dict[str, tuple[str, set[str]]] = {}
         self._channel: Channel | None = None
+        self.sent_functions: set[str] = set()  # function hashes sent to this session's workers
         self._pending: dict[str, Request] = {}  # request id -> request awaiting its done
         self._stash: dict[str, deque[Frame]] = {}  # frames read for another waiting request
         # Re-entrant: a call made inside the loop over a map's results shares the channel.
@@ -178,6 +179,11 @@ class RemoteSession:
     ) -> tuple[Request, Frame]:
         frame = self._next_done(channel, set(in_flight), on_frame)
         return in_flight.pop(frame[0]["id"]), frame
+
+    def notify(self, header: Header) -> None:
+        """Send a frame that has no answer (``cancel``)."""
+        with self._lock, self._connection_errors():
+            self._open().send({**header})
 
     def _abandon(self, channel: Channel, request_ids: list[str]) -> None:
         """Cancel requests on the runner and forget them here."""

@@ -78,7 +78,7 @@ class RemoteError(NbremoteError):
     """
 
     def __init__(self, ename: str, evalue: str, traceback: list[str]) -> None:
-        super().__init__(f"{ename}: {evalue}" if evalue else ename)
+        super().__init__(evalue or ename)  # the class is named after ename already
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
@@ -89,8 +89,8 @@ class RemoteError(NbremoteError):
 
 
 @functools.cache
-def _remote_class(ename: str) -> type[RemoteError]:
-    builtin = getattr(builtins, ename, None)
+def _remote_class(ename: str, base: str | None) -> type[RemoteError]:
+    builtin = getattr(builtins, base or ename, None)
     if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not Exception:
         try:
             return type(ename, (RemoteError, builtin), {"__module__": "nbremote.errors"})
@@ -99,10 +99,13 @@ def _remote_class(ename: str) -> type[RemoteError]:
     return type(ename, (RemoteError,), {"__module__": "nbremote.errors"})
 
 
-def remote_error(ename: str, evalue: str, traceback: list[str]) -> RemoteError:
+def remote_error(
+    ename: str, evalue: str, traceback: list[str], builtin: str | None = None
+) -> RemoteError:
     """A `RemoteError` whose class is named after the remote exception.
 
-    For a built-in exception type it also derives from that type, so ``except ZeroDivisionError``
-    catches a remote division by zero as it would a local one.
+    It also derives from the remote exception's nearest built-in class (``builtin``, or ``ename``
+    itself), so ``except ZeroDivisionError`` catches a remote division by zero as it would a
+    local one, and ``except ValueError`` a remote subclass of ValueError.
     """
-    return _remote_class(ename)(ename, evalue, traceback)
+    return _remote_class(ename, builtin)(ename, evalue, traceback)

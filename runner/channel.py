@@ -90,7 +90,7 @@ class Channel:
             self.tasks[request_id] = task
             task.add_done_callback(lambda _: self.tasks.pop(request_id, None))
         elif op == "spawn":
-            work = self.dispatch(header, buffers, _discard)
+            work = self.dispatch({**header, "op": "call"}, buffers, _discard)
             self.runner.calls.start(header["call_id"], work)
             self._soon(
                 self.send(

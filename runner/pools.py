@@ -12,21 +12,22 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from nbremote._protocol import Buffer, Header
 from nbremote.schema import FunctionScaling, WorkerSpec
 
-from .backends import Backend
 from .frames import Frame
 from .workers import Forward, Worker
+
+StartWorker = Callable[[WorkerSpec], Awaitable[Worker]]
 
 
 class FunctionPool:
     """The warm workers of one function (one spec, one scaling policy)."""
 
-    def __init__(self, backend: Backend, spec: WorkerSpec, scaling: FunctionScaling) -> None:
-        self.backend = backend
+    def __init__(self, start: StartWorker, spec: WorkerSpec, scaling: FunctionScaling) -> None:
+        self._start_worker = start
         self.spec = spec
         self.scaling = scaling
         self.workers: list[Worker] = []  # most recently released last
@@ -56,7 +57,7 @@ class FunctionPool:
         async with self._changed:
             self._starting += 1
         try:
-            return Worker(await self.backend.start_worker(self.spec))
+            return await self._start_worker(self.spec)
         finally:
             async with self._changed:
                 self._starting -= 1

@@ -29,7 +29,7 @@ class SparePool:
     """One booted worker for the default spec, handed out on demand and replaced in background."""
 
     def __init__(self, backend: Backend, enabled: bool = True) -> None:
-        self.backend = backend
+        self._backend = backend
         self._enabled = enabled
         self._spare: asyncio.Task[Worker] | None = None
         self.refill()
@@ -40,7 +40,7 @@ class SparePool:
             self._spare = asyncio.create_task(self._start(DEFAULT_SPEC))
 
     async def _start(self, spec: WorkerSpec) -> Worker:
-        return Worker(await self.backend.start_worker(spec))
+        return Worker(await self._backend.start_worker(spec))
 
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
@@ -94,7 +94,7 @@ class Session:
         if key not in self.pools:
             spec = WorkerSpec.model_validate(pool.get("spec") or {})
             scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
-            self.pools[key] = FunctionPool(self._pool.backend, spec, scaling)
+            self.pools[key] = FunctionPool(self._pool.take, spec, scaling)
         return self.pools[key]
 
     def find(self, spec: WorkerSpec) -> Worker | None:

@@ -267,6 +267,7 @@ class Worker:
                 "done", ok=False, error=_InputError("SerializationError", str(exc)).error
             )
             return
+        started = time.perf_counter()
         self.running = True
         try:
             batch = call_batch(
@@ -281,8 +282,14 @@ class Worker:
         flush_streams()
         payload = self._pack_results(batch, header.get("first", 0))
         # No namespace summary here: a call's round trip must stay in the microseconds.
+        elapsed = time.perf_counter() - started
         self.outbox.send(
-            "done", payload.parts, ok=True, errors=batch.errors, retire=batch.timed_out
+            "done",
+            payload.parts,
+            ok=True,
+            errors=batch.errors,
+            retire=batch.timed_out,
+            elapsed=elapsed,
         )
 
     def _pack_results(self, batch: BatchResult, first: int) -> Payload:

@@ -51,6 +51,11 @@ def _deadline(timeout: float | None, index: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def builtin_base(etype: type) -> str | None:
+    """The nearest built-in exception class of ``etype`` (the client re-creates that relation)."""
+    return next((cls.__name__ for cls in etype.__mro__ if cls.__module__ == "builtins"), None)
+
+
 def describe_error(exc: BaseException, attempts: int) -> dict[str, Any]:
     """An exception as JSON: its name, message and traceback (without the worker's own frame)."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
@@ -58,6 +63,7 @@ def describe_error(exc: BaseException, attempts: int) -> dict[str, Any]:
     return {
         "ename": type(exc).__name__,
         "evalue": str(exc),
+        "builtin": builtin_base(type(exc)),
         "traceback": ["".join(lines)],
         "attempts": attempts,
     }

@@ -27,6 +27,8 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbremote._protocol import Buffer, Header, send_frame
 
+from .worker_calls import builtin_base
+
 FLUSH_INTERVAL = 0.05
 _FLUSH_SIZE = 1 << 16
 
@@ -165,6 +167,7 @@ class WorkerShell(InteractiveShell):
         self.last_error = {
             "ename": getattr(etype, "__name__", str(etype)),
             "evalue": str(evalue),
+            "builtin": builtin_base(etype) if isinstance(etype, type) else None,
             "traceback": stb,
         }
 

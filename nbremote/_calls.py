@@ -1,0 +1,148 @@
+"""Function calls on the wire: requests for batches of inputs, and their results decoded.
+
+A request carries the function (by content hash; its bytes only when the runner may lack them)
+and a batch of ``(args, kwargs)`` inputs pickled together. The answer holds a result per input,
+or an error per failed input. `Batcher` sizes batches so that each takes ~20 ms on a worker:
+one input at a time for slow functions (spread over every worker), up to 1024 for trivial ones
+(so the per-request cost disappears).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from ._namespace import Packed
+from ._protocol import Header
+from ._serialize import Payload, dumps, loads
+from ._session import Frame, Request
+from .errors import RemoteError, SerializationError, remote_error
+
+Input = tuple[tuple[Any, ...], dict[str, Any]]
+TARGET_BATCH_SECONDS = 0.02
+MAX_BATCH = 1024
+
+
+def _argument_names(fn: Callable[..., Any], args: tuple[Any, ...]) -> list[str]:
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = []
+    return [
+        f"argument {i} ({params[i]})" if i < len(params) else f"argument {i}"
+        for i in range(len(args))
+    ]
+
+
+def find_unpicklable(fn: Callable[..., Any], inputs: list[Input], first: int) -> SerializationError:
+    """The error that names the argument which cannot be pickled, after the batch failed."""
+    for offset, (args, kwargs) in enumerate(inputs):
+        where = f" of input #{first + offset}" if len(inputs) > 1 or first else ""
+        named = [*zip(_argument_names(fn, args), args, strict=True)]
+        named += [(f"argument {key!r}", value) for key, value in kwargs.items()]
+        for name, value in named:
+            try:
+                dumps(name, value)
+            except SerializationError as exc:
+                return SerializationError(f"{name}{where}", exc.reason)
+    return SerializationError("the arguments", "they cannot be pickled together")
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """Everything a call request needs besides its inputs."""
+
+    fn: Callable[..., Any]
+    payload: Payload
+    pool: Header
+    timeout: float | None
+    retries: Header | None
+
+    def request(
+        self, inputs: list[Input], first: int, send_function: bool, op: str = "call"
+    ) -> Request:
+        """A request for ``inputs`` (numbered from ``first``).
+
+        Raises:
+            SerializationError: naming the argument that cannot be pickled.
+        """
+        try:
+            batch = dumps("the arguments", inputs)
+        except SerializationError:
+            raise find_unpicklable(self.fn, inputs, first) from None
+        function = {
+            "name": f"function {self.fn.__qualname__}",
+            "hash": self.payload.hash,
+            "nbuf": len(self.payload.parts) if send_function else 0,
+        }
+        header = {
+            "op": op,
+            "pool": self.pool,
+            "function": function,
+            "count": len(inputs),
+            "first": first,
+            "timeout": self.timeout,
+            "retries": self.retries,
+        }
+        packed = Packed()
+        packed.payloads[self.payload.hash] = self.payload
+        buffers = [*(self.payload.parts if send_function else []), *batch.parts]
+        return Request(header, buffers, packed, tag=(first, len(inputs)))
+
+
+def decode(frame: Frame, first: int) -> list[Any]:
+    """The outcome of each input of a batch: its result, or a `RemoteError` it raised.
+
+    Raises:
+        RemoteError: the whole request failed (the worker died, the call was cancelled).
+    """
+    done, buffers = frame
+    if not done["ok"]:
+        error = done["error"]
+        raise remote_error(
+            error["ename"],
+            error["evalue"],
+            error["traceback"] or [error["evalue"]],
+            error.get("builtin"),
+        )
+    outcomes: list[Any] = loads("the results", buffers)
+    for offset, error in done.get("errors", {}).items():
+        lines = error["traceback"] or [f"{error['ename']}: {error['evalue']}"]
+        exc = remote_error(error["ename"], error["evalue"], lines, error.get("builtin"))
+        exc.add_note(f"(input #{first + int(offset)}, after {error.get('attempts', 1)} attempt(s))")
+        outcomes[int(offset)] = exc
+    return outcomes
+
+
+class Batcher:
+    """Cuts an input iterator into batches sized from how long inputs took so far."""
+
+    def __init__(self, inputs: Iterable[Input]) -> None:
+        self._inputs = iter(inputs)
+        self.size = 1
+        self.next_index = 0
+
+    def observe(self, count: int, elapsed: float) -> None:
+        """Learn from a finished batch of ``count`` inputs that took ``elapsed`` seconds."""
+        per_input = max(elapsed / max(count, 1), 1e-7)
+        self.size = max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / per_input)))
+
+    def batches(self) -> Iterator[tuple[int, list[Input]]]:
+        """``(first index, inputs)`` until the iterator is exhausted; it is read lazily."""
+        while True:
+            batch = list(islice(self._inputs, self.size))
+            if not batch:
+                return
+            first, self.next_index = self.next_index, self.next_index + len(batch)
+            yield first, batch
+
+
+def raise_first(outcomes: Iterable[Any]) -> Iterator[Any]:
+    """Pass outcomes through, raising the first that is a remote error."""
+    for outcome in outcomes:
+        if isinstance(outcome, RemoteError):
+            raise outcome
+        yield outcome

@@ -1,0 +1,131 @@
+"""Apps: named groups of remote functions, as in Modal (``app = nr.App("name")``).
+
+``@app.function(...)`` turns a function into a `Function`; ``@nr.remote(...)`` does the same on
+the notebook's own app. ``@app.local_entrypoint()`` marks what ``nbremote run file.py`` calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
+
+from ._deprecation import rename_deprecated
+from .errors import NbremoteError
+from .functions import Function, FunctionOptions
+from .retries import Retries
+
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+
+# Modal settings that this runner cannot honour yet: refusing beats running without them.
+NOT_YET = ("gpu", "image", "volumes", "secrets", "schedule", "cpu", "memory")
+
+
+def function_options(settings: dict[str, Any], where: str) -> FunctionOptions:
+    """Validated function settings from keyword arguments (old Modal names accepted)."""
+    settings = rename_deprecated(settings, where, stacklevel=4)
+    refused = sorted(name for name in NOT_YET if settings.pop(name, None) is not None)
+    if refused:
+        raise NbremoteError(
+            f"{where}: {', '.join(f'{name}=' for name in refused)} not supported by nbremote yet; "
+            "remove it to run on the runner's default environment"
+        )
+    known = {field for field in FunctionOptions.__dataclass_fields__}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(
+            f"{where}: unexpected settings {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    settings["retries"] = Retries.parse(settings.get("retries"))
+    settings["env"] = dict(settings.get("env") or {})
+    return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
+
+
+class App:
+    """A named group of remote functions.
+
+    Args:
+        name: the app's name (functions of different apps never share workers).
+
+    Example:
+        >>> app = App("demo")
+        >>> @app.function(max_containers=4)
+        ... def square(x):
+        ...     return x * x
+        >>> square(3)  # a plain call runs here; square.remote(3) runs on the runner
+        9
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or "app"
+        self.registered_functions: dict[str, Function[Any]] = {}
+        self.local_entrypoints: dict[str, Callable[..., Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<nbremote.App {self.name!r}>"
+
+    @overload
+    def function(self, fn: Callable[..., R], /) -> Function[R]: ...
+
+    @overload
+    def function(
+        self, fn: None = None, /, **settings: Any
+    ) -> Callable[[Callable[..., R]], Function[R]]: ...
+
+    def function(self, fn: Callable[..., Any] | None = None, /, **settings: Any) -> Any:
+        """Make a function remote-callable, with settings.
+
+        Args:
+            env: environment variables of its workers.
+            timeout: seconds an input may run before it is stopped.
+            retries: an int, or `Retries`, for inputs that raise.
+            max_containers: workers that may run it at once (default: one per runner core).
+            min_containers: workers kept warm even when idle.
+            scaledown_window: seconds an idle worker lives.
+        """
+
+        def wrap(raw: Callable[..., Any]) -> Function[Any]:
+            where = f"@{self.name}.function on {raw.__qualname__}"
+            function = Function(raw, self, function_options(settings, where))
+            self.registered_functions[raw.__qualname__] = function
+            return function
+
+        return wrap(fn) if fn is not None else wrap
+
+    def local_entrypoint(self, fn: F | None = None, /) -> Any:
+        """Mark the function ``nbremote run file.py`` calls (in this process)."""
+
+        def mark(raw: F) -> F:
+            self.local_entrypoints[raw.__name__] = raw
+            return raw
+
+        return mark(fn) if fn is not None else mark
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[App]:
+        """Run the app's functions for the duration of the block (they also work without it)."""
+        from . import _session
+
+        _session.current_session()  # connect (or start the embedded runner) up front
+        yield self
+
+
+_notebook_app = App("notebook")
+
+
+def remote(fn: Callable[..., R] | None = None, /, **settings: Any) -> Any:
+    """``@app.function`` on the notebook's own app: the shorthand for notebooks.
+
+    Example:
+        >>> @remote(timeout=60)
+        ... def double(x):
+        ...     return 2 * x
+        >>> double(4)  # here; double.remote(4) runs on the runner
+        8
+    """
+    return (
+        _notebook_app.function(fn, **settings)
+        if fn is not None
+        else _notebook_app.function(**settings)
+    )

@@ -1,0 +1,249 @@
+"""Remote functions (``@app.function``) and the calls they spawn (``nr.FunctionCall``).
+
+A `Function` wraps a plain function. Calling it, or ``.local()``, runs it here; ``.remote()``
+runs it on one of the function's warm workers on the runner; ``.map``/``.starmap`` stream results
+back as they finish, spread over up to ``max_containers`` workers; ``.spawn`` starts a call and
+returns a `FunctionCall` to collect it later, from any cell or process.
+
+The function is pickled at call time (by value if it lives in the notebook or a script, with
+the globals it uses; by reference if it lives in an installed module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from . import _session
+from ._calls import Batcher, CallTarget, Input, decode, raise_first
+from ._output import show
+from ._serialize import dumps
+from ._session import Request
+from .errors import RemoteError, remote_error
+from .retries import Retries
+from .schema import FunctionScaling, WorkerSpec
+
+if TYPE_CHECKING:
+    from .app import App
+
+R = TypeVar("R")
+WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionOptions:
+    """The settings of a remote function (see `App.function`)."""
+
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    timeout: float | None = None
+    retries: Retries | None = None
+    max_containers: int | None = None
+    min_containers: int = 0
+    scaledown_window: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout={self.timeout!r}: must be a positive number of seconds")
+        if self.max_containers is not None and self.max_containers < 1:
+            raise ValueError(f"max_containers={self.max_containers!r}: must be at least 1")
+        if self.min_containers < 0:
+            raise ValueError(f"min_containers={self.min_containers!r}: must not be negative")
+        if self.scaledown_window <= 0:
+            raise ValueError(f"scaledown_window={self.scaledown_window!r}: must be positive")
+
+    def pool(self, app_name: str, fn: Callable[..., Any]) -> dict[str, Any]:
+        """The runner's pool for this function with these settings."""
+        spec = WorkerSpec(env=self.env)
+        scaling = FunctionScaling(
+            max_containers=self.max_containers,
+            min_containers=self.min_containers,
+            scaledown_window=self.scaledown_window,
+        )
+        key = (
+            f"{app_name}:{fn.__module__}.{fn.__qualname__}:{spec.key()}:{scaling.model_dump_json()}"
+        )
+        return {"key": key, "spec": spec.model_dump(), "scaling": scaling.model_dump()}
+
+
+class FunctionCall(Generic[R]):
+    """A spawned call: ``.get()`` its result (from any cell or process), or ``.cancel()`` it.
+
+    Example:
+        >>> call = square.spawn(4)          # doctest: +SKIP
+        >>> nr.FunctionCall.from_id(call.object_id).get(timeout=10)  # doctest: +SKIP
+        16
+    """
+
+    def __init__(self, object_id: str) -> None:
+        self._id = object_id
+
+    @property
+    def object_id(self) -> str:
+        """The call's id on the runner."""
+        return self._id
+
+    @classmethod
+    def from_id(cls, object_id: str) -> FunctionCall[Any]:
+        """The call with this id (spawned on the runner this kernel uses)."""
+        return cls(object_id)
+
+    def get(self, timeout: float | None = None) -> R:
+        """Wait for the result (at most ``timeout`` seconds) and return it, or raise its error.
+
+        Raises:
+            TimeoutError: the call is still running after ``timeout`` seconds (it goes on).
+            RemoteError: the function raised.
+        """
+        header = {"op": "get", "call_id": self._id, "timeout": timeout}
+        frame = _session.current_session().call(Request(header), show)
+        if frame[0].get("pending"):
+            raise TimeoutError(f"call {self._id} is still running after {timeout:g} s; it goes on")
+        outcome: R = decode(frame, 0)[0]
+        if isinstance(outcome, RemoteError):
+            raise outcome
+        return outcome
+
+    def cancel(self) -> None:
+        """Stop the call (interrupting it if it runs); ``get`` then raises CancelledError."""
+        _session.current_session().notify({"op": "cancel", "id": self._id})
+
+
+class Function(Generic[R]):
+    """A function that can run on the runner. Created by `App.function` or `nbremote.remote`."""
+
+    def __init__(self, fn: Callable[..., R], app: App, options: FunctionOptions) -> None:
+        self.raw_f = fn
+        self.app = app
+        self.options = options
+        self.__name__ = getattr(fn, "__name__", "function")
+        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<nbremote.Function {self.__qualname__} of app {self.app.name!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        """Run it here, in this process (like ``.local``)."""
+        return self.raw_f(*args, **kwargs)
+
+    def local(self, *args: Any, **kwargs: Any) -> R:
+        """Run it here, in this process."""
+        return self.raw_f(*args, **kwargs)
+
+    def with_options(self, **overrides: Any) -> Function[R]:
+        """The same function with some settings changed (this one stays as it is)."""
+        from .app import function_options
+
+        options = function_options(dataclasses.asdict(self.options) | overrides, self.__qualname__)
+        return Function(self.raw_f, self.app, options)
+
+    def _target(self) -> CallTarget:
+        # Pickled now, not at definition: globals redefined since are seen.
+        payload = dumps(f"function {self.__qualname__}", self.raw_f)
+        retries = self.options.retries.to_wire() if self.options.retries else None
+        pool = self.options.pool(self.app.name, self.raw_f)
+        return CallTarget(self.raw_f, payload, pool, self.options.timeout, retries)
+
+    def remote(self, *args: Any, **kwargs: Any) -> R:
+        """Run it on the runner and return its result (or raise its remote error).
+
+        Raises:
+            SerializationError: an argument cannot be pickled (named; nothing was sent).
+            RemoteError: the function raised remotely (with the remote traceback).
+        """
+        session = _session.current_session()
+        target = self._target()
+        sent = session.sent_functions
+        request = target.request([(args, kwargs)], 0, target.payload.hash not in sent)
+        frame = session.call(request, show)
+        sent.add(target.payload.hash)
+        outcome: R = next(raise_first(decode(frame, 0)))
+        return outcome
+
+    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:
+        """Start a call and return at once; collect it with ``.get()``."""
+        call_id = uuid.uuid4().hex
+        request = self._target().request([(args, kwargs)], 0, True, op="spawn")
+        request.header["call_id"] = call_id
+        done, _ = _session.current_session().call(request, show)
+        if not done["ok"]:
+            error = done["error"]
+            raise remote_error(error["ename"], error["evalue"], [error["evalue"]])
+        return FunctionCall(call_id)
+
+    def map(
+        self, *iterables: Iterable[Any], return_exceptions: bool = False, order_outputs: bool = True
+    ) -> Iterator[Any]:
+        """Call it on each element (zipped across ``iterables``); yield results as they come.
+
+        Inputs are read lazily and batched on the wire; a progress bar shows for long maps.
+        Without ``return_exceptions`` the first failure raises and the rest are cancelled;
+        with it, failures are yielded in place as exceptions.
+        """
+        inputs: Iterator[Input] = ((args, {}) for args in zip(*iterables, strict=False))
+        return self._map(inputs, _length(*iterables), return_exceptions, order_outputs)
+
+    def starmap(
+        self,
+        iterable: Iterable[Iterable[Any]],
+        return_exceptions: bool = False,
+        order_outputs: bool = True,
+    ) -> Iterator[Any]:
+        """Like `map`, each element being the tuple of arguments of one call."""
+        inputs: Iterator[Input] = ((tuple(args), {}) for args in iterable)
+        return self._map(inputs, _length(iterable), return_exceptions, order_outputs)
+
+    def _map(
+        self,
+        inputs: Iterator[Input],
+        total: int | None,
+        return_exceptions: bool,
+        order_outputs: bool,
+    ) -> Iterator[Any]:
+        session = _session.current_session()
+        target = self._target()
+        batcher = Batcher(inputs)
+        sent = {target.payload.hash} & session.sent_functions
+
+        def requests() -> Iterator[Request]:
+            for first, batch in batcher.batches():
+                yield target.request(batch, first, target.payload.hash not in sent)
+                sent.add(target.payload.hash)
+
+        window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2)
+        waiting: dict[int, list[Any]] = {}  # first index -> outcomes, held back for ordering
+        expected = 0
+        with _progress(total, self.__qualname__) as progress:
+            for request, frame in session.stream(requests(), window, show):
+                first, count = request.tag
+                batcher.observe(count, frame[0].get("elapsed", 0.0))
+                outcomes = decode(frame, first)
+                progress.update(count)
+                if not return_exceptions:
+                    outcomes = list(raise_first(outcomes))
+                if not order_outputs:
+                    yield from outcomes
+                    continue
+                waiting[first] = outcomes
+                while expected in waiting:
+                    ready = waiting.pop(expected)
+                    expected += len(ready)
+                    yield from ready
+        session.sent_functions.add(target.payload.hash)
+
+
+def _length(*iterables: Iterable[Any]) -> int | None:
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _progress(total: int | None, name: str) -> Any:
+    """A text progress bar that appears only if the map takes more than a second."""
+    from tqdm.std import tqdm
+
+    return tqdm(total=total, desc=f"{name}.map", unit="input", delay=1.0)
