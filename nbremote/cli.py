@@ -113,6 +113,23 @@ def status(url: str | None, token: str | None, as_json: bool) -> None:
     display({"runner": described, "sessions": sessions}, lines, as_json)
 
 
+@main.command("run")
+@click.argument("target", metavar="FILE.py[::NAME]")
+def run_command(target: str) -> None:
+    """Run a script's local entrypoint (or NAME: an entrypoint or a remote function)."""
+    from ._script import ScriptError, run_script
+
+    path, _, name = target.partition("::")
+    if not Path(path).is_file():
+        raise click.UsageError(f"{path}: no such file")
+    try:
+        result = run_script(Path(path), name or None)
+    except ScriptError as exc:
+        raise click.UsageError(str(exc)) from None
+    if result is not None:
+        click.echo(repr(result))
+
+
 @main.command()
 @click.argument("notebook", default="notebooks/quickstart.ipynb", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), help="Also save the executed notebook.")
