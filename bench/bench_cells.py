@@ -615,6 +615,19 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, {ram:.0f} GiB RAM"
 
 
+def checkout() -> str:
+    """The commit this checkout is at, ``-dirty`` if it has changes."""
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=RESULTS.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    return "unknown"
+
+
 def notes(table_rows: list[Row], sizes: Sizes) -> list[str]:
     missed = [row.measure for row in table_rows if row.met is False]
     verdict = (
@@ -629,12 +642,15 @@ def notes(table_rows: list[Row], sizes: Sizes) -> list[str]:
         "before each repeat, so its whole content travels; GB/s is decimal (array bytes / "
         "seconds / 1e9) and includes serializing, hashing, the transfer through the runner, "
         "the sum and the result coming back. ipyparallel has no content cache: it pushes the "
-        "whole array every time, so the unchanged row has no peer.",
+        "whole array every time, so the unchanged row has no peer. The floor row sends the "
+        "same bytes over one loopback TCP connection into a fresh buffer, with neither tool; "
+        "nbremote's path makes two such hops (kernel to runner, runner to worker).",
         f"- W5: median of {sizes.cold_repeats}, each in a fresh process with a fresh "
         'NBREMOTE_HOME; "process start" is from before spawning the process to just before '
         "the first cell (interpreter, imports, IPython shell, `%load_ext`).",
         "- RSS idle is after W4 (the worker holds x and y); after W3 the worker also holds the "
-        "array. ipyparallel's engine figure is the engine that received it.",
+        "array. ipyparallel's engine figure is the engine that received it. Peak RSS is Linux's "
+        "VmHWM: the most the process has held since it started.",
         "- ratio nbremote / ipyparallel: below 1 is better for times, above 1 for GB/s.",
     ]
 
@@ -648,7 +664,8 @@ def report(figures: dict[str, Any], sizes: Sizes) -> str:
         "",
         f"- Date: {today}",
         f"- Machine: {machine()}; load average before the run {figures['load_before']:.2f}",
-        f"- Python {platform.python_version()}, nbremote {version('nbremote')}, ipyparallel "
+        f"- Python {platform.python_version()}, nbremote {version('nbremote')} "
+        f"(checkout {checkout()}), ipyparallel "
         f"{ipyparallel.__version__}, IPython {version('ipython')}, numpy {np.__version__}",
         "",
     ]

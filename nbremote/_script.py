@@ -40,6 +40,8 @@ def run_script(path: Path, name: str | None = None) -> Any:
     target = entrypoints.get(name) or functions.get(name)
     if target is None:
         raise ScriptError(f"{path} has no entrypoint or function {name!r} (it has: {choices})")
-    app = next(app for app in apps if name in app.local_entrypoints or name in app.registered_functions)
+    app = next(
+        app for app in apps if name in app.local_entrypoints or name in app.registered_functions
+    )
     with app.run():
         return target.remote() if isinstance(target, Function) else target()

@@ -10,7 +10,9 @@ Standard library, xxhash and (lazily) cloudpickle/dill only: the worker imports 
 
 from __future__ import annotations
 
+import functools
 import pickle
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +80,45 @@ def _dill(obj: object) -> Pickled:
 _PICKLERS = (("pickle", _plain), ("cloudpickle", _cloudpickle), ("dill", _dill))
 
 
-def dumps(name: str, obj: object) -> Payload:
+def installed(module_name: str) -> bool:
+    """Whether a module is importable anywhere nbremote is (standard library, site-packages).
+
+    Anything else (a script, a notebook's folder, a test suite) is pickled by value.
+    """
+    top = module_name.partition(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "nbremote":
+        return True
+    module = sys.modules.get(module_name)
+    origin = getattr(module, "__file__", None)
+    return origin is not None and any(origin.startswith(path) for path in _site_dirs())
+
+
+@functools.cache
+def _site_dirs() -> tuple[str, ...]:
+    import site
+
+    return (*site.getsitepackages(), site.getusersitepackages())
+
+
+def dumps_function(name: str, fn: Any) -> Payload:
+    """Serialize a function: by reference from an installed module, else by value with its module's
+    globals (cloudpickle), so a function defined in a script or a notebook's folder travels too."""
+    module_name = getattr(fn, "__module__", None) or "__main__"
+    if installed(module_name) or module_name not in sys.modules:
+        return dumps(name, fn)
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[module_name])
+    return dumps(name, fn, start=1)
+
+
+def dumps(name: str, obj: object, start: int = 0) -> Payload:
     """Serialize one value, trying pickle, cloudpickle, then dill.
 
     Args:
         name: what the value is called, for the error message.
         obj: the value.
+        start: skip the first picklers of the chain (1: start with cloudpickle).
 
     Raises:
         SerializationError: no pickler could serialize it; the message says why for each.
@@ -94,7 +129,7 @@ def dumps(name: str, obj: object) -> Payload:
         [1, 2, 3]
     """
     failures: dict[str, list[str]] = {}  # reason -> the picklers that gave it
-    for label, pickler in _PICKLERS:
+    for label, pickler in _PICKLERS[start:]:
         try:
             stream, buffers = pickler(obj)
         except Exception as exc:  # every pickler fails in its own way

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _session
 from ._calls import Batcher, CallTarget, Input, decode, raise_first
 from ._output import show
-from ._serialize import dumps
+from ._serialize import dumps_function
 from ._session import Request
 from .errors import RemoteError, remote_error
 from .retries import Retries
@@ -142,7 +142,7 @@ class Function(Generic[R]):
 
     def _target(self) -> CallTarget:
         # Pickled now, not at definition: globals redefined since are seen.
-        payload = dumps(f"function {self.__qualname__}", self.raw_f)
+        payload = dumps_function(f"function {self.__qualname__}", self.raw_f)
         retries = self.options.retries.to_wire() if self.options.retries else None
         pool = self.options.pool(self.app.name, self.raw_f)
         return CallTarget(self.raw_f, payload, pool, self.options.timeout, retries)

@@ -36,7 +36,7 @@ class FunctionPool:
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         for _ in range(scaling.min_containers):
-            self._background(self._start_idle())
+            self._background(self._start_idle(self._start()))
 
     def _background(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
@@ -53,18 +53,21 @@ class FunctionPool:
         """Live workers plus those starting."""
         return len(self.workers) + self._starting
 
-    async def _start(self) -> Worker:
-        async with self._changed:
-            self._starting += 1
+    def _start(self) -> Awaitable[Worker]:
+        # Counted at once, not when the coroutine first runs: the bound must see it immediately.
+        self._starting += 1
+        return self._started()
+
+    async def _started(self) -> Worker:
         try:
             return await self._start_worker(self.spec)
         finally:
+            self._starting -= 1
             async with self._changed:
-                self._starting -= 1
                 self._changed.notify_all()
 
-    async def _start_idle(self) -> None:
-        worker = await self._start()
+    async def _start_idle(self, starting: Awaitable[Worker]) -> None:
+        worker = await starting
         async with self._changed:
             self.workers.append(worker)
             self._changed.notify_all()
@@ -78,9 +81,10 @@ class FunctionPool:
                     self._leased.add(idle[-1])
                     return idle[-1]
                 if self.size < self.max_containers:
+                    starting = self._start()
                     break
                 await self._changed.wait()
-        worker = await self._start()
+        worker = await starting
         async with self._changed:
             self.workers.append(worker)
             self._leased.add(worker)

@@ -103,16 +103,21 @@ def ipython() -> InteractiveShell:
 
 
 @pytest.fixture
-def shell(ipython: InteractiveShell, runner: RunningRunner) -> Iterator[InteractiveShell]:
-    """A clean user namespace connected to the shared runner with a session of its own."""
-    ipython.reset(new_session=False)
-    remote_magics = ipython.magics_manager.registry["RemoteMagics"]
-    remote_magics.remote_only.clear()
+def remote_session(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
+    """This process's session, on the shared runner, new for each test."""
     session = _session.connect(runner.url, runner.token)
-    yield ipython
+    yield session
     session.reset()
     session.close()
     _session._current = None
+
+
+@pytest.fixture
+def shell(ipython: InteractiveShell, remote_session: _session.RemoteSession) -> InteractiveShell:
+    """A clean user namespace, with a session of its own on the shared runner."""
+    ipython.reset(new_session=False)
+    ipython.magics_manager.registry["RemoteMagics"].remote_only.clear()
+    return ipython
 
 
 @pytest.fixture
