@@ -171,10 +171,9 @@ class Channel:
         """Serve a request and send its ``done``; cells and pulls also go into the run history."""
         started = time.time()
         done, out = await self.dispatch(header, buffers)
-        await self.send(done, out)
         if header["op"] in ("exec", "pull"):
             error = done.get("error") or {}
-            await self.runner.state.record_run(
+            self.runner.state.record_run(
                 header["id"],
                 self.session.id,
                 self.session.notebook,
@@ -184,6 +183,7 @@ class Channel:
                 bool(done.get("ok")),
                 error.get("ename"),
             )
+        await self.send(done, out)
 
 
 async def serve_channel(runner: Runner, session: Session, stream: IOStream) -> None:

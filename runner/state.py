@@ -53,7 +53,7 @@ class State:
         with self._db:
             return self._db.execute(sql, params).fetchall()
 
-    async def record_run(
+    def record_run(
         self,
         run_id: str,
         session: str,
@@ -64,8 +64,9 @@ class State:
         ok: bool,
         error: str | None,
     ) -> None:
-        """Keep the record of one finished request."""
-        await self._call(
+        """Keep the record of one finished request. Queued at once and not awaited: the answer
+        need not wait for the disk, and closing the state still writes every queued record."""
+        self._executor.submit(
             self._execute,
             "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, session, notebook, op, started, finished, int(ok), error),
