@@ -69,3 +69,18 @@ def test_quickstart_runs_and_shows_its_outputs(nbremote_home: Path, tmp_path: Pa
 
     status = _text(_cell(notebook, "%remote status"), "stdout")
     assert "weights" in status and "ndarray" in status and "resident" in status
+
+
+def test_functions_notebook_maps_with_a_progress_bar(nbremote_home: Path) -> None:
+    path = QUICKSTART.parent / "functions.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+
+    called = _cell(notebook, "@nr.remote")
+    assert called.outputs[0]["data"]["text/plain"] == "(4.0, 4.0)"
+    mapped = _cell(notebook, "features = list")
+    assert _text(mapped, "stdout") == f"60 features, sum {sum(x**0.5 for x in range(60)):.2f}\n"
+    progress = _text(mapped, "stderr")
+    assert "featurize.map" in progress and "60/60" in progress
+    spawned = _cell(notebook, "call = featurize.spawn")
+    assert spawned.outputs[-1]["data"]["text/plain"] == "9.0"
