@@ -33,11 +33,12 @@ class Channel:
         self.sock = sock
         self.reader = FrameReader(sock)
         self.broken = False
+        self.shm_dir: str | None = None  # set when the runner shares this machine
 
     def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send one frame."""
         try:
-            send_frame(self.sock, header, buffers)
+            send_frame(self.sock, header, buffers, self.shm_dir)
         except BaseException:
             self.close()
             raise

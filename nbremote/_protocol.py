@@ -20,6 +20,8 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from ._shm import externalize, internalize
+
 PREFIX = struct.Struct("!II")
 LENGTH = struct.Struct("!Q")
 # Frames whose buffers are all below this size are read through one shared receive buffer;
@@ -37,8 +39,14 @@ def encode_prefix(header: Header, buffers: Sequence[Buffer]) -> bytes:
     return PREFIX.pack(len(body), len(buffers)) + body + sizes
 
 
-def send_frame(sock: socket.socket, header: Header, buffers: Sequence[Buffer] = ()) -> None:
-    """Write one frame on a blocking socket, buffers without copying them."""
+def send_frame(
+    sock: socket.socket, header: Header, buffers: Sequence[Buffer] = (), shm_dir: str | None = None
+) -> None:
+    """Write one frame on a blocking socket, buffers without copying them.
+
+    With ``shm_dir`` (the receiver shares this machine), big buffers go through shared memory.
+    """
+    header, buffers = externalize(header, buffers, shm_dir)
     prefix = encode_prefix(header, buffers)
     small = [b for b in buffers if memoryview(b).nbytes < _CHUNK]
     if len(small) == len(buffers):
@@ -117,4 +125,5 @@ class FrameReader:
         header, buffers = self._header, self._buffers
         assert header is not None
         self._header, self._sizes, self._buffers, self._filled = None, [], [], 0
+        internalize(header, buffers)
         return header, buffers

@@ -19,6 +19,7 @@ from typing import Any
 from ._client import Channel, RunnerClient
 from ._namespace import Packed
 from ._protocol import Buffer, Header
+from ._shm import usable
 from .errors import RunnerUnavailable, VersionMismatch
 
 OnFrame = Callable[[Header, list[bytearray]], None]
@@ -91,6 +92,7 @@ class RemoteSession:
         check_python(described["python"])
         self.worker_python = described["python"]
         self._channel = self.client.open_channel(self.id)
+        self._channel.shm_dir = usable(described.get("shm_dir"), described.get("host"))
         return self._channel
 
     def held(self, spec_key: str) -> set[str]:
@@ -99,6 +101,9 @@ class RemoteSession:
 
     def _send(self, channel: Channel, request: Request) -> str:
         request_id = request.header["id"] = uuid.uuid4().hex
+        # Whether the worker may answer through shared memory (not for spawns: their result
+        # may be collected by another process, and a mapped file can be taken only once).
+        request.header["shm_ok"] = channel.shm_dir is not None and request.header["op"] != "spawn"
         self._pending[request_id] = request
         channel.send(request.header, request.buffers)
         return request_id

@@ -82,6 +82,10 @@ class DescribeSession(_Model):
     created_at: float
     python: str = Field(description="Python version of the session's default worker environment")
     workers: list[DescribeWorker]
+    host: str | None = Field(default=None, description="the runner machine's boot id")
+    shm_dir: str | None = Field(
+        default=None, description="where clients on the runner's machine may put big buffers"
+    )
 
 
 class ListSessionsResponse(_Model):

@@ -74,6 +74,7 @@ class Channel:
                 except StreamClosedError:
                     return
                 self._dispatch(header, buffers)
+                del header, buffers  # do not keep the last (maybe huge) frame alive while idle
         finally:
             for task in self.tasks.values():
                 task.cancel()

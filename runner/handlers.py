@@ -139,15 +139,14 @@ class SessionsHandler(BaseHandler):
     }
 
     def get(self) -> None:
-        python = self.runner.backend.python_version
-        sessions = [session.describe(python) for session in self.runner.sessions]
+        sessions = [self.runner.describe_session(session) for session in self.runner.sessions]
         self.reply(ListSessionsResponse(sessions=sessions))
 
     def post(self) -> None:
         request: CreateSession = self.parse(CreateSession)
         session, created = self.runner.sessions.open(request.id, request.notebook)
         self.set_header("Location", f"{API}/sessions/{session.id}")
-        self.reply(session.describe(self.runner.backend.python_version), 201 if created else 200)
+        self.reply(self.runner.describe_session(session), 201 if created else 200)
 
 
 class SessionHandler(BaseHandler):
@@ -158,7 +157,7 @@ class SessionHandler(BaseHandler):
 
     def get(self, session_id: str) -> None:
         session = self.session_or_404(session_id)
-        self.reply(session.describe(self.runner.backend.python_version))
+        self.reply(self.runner.describe_session(session))
 
     async def delete(self, session_id: str) -> None:
         self.session_or_404(session_id)

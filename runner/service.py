@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -23,12 +24,13 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from nbremote import __version__
-from nbremote.schema import DescribeRunner
+from nbremote._shm import create_dir
+from nbremote.schema import DescribeRunner, DescribeSession
 
 from .backends import Backend, make_backend
 from .calls import CallRegistry
 from .handlers import ROUTES, ApiError, BaseHandler
-from .sessions import SessionRegistry, SparePool
+from .sessions import Session, SessionRegistry, SparePool
 from .state import State
 
 RUNTIME_FILE = "runner.json"
@@ -91,7 +93,8 @@ class Runner:
         self.config = config
         self.started_at = time.time()
         self.state = State(config.data_dir / "state.db")
-        self.backend: Backend = make_backend(config.backend, str(config.data_dir))
+        self.shm_dir = create_dir(str(os.getpid()))
+        self.backend: Backend = make_backend(config.backend, str(config.data_dir), self.shm_dir)
         self.stopped = asyncio.Event()
         self.calls = CallRegistry()
         self.port = config.port
@@ -147,6 +150,10 @@ class Runner:
         except (OSError, ValueError):
             pass
 
+    def describe_session(self, session: Session) -> DescribeSession:
+        """A session as the API shows it."""
+        return session.describe(self.backend.python_version, self.shm_dir)
+
     def touch(self) -> None:
         """Note client activity (it postpones the idle shutdown)."""
         self._last_touch = time.monotonic()
@@ -193,6 +200,8 @@ class Runner:
             task.cancel()
         await self.sessions.close()
         await self.state.close()
+        if self.shm_dir is not None:
+            shutil.rmtree(self.shm_dir, ignore_errors=True)
 
 
 def serve(config: RunnerConfig, announce: Callable[[Runner], None]) -> None:

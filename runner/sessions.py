@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 
 from nbremote._protocol import Header
+from nbremote._shm import host_id
 from nbremote.schema import DescribeSession, FunctionScaling, WorkerSpec
 
 from .backends import Backend
@@ -122,7 +123,7 @@ class Session:
             *(worker.stop() for worker in workers), *(pool.close() for pool in pools)
         )
 
-    def describe(self, python: str) -> DescribeSession:
+    def describe(self, python: str, shm_dir: str | None) -> DescribeSession:
         """The session as the API shows it."""
         return DescribeSession(
             id=self.id,
@@ -130,6 +131,8 @@ class Session:
             created_at=self.created_at,
             python=python,
             workers=[worker.describe() for worker in self.workers],
+            host=host_id(),
+            shm_dir=shm_dir,
         )
 
 

@@ -83,10 +83,12 @@ class Worker:
             except ConnectionError:
                 return
             self.outbox.request_id = header["id"]
+            self.outbox.shm_ok = bool(header.get("shm_ok"))
             try:
                 handlers[header["op"]](header, buffers)
             finally:
                 self.outbox.request_id = None
+                del header, buffers  # the frame's buffers live on only in what was bound
 
     # -- inputs --------------------------------------------------------------------------------
 

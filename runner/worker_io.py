@@ -40,12 +40,15 @@ class Outbox:
         self._sock = sock
         self._lock = threading.Lock()
         self.request_id: str | None = None
+        # Big answers go through shared memory when the request says its client can map them.
+        self.shm_dir = os.environ.get("NBREMOTE_SHM_DIR")
+        self.shm_ok = False
 
     def send(self, op: str, buffers: Sequence[Buffer] = (), **fields: Any) -> None:
         """Send one frame; ``id`` is the request being served."""
         header: Header = {"op": op, "id": self.request_id, **fields}
         with self._lock:
-            send_frame(self._sock, header, buffers)
+            send_frame(self._sock, header, buffers, self.shm_dir if self.shm_ok else None)
 
 
 class FrameStream(io.TextIOBase):

@@ -57,6 +57,7 @@ class Worker:
             while True:
                 header, buffers = await read_frame(self.process.stream)
                 if self._request is None:
+                    del header, buffers
                     continue  # output of a request whose caller has gone
                 request_id, forward, done = self._request
                 if header["op"] == "done":
@@ -64,9 +65,9 @@ class Worker:
                     self._record(header)
                     done.set_result((header, buffers))
                 else:
-                    await forward(
-                        header, buffers
-                    )  # a forward never raises: lost clients lose output
+                    # A forward never raises: a client that has gone loses the output.
+                    await forward(header, buffers)
+                del header, buffers  # do not keep the last frame alive while waiting
         except StreamClosedError:
             pass
         self.alive = False

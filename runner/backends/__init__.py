@@ -6,12 +6,12 @@ from .base import Backend, WorkerProcess, WorkerStartError
 from .process import ProcessBackend
 
 
-def make_backend(name: str, data_dir: str) -> Backend:
+def make_backend(name: str, data_dir: str, shm_dir: str | None) -> Backend:
     """The backend called ``name``, or a ValueError listing those that exist."""
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
-    return backends[name](data_dir)
+    return backends[name](data_dir, shm_dir)
 
 
 __all__ = ["Backend", "ProcessBackend", "WorkerProcess", "WorkerStartError", "make_backend"]

@@ -85,8 +85,9 @@ class ProcessBackend(Backend):
 
     name = "process"
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, shm_dir: str | None) -> None:
         self._scratch_root = Path(data_dir) / "scratch"
+        self._shm_dir = shm_dir  # workers share the runner's machine, so its shm folder
 
     @property
     def python_version(self) -> str:
@@ -98,6 +99,8 @@ class ProcessBackend(Backend):
         scratch.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair()
         env = {**os.environ, **spec.env}
+        if self._shm_dir is not None:
+            env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
         command = [
             sys.executable,

@@ -296,3 +296,13 @@ def test_status_shows_the_worker_and_its_objects(shell: InteractiveShell) -> Non
         and "ndarray" in captured.stdout
         and "7.8 KiB" in captured.stdout
     )
+
+
+def test_big_buffers_go_through_shared_memory_and_leave_nothing(shell: InteractiveShell) -> None:
+    shm_dir = _session.current_session()._open().shm_dir
+    assert shm_dir is not None  # the shared runner is on this machine
+    shell.user_ns["ones"] = np.ones(2_000_000)
+    remote(shell, "doubled = ones * 2")
+    doubled = shell.user_ns["doubled"]
+    assert doubled.flags.writeable and doubled[0] == 2.0 and doubled.sum() == 4_000_000
+    assert os.listdir(shm_dir) == []  # every file was mapped and unlinked
