@@ -640,11 +640,13 @@ def notes(table_rows: list[Row], sizes: Sizes) -> list[str]:
         "row, is in every figure). ipyparallel runs blocking `%%px` on 2 engines.",
         f"- W3: median of {sizes.ship_repeats}. The first ship changes the array in place "
         "before each repeat, so its whole content travels; GB/s is decimal (array bytes / "
-        "seconds / 1e9) and includes serializing, hashing, the transfer through the runner, "
-        "the sum and the result coming back. ipyparallel has no content cache: it pushes the "
-        "whole array every time, so the unchanged row has no peer. The floor row sends the "
-        "same bytes over one loopback TCP connection into a fresh buffer, with neither tool; "
-        "nbremote's path makes two such hops (kernel to runner, runner to worker).",
+        "seconds / 1e9) and includes serializing, hashing, the transfer, the sum and the "
+        "result coming back. ipyparallel has no content cache: it pushes the whole array every "
+        "time, so the unchanged row has no peer. The floor row sends the same bytes over one "
+        "loopback TCP connection into a fresh buffer, with neither tool. nbremote beats that "
+        "floor because kernel, runner and worker share this machine: buffers of 1 MiB and more "
+        "go through a file in /dev/shm that the worker maps copy-on-write (one copy, and the "
+        "runner never holds the data); a remote kernel would use the two socket hops instead.",
         f"- W5: median of {sizes.cold_repeats}, each in a fresh process with a fresh "
         'NBREMOTE_HOME; "process start" is from before spawning the process to just before '
         "the first cell (interpreter, imports, IPython shell, `%load_ext`).",
