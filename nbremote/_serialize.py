@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import pickle
 import sys
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,63 @@ def _site_dirs() -> tuple[str, ...]:
     import site
 
     return (*site.getsitepackages(), site.getusersitepackages())
+
+
+_IMMUTABLE = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bool,
+    type(None),
+    types.ModuleType,
+    types.BuiltinFunctionType,
+)
+_ABSENT = object()
+
+
+def _names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):  # nested functions, lambdas, comprehensions
+            yield from _names(const)
+
+
+def _unchanging(value: object) -> bool:
+    if value is _ABSENT or isinstance(value, _IMMUTABLE):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_unchanging(item) for item in value)
+    # Functions and classes of installed modules are pickled by reference: their pickle is
+    # their name, whatever happens to them.
+    module = getattr(value, "__module__", None)
+    return isinstance(value, types.FunctionType | type) and module is not None and installed(module)
+
+
+def frozen_captures(fn: Any) -> tuple[object, ...] | None:
+    """Everything a function's pickle captures besides its code (globals it names, closure
+    cells, defaults), if all of it is immutable; else None (then it must be pickled anew)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    namespace = fn.__globals__
+    try:
+        captured = [
+            code,
+            *(namespace.get(name, _ABSENT) for name in _names(code)),
+            *(cell.cell_contents for cell in fn.__closure__ or ()),
+            *(fn.__defaults__ or ()),
+            *(fn.__kwdefaults__ or {}).values(),
+        ]
+    except ValueError:  # an empty closure cell
+        return None
+    return tuple(captured) if all(_unchanging(value) for value in captured[1:]) else None
+
+
+def same_objects(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    """Whether two captures hold the very same objects."""
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
 
 def dumps_function(name: str, fn: Any) -> Payload:

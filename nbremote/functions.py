@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _session
 from ._calls import Batcher, CallTarget, Input, decode, raise_first
 from ._output import show
-from ._serialize import dumps_function
+from ._serialize import Payload, dumps_function, frozen_captures, same_objects
 from ._session import Request
 from .errors import RemoteError, remote_error
 from .retries import Retries
@@ -121,6 +121,9 @@ class Function(Generic[R]):
         self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        self._pool = options.pool(app.name, fn)
+        self._retries = options.retries.to_wire() if options.retries else None
+        self._pickled: tuple[tuple[object, ...], Payload] | None = None
 
     def __repr__(self) -> str:
         return f"<nbremote.Function {self.__qualname__} of app {self.app.name!r}>"
@@ -137,15 +140,32 @@ class Function(Generic[R]):
         """The same function with some settings changed (this one stays as it is)."""
         from .app import function_options
 
-        options = function_options(dataclasses.asdict(self.options) | overrides, self.__qualname__)
+        current = {
+            field.name: getattr(self.options, field.name)
+            for field in dataclasses.fields(self.options)
+        }
+        options = function_options(current | overrides, self.__qualname__)
         return Function(self.raw_f, self.app, options)
 
-    def _target(self) -> CallTarget:
-        # Pickled now, not at definition: globals redefined since are seen.
+    def _payload(self) -> Payload:
+        """The function pickled now, not at definition, so that globals redefined since are
+        seen; the last pickle is reused while everything it captured is the same immutable
+        objects (the common case, and ~50 µs saved per call)."""
+        captured = frozen_captures(self.raw_f)
+        if (
+            captured is not None
+            and self._pickled is not None
+            and same_objects(self._pickled[0], captured)
+        ):
+            return self._pickled[1]
         payload = dumps_function(f"function {self.__qualname__}", self.raw_f)
-        retries = self.options.retries.to_wire() if self.options.retries else None
-        pool = self.options.pool(self.app.name, self.raw_f)
-        return CallTarget(self.raw_f, payload, pool, self.options.timeout, retries)
+        self._pickled = (captured, payload) if captured is not None else None
+        return payload
+
+    def _target(self) -> CallTarget:
+        return CallTarget(
+            self.raw_f, self._payload(), self._pool, self.options.timeout, self._retries
+        )
 
     def remote(self, *args: Any, **kwargs: Any) -> R:
         """Run it on the runner and return its result (or raise its remote error).

@@ -125,6 +125,8 @@ class Worker:
             await self.stop()
 
     async def _wait(self, done: asyncio.Future[Frame], timeout: float | None) -> Frame:
+        if timeout is None:
+            return await done
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout)
         except TimeoutError:
