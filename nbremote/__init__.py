@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .app import App, remote
+    from .cls import Cls, enter, exit, method, parameter
     from .functions import Function, FunctionCall
     from .retries import Retries
 
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 # pay for pydantic and the client API it never uses.
 _LAZY = {
     "App": "app",
+    "Cls": "cls",
+    "enter": "cls",
+    "exit": "cls",
+    "method": "cls",
+    "parameter": "cls",
     "Function": "functions",
     "FunctionCall": "functions",
     "Retries": "retries",
@@ -41,6 +47,7 @@ _LAZY = {
 __all__ = [
     "App",
     "AuthenticationError",
+    "Cls",
     "Function",
     "FunctionCall",
     "NbremoteError",
@@ -52,7 +59,11 @@ __all__ = [
     "VersionMismatch",
     "WorkerDied",
     "__version__",
+    "enter",
+    "exit",
     "load_ipython_extension",
+    "method",
+    "parameter",
     "remote",
 ]
 

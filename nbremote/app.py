@@ -60,6 +60,7 @@ class App:
     def __init__(self, name: str | None = None) -> None:
         self.name = name or "app"
         self.registered_functions: dict[str, Function[Any]] = {}
+        self.registered_classes: dict[str, Any] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
 
     def __repr__(self) -> str:
@@ -92,6 +93,18 @@ class App:
             return function
 
         return wrap(fn) if fn is not None else wrap
+
+    def cls(self, user_cls: type | None = None, /, **settings: Any) -> Any:
+        """Make a class's ``@nr.method()`` methods remote-callable (settings as for `function`)."""
+        from .cls import Cls
+
+        def wrap(raw: type) -> Cls:
+            where = f"@{self.name}.cls on {raw.__qualname__}"
+            handle = Cls(raw, self, function_options(settings, where))
+            self.registered_classes[raw.__qualname__] = handle
+            return handle
+
+        return wrap(user_cls) if user_cls is not None else wrap
 
     def local_entrypoint(self, fn: F | None = None, /) -> Any:
         """Mark the function ``nbremote run file.py`` calls (in this process)."""

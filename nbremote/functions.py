@@ -53,17 +53,15 @@ class FunctionOptions:
         if self.scaledown_window <= 0:
             raise ValueError(f"scaledown_window={self.scaledown_window!r}: must be positive")
 
-    def pool(self, app_name: str, fn: Callable[..., Any]) -> dict[str, Any]:
-        """The runner's pool for this function with these settings."""
+    def pool(self, app_name: str, name: str) -> dict[str, Any]:
+        """The runner's pool for the function (or class instance) ``name`` with these settings."""
         spec = WorkerSpec(env=self.env)
         scaling = FunctionScaling(
             max_containers=self.max_containers,
             min_containers=self.min_containers,
             scaledown_window=self.scaledown_window,
         )
-        key = (
-            f"{app_name}:{fn.__module__}.{fn.__qualname__}:{spec.key()}:{scaling.model_dump_json()}"
-        )
+        key = f"{app_name}:{name}:{spec.key()}:{scaling.model_dump_json()}"
         return {"key": key, "spec": spec.model_dump(), "scaling": scaling.model_dump()}
 
 
@@ -113,15 +111,25 @@ class FunctionCall(Generic[R]):
 class Function(Generic[R]):
     """A function that can run on the runner. Created by `App.function` or `nbremote.remote`."""
 
-    def __init__(self, fn: Callable[..., R], app: App, options: FunctionOptions) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        app: App,
+        options: FunctionOptions,
+        *,
+        pool_name: str | None = None,
+        local: Callable[..., R] | None = None,
+    ) -> None:
         self.raw_f = fn
+        self._local_f = local or fn
         self.app = app
         self.options = options
         self.__name__ = getattr(fn, "__name__", "function")
         self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
-        self._pool = options.pool(app.name, fn)
+        self._pool_name = pool_name or f"{fn.__module__}.{self.__qualname__}"
+        self._pool = options.pool(app.name, self._pool_name)
         self._retries = options.retries.to_wire() if options.retries else None
         self._pickled: tuple[tuple[object, ...], Payload] | None = None
 
@@ -130,11 +138,11 @@ class Function(Generic[R]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         """Run it here, in this process (like ``.local``)."""
-        return self.raw_f(*args, **kwargs)
+        return self._local_f(*args, **kwargs)
 
     def local(self, *args: Any, **kwargs: Any) -> R:
         """Run it here, in this process."""
-        return self.raw_f(*args, **kwargs)
+        return self._local_f(*args, **kwargs)
 
     def with_options(self, **overrides: Any) -> Function[R]:
         """The same function with some settings changed (this one stays as it is)."""
@@ -145,7 +153,9 @@ class Function(Generic[R]):
             for field in dataclasses.fields(self.options)
         }
         options = function_options(current | overrides, self.__qualname__)
-        return Function(self.raw_f, self.app, options)
+        return Function(
+            self.raw_f, self.app, options, pool_name=self._pool_name, local=self._local_f
+        )
 
     def _payload(self) -> Payload:
         """The function pickled now, not at definition, so that globals redefined since are

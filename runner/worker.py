@@ -290,7 +290,7 @@ class Worker:
             payload.parts,
             ok=True,
             errors=batch.errors,
-            retire=batch.timed_out,
+            retire=batch.retire,
             elapsed=elapsed,
         )
 
@@ -346,6 +346,8 @@ def main() -> None:
     started = time.perf_counter()
     try:
         Worker(sock, outbox).serve()
+        if "nbremote._cls_runtime" in sys.modules:  # the runner closed the socket: a clean stop
+            sys.modules["nbremote._cls_runtime"].shutdown()
     except BaseException as exc:
         uptime = time.perf_counter() - started
         print(f"nbremote worker {os.getpid()} failed after {uptime:.1f}s: {exc!r}", file=log)

@@ -2,7 +2,8 @@
 
 Each input is called on its own; a failing input does not stop the others. An input that raises
 is retried as its retry policy says; one that runs past its timeout is stopped by SIGALRM (and
-the worker is retired afterwards, since the code it interrupted may have left a mess).
+the worker is retired afterwards, since the code it interrupted may have left a mess; so is one
+whose class instance failed in ``@nr.enter``).
 Standard library only: this runs inside every container.
 """
 
@@ -30,7 +31,7 @@ class BatchResult:
 
     results: list[Any] = field(default_factory=list)
     errors: dict[int, dict[str, Any]] = field(default_factory=dict)  # offset -> error
-    timed_out: bool = False
+    retire: bool = False  # the worker should not serve again (a timeout, a failed @enter)
 
 
 @contextmanager
@@ -93,7 +94,7 @@ def call_batch(
                     batch.results.append(fn(*args, **kwargs))
                 break
             except Exception as exc:
-                batch.timed_out |= isinstance(exc, InputTimeout)
+                batch.retire |= isinstance(exc, InputTimeout) or hasattr(exc, "__nbremote_retire__")
                 if attempt < max_retries and retries is not None:
                     time.sleep(retry_delay(retries, attempt))
                     attempt += 1

@@ -27,6 +27,7 @@ from ..frames import read_frame
 from .base import Backend, WorkerProcess, WorkerStartError
 
 HELLO_TIMEOUT = 60.0
+STOP_GRACE = 5.0
 
 
 class LocalWorker(WorkerProcess):
@@ -50,7 +51,13 @@ class LocalWorker(WorkerProcess):
             self._proc.send_signal(signal.SIGINT)
 
     async def stop(self) -> None:
+        # Closing the socket asks the worker to leave (running @nr.exit methods on its way);
+        # one that has not left within STOP_GRACE seconds is killed.
         self.stream.close()
+        for _ in range(int(STOP_GRACE / 0.01)):
+            if self._proc.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
         if self._proc.poll() is None:
             self._proc.kill()
         await self.exit_status()

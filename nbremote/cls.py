@@ -1,0 +1,129 @@
+"""Remote classes (``@app.cls``): load once per container, serve many calls from it.
+
+    @app.cls(max_containers=2)
+    class Model:
+        size: int = nr.parameter(default=1)
+
+        @nr.enter()
+        def load(self):
+            self.weights = expensive_load(self.size)
+
+        @nr.method()
+        def predict(self, x):
+            return self.weights @ x
+
+    Model(size=3).predict.remote(x)
+
+Each distinct set of constructor parameters gets containers of its own; ``@nr.enter()`` methods
+run once per container before its first call, ``@nr.exit()`` methods when it stops. Only
+``@nr.method()`` methods can be called remotely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._cls_runtime import MethodCall, instance, marked
+from ._serialize import dumps
+from .functions import Function, FunctionOptions
+
+if TYPE_CHECKING:
+    from .app import App
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _marker(kind: str) -> Callable[[], Callable[[F], F]]:
+    def decorator() -> Callable[[F], F]:
+        def mark(fn: F) -> F:
+            setattr(fn, f"__nbremote_{kind}__", True)
+            return fn
+
+        return mark
+
+    decorator.__name__ = kind
+    decorator.__doc__ = f"Mark a method of an ``@app.cls`` class as ``{kind}``."
+    return decorator
+
+
+enter = _marker("enter")
+exit = _marker("exit")
+method = _marker("method")
+
+
+def parameter(*, default: Any = None) -> Any:
+    """A constructor parameter of an ``@app.cls`` class (``Model(size=3)``), with a default."""
+    return default
+
+
+class Cls:
+    """A class whose ``@nr.method()`` methods run on the runner. Call it to pick parameters."""
+
+    def __init__(self, user_cls: type, app: App, options: FunctionOptions) -> None:
+        self.user_cls = user_cls
+        self.app = app
+        self.options = options
+        self.methods = marked(user_cls, "method")
+        self.__name__ = user_cls.__name__
+        self.__qualname__ = user_cls.__qualname__
+        self.__doc__ = user_cls.__doc__
+
+    def __repr__(self) -> str:
+        return f"<nbremote.Cls {self.__qualname__} of app {self.app.name!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Obj:
+        """The remote instance with these constructor parameters."""
+        return Obj(self, args, kwargs)
+
+    def with_options(self, **overrides: Any) -> Cls:
+        """The same class with some settings changed (this one stays as it is)."""
+        from .app import function_options
+
+        current = {
+            name: getattr(self.options, name) for name in FunctionOptions.__dataclass_fields__
+        }
+        return Cls(
+            self.user_cls, self.app, function_options(current | overrides, self.__qualname__)
+        )
+
+
+class Obj:
+    """A remote instance: its ``@nr.method()`` methods as `Function` handles."""
+
+    def __init__(self, cls: Cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._cls = cls
+        self._args = args
+        self._kwargs = kwargs
+        # One key per class and parameters: its containers, and its instance in each.
+        params = dumps("the constructor parameters", (args, kwargs)).hash
+        self._key = f"{cls.user_cls.__module__}.{cls.__qualname__}:{params}"
+        self._handles: dict[str, Function[Any]] = {}
+
+    def __getattr__(self, name: str) -> Function[Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._handles:
+            self._handles[name] = self._handle(name)
+        return self._handles[name]
+
+    def _handle(self, name: str) -> Function[Any]:
+        cls = self._cls
+        if name not in cls.methods:
+            if callable(getattr(cls.user_cls, name, None)):
+                raise AttributeError(
+                    f"{cls.__qualname__}.{name} is not marked @nr.method(), so it cannot be called "
+                    f"remotely; remote methods: {', '.join(cls.methods) or 'none'}"
+                )
+            raise AttributeError(f"{cls.__qualname__} has no method {name!r}")
+        call = MethodCall(self._key, cls.user_cls, self._args, self._kwargs, name)
+        return Function(call, cls.app, cls.options, pool_name=self._key, local=self._local(name))
+
+    def _local(self, name: str) -> Callable[..., Any]:
+        """The method run in this process, on an instance made (and entered) here once."""
+
+        def run_here(*args: Any, **kwargs: Any) -> Any:
+            obj = instance(f"local:{self._key}", self._cls.user_cls, self._args, self._kwargs)
+            return getattr(obj, name)(*args, **kwargs)
+
+        return run_here
