@@ -26,7 +26,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .app import App, remote
     from .cls import Cls, enter, exit, method, parameter
+    from .dict import Dict
     from .functions import Function, FunctionCall
+    from .queue import Queue
     from .retries import Retries
 
 # Imported on first use: the worker imports nbremote's frame and pickle helpers, and must not
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "App": "app",
     "Cls": "cls",
+    "Dict": "dict",
+    "Queue": "queue",
     "enter": "cls",
     "exit": "cls",
     "method": "cls",
@@ -48,9 +52,11 @@ __all__ = [
     "App",
     "AuthenticationError",
     "Cls",
+    "Dict",
     "Function",
     "FunctionCall",
     "NbremoteError",
+    "Queue",
     "RemoteError",
     "Retries",
     "RunnerError",

@@ -34,6 +34,9 @@ def main() -> None:
 @click.option("--backend", default="process", show_default=True, type=click.Choice(["process"]))
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State dir [NBREMOTE_HOME].")
 @click.option("--token", help="Bearer token required by the API (needed beyond loopback).")
+@click.option(
+    "--store-limit", default=100_000, show_default=True, help="Most items per Dict/Queue."
+)
 @click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
 @click.pass_context
 def runner(
@@ -43,6 +46,7 @@ def runner(
     backend: str,
     data_dir: Path | None,
     token: str | None,
+    store_limit: int,
     embedded: bool,
 ) -> None:
     """Run a runner in the foreground (or `nbremote runner stop` the embedded one)."""
@@ -59,6 +63,7 @@ def runner(
         token=secrets.token_urlsafe(32) if embedded else token,
         idle_timeout=idle,
         embedded=embedded,
+        store_limit=store_limit,
     )
 
     def announce(runner: Runner) -> None:

@@ -26,7 +26,7 @@ from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
 from .frames import Frame, read_frame, write_frame
-from .workers import INTERRUPT_GRACE, Forward, Worker
+from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
 
 if TYPE_CHECKING:
     from .service import Runner
@@ -98,6 +98,8 @@ class Channel:
                     {"op": "done", "id": request_id, "ok": True, "call_id": header["call_id"]}
                 )
             )
+        elif op in WORKER_REQUESTS:  # Dict and Queue requests from the notebook
+            self._soon(self._store(header, buffers))
         elif op == "blobs":
             worker = self.session.serving(request_id)
             if worker is not None:
@@ -110,6 +112,10 @@ class Channel:
             running = self.tasks.get(request_id)
             if running is not None:
                 running.cancel()
+
+    async def _store(self, header: Header, buffers: list[bytearray]) -> None:
+        done, out = await self.runner.stores.answer(header, buffers)
+        await self.send(done, out)
 
     async def _cell_worker(self, header: Header) -> Worker:
         spec = WorkerSpec.model_validate(header.get("spec") or {})

@@ -32,6 +32,7 @@ from .calls import CallRegistry
 from .handlers import ROUTES, ApiError, BaseHandler
 from .sessions import Session, SessionRegistry, SparePool
 from .state import State
+from .stores import Stores
 
 RUNTIME_FILE = "runner.json"
 
@@ -50,6 +51,7 @@ class RunnerConfig:
         embedded: write the runtime file so that kernels of this user find the runner.
         session_grace: seconds a session's workers outlive its kernel's last connection.
         spare_worker: keep a booted worker ready for the next new notebook.
+        store_limit: the most items one Dict or Queue may hold.
     """
 
     data_dir: Path
@@ -61,6 +63,7 @@ class RunnerConfig:
     embedded: bool = False
     session_grace: float = 600.0
     spare_worker: bool = True
+    store_limit: int = 100_000
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""
@@ -112,9 +115,10 @@ class Runner:
         """Open the state, boot the spare worker, listen, and announce the runner."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.state.open()
-        self.sessions = SessionRegistry(
-            SparePool(self.backend, self.config.spare_worker), self.config.session_grace
-        )
+        self.stores = Stores(self.state, self.config.store_limit)
+        await self.stores.load()
+        spare = SparePool(self.backend, self.stores.answer, self.config.spare_worker)
+        self.sessions = SessionRegistry(spare, self.config.session_grace)
         app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
         sockets = bind_sockets(
             self.config.port,

@@ -20,7 +20,7 @@ from nbremote.schema import DescribeSession, FunctionScaling, WorkerSpec
 
 from .backends import Backend
 from .pools import FunctionPool
-from .workers import Worker
+from .workers import Serve, Worker
 
 Status = Callable[[str], Awaitable[None]]
 DEFAULT_SPEC = WorkerSpec()
@@ -29,8 +29,9 @@ DEFAULT_SPEC = WorkerSpec()
 class SparePool:
     """One booted worker for the default spec, handed out on demand and replaced in background."""
 
-    def __init__(self, backend: Backend, enabled: bool = True) -> None:
+    def __init__(self, backend: Backend, serve: Serve, enabled: bool = True) -> None:
         self._backend = backend
+        self._serve = serve
         self._enabled = enabled
         self._spare: asyncio.Task[Worker] | None = None
         self.refill()
@@ -41,7 +42,7 @@ class SparePool:
             self._spare = asyncio.create_task(self._start(DEFAULT_SPEC))
 
     async def _start(self, spec: WorkerSpec) -> Worker:
-        return Worker(await self._backend.start_worker(spec))
+        return Worker(await self._backend.start_worker(spec), self._serve)
 
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""

@@ -1,8 +1,8 @@
 """The runner's durable state: a SQLite file in its data dir, written off the event loop.
 
-Today it keeps the record of every cell run (who, when, how it ended), so that the runner's
-history survives a restart. Writes go through a single thread: SQLite connections are not shared
-between threads, and the event loop never waits on the disk.
+It keeps the record of every cell run (who, when, how it ended) and the contents of named Dicts
+and Queues, so that both survive a restart. Writes go through a single thread: SQLite
+connections are not shared between threads, and the event loop never waits on the disk.
 """
 
 from __future__ import annotations
@@ -23,6 +23,19 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL NOT NULL,
     ok INTEGER NOT NULL,
     error TEXT
+);
+CREATE TABLE IF NOT EXISTS stores (
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- 'dict' or 'queue'
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS store_items (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key BLOB NOT NULL,                -- a Dict's pickled key; a Queue's position, big-endian
+    value BLOB NOT NULL,              -- the pickled value's parts, back to back
+    sizes TEXT NOT NULL,              -- their lengths, as JSON
+    PRIMARY KEY (kind, name, key)
 );
 """
 
@@ -53,6 +66,16 @@ class State:
         with self._db:
             return self._db.execute(sql, params).fetchall()
 
+    def write_later(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Queue a write and return at once: callers need not wait for the disk, and closing
+        the state still performs every queued write."""
+        self._executor.submit(self._execute, sql, params)
+
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query, read off the event loop."""
+        rows: list[tuple[Any, ...]] = await self._call(self._execute, sql, params)
+        return rows
+
     def record_run(
         self,
         run_id: str,
@@ -64,17 +87,15 @@ class State:
         ok: bool,
         error: str | None,
     ) -> None:
-        """Keep the record of one finished request. Queued at once and not awaited: the answer
-        need not wait for the disk, and closing the state still writes every queued record."""
-        self._executor.submit(
-            self._execute,
+        """Keep the record of one finished request."""
+        self.write_later(
             "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, session, notebook, op, started, finished, int(ok), error),
         )
 
     async def count_runs(self) -> int:
         """How many requests this runner has ever served."""
-        rows = await self._call(self._execute, "SELECT count(*) FROM runs", ())
+        rows = await self.query("SELECT count(*) FROM runs")
         count: int = rows[0][0]
         return count
 

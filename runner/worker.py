@@ -21,6 +21,7 @@ import platform
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from types import FrameType, ModuleType
@@ -28,6 +29,7 @@ from typing import Any
 
 from nbremote._protocol import FrameReader, Header
 from nbremote._serialize import Payload, dumps, loads
+from nbremote._stores import use_worker_transport
 from nbremote.errors import SerializationError
 
 from .worker_calls import BatchResult, call_batch
@@ -66,12 +68,20 @@ class Worker:
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.running = False
         self.cells_run = 0
+        self._store_lock = threading.Lock()
+        use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.
         if self.running:
             raise KeyboardInterrupt
+
+    def store_request(self, header: Header, buffers: Sequence[Any]) -> tuple[Header, list[Any]]:
+        """A Dict or Queue request of the running code, answered by the runner on this socket."""
+        with self._store_lock:  # the code may use its Dicts from several threads
+            self.outbox.send(header.pop("op"), buffers, **header)
+            return self.reader.read()
 
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""

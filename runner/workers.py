@@ -8,8 +8,10 @@ stream closes mid-request, the caller gets a ``done`` that says the worker died 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from tornado.iostream import StreamClosedError
 
@@ -20,6 +22,8 @@ from .backends import WorkerProcess
 from .frames import Frame, read_frame, write_frame
 
 Forward = Callable[[Header, Sequence[Buffer]], Awaitable[None]]
+Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
+WORKER_REQUESTS = ("dict", "queue")  # frames a worker sends for the runner itself to answer
 
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
 
@@ -27,8 +31,9 @@ INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker
 class Worker:
     """A warm worker and the request it is serving."""
 
-    def __init__(self, process: WorkerProcess) -> None:
+    def __init__(self, process: WorkerProcess, serve: Serve) -> None:
         self.process = process
+        self._serve = serve  # answers what the worker itself asks for (Dict and Queue requests)
         self.started_at = time.time()
         self.last_used = time.monotonic()
         self.cells_run = 0
@@ -56,6 +61,9 @@ class Worker:
         try:
             while True:
                 header, buffers = await read_frame(self.process.stream)
+                if header["op"] in WORKER_REQUESTS:  # the worker waits for this answer
+                    await self._answer(header, buffers)
+                    continue
                 if self._request is None:
                     del header, buffers
                     continue  # output of a request whose caller has gone
@@ -84,6 +92,11 @@ class Worker:
                 "error": {"ename": "WorkerDied", "evalue": message, "traceback": []},
             }
             done.set_result((header, []))
+
+    async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
+        reply, out = await self._serve(header, buffers)
+        with contextlib.suppress(StreamClosedError):
+            await write_frame(self.process.stream, reply, out)
 
     def _record(self, done: Header) -> None:
         self.cells_run = done.get("cells_run", self.cells_run)

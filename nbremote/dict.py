@@ -1,0 +1,82 @@
+"""``nr.Dict``: a dictionary held by the runner, shared by notebooks and workers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._serialize import dumps, loads
+from ._stores import RunnerStore
+
+_MISSING = object()
+
+
+def _key_parts(key: Any) -> list[memoryview]:
+    return dumps(f"the key {key!r}", key).parts
+
+
+class Dict(RunnerStore):
+    """A dictionary held by the runner: ``d[k] = v`` from a notebook, ``d[k]`` in a worker.
+
+    Keys and values are pickled (so anything picklable goes); it survives a runner restart.
+
+    Example:
+        >>> d = Dict.from_name("results", create_if_missing=True)  # doctest: +SKIP
+        >>> d["best"] = 0.93                                       # doctest: +SKIP
+    """
+
+    kind = "dict"
+
+    def put(self, key: Any, value: Any) -> None:
+        """Set ``key`` to ``value``.
+
+        Raises:
+            SerializationError: the value cannot be pickled (naming its key).
+        """
+        key_parts = _key_parts(key)
+        value_parts = dumps(f"the value for key {key!r}", value).parts
+        self._call("put", [*key_parts, *value_parts], nkey=len(key_parts))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def _fetch(self, action: str, key: Any) -> Any:
+        done, out = self._call(action, _key_parts(key))
+        return loads(f"the value for key {key!r}", out) if done["found"] else _MISSING
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value for ``key``, or ``default``."""
+        value = self._fetch("get", key)
+        return default if value is _MISSING else value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._fetch("get", key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (or ``default``; KeyError without one)."""
+        value = self._fetch("pop", key)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return value
+
+    def __contains__(self, key: Any) -> bool:
+        done, _ = self._call("contains", _key_parts(key))
+        return bool(done["found"])
+
+    def __len__(self) -> int:
+        done, _ = self._call("len")
+        return int(done["len"])
+
+    def update(self, other: Mapping[Any, Any]) -> None:
+        """Set every key of ``other``."""
+        for key, value in other.items():
+            self.put(key, value)
+
+    def clear(self) -> None:
+        """Remove every key."""
+        self._call("clear")

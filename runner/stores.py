@@ -1,0 +1,220 @@
+"""Named Dicts and Queues held by the runner: shared by notebooks and workers, kept across restarts.
+
+Values (and Dict keys) arrive pickled, as frame buffers, and are stored as the caller sent them:
+the runner never unpickles anything. Everything lives in memory for speed and is written through
+to SQLite off the event loop. Each Dict or Queue holds at most ``limit`` items.
+
+Requests (``op`` "dict" or "queue", from a kernel's channel or from a worker while it runs code):
+  dict   lookup {create} · put {nkey} + key and value parts · get/contains/pop {} + key parts
+         · len · clear · delete
+  queue  lookup {create} · put {sizes: parts per value} + parts · get {n, timeout} · len · delete
+Every answer is a ``done`` frame: ``ok`` with its fields and buffers, or an ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from nbremote._protocol import Header
+
+from .state import State
+
+Blob = tuple[bytes, list[int]]  # a pickled value's parts, back to back, and their lengths
+
+
+class StoreError(Exception):
+    """A request the stores refuse (unknown name, over the limit, unknown action)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _blob(parts: Sequence[Any]) -> Blob:
+    return b"".join(bytes(part) for part in parts), [memoryview(part).nbytes for part in parts]
+
+
+def _parts(blob: Blob) -> list[memoryview]:
+    data, sizes = blob
+    view, out, position = memoryview(data), [], 0
+    for size in sizes:
+        out.append(view[position : position + size])
+        position += size
+    return out
+
+
+class Stores:
+    """All Dicts and Queues of a runner."""
+
+    def __init__(self, state: State, limit: int) -> None:
+        self._state = state
+        self.limit = limit
+        self.dicts: dict[str, dict[bytes, Blob]] = {}
+        self.queues: dict[str, deque[tuple[int, Blob]]] = {}
+        self._next_seq: dict[str, int] = {}
+        self._arrived = asyncio.Condition()
+
+    async def load(self) -> None:
+        """Read every Dict and Queue back from SQLite."""
+        for kind, name in await self._state.query("SELECT kind, name FROM stores"):
+            if kind == "dict":
+                self.dicts[name] = {}
+            else:
+                self.queues[name] = deque()
+        rows = await self._state.query(
+            "SELECT kind, name, key, value, sizes FROM store_items ORDER BY kind, name, key"
+        )
+        for kind, name, key, value, sizes in rows:
+            blob = (value, json.loads(sizes))
+            if kind == "dict":
+                self.dicts[name][key] = blob
+            else:
+                seq = int.from_bytes(key, "big")
+                self.queues[name].append((seq, blob))
+                self._next_seq[name] = seq + 1
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _lookup(self, kind: str, name: str, create: bool) -> None:
+        held: dict[str, Any] = self.dicts if kind == "dict" else self.queues
+        if name in held:
+            return
+        if not create:
+            names = ", ".join(sorted(held)) or "none"
+            raise StoreError(
+                "NotFound",
+                f"no {kind.title()} named {name!r} (there are: {names}); "
+                f"use {kind.title()}.from_name({name!r}, create_if_missing=True)",
+            )
+        held[name] = {} if kind == "dict" else deque()
+        self._state.write_later("INSERT OR IGNORE INTO stores VALUES (?, ?)", (name, kind))
+
+    def _check_room(self, kind: str, name: str, size: int, adding: int) -> None:
+        if size + adding > self.limit:
+            raise StoreError(
+                "LimitExceeded",
+                f"{kind.title()} {name!r} would hold {size + adding} items, over "
+                f"the runner's limit of {self.limit} (nbremote runner --store-limit N)",
+            )
+
+    def _delete(self, kind: str, name: str) -> None:
+        held: dict[str, Any] = self.dicts if kind == "dict" else self.queues
+        held.pop(name, None)
+        self._state.write_later("DELETE FROM stores WHERE kind = ? AND name = ?", (kind, name))
+        self._state.write_later("DELETE FROM store_items WHERE kind = ? AND name = ?", (kind, name))
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def answer(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
+        """The ``done`` frame answering a request, its errors included."""
+        done: Header = {"op": "done", "id": header.get("id"), "ok": True}
+        try:
+            fields, out = await self.handle(header, buffers)
+        except StoreError as exc:
+            error = {"ename": exc.kind, "evalue": str(exc), "traceback": []}
+            return {**done, "ok": False, "error": error}, []
+        return {**done, **fields}, out
+
+    async def handle(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
+        """Serve one request; its answer (fields and buffers)."""
+        kind, name, action = header["op"], header["name"], header["action"]
+        self._lookup(kind, name, bool(header.get("create")) and action == "lookup")
+        if action == "lookup":
+            return {}, []
+        if action == "delete":
+            self._delete(kind, name)
+            return {}, []
+        if kind == "dict":
+            return self._dict(name, action, header, buffers)
+        return await self._queue(name, action, header, buffers)
+
+    def _dict(
+        self, name: str, action: str, header: Header, buffers: list[Any]
+    ) -> tuple[Header, list[Any]]:
+        items = self.dicts[name]
+        if action == "len":
+            return {"len": len(items)}, []
+        if action == "clear":
+            items.clear()
+            self._state.write_later(
+                "DELETE FROM store_items WHERE kind = 'dict' AND name = ?", (name,)
+            )
+            return {}, []
+        nkey = header.get("nkey", len(buffers))
+        key, _ = _blob(buffers[:nkey])
+        if action == "put":
+            if key not in items:
+                self._check_room("dict", name, len(items), 1)
+            items[key] = value = _blob(buffers[nkey:])
+            self._state.write_later(
+                "INSERT OR REPLACE INTO store_items VALUES ('dict', ?, ?, ?, ?)",
+                (name, key, value[0], json.dumps(value[1])),
+            )
+            return {}, []
+        if action == "contains":
+            return {"found": key in items}, []
+        if action not in ("get", "pop"):
+            raise StoreError("BadRequest", f"unknown Dict action {action!r}")
+        blob = items.pop(key, None) if action == "pop" else items.get(key)
+        if blob is None:
+            return {"found": False}, []
+        if action == "pop":
+            self._state.write_later(
+                "DELETE FROM store_items WHERE kind = 'dict' AND name = ? AND key = ?", (name, key)
+            )
+        return {"found": True}, _parts(blob)
+
+    async def _queue(
+        self, name: str, action: str, header: Header, buffers: list[Any]
+    ) -> tuple[Header, list[Any]]:
+        items = self.queues[name]
+        if action == "len":
+            return {"len": len(items)}, []
+        if action == "put":
+            sizes: list[int] = header["sizes"]
+            self._check_room("queue", name, len(items), len(sizes))
+            position = 0
+            for count in sizes:
+                self._append(name, _blob(buffers[position : position + count]))
+                position += count
+            async with self._arrived:
+                self._arrived.notify_all()
+            return {}, []
+        if action != "get":
+            raise StoreError("BadRequest", f"unknown Queue action {action!r}")
+        timeout = header.get("timeout")
+        if not items and timeout != 0:
+            async with self._arrived:
+                with contextlib.suppress(TimeoutError):  # then the answer is "nothing came"
+                    await asyncio.wait_for(
+                        self._arrived.wait_for(lambda: bool(self.queues.get(name))), timeout
+                    )
+        taken = [
+            self._pop(name) for _ in range(min(header.get("n", 1), len(self.queues.get(name, ()))))
+        ]
+        out: list[Any] = []
+        for blob in taken:
+            out.extend(_parts(blob))
+        return {"sizes": [len(blob[1]) for blob in taken]}, out
+
+    def _append(self, name: str, blob: Blob) -> None:
+        seq = self._next_seq.get(name, 0)
+        self._next_seq[name] = seq + 1
+        self.queues[name].append((seq, blob))
+        self._state.write_later(
+            "INSERT INTO store_items VALUES ('queue', ?, ?, ?, ?)",
+            (name, seq.to_bytes(8, "big"), blob[0], json.dumps(blob[1])),
+        )
+
+    def _pop(self, name: str) -> Blob:
+        seq, blob = self.queues[name].popleft()
+        self._state.write_later(
+            "DELETE FROM store_items WHERE kind = 'queue' AND name = ? AND key = ?",
+            (name, seq.to_bytes(8, "big")),
+        )
+        return blob
