@@ -26,9 +26,9 @@ TARGET_BATCH_SECONDS = 0.02
 MAX_BATCH = 1024
 
 
-def _argument_names(fn: Callable[..., Any], args: tuple[Any, ...]) -> list[str]:
+def _argument_names(fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> list[str]:
     try:
-        params = list(inspect.signature(fn).parameters)
+        params = list(inspect.signature(fn).parameters) if fn is not None else []
     except (TypeError, ValueError):
         params = []
     return [
@@ -37,7 +37,9 @@ def _argument_names(fn: Callable[..., Any], args: tuple[Any, ...]) -> list[str]:
     ]
 
 
-def find_unpicklable(fn: Callable[..., Any], inputs: list[Input], first: int) -> SerializationError:
+def find_unpicklable(
+    fn: Callable[..., Any] | None, inputs: list[Input], first: int
+) -> SerializationError:
     """The error that names the argument which cannot be pickled, after the batch failed."""
     for offset, (args, kwargs) in enumerate(inputs):
         where = f" of input #{first + offset}" if len(inputs) > 1 or first else ""
@@ -52,14 +54,36 @@ def find_unpicklable(fn: Callable[..., Any], inputs: list[Input], first: int) ->
 
 
 @dataclass(frozen=True)
-class CallTarget:
-    """Everything a call request needs besides its inputs."""
+class Bind:
+    """A method to call on a class instance; the worker keeps one instance per ``key``."""
 
-    fn: Callable[..., Any]
-    payload: Payload
+    key: str
+    method: str
+    params: Payload  # the constructor's (args, kwargs)
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """Everything a call request needs besides its inputs.
+
+    The callee is a function (``payload``), a method of a class (``payload`` is the class,
+    ``bind`` says which method of which instance), or a deployed object (``deployed`` names it;
+    the runner attaches its payload).
+    """
+
+    name: str
+    fn: Callable[..., Any] | None
+    payload: Payload | None
     pool: Header
     timeout: float | None
     retries: Header | None
+    bind: Bind | None = None
+    deployed: Header | None = None
+
+    @property
+    def payload_hash(self) -> str:
+        """The content hash of what is pickled ("" for a deployed object)."""
+        return self.payload.hash if self.payload is not None else ""
 
     def request(
         self, inputs: list[Input], first: int, send_function: bool, op: str = "call"
@@ -73,11 +97,22 @@ class CallTarget:
             batch = dumps("the arguments", inputs)
         except SerializationError:
             raise find_unpicklable(self.fn, inputs, first) from None
-        function = {
-            "name": f"function {self.fn.__qualname__}",
-            "hash": self.payload.hash,
-            "nbuf": len(self.payload.parts) if send_function else 0,
-        }
+        function: Header = {"name": self.name, "nbuf": 0}
+        buffers: list[Any] = []
+        packed = Packed()
+        if self.payload is not None:
+            if send_function:
+                function["nbuf"] = len(self.payload.parts)
+                buffers.extend(self.payload.parts)
+            function["hash"] = self.payload.hash
+            packed.payloads[self.payload.hash] = self.payload
+        if self.bind is not None:
+            function["bind"] = {
+                "key": self.bind.key,
+                "method": self.bind.method,
+                "nparams": len(self.bind.params.parts),
+            }
+            buffers.extend(self.bind.params.parts)
         header = {
             "op": op,
             "pool": self.pool,
@@ -87,10 +122,9 @@ class CallTarget:
             "timeout": self.timeout,
             "retries": self.retries,
         }
-        packed = Packed()
-        packed.payloads[self.payload.hash] = self.payload
-        buffers = [*(self.payload.parts if send_function else []), *batch.parts]
-        return Request(header, buffers, packed, tag=(first, len(inputs)))
+        if self.deployed is not None:
+            header["deployed"] = self.deployed
+        return Request(header, [*buffers, *batch.parts], packed, tag=(first, len(inputs)))
 
 
 def decode(frame: Frame, first: int) -> list[Any]:

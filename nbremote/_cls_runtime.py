@@ -1,9 +1,10 @@
 """The worker's side of remote classes: one live instance per class and constructor arguments.
 
-A method call travels as a `MethodCall` (pickled like a function). On the worker it finds or
-creates the instance its key names, running the class's ``@nr.enter()`` methods once, before the
-first call; `shutdown` runs the ``@nr.exit()`` methods when the worker stops. Standard library
-only: this module is imported inside every container that serves a class.
+A method call carries the class, the constructor's arguments and the method's name; the worker
+makes a `MethodCall` of them, which finds or creates the instance its key names, running the
+class's ``@nr.enter()`` methods once, before the first call; `shutdown` runs the ``@nr.exit()``
+methods when the worker stops. Standard library only: it is imported inside every container
+that serves a class.
 """
 
 from __future__ import annotations
@@ -60,11 +61,7 @@ def instance(key: str, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 
 class MethodCall:
-    """A callable that runs one method of a remote class's instance (created on demand).
-
-    It carries function-like names (``__module__``, ``__qualname__``) so that it is pooled,
-    named and pickled like a plain function: by value when the class is not installed.
-    """
+    """Calls one method of the instance for ``key`` (created and entered on first use)."""
 
     def __init__(
         self, key: str, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], method: str
@@ -74,9 +71,6 @@ class MethodCall:
         self.args = args
         self.kwargs = kwargs
         self.method = method
-        self.__module__ = cls.__module__
-        self.__name__ = method
-        self.__qualname__ = f"{cls.__qualname__}.{method}"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         obj = instance(self.key, self.cls, self.args, self.kwargs)

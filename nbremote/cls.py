@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._cls_runtime import MethodCall, instance, marked
+from ._calls import Bind
+from ._cls_runtime import instance, marked
 from ._serialize import dumps
 from .functions import Function, FunctionOptions
 
@@ -96,8 +97,8 @@ class Obj:
         self._args = args
         self._kwargs = kwargs
         # One key per class and parameters: its containers, and its instance in each.
-        params = dumps("the constructor parameters", (args, kwargs)).hash
-        self._key = f"{cls.user_cls.__module__}.{cls.__qualname__}:{params}"
+        self._params = dumps("the constructor parameters", (args, kwargs))
+        self._key = f"{cls.user_cls.__module__}.{cls.__qualname__}:{self._params.hash}"
         self._handles: dict[str, Function[Any]] = {}
 
     def __getattr__(self, name: str) -> Function[Any]:
@@ -116,8 +117,16 @@ class Obj:
                     f"remotely; remote methods: {', '.join(cls.methods) or 'none'}"
                 )
             raise AttributeError(f"{cls.__qualname__} has no method {name!r}")
-        call = MethodCall(self._key, cls.user_cls, self._args, self._kwargs, name)
-        return Function(call, cls.app, cls.options, pool_name=self._key, local=self._local(name))
+        bind = Bind(self._key, name, self._params)
+        return Function(
+            cls.user_cls,
+            cls.app,
+            cls.options,
+            name=f"{cls.__qualname__}.{name}",
+            pool_name=self._key,
+            local=self._local(name),
+            bind=bind,
+        )
 
     def _local(self, name: str) -> Callable[..., Any]:
         """The method run in this process, on an instance made (and entered) here once."""

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _session
-from ._calls import Batcher, CallTarget, Input, decode, raise_first
+from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
 from ._output import show
 from ._serialize import Payload, dumps_function, frozen_captures, same_objects
 from ._session import Request
-from .errors import RemoteError, remote_error
+from .errors import NbremoteError, RemoteError, remote_error
 from .retries import Retries
 from .schema import FunctionScaling, WorkerSpec
 
@@ -113,22 +113,26 @@ class Function(Generic[R]):
 
     def __init__(
         self,
-        fn: Callable[..., R],
+        fn: Callable[..., R] | None,
         app: App,
         options: FunctionOptions,
         *,
+        name: str | None = None,
         pool_name: str | None = None,
         local: Callable[..., R] | None = None,
+        bind: Bind | None = None,
+        deployed: dict[str, str] | None = None,
     ) -> None:
-        self.raw_f = fn
+        self.raw_f = fn  # what is pickled: the function, or the class of a method (None: deployed)
         self._local_f = local or fn
         self.app = app
         self.options = options
         self.__name__ = getattr(fn, "__name__", "function")
-        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
-        self.__doc__ = fn.__doc__
-        self.__wrapped__ = fn
-        self._pool_name = pool_name or f"{fn.__module__}.{self.__qualname__}"
+        self.__qualname__ = name or str(getattr(fn, "__qualname__", self.__name__))
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self._bind = bind
+        self._deployed = deployed
+        self._pool_name = pool_name or f"{getattr(fn, '__module__', '')}.{self.__qualname__}"
         self._pool = options.pool(app.name, self._pool_name)
         self._retries = options.retries.to_wire() if options.retries else None
         self._pickled: tuple[tuple[object, ...], Payload] | None = None
@@ -136,13 +140,18 @@ class Function(Generic[R]):
     def __repr__(self) -> str:
         return f"<nbremote.Function {self.__qualname__} of app {self.app.name!r}>"
 
+    def _run_here(self, *args: Any, **kwargs: Any) -> R:
+        if self._local_f is None:
+            raise NbremoteError(f"{self.__qualname__} is deployed on the runner: call .remote()")
+        return self._local_f(*args, **kwargs)
+
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         """Run it here, in this process (like ``.local``)."""
-        return self._local_f(*args, **kwargs)
+        return self._run_here(*args, **kwargs)
 
     def local(self, *args: Any, **kwargs: Any) -> R:
         """Run it here, in this process."""
-        return self._local_f(*args, **kwargs)
+        return self._run_here(*args, **kwargs)
 
     def with_options(self, **overrides: Any) -> Function[R]:
         """The same function with some settings changed (this one stays as it is)."""
@@ -154,14 +163,24 @@ class Function(Generic[R]):
         }
         options = function_options(current | overrides, self.__qualname__)
         return Function(
-            self.raw_f, self.app, options, pool_name=self._pool_name, local=self._local_f
+            self.raw_f,
+            self.app,
+            options,
+            name=self.__qualname__,
+            pool_name=self._pool_name,
+            local=self._local_f,
+            bind=self._bind,
+            deployed=self._deployed,
         )
 
-    def _payload(self) -> Payload:
+    def _payload(self) -> Payload | None:
         """The function pickled now, not at definition, so that globals redefined since are
         seen; the last pickle is reused while everything it captured is the same immutable
-        objects (the common case, and ~50 µs saved per call)."""
-        captured = frozen_captures(self.raw_f)
+        objects (the common case, and ~50 µs saved per call). A class is pickled once per
+        handle; a deployed object not at all (the runner has it)."""
+        if self.raw_f is None:
+            return None
+        captured = () if self._bind is not None else frozen_captures(self.raw_f)
         if (
             captured is not None
             and self._pickled is not None
@@ -174,7 +193,14 @@ class Function(Generic[R]):
 
     def _target(self) -> CallTarget:
         return CallTarget(
-            self.raw_f, self._payload(), self._pool, self.options.timeout, self._retries
+            self.__qualname__,
+            None if self._bind else self.raw_f,
+            self._payload(),
+            self._pool,
+            self.options.timeout,
+            self._retries,
+            self._bind,
+            self._deployed,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> R:
@@ -187,9 +213,9 @@ class Function(Generic[R]):
         session = _session.current_session()
         target = self._target()
         sent = session.sent_functions
-        request = target.request([(args, kwargs)], 0, target.payload.hash not in sent)
+        request = target.request([(args, kwargs)], 0, target.payload_hash not in sent)
         frame = session.call(request, show)
-        sent.add(target.payload.hash)
+        sent.add(target.payload_hash)
         outcome: R = next(raise_first(decode(frame, 0)))
         return outcome
 
@@ -236,12 +262,12 @@ class Function(Generic[R]):
         session = _session.current_session()
         target = self._target()
         batcher = Batcher(inputs)
-        sent = {target.payload.hash} & session.sent_functions
+        sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:
             for first, batch in batcher.batches():
-                yield target.request(batch, first, target.payload.hash not in sent)
-                sent.add(target.payload.hash)
+                yield target.request(batch, first, target.payload_hash not in sent)
+                sent.add(target.payload_hash)
 
         window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2)
         waiting: dict[int, list[Any]] = {}  # first index -> outcomes, held back for ordering
@@ -262,7 +288,7 @@ class Function(Generic[R]):
                     ready = waiting.pop(expected)
                     expected += len(ready)
                     yield from ready
-        session.sent_functions.add(target.payload.hash)
+        session.sent_functions.add(target.payload_hash)
 
 
 def _length(*iterables: Iterable[Any]) -> int | None:

@@ -273,7 +273,16 @@ class Worker:
         item = header["function"]
         try:
             fn = self._function(item, buffers[: item["nbuf"]])
-            inputs = loads("the call's arguments", buffers[item["nbuf"] :])
+            position = item["nbuf"]
+            bind = item.get("bind")
+            if bind is not None:  # a method: fn is its class
+                from nbremote._cls_runtime import MethodCall
+
+                params = buffers[position : position + bind["nparams"]]
+                position += bind["nparams"]
+                args, kwargs = loads("the constructor parameters", params)
+                fn = MethodCall(bind["key"], fn, args, kwargs, bind["method"])
+            inputs = loads("the call's arguments", buffers[position:])
         except SerializationError as exc:
             self.outbox.send(
                 "done", ok=False, error=_InputError("SerializationError", str(exc)).error
