@@ -19,14 +19,15 @@ class ScriptError(Exception):
     """The script has no such entrypoint or function; the message lists what it has."""
 
 
-def _apps(namespace: dict[str, Any]) -> list[App]:
+def load_apps(path: Path) -> list[App]:
+    """Run the script (as ``__main__``) and return the apps it defines."""
+    namespace = runpy.run_path(str(path), run_name="__main__")
     return [value for value in namespace.values() if isinstance(value, App)]
 
 
 def run_script(path: Path, name: str | None = None) -> Any:
     """Run the script, then its entrypoint (or ``name``); what that returned."""
-    namespace = runpy.run_path(str(path), run_name="__main__")
-    apps = _apps(namespace)
+    apps = load_apps(path)
     entrypoints = {key: fn for app in apps for key, fn in app.local_entrypoints.items()}
     functions = {key: fn for app in apps for key, fn in app.registered_functions.items()}
     choices = ", ".join(sorted({*entrypoints, *functions})) or "none"

@@ -66,6 +66,23 @@ class App:
     def __repr__(self) -> str:
         return f"<nbremote.App {self.name!r}>"
 
+    @classmethod
+    def lookup(cls, name: str, *, create_if_missing: bool = False) -> App:
+        """The app called ``name``: deployed on the runner, or a new one if ``create_if_missing``.
+
+        Raises:
+            NbremoteError: it is not deployed (the message lists the apps that are).
+        """
+        from . import _session
+        from .errors import RunnerError
+
+        try:
+            _session.current_session().client.request("GET", f"/api/v1/apps/{name}")
+        except RunnerError as exc:
+            if not create_if_missing:
+                raise NbremoteError(exc.message) from None
+        return cls(name)
+
     @overload
     def function(self, fn: Callable[..., R], /) -> Function[R]: ...
 

@@ -136,6 +136,63 @@ def run_command(target: str) -> None:
 
 
 @main.command()
+@click.argument(
+    "path", metavar="FILE.py", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+def deploy(path: Path, url: str | None, token: str | None) -> None:
+    """Deploy a script's apps: their functions and classes stay callable on the runner."""
+    from . import _session
+    from ._deploy import deploy as deploy_app
+    from ._script import load_apps
+
+    apps = [app for app in load_apps(path) if app.registered_functions or app.registered_classes]
+    if not apps:
+        raise click.UsageError(f"{path} defines no app with functions or classes")
+    client = _session.connect(*resolve_runner(url, token)).client
+    for app in apps:
+        described = deploy_app(client, app)
+        names = ", ".join(f"{obj['name']} ({obj['kind']})" for obj in described["objects"])
+        click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
+
+
+@main.group()
+def apps() -> None:
+    """Deployed apps: list or stop them."""
+
+
+@apps.command("ls")
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def apps_ls(url: str | None, token: str | None, as_json: bool) -> None:
+    """List deployed apps with their functions, classes and warm workers."""
+    listed = _client(url, token).request("GET", "/api/v1/apps")["apps"]
+    lines = [
+        f"{app['name']:<20} {len(app['objects'])} objects, {app['workers']} workers: "
+        + ", ".join(obj["name"] for obj in app["objects"])
+        for app in listed
+    ]
+    display(listed, lines or ["no deployed apps"], as_json)
+
+
+@apps.command("stop")
+@click.argument("name")
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+def apps_stop(name: str, url: str | None, token: str | None) -> None:
+    """Stop an app: its workers stop (running @nr.exit methods) and it is no longer deployed."""
+    from .errors import RunnerError
+
+    try:
+        _client(url, token).request("DELETE", f"/api/v1/apps/{name}")
+    except RunnerError as exc:
+        raise click.UsageError(exc.message) from None
+    click.echo(f"stopped app {name!r}")
+
+
+@main.command()
 @click.argument("notebook", default="notebooks/quickstart.ipynb", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), help="Also save the executed notebook.")
 def demo(notebook: Path, output: Path | None) -> None:

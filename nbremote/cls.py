@@ -61,14 +61,35 @@ def parameter(*, default: Any = None) -> Any:
 class Cls:
     """A class whose ``@nr.method()`` methods run on the runner. Call it to pick parameters."""
 
-    def __init__(self, user_cls: type, app: App, options: FunctionOptions) -> None:
-        self.user_cls = user_cls
+    def __init__(
+        self,
+        user_cls: type | None,
+        app: App,
+        options: FunctionOptions,
+        *,
+        name: str | None = None,
+        methods: list[str] | None = None,
+    ) -> None:
+        self.user_cls = user_cls  # None for a class looked up by name (it is on the runner)
         self.app = app
         self.options = options
-        self.methods = marked(user_cls, "method")
-        self.__name__ = user_cls.__name__
-        self.__qualname__ = user_cls.__qualname__
-        self.__doc__ = user_cls.__doc__
+        self.methods: list[str] = marked(user_cls, "method") if user_cls else methods or []
+        self.__name__ = self.__qualname__ = name or str(getattr(user_cls, "__qualname__", "Cls"))
+        self.__doc__ = getattr(user_cls, "__doc__", None)
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> Cls:
+        """A class deployed on the runner (``nbremote deploy``), to call from anywhere.
+
+        Raises:
+            NbremoteError: it is not deployed (the message lists what is).
+        """
+        from ._deploy import lookup, options_from
+        from .app import App
+
+        described = lookup(app_name, name, "class")
+        options = options_from(described["settings"])
+        return Cls(None, App(app_name), options, name=name, methods=described["methods"])
 
     def __repr__(self) -> str:
         return f"<nbremote.Cls {self.__qualname__} of app {self.app.name!r}>"
@@ -84,9 +105,8 @@ class Cls:
         current = {
             name: getattr(self.options, name) for name in FunctionOptions.__dataclass_fields__
         }
-        return Cls(
-            self.user_cls, self.app, function_options(current | overrides, self.__qualname__)
-        )
+        options = function_options(current | overrides, self.__qualname__)
+        return Cls(self.user_cls, self.app, options, name=self.__qualname__, methods=self.methods)
 
 
 class Obj:
@@ -98,7 +118,8 @@ class Obj:
         self._kwargs = kwargs
         # One key per class and parameters: its containers, and its instance in each.
         self._params = dumps("the constructor parameters", (args, kwargs))
-        self._key = f"{cls.user_cls.__module__}.{cls.__qualname__}:{self._params.hash}"
+        where = getattr(cls.user_cls, "__module__", f"deployed:{cls.app.name}")
+        self._key = f"{where}.{cls.__qualname__}:{self._params.hash}"
         self._handles: dict[str, Function[Any]] = {}
 
     def __getattr__(self, name: str) -> Function[Any]:
@@ -111,28 +132,34 @@ class Obj:
     def _handle(self, name: str) -> Function[Any]:
         cls = self._cls
         if name not in cls.methods:
-            if callable(getattr(cls.user_cls, name, None)):
+            if cls.user_cls is not None and callable(getattr(cls.user_cls, name, None)):
                 raise AttributeError(
                     f"{cls.__qualname__}.{name} is not marked @nr.method(), so it cannot be called "
                     f"remotely; remote methods: {', '.join(cls.methods) or 'none'}"
                 )
             raise AttributeError(f"{cls.__qualname__} has no method {name!r}")
         bind = Bind(self._key, name, self._params)
+        deployed = None if cls.user_cls else {"app": cls.app.name, "object": cls.__qualname__}
+        local = self._local(name) if cls.user_cls else None
         return Function(
             cls.user_cls,
             cls.app,
             cls.options,
             name=f"{cls.__qualname__}.{name}",
             pool_name=self._key,
-            local=self._local(name),
+            local=local,
             bind=bind,
+            deployed=deployed,
         )
 
     def _local(self, name: str) -> Callable[..., Any]:
         """The method run in this process, on an instance made (and entered) here once."""
 
+        user_cls = self._cls.user_cls
+        assert user_cls is not None
+
         def run_here(*args: Any, **kwargs: Any) -> Any:
-            obj = instance(f"local:{self._key}", self._cls.user_cls, self._args, self._kwargs)
+            obj = instance(f"local:{self._key}", user_cls, self._args, self._kwargs)
             return getattr(obj, name)(*args, **kwargs)
 
         return run_here

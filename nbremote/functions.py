@@ -140,6 +140,23 @@ class Function(Generic[R]):
     def __repr__(self) -> str:
         return f"<nbremote.Function {self.__qualname__} of app {self.app.name!r}>"
 
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> Function[Any]:
+        """A function deployed on the runner (``nbremote deploy``), to call from anywhere.
+
+        Raises:
+            NbremoteError: it is not deployed (the message lists what is).
+        """
+        from ._deploy import lookup, options_from
+        from .app import App
+
+        described = lookup(app_name, name, "function")
+        deployed = {"app": app_name, "object": name}
+        options = options_from(described["settings"])
+        return Function(
+            None, App(app_name), options, name=name, pool_name=f"deployed:{name}", deployed=deployed
+        )
+
     def _run_here(self, *args: Any, **kwargs: Any) -> R:
         if self._local_f is None:
             raise NbremoteError(f"{self.__qualname__} is deployed on the runner: call .remote()")

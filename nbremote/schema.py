@@ -8,6 +8,8 @@ their ``spec`` object is `WorkerSpec`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -115,3 +117,46 @@ class FunctionScaling(_Model):
     max_containers: int | None = Field(default=None, ge=1, description="default: one per core")
     min_containers: int = Field(default=0, ge=0)
     scaledown_window: float = Field(default=60.0, gt=0)
+
+
+class DeployObject(_Model):
+    """A function or class of an app, pickled by value, as ``nbremote deploy`` sends it."""
+
+    name: str
+    kind: str = Field(pattern="^(function|class)$")
+    methods: list[str] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    payload: str = Field(description="the pickle's parts back to back, base64")
+    sizes: list[int]
+    hash: str
+
+
+class DeployApp(_Model):
+    """``PUT /api/v1/apps/{name}``: deploy (or redeploy) an app's functions and classes."""
+
+    objects: list[DeployObject]
+
+
+class DescribeAppObject(_Model):
+    """A deployed function or class, without its payload."""
+
+    name: str
+    kind: str
+    methods: list[str]
+    settings: dict[str, Any]
+    hash: str
+
+
+class DescribeApp(_Model):
+    """A deployed app."""
+
+    name: str
+    deployed_at: float
+    objects: list[DescribeAppObject]
+    workers: int
+
+
+class ListAppsResponse(_Model):
+    """Every deployed app."""
+
+    apps: list[DescribeApp]

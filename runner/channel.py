@@ -149,7 +149,10 @@ class Channel:
             return failed(request_id, "CancelledError", "the call was cancelled"), []
 
     async def _call(self, header: Header, buffers: list[bytearray], send: Forward) -> Frame:
-        pool = self.session.pool_for(header["pool"])
+        if "deployed" in header:
+            pool, buffers = self.runner.apps.attach(header, buffers)
+        else:
+            pool = self.session.pool_for(header["pool"])
         timeout = header.get("timeout")
         # A safety net over the worker's own per-input timer.
         deadline = timeout * header.get("count", 1) + INTERRUPT_GRACE if timeout else None

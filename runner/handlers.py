@@ -17,11 +17,14 @@ from tornado.web import HTTPError, RequestHandler
 from nbremote import __version__
 from nbremote.schema import (
     CreateSession,
+    DeployApp,
+    DescribeApp,
     DescribeRunner,
     DescribeSession,
     ErrorDetail,
     ErrorResponse,
     Health,
+    ListAppsResponse,
     ListSessionsResponse,
 )
 
@@ -173,6 +176,42 @@ class SessionWorkersHandler(BaseHandler):
         self.set_status(204)
 
 
+class AppsHandler(BaseHandler):
+    api = {"get": Operation("List deployed apps", ListAppsResponse)}
+
+    def get(self) -> None:
+        apps = [app.describe() for app in self.runner.apps.apps.values()]
+        self.reply(ListAppsResponse(apps=apps))
+
+
+class AppHandler(BaseHandler):
+    api = {
+        "get": Operation("Describe a deployed app", DescribeApp),
+        "put": Operation("Deploy (or redeploy) an app", DescribeApp, DeployApp, 201),
+        "delete": Operation("Stop an app: its workers stop, it is forgotten", status=204),
+    }
+
+    def _app_or_404(self, name: str) -> Any:
+        app = self.runner.apps.apps.get(name)
+        if app is None:
+            raise ApiError(404, "NotFound", self.runner.apps.missing(name))
+        return app
+
+    def get(self, name: str) -> None:
+        self.reply(self._app_or_404(name).describe())
+
+    async def put(self, name: str) -> None:
+        request: DeployApp = self.parse(DeployApp)
+        app, created = await self.runner.apps.deploy(name, request)
+        self.set_header("Location", f"{API}/apps/{name}")
+        self.reply(app.describe(), 201 if created else 200)
+
+    async def delete(self, name: str) -> None:
+        self._app_or_404(name)
+        await self.runner.apps.stop(name)
+        self.set_status(204)
+
+
 class ChannelHandler(BaseHandler):
     api = {"get": Operation("Upgrade to the session's frame channel (Upgrade: nbremote-frames)")}
 
@@ -198,4 +237,6 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/sessions/([A-Za-z0-9_-]+)", SessionHandler),
     (f"{API}/sessions/([A-Za-z0-9_-]+)/workers", SessionWorkersHandler),
     (f"{API}/sessions/([A-Za-z0-9_-]+)/channel", ChannelHandler),
+    (f"{API}/apps", AppsHandler),
+    (f"{API}/apps/([A-Za-z0-9_.-]+)", AppHandler),
 ]

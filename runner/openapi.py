@@ -15,10 +15,11 @@ from nbremote.schema import ErrorResponse
 def _path(pattern: str) -> tuple[str, list[str]]:
     """``/sessions/([A-Za-z0-9_-]+)/channel`` -> ``/sessions/{session_id}/channel``."""
     names: list[str] = []
+    parameter = "name" if "/apps/" in pattern else "session_id"
 
     def name(_: re.Match[str]) -> str:
-        names.append("session_id")
-        return "{session_id}"
+        names.append(parameter)
+        return "{" + parameter + "}"
 
     return re.sub(r"\([^)]*\)", name, pattern), names
 

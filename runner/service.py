@@ -27,6 +27,7 @@ from nbremote import __version__
 from nbremote._shm import create_dir
 from nbremote.schema import DescribeRunner, DescribeSession
 
+from .apps import DeployedApps
 from .backends import Backend, make_backend
 from .calls import CallRegistry
 from .handlers import ROUTES, ApiError, BaseHandler
@@ -119,6 +120,8 @@ class Runner:
         await self.stores.load()
         spare = SparePool(self.backend, self.stores.answer, self.config.spare_worker)
         self.sessions = SessionRegistry(spare, self.config.session_grace)
+        self.apps = DeployedApps(self.state, spare.take)
+        await self.apps.load()
         app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
         sockets = bind_sockets(
             self.config.port,
@@ -175,6 +178,7 @@ class Runner:
         while True:
             await asyncio.sleep(period)
             await self.sessions.reap()
+            await self.apps.scale_down()
             if timeout and self.idle() and time.monotonic() - self._last_touch > timeout:
                 self.stopped.set()
                 return
@@ -202,6 +206,7 @@ class Runner:
             self._server.stop()
         for task in self._tasks:
             task.cancel()
+        await self.apps.close()
         await self.sessions.close()
         await self.state.close()
         if self.shm_dir is not None:

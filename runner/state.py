@@ -24,6 +24,11 @@ CREATE TABLE IF NOT EXISTS runs (
     ok INTEGER NOT NULL,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    deployed_at REAL NOT NULL,
+    document TEXT NOT NULL            -- the DeployApp request, payloads included
+);
 CREATE TABLE IF NOT EXISTS stores (
     name TEXT NOT NULL,
     kind TEXT NOT NULL,               -- 'dict' or 'queue'

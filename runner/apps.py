@@ -1,0 +1,144 @@
+"""Deployed apps: functions and classes registered under an app's name, callable from anywhere.
+
+``nbremote deploy app.py`` sends each function and class pickled by value; the runner keeps them
+(in SQLite, so a restart keeps them too) and serves calls that name them from pools of its own,
+shared by every notebook and process: a deployed class's warm container serves them all.
+Stopping an app stops its workers (running their ``@nr.exit()`` methods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass, field
+
+from nbremote._protocol import Header
+from nbremote.schema import DeployApp, DescribeApp, DescribeAppObject, FunctionScaling, WorkerSpec
+
+from .pools import FunctionPool, StartWorker
+from .state import State
+
+
+@dataclass
+class DeployedApp:
+    """An app's objects (name -> description and payload) and its pools."""
+
+    name: str
+    deployed_at: float
+    objects: dict[str, tuple[DescribeAppObject, list[bytes]]]
+    pools: dict[str, FunctionPool] = field(default_factory=dict)
+
+    def describe(self) -> DescribeApp:
+        """The app as the API shows it."""
+        workers = sum(len(pool.workers) for pool in self.pools.values())
+        objects = [described for described, _ in self.objects.values()]
+        return DescribeApp(
+            name=self.name, deployed_at=self.deployed_at, objects=objects, workers=workers
+        )
+
+    async def close(self) -> None:
+        """Stop every worker of the app."""
+        pools, self.pools = list(self.pools.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools))
+
+
+def _split(payload: str, sizes: list[int]) -> list[bytes]:
+    data, parts, position = base64.b64decode(payload), [], 0
+    for size in sizes:
+        parts.append(data[position : position + size])
+        position += size
+    return parts
+
+
+class DeployedApps:
+    """Every deployed app of a runner."""
+
+    def __init__(self, state: State, start_worker: StartWorker) -> None:
+        self._state = state
+        self._start_worker = start_worker
+        self.apps: dict[str, DeployedApp] = {}
+
+    async def load(self) -> None:
+        """Read the deployed apps back from SQLite."""
+        for name, deployed_at, document in await self._state.query(
+            "SELECT name, deployed_at, document FROM apps"
+        ):
+            self._install(name, DeployApp.model_validate_json(document), deployed_at)
+
+    def _install(self, name: str, request: DeployApp, deployed_at: float) -> DeployedApp:
+        objects = {
+            obj.name: (
+                DescribeAppObject(
+                    name=obj.name,
+                    kind=obj.kind,
+                    methods=obj.methods,
+                    settings=obj.settings,
+                    hash=obj.hash,
+                ),
+                _split(obj.payload, obj.sizes),
+            )
+            for obj in request.objects
+        }
+        app = self.apps[name] = DeployedApp(name, deployed_at, objects)
+        return app
+
+    async def deploy(self, name: str, request: DeployApp) -> tuple[DeployedApp, bool]:
+        """Register (or replace) an app; whether it is new. A replaced app's workers stop."""
+        old = self.apps.pop(name, None)
+        if old is not None:
+            await old.close()
+        deployed_at = time.time()
+        app = self._install(name, request, deployed_at)
+        self._state.write_later(
+            "INSERT OR REPLACE INTO apps VALUES (?, ?, ?)",
+            (name, deployed_at, request.model_dump_json()),
+        )
+        return app, old is None
+
+    def missing(self, name: str) -> str:
+        """The message for an app that is not deployed, listing those that are."""
+        deployed = ", ".join(sorted(self.apps)) or "none"
+        return f"no deployed app {name!r} (deployed: {deployed}); try: nbremote deploy FILE.py"
+
+    async def stop(self, name: str) -> None:
+        """Stop an app's workers and forget it."""
+        app = self.apps.pop(name)
+        await app.close()
+        self._state.write_later("DELETE FROM apps WHERE name = ?", (name,))
+
+    def attach(
+        self, header: Header, buffers: list[bytearray]
+    ) -> tuple[FunctionPool, list[bytearray]]:
+        """For a call naming a deployed object: its app's pool, and the buffers with the object's
+        payload put in front (the caller has no copy of it).
+
+        Raises:
+            LookupError: the app or the object is not deployed (the message lists what is).
+        """
+        deployed = header["deployed"]
+        app = self.apps.get(deployed["app"])
+        if app is None:
+            raise LookupError(self.missing(deployed["app"]))
+        if deployed["object"] not in app.objects:
+            names = ", ".join(sorted(app.objects))
+            raise LookupError(f"app {app.name!r} has no {deployed['object']!r} (it has: {names})")
+        described, parts = app.objects[deployed["object"]]
+        header["function"].update(hash=described.hash, nbuf=len(parts))
+        pool = header["pool"]
+        if pool["key"] not in app.pools:
+            spec = WorkerSpec.model_validate(pool.get("spec") or {})
+            scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
+            app.pools[pool["key"]] = FunctionPool(self._start_worker, spec, scaling)
+        return app.pools[pool["key"]], [*parts, *buffers]  # type: ignore[list-item]
+
+    async def scale_down(self) -> None:
+        """Scale every app's pools down."""
+        for app in list(self.apps.values()):
+            for pool in list(app.pools.values()):
+                await pool.scale_down()
+
+    async def close(self) -> None:
+        """Stop every app's workers (the apps stay deployed)."""
+        for app in self.apps.values():
+            await app.close()
