@@ -105,3 +105,12 @@ def test_lookups_of_what_is_not_deployed_list_what_is(runner: RunningRunner) -> 
     finally:
         session.close()
         _session._current = None
+
+
+def test_the_inference_example_runs_as_a_script(runner: RunningRunner) -> None:
+    result = cli(runner, "run", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "hello the quick brown",
+        "['a quick brown fox', 'bb brown fox jumps', 'ccc fox jumps the']",
+    ]
