@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .app import App, remote
-    from .cls import Cls, enter, exit, method, parameter
+    from .cls import Cls, concurrent, enter, exit, method, parameter
     from .dict import Dict
     from .functions import Function, FunctionCall
     from .queue import Queue
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "App": "app",
     "Cls": "cls",
+    "concurrent": "cls",
     "Dict": "dict",
     "Queue": "queue",
     "enter": "cls",
@@ -65,6 +66,7 @@ __all__ = [
     "VersionMismatch",
     "WorkerDied",
     "__version__",
+    "concurrent",
     "enter",
     "exit",
     "load_ipython_extension",

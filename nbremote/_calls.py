@@ -71,6 +71,7 @@ class CallTarget:
     the runner attaches its payload).
     """
 
+    concurrency: int
     name: str
     fn: Callable[..., Any] | None
     payload: Payload | None
@@ -121,6 +122,7 @@ class CallTarget:
             "first": first,
             "timeout": self.timeout,
             "retries": self.retries,
+            "concurrency": self.concurrency,
         }
         if self.deployed is not None:
             header["deployed"] = self.deployed

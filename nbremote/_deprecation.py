@@ -9,6 +9,7 @@ RENAMED = {
     "concurrency_limit": "max_containers",
     "keep_warm": "min_containers",
     "container_idle_timeout": "scaledown_window",
+    "allow_concurrent_inputs": "max_inputs",  # the newer spelling is @nr.concurrent(max_inputs=)
 }
 
 
@@ -22,8 +23,9 @@ def rename_deprecated(options: dict[str, Any], where: str, stacklevel: int = 3) 
     for old, new in RENAMED.items():
         if old not in renamed:
             continue
+        instead = "@nr.concurrent(max_inputs=...)" if new == "max_inputs" else f"`{new}`"
         warnings.warn(
-            f"{where}: `{old}` is deprecated, use `{new}` instead",
+            f"{where}: `{old}` is deprecated, use {instead} instead",
             DeprecationWarning,
             stacklevel=stacklevel,
         )

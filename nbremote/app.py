@@ -22,9 +22,15 @@ R = TypeVar("R")
 NOT_YET = ("gpu", "image", "volumes", "secrets", "schedule", "cpu", "memory")
 
 
-def function_options(settings: dict[str, Any], where: str) -> FunctionOptions:
-    """Validated function settings from keyword arguments (old Modal names accepted)."""
+def function_options(
+    settings: dict[str, Any], where: str, target: object = None
+) -> FunctionOptions:
+    """Validated function settings from keyword arguments (old Modal names accepted), with
+    ``@nr.concurrent`` on ``target`` taken into account."""
     settings = rename_deprecated(settings, where, stacklevel=4)
+    concurrent = getattr(target, "__nbremote_max_inputs__", None)
+    if concurrent is not None:
+        settings["max_inputs"] = concurrent
     refused = sorted(name for name in NOT_YET if settings.pop(name, None) is not None)
     if refused:
         raise NbremoteError(
@@ -105,7 +111,7 @@ class App:
 
         def wrap(raw: Callable[..., Any]) -> Function[Any]:
             where = f"@{self.name}.function on {raw.__qualname__}"
-            function = Function(raw, self, function_options(settings, where))
+            function = Function(raw, self, function_options(settings, where, raw))
             self.registered_functions[raw.__qualname__] = function
             return function
 
@@ -117,7 +123,7 @@ class App:
 
         def wrap(raw: type) -> Cls:
             where = f"@{self.name}.cls on {raw.__qualname__}"
-            handle = Cls(raw, self, function_options(settings, where))
+            handle = Cls(raw, self, function_options(settings, where, raw))
             self.registered_classes[raw.__qualname__] = handle
             return handle
 

@@ -53,6 +53,19 @@ exit = _marker("exit")
 method = _marker("method")
 
 
+def concurrent(*, max_inputs: int) -> Callable[[F], F]:
+    """Let one container take up to ``max_inputs`` inputs at once (threads; one event loop
+    for ``async def`` methods). Goes under ``@app.function`` / ``@app.cls``."""
+    if max_inputs < 1:
+        raise ValueError(f"max_inputs={max_inputs!r}: must be at least 1")
+
+    def mark(target: F) -> F:
+        setattr(target, "__nbremote_max_inputs__", max_inputs)  # noqa: B010
+        return target
+
+    return mark
+
+
 def parameter(*, default: Any = None) -> Any:
     """A constructor parameter of an ``@app.cls`` class (``Model(size=3)``), with a default."""
     return default

@@ -42,8 +42,11 @@ class FunctionOptions:
     max_containers: int | None = None
     min_containers: int = 0
     scaledown_window: float = 60.0
+    max_inputs: int = 1
 
     def __post_init__(self) -> None:
+        if self.max_inputs < 1:
+            raise ValueError(f"max_inputs={self.max_inputs!r}: must be at least 1")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout={self.timeout!r}: must be a positive number of seconds")
         if self.max_containers is not None and self.max_containers < 1:
@@ -60,6 +63,7 @@ class FunctionOptions:
             max_containers=self.max_containers,
             min_containers=self.min_containers,
             scaledown_window=self.scaledown_window,
+            max_inputs=self.max_inputs,
         )
         key = f"{app_name}:{name}:{spec.key()}:{scaling.model_dump_json()}"
         return {"key": key, "spec": spec.model_dump(), "scaling": scaling.model_dump()}
@@ -210,6 +214,7 @@ class Function(Generic[R]):
 
     def _target(self) -> CallTarget:
         return CallTarget(
+            self.options.max_inputs,
             self.__qualname__,
             None if self._bind else self.raw_f,
             self._payload(),
@@ -286,7 +291,7 @@ class Function(Generic[R]):
                 yield target.request(batch, first, target.payload_hash not in sent)
                 sent.add(target.payload_hash)
 
-        window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2)
+        window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2) * self.options.max_inputs
         waiting: dict[int, list[Any]] = {}  # first index -> outcomes, held back for ordering
         expected = 0
         with _progress(total, self.__qualname__) as progress:

@@ -117,6 +117,7 @@ class FunctionScaling(_Model):
     max_containers: int | None = Field(default=None, ge=1, description="default: one per core")
     min_containers: int = Field(default=0, ge=0)
     scaledown_window: float = Field(default=60.0, gt=0)
+    max_inputs: int = Field(default=1, ge=1, description="inputs one worker takes at once")
 
 
 class DeployObject(_Model):

@@ -31,7 +31,7 @@ class FunctionPool:
         self.spec = spec
         self.scaling = scaling
         self.workers: list[Worker] = []  # most recently released last
-        self._leased: set[Worker] = set()
+        self._leased: dict[Worker, int] = {}  # worker -> requests it serves now
         self._starting = 0
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,10 +76,11 @@ class FunctionPool:
         async with self._changed:
             while True:
                 self.workers = [worker for worker in self.workers if worker.alive]
-                idle = [worker for worker in self.workers if worker not in self._leased]
-                if idle:
-                    self._leased.add(idle[-1])
-                    return idle[-1]
+                capacity = self.scaling.max_inputs
+                free = [w for w in self.workers if self._leased.get(w, 0) < capacity]
+                if free:
+                    self._leased[free[-1]] = self._leased.get(free[-1], 0) + 1
+                    return free[-1]
                 if self.size < self.max_containers:
                     starting = self._start()
                     break
@@ -87,15 +88,18 @@ class FunctionPool:
         worker = await starting
         async with self._changed:
             self.workers.append(worker)
-            self._leased.add(worker)
+            self._leased[worker] = 1
         return worker
 
     async def _release(self, worker: Worker, retire: bool) -> None:
         async with self._changed:
-            self._leased.discard(worker)
-            self.workers.remove(worker)
-            if worker.alive and not retire:
-                self.workers.append(worker)
+            self._leased[worker] -= 1
+            if not self._leased[worker]:
+                del self._leased[worker]
+            if worker in self.workers:
+                self.workers.remove(worker)
+                if worker.alive and not retire:
+                    self.workers.append(worker)
             self._changed.notify_all()
         if retire:
             self._background(worker.stop())
@@ -125,7 +129,7 @@ class FunctionPool:
         """Stop idle workers beyond ``min_containers`` that have idled past the window."""
         now = time.monotonic()
         async with self._changed:
-            idle = [w for w in self.workers if w not in self._leased]
+            idle = [w for w in self.workers if not self._leased.get(w)]
             keep = max(0, self.scaling.min_containers - len(self._leased))
             expired = [
                 w

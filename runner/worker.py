@@ -18,12 +18,15 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import queue
 import signal
 import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -69,6 +72,8 @@ class Worker:
         self.running = False
         self.cells_run = 0
         self._store_lock = threading.Lock()
+        self._replies: dict[str, queue.Queue[tuple[Header, list[Any]]]] = {}
+        self._threads: ThreadPoolExecutor | None = None
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -78,10 +83,25 @@ class Worker:
             raise KeyboardInterrupt
 
     def store_request(self, header: Header, buffers: Sequence[Any]) -> tuple[Header, list[Any]]:
-        """A Dict or Queue request of the running code, answered by the runner on this socket."""
-        with self._store_lock:  # the code may use its Dicts from several threads
-            self.outbox.send(header.pop("op"), buffers, **header)
-            return self.reader.read()
+        """A Dict or Queue request of the running code, answered by the runner on this socket.
+
+        While the main thread runs the user's code, nobody else reads the socket and the asker
+        reads the answer itself; otherwise (concurrent inputs on pool threads) the serve loop
+        reads it and hands it over.
+        """
+        op = header.pop("op")
+        if self.running or threading.current_thread() is threading.main_thread():
+            with self._store_lock:  # the code may use its Dicts from several threads
+                self.outbox.send(op, buffers, **header)
+                return self.reader.read()
+        reply_id = uuid.uuid4().hex
+        box: queue.Queue[tuple[Header, list[Any]]] = queue.Queue(maxsize=1)
+        self._replies[reply_id] = box
+        try:
+            self.outbox.send(op, buffers, to=reply_id, **header)
+            return box.get()
+        finally:
+            del self._replies[reply_id]
 
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""
@@ -92,12 +112,14 @@ class Worker:
                 header, buffers = self.reader.read()
             except ConnectionError:
                 return
-            self.outbox.request_id = header["id"]
-            self.outbox.shm_ok = bool(header.get("shm_ok"))
+            if header["op"] == "done":  # the runner's answer to a Dict/Queue request of a thread
+                self._replies[header["id"]].put((header, buffers))
+                continue
+            self.outbox.serve(header["id"], bool(header.get("shm_ok")))
             try:
                 handlers[header["op"]](header, buffers)
             finally:
-                self.outbox.request_id = None
+                self.outbox.serve(None)
                 del header, buffers  # the frame's buffers live on only in what was bound
 
     # -- inputs --------------------------------------------------------------------------------
@@ -268,28 +290,51 @@ class Worker:
             self.functions[item["hash"]] = loads(item["name"], parts)
         return self.functions[item["hash"]]
 
-    def call(self, header: Header, buffers: list[bytearray]) -> None:
-        """Call a function on a batch of inputs; send back a result or an error per input."""
+    def _resolve_call(self, header: Header, buffers: list[bytearray]) -> tuple[Any, list[Any]]:
+        """The callable and its inputs (read here, in the thread that reads the socket)."""
         item = header["function"]
-        try:
-            fn = self._function(item, buffers[: item["nbuf"]])
-            position = item["nbuf"]
-            bind = item.get("bind")
-            if bind is not None:  # a method: fn is its class
-                from nbremote._cls_runtime import MethodCall
+        fn = self._function(item, buffers[: item["nbuf"]])
+        position = item["nbuf"]
+        bind = item.get("bind")
+        if bind is not None:  # a method: fn is its class
+            from nbremote._cls_runtime import MethodCall
 
-                params = buffers[position : position + bind["nparams"]]
-                position += bind["nparams"]
-                args, kwargs = loads("the constructor parameters", params)
-                fn = MethodCall(bind["key"], fn, args, kwargs, bind["method"])
-            inputs = loads("the call's arguments", buffers[position:])
+            params = buffers[position : position + bind["nparams"]]
+            position += bind["nparams"]
+            args, kwargs = loads("the constructor parameters", params)
+            fn = MethodCall(bind["key"], fn, args, kwargs, bind["method"])
+        return fn, loads("the call's arguments", buffers[position:])
+
+    def call(self, header: Header, buffers: list[bytearray]) -> None:
+        """Call a function on a batch of inputs; send back a result or an error per input.
+
+        A function that takes concurrent inputs (``@nr.concurrent``) runs on a pool thread, so
+        that this loop goes on reading the next request meanwhile.
+        """
+        try:
+            fn, inputs = self._resolve_call(header, buffers)
         except SerializationError as exc:
             self.outbox.send(
                 "done", ok=False, error=_InputError("SerializationError", str(exc)).error
             )
             return
+        concurrency = int(header.get("concurrency") or 1)
+        if concurrency == 1:
+            self._run_call(fn, inputs, header)
+            return
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="nbremote-input")
+        request = (header["id"], bool(header.get("shm_ok")))
+        self._threads.submit(self._run_call, fn, inputs, header, request)
+
+    def _run_call(
+        self, fn: Any, inputs: list[Any], header: Header, request: tuple[str, bool] | None = None
+    ) -> None:
+        if request is not None:  # on a pool thread
+            self.outbox.serve(*request)
         started = time.perf_counter()
-        self.running = True
+        inline = request is None  # on the main thread: SIGINT may interrupt it
+        self.running = self.running or inline
         try:
             batch = call_batch(
                 fn, inputs, header.get("first", 0), header.get("timeout"), header.get("retries")
@@ -299,7 +344,7 @@ class Worker:
             self.outbox.send("done", ok=False, error=cancelled)
             return
         finally:
-            self.running = False
+            self.running = self.running and not inline
         flush_streams()
         payload = self._pack_results(batch, header.get("first", 0))
         # No namespace summary here: a call's round trip must stay in the microseconds.
@@ -312,6 +357,8 @@ class Worker:
             retire=batch.retire,
             elapsed=elapsed,
         )
+        if request is not None:
+            self.outbox.serve(None)
 
     def _pack_results(self, batch: BatchResult, first: int) -> Payload:
         try:

@@ -9,10 +9,13 @@ Standard library only: this runs inside every container.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -36,7 +39,8 @@ class BatchResult:
 
 @contextmanager
 def _deadline(timeout: float | None, index: int) -> Iterator[None]:
-    if not timeout:
+    # SIGALRM reaches the main thread only: concurrent inputs rely on the runner's own deadline.
+    if not timeout or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -50,6 +54,21 @@ def _deadline(timeout: float | None, index: int) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _on_event_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine on the worker's event loop (started on first use) and wait for it, so
+    that concurrent inputs of an ``async def`` method interleave on one loop."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="nbremote-loop", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _loop).result()
 
 
 def builtin_base(etype: type) -> str | None:
@@ -91,7 +110,10 @@ def call_batch(
         while True:
             try:
                 with _deadline(timeout, first_index + offset):
-                    batch.results.append(fn(*args, **kwargs))
+                    result = fn(*args, **kwargs)
+                    if inspect.iscoroutine(result):  # an async def: on the worker's event loop
+                        result = _on_event_loop(result)
+                    batch.results.append(result)
                 break
             except Exception as exc:
                 batch.retire |= isinstance(exc, InputTimeout) or hasattr(exc, "__nbremote_retire__")

@@ -34,31 +34,55 @@ _FLUSH_SIZE = 1 << 16
 
 
 class Outbox:
-    """Sends frames on the worker's socket from any thread, tagged with the current request."""
+    """Sends frames on the worker's socket from any thread, tagged with the request being served.
+
+    Each thread serving a request (the main thread, or a pool thread for concurrent inputs)
+    declares it with `serve`; threads the user's code starts write on behalf of the request the
+    main thread serves.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._lock = threading.Lock()
-        self.request_id: str | None = None
+        self._local = threading.local()
+        self._main: tuple[str | None, bool] = (None, False)
         # Big answers go through shared memory when the request says its client can map them.
         self.shm_dir = os.environ.get("NBREMOTE_SHM_DIR")
-        self.shm_ok = False
 
-    def send(self, op: str, buffers: Sequence[Buffer] = (), **fields: Any) -> None:
-        """Send one frame; ``id`` is the request being served."""
-        header: Header = {"op": op, "id": self.request_id, **fields}
+    def serve(self, request_id: str | None, shm_ok: bool = False) -> None:
+        """Declare the request this thread serves (None: done)."""
+        self._local.request = (request_id, shm_ok)
+        if threading.current_thread() is threading.main_thread():
+            self._main = (request_id, shm_ok)
+
+    def _current(self) -> tuple[str | None, bool]:
+        current: tuple[str | None, bool] | None = getattr(self._local, "request", None)
+        return current if current is not None and current[0] is not None else self._main
+
+    @property
+    def request_id(self) -> str | None:
+        """The request this thread writes for."""
+        return self._current()[0]
+
+    def send(
+        self, op: str, buffers: Sequence[Buffer] = (), *, to: str | None = None, **fields: Any
+    ) -> None:
+        """Send one frame for request ``to`` (default: this thread's request)."""
+        request_id, shm_ok = self._current()
+        header: Header = {"op": op, "id": to or request_id, **fields}
         with self._lock:
-            send_frame(self._sock, header, buffers, self.shm_dir if self.shm_ok else None)
+            send_frame(self._sock, header, buffers, self.shm_dir if shm_ok else None)
 
 
 class FrameStream(io.TextIOBase):
-    """A text stream (``sys.stdout`` or ``sys.stderr``) whose writes become ``stream`` frames."""
+    """A text stream (``sys.stdout`` or ``sys.stderr``) whose writes become ``stream`` frames,
+    each request's text apart from the others'."""
 
     def __init__(self, outbox: Outbox, name: str) -> None:
         super().__init__()
         self._outbox = outbox
         self.name = name
-        self._pending: list[str] = []
+        self._pending: dict[str, list[str]] = {}
         self._size = 0
         self._lock = threading.Lock()
 
@@ -71,8 +95,11 @@ class FrameStream(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        request_id = self._outbox.request_id
+        if request_id is None:
+            return len(text)  # between requests: nobody to show it to
         with self._lock:
-            self._pending.append(text)
+            self._pending.setdefault(request_id, []).append(text)
             self._size += len(text)
             full = self._size >= _FLUSH_SIZE
         if full:
@@ -81,11 +108,9 @@ class FrameStream(io.TextIOBase):
 
     def flush(self) -> None:
         with self._lock:
-            text = "".join(self._pending)
-            self._pending.clear()
-            self._size = 0
-        if text and self._outbox.request_id is not None:
-            self._outbox.send("stream", name=self.name, text=text)
+            pending, self._pending, self._size = self._pending, {}, 0
+        for request_id, pieces in pending.items():
+            self._outbox.send("stream", to=request_id, name=self.name, text="".join(pieces))
 
 
 def start_flusher(streams: list[FrameStream]) -> None:

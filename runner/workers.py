@@ -29,7 +29,8 @@ INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker
 
 
 class Worker:
-    """A warm worker and the request it is serving."""
+    """A warm worker and the requests it is serving (one at a time, or several for concurrent
+    inputs: the worker's frames carry their request's id)."""
 
     def __init__(self, process: WorkerProcess, serve: Serve) -> None:
         self.process = process
@@ -39,8 +40,7 @@ class Worker:
         self.cells_run = 0
         self.namespace: list[DescribeObject] = []
         self.alive = True
-        self._lock = asyncio.Lock()
-        self._request: tuple[str, Forward, asyncio.Future[Frame]] | None = None
+        self._requests: dict[str, tuple[Forward, asyncio.Future[Frame]]] = {}
         self._pump_task = asyncio.create_task(self._pump())
 
     @property
@@ -51,11 +51,11 @@ class Worker:
     @property
     def busy(self) -> bool:
         """Whether a request is being served."""
-        return self._request is not None
+        return bool(self._requests)
 
     def serves(self, request_id: str) -> bool:
-        """Whether ``request_id`` is the request in progress."""
-        return self._request is not None and self._request[0] == request_id
+        """Whether ``request_id`` is in progress here."""
+        return request_id in self._requests
 
     async def _pump(self) -> None:
         try:
@@ -64,10 +64,11 @@ class Worker:
                 if header["op"] in WORKER_REQUESTS:  # the worker waits for this answer
                     await self._answer(header, buffers)
                     continue
-                if self._request is None:
+                request = self._requests.get(header.get("id", ""))
+                if request is None:
                     del header, buffers
                     continue  # output of a request whose caller has gone
-                request_id, forward, done = self._request
+                forward, done = request
                 if header["op"] == "done":
                     header["worker"] = self.id
                     self._record(header)
@@ -80,18 +81,18 @@ class Worker:
             pass
         self.alive = False
         status = await self.process.exit_status()
-        if self._request is not None and not self._request[2].done():
-            request_id, forward, done = self._request
-            message = f"the worker (pid {self.process.pid}) died while running this: {status}"
-            header = {
-                "op": "done",
-                "id": request_id,
-                "ok": False,
-                "worker": self.id,
-                "held": [],
-                "error": {"ename": "WorkerDied", "evalue": message, "traceback": []},
-            }
-            done.set_result((header, []))
+        message = f"the worker (pid {self.process.pid}) died while running this: {status}"
+        for request_id, (_, done) in list(self._requests.items()):
+            if not done.done():
+                header = {
+                    "op": "done",
+                    "id": request_id,
+                    "ok": False,
+                    "worker": self.id,
+                    "held": [],
+                    "error": {"ename": "WorkerDied", "evalue": message, "traceback": []},
+                }
+                done.set_result((header, []))
 
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
         reply, out = await self._serve(header, buffers)
@@ -114,20 +115,19 @@ class Worker:
         self, header: Header, buffers: Sequence[Buffer], forward: Forward, timeout: float | None
     ) -> Frame:
         """Serve one request, forwarding the frames it produces; return its ``done`` frame."""
-        async with self._lock:
-            done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-            self._request = (header["id"], forward, done)
-            try:
-                await write_frame(self.process.stream, header, buffers)
-                return await self._wait(done, timeout)
-            except StreamClosedError:
-                return await done  # the pump reports how the worker died
-            except asyncio.CancelledError:
-                await self._abandon(done)
-                raise
-            finally:
-                self._request = None
-                self.last_used = time.monotonic()
+        done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._requests[header["id"]] = (forward, done)
+        try:
+            await write_frame(self.process.stream, header, buffers)
+            return await self._wait(done, timeout)
+        except StreamClosedError:
+            return await done  # the pump reports how the worker died
+        except asyncio.CancelledError:
+            await self._abandon(done)
+            raise
+        finally:
+            del self._requests[header["id"]]
+            self.last_used = time.monotonic()
 
     async def _abandon(self, done: asyncio.Future[Frame]) -> None:
         """The caller gave up (a cancel): interrupt the code, and stop a worker that ignores it."""

@@ -123,3 +123,60 @@ def test_failing_enter_fails_the_call_and_the_next_gets_a_fresh_container(
     assert ", in load" in "".join(caught.value._render_traceback_())  # type: ignore[attr-defined]
     flag.unlink()
     assert isinstance(Fragile().pid.remote(), int)
+
+
+def test_concurrent_inputs_overlap_in_one_container(remote_session: RemoteSession) -> None:
+    @app.function(max_containers=1)
+    @nr.concurrent(max_inputs=4)
+    def slow(x: int) -> tuple[int, float, float]:
+        import os
+        import time
+
+        started = time.time()
+        time.sleep(0.6)
+        return os.getpid(), started, time.time()
+
+    slow.remote(0)  # a warm container first, so that its start does not count
+    spans = list(slow.map(range(4)))
+    assert len({pid for pid, _, _ in spans}) == 1
+    overlap = min(end for _, _, end in spans) - max(start for _, start, _ in spans)
+    assert overlap > 0.3  # all four ran at the same time
+
+
+def test_async_methods_interleave_on_one_event_loop(remote_session: RemoteSession) -> None:
+    @app.cls(max_containers=1)
+    @nr.concurrent(max_inputs=5)
+    class Service:
+        @nr.method()
+        async def wait(self, seconds: float) -> int:
+            import asyncio
+            import os
+
+            await asyncio.sleep(seconds)
+            return os.getpid()
+
+    service = Service()
+    service.wait.remote(0)
+    started = time.monotonic()
+    assert len(set(service.wait.map([0.5] * 5))) == 1
+    assert time.monotonic() - started < 1.5  # five half-second waits at once, not 2.5 s
+
+
+def test_concurrent_inputs_share_a_dict(remote_session: RemoteSession) -> None:
+    @app.function(max_containers=1)
+    @nr.concurrent(max_inputs=3)
+    def tally(x: int) -> int:
+        shared = nr.Dict.from_name("tally")
+        shared[x] = x * 10
+        return int(shared[x])
+
+    tallies = nr.Dict.from_name("tally", create_if_missing=True)
+    assert list(tally.map(range(12))) == [x * 10 for x in range(12)]
+    assert len(tallies) == 12
+    tallies.delete()
+
+
+def test_allow_concurrent_inputs_warns(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match=r"use @nr.concurrent\(max_inputs=...\) instead"):
+        handle = app.function(allow_concurrent_inputs=3)(lambda x: x)
+    assert handle.options.max_inputs == 3
