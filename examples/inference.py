@@ -1,7 +1,12 @@
 """Modal's inference pattern with a tiny stand-in model: load once per container, serve many.
 
     nbremote deploy examples/inference.py
-    python -c "import nbremote as nr; print(nr.Cls.from_name('inference', 'Model')().generate.remote('hi'))"
+    nbremote apps logs inference --follow    # what its code prints
+
+and from any notebook or process:
+
+    model = nr.Cls.from_name("inference", "Model")()
+    model.generate.remote("hello")
 """
 
 import nbremote as modal
@@ -23,7 +28,9 @@ class Model:
 
     @modal.method()
     def generate(self, prompt: str, max_tokens: int = 3) -> str:
-        words = [self.vocabulary[(len(prompt) + i) % len(self.vocabulary)] for i in range(max_tokens)]
+        words = [
+            self.vocabulary[(len(prompt) + i) % len(self.vocabulary)] for i in range(max_tokens)
+        ]
         return f"{prompt} {' '.join(words)}"
 
     @modal.method()
@@ -33,6 +40,7 @@ class Model:
 
 @app.function()
 def tokenize(text: str) -> list[str]:
+    print(f"tokenizing {text!r}")  # goes to the app's log: nbremote apps logs inference
     return text.split()
 
 

@@ -11,7 +11,7 @@ import http.client
 import json
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -130,6 +130,26 @@ class RunnerClient:
                         raise self._unreachable(exc) from exc
         self._check(response.status, data)
         return json.loads(data) if data else None
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """The body of a GET as it arrives (for logs that keep coming), on a connection of its own.
+
+        Raises:
+            RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
+        """
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        try:
+            try:
+                conn.request("GET", path, headers=self._headers())
+                response = conn.getresponse()
+            except OSError as exc:
+                raise self._unreachable(exc) from exc
+            if response.status >= 400:
+                self._check(response.status, response.read())
+            while chunk := response.read1(65536):
+                yield chunk
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Close the kept-alive HTTP connection."""

@@ -177,6 +177,26 @@ def apps_ls(url: str | None, token: str | None, as_json: bool) -> None:
     display(listed, lines or ["no deployed apps"], as_json)
 
 
+@apps.command("logs")
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output as it comes.")
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+def apps_logs(name: str, follow: bool, url: str | None, token: str | None) -> None:
+    """Print what an app's functions and classes printed (and, with --follow, what they print)."""
+    from .errors import RunnerError
+
+    path = f"/api/v1/apps/{name}/logs" + ("?follow=1" if follow else "")
+    try:
+        for chunk in _client(url, token).stream(path):
+            click.echo(chunk.decode(errors="replace"), nl=False)
+            sys.stdout.flush()
+    except RunnerError as exc:
+        raise click.UsageError(exc.message) from None
+    except KeyboardInterrupt:
+        pass
+
+
 @apps.command("stop")
 @click.argument("name")
 @click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nbremote._protocol import Header
 from nbremote.schema import DeployApp, DescribeApp, DescribeAppObject, FunctionScaling, WorkerSpec
@@ -22,12 +24,25 @@ from .state import State
 
 @dataclass
 class DeployedApp:
-    """An app's objects (name -> description and payload) and its pools."""
+    """An app's objects (name -> description and payload), its pools and its log."""
 
     name: str
     deployed_at: float
     objects: dict[str, tuple[DescribeAppObject, list[bytes]]]
+    log_path: Path
+    writer: Executor  # one thread: appends stay in order, off the event loop
     pools: dict[str, FunctionPool] = field(default_factory=dict)
+    followers: set[asyncio.Queue[str]] = field(default_factory=set)
+
+    def log(self, text: str) -> None:
+        """Keep output of the app's code: in its log file, and for those following it."""
+        for follower in self.followers:
+            follower.put_nowait(text)
+        self.writer.submit(self._append, text)
+
+    def _append(self, text: str) -> None:
+        with self.log_path.open("a") as log:
+            log.write(text)
 
     def describe(self) -> DescribeApp:
         """The app as the API shows it."""
@@ -54,8 +69,10 @@ def _split(payload: str, sizes: list[int]) -> list[bytes]:
 class DeployedApps:
     """Every deployed app of a runner."""
 
-    def __init__(self, state: State, start_worker: StartWorker) -> None:
+    def __init__(self, state: State, start_worker: StartWorker, log_dir: Path) -> None:
         self._state = state
+        self._log_dir = log_dir
+        self._log_writer = ThreadPoolExecutor(1, thread_name_prefix="nbremote-app-logs")
         self._start_worker = start_worker
         self.apps: dict[str, DeployedApp] = {}
 
@@ -80,7 +97,9 @@ class DeployedApps:
             )
             for obj in request.objects
         }
-        app = self.apps[name] = DeployedApp(name, deployed_at, objects)
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log = self._log_dir / f"{name}.log"
+        app = self.apps[name] = DeployedApp(name, deployed_at, objects, log, self._log_writer)
         return app
 
     async def deploy(self, name: str, request: DeployApp) -> tuple[DeployedApp, bool]:
@@ -109,9 +128,9 @@ class DeployedApps:
 
     def attach(
         self, header: Header, buffers: list[bytearray]
-    ) -> tuple[FunctionPool, list[bytearray]]:
-        """For a call naming a deployed object: its app's pool, and the buffers with the object's
-        payload put in front (the caller has no copy of it).
+    ) -> tuple[DeployedApp, FunctionPool, list[bytearray]]:
+        """For a call naming a deployed object: its app, the app's pool, and the buffers with the
+        object's payload put in front (the caller has no copy of it).
 
         Raises:
             LookupError: the app or the object is not deployed (the message lists what is).
@@ -130,7 +149,7 @@ class DeployedApps:
             spec = WorkerSpec.model_validate(pool.get("spec") or {})
             scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
             app.pools[pool["key"]] = FunctionPool(self._start_worker, spec, scaling)
-        return app.pools[pool["key"]], [*parts, *buffers]  # type: ignore[list-item]
+        return app, app.pools[pool["key"]], [*parts, *buffers]  # type: ignore[list-item]
 
     async def scale_down(self) -> None:
         """Scale every app's pools down."""
@@ -142,3 +161,4 @@ class DeployedApps:
         """Stop every app's workers (the apps stay deployed)."""
         for app in self.apps.values():
             await app.close()
+        self._log_writer.shutdown()

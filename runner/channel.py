@@ -29,6 +29,7 @@ from .frames import Frame, read_frame, write_frame
 from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
 
 if TYPE_CHECKING:
+    from .apps import DeployedApp
     from .service import Runner
     from .sessions import Session
 
@@ -48,6 +49,17 @@ def failed(request_id: str, ename: str, evalue: str) -> Header:
 
 async def _discard(header: Header, buffers: Sequence[Buffer]) -> None:
     """Where a spawned call's output goes: nobody is waiting for it."""
+
+
+def _logging(app: DeployedApp, forward: Forward) -> Forward:
+    """``forward``, keeping what the app's code prints in the app's log on the way."""
+
+    async def logged(header: Header, buffers: Sequence[Buffer]) -> None:
+        if header["op"] == "stream":
+            app.log(header["text"])
+        await forward(header, buffers)
+
+    return logged
 
 
 class Channel:
@@ -150,7 +162,8 @@ class Channel:
 
     async def _call(self, header: Header, buffers: list[bytearray], send: Forward) -> Frame:
         if "deployed" in header:
-            pool, buffers = self.runner.apps.attach(header, buffers)
+            app, pool, buffers = self.runner.apps.attach(header, buffers)
+            send = _logging(app, send)
         else:
             pool = self.session.pool_for(header["pool"])
         timeout = header.get("timeout")

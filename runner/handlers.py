@@ -6,12 +6,15 @@ document is generated (`nbremote_runner.openapi`). The route table is at the bot
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
 from nbremote import __version__
@@ -212,6 +215,31 @@ class AppHandler(BaseHandler):
         self.set_status(204)
 
 
+class AppLogsHandler(BaseHandler):
+    api = {"get": Operation("What an app's code printed (text; ?follow=1 keeps streaming)")}
+
+    async def get(self, name: str) -> None:
+        app = self.runner.apps.apps.get(name)
+        if app is None:
+            raise ApiError(404, "NotFound", self.runner.apps.missing(name))
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if app.log_path.exists():
+            self.write(app.log_path.read_bytes())
+        if not self.get_argument("follow", ""):
+            return
+        follower: asyncio.Queue[str] = asyncio.Queue()
+        app.followers.add(follower)
+        try:
+            while True:  # until the client hangs up (flush then raises)
+                await self.flush()
+                with contextlib.suppress(TimeoutError):
+                    self.write(await asyncio.wait_for(follower.get(), 1.0))
+        except StreamClosedError:
+            pass
+        finally:
+            app.followers.discard(follower)
+
+
 class ChannelHandler(BaseHandler):
     api = {"get": Operation("Upgrade to the session's frame channel (Upgrade: nbremote-frames)")}
 
@@ -239,4 +267,5 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/sessions/([A-Za-z0-9_-]+)/channel", ChannelHandler),
     (f"{API}/apps", AppsHandler),
     (f"{API}/apps/([A-Za-z0-9_.-]+)", AppHandler),
+    (f"{API}/apps/([A-Za-z0-9_.-]+)/logs", AppLogsHandler),
 ]

@@ -120,7 +120,7 @@ class Runner:
         await self.stores.load()
         spare = SparePool(self.backend, self.stores.answer, self.config.spare_worker)
         self.sessions = SessionRegistry(spare, self.config.session_grace)
-        self.apps = DeployedApps(self.state, spare.take)
+        self.apps = DeployedApps(self.state, spare.take, self.config.data_dir / "logs")
         await self.apps.load()
         app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
         sockets = bind_sockets(

@@ -57,7 +57,7 @@ def test_deployed_class_serves_every_process_from_one_container(
         call_from_another_process(
             fresh_runner, "print(nr.Function.from_name('inference', 'tokenize').remote('a b'))"
         )
-        == "['a', 'b']"
+        == "tokenizing 'a b'\n['a', 'b']"  # remote output is printed by the caller too
     )
     listed = json.loads(cli(fresh_runner, "apps", "ls", "--json").stdout)
     assert [app["name"] for app in listed] == ["inference"] and listed[0]["workers"] >= 1
@@ -114,3 +114,34 @@ def test_the_inference_example_runs_as_a_script(runner: RunningRunner) -> None:
         "hello the quick brown",
         "['a quick brown fox', 'bb brown fox jumps', 'ccc fox jumps the']",
     ]
+
+
+def test_apps_logs_show_and_follow_what_the_app_printed(fresh_runner: RunningRunner) -> None:
+    assert cli(fresh_runner, "deploy", str(EXAMPLE)).returncode == 0
+    env = {
+        **os.environ,
+        "NBREMOTE_URL": fresh_runner.url,
+        "NBREMOTE_TOKEN": str(fresh_runner.token),
+    }
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "nbremote", "apps", "logs", "inference", "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        code = "f = nr.Function.from_name('inference', 'tokenize')\nf.remote('x y')\nf.remote('z')"
+        call_from_another_process(fresh_runner, code)
+        assert (
+            cli(fresh_runner, "apps", "logs", "inference").stdout
+            == "tokenizing 'x y'\ntokenizing 'z'\n"
+        )
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "tokenizing 'x y'\n"  # streamed as it came
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+        if follower.stdout is not None:
+            follower.stdout.close()
+    missing = cli(fresh_runner, "apps", "logs", "ghost")
+    assert missing.returncode == 2 and "no deployed app 'ghost'" in missing.stderr
