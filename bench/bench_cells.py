@@ -63,7 +63,6 @@ from traitlets.config import Config
 from nbremote import _embedded, _session
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BEGIN, END = "<!-- bench_cells: begin -->", "<!-- bench_cells: end -->"
 MIB = 1024 * 1024
 COLD_TIMEOUT = 120.0
 
@@ -674,13 +673,14 @@ def report(figures: dict[str, Any], sizes: Sizes) -> str:
     return "\n".join([*header, *table(table_rows), "", *notes(table_rows, sizes)])
 
 
-def write_results(section: str) -> None:
-    """Put ``section`` into RESULTS.md between its markers, keeping everything else there."""
-    block = f"{BEGIN}\n{section}\n{END}"
+def write_results(section: str, name: str = "bench_cells") -> None:
+    """Put ``section`` into RESULTS.md between the markers of ``name``, keeping the rest."""
+    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+    block = f"{begin}\n{section}\n{end}"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        before, _, rest = text.partition(BEGIN)
-        _, _, after = rest.partition(END)
+    if begin in text and end in text:
+        before, _, rest = text.partition(begin)
+        _, _, after = rest.partition(end)
         text = f"{before}{block}{after}"
     else:
         text = f"{text.rstrip()}\n\n{block}\n"
