@@ -4,7 +4,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,10 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 bench: setup
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_cells.py
+	$(BIN)/python bench/bench_functions.py
+	$(BIN)/python bench/bench_classes.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
