@@ -57,12 +57,12 @@ from typing import Any
 import ipyparallel
 import numpy as np
 import psutil
+from _results import RESULTS, checkout, machine, median, percentile, write_results
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from nbremote import _embedded, _session
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 MIB = 1024 * 1024
 COLD_TIMEOUT = 120.0
 
@@ -145,14 +145,6 @@ def check(ok: bool, what: str) -> None:
 def progress(message: str) -> None:
     """Say what runs now (stderr, so stdout carries only the results)."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def median(samples: list[float]) -> float:
-    return float(np.median(samples))
-
-
-def percentile(samples: list[float], q: float) -> float:
-    return float(np.percentile(samples, q))
 
 
 def mib(nbytes: int) -> float:
@@ -601,32 +593,6 @@ def table(table_rows: list[Row]) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    """CPU count and model, and RAM, of this machine."""
-    model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(
-            (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line),
-            model,
-        )
-    ram = psutil.virtual_memory().total / 1024**3
-    return f"{os.cpu_count()} cores, {model}, {ram:.0f} GiB RAM"
-
-
-def checkout() -> str:
-    """The commit this checkout is at, ``-dirty`` if it has changes."""
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=RESULTS.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    return "unknown"
-
-
 def notes(table_rows: list[Row], sizes: Sizes) -> list[str]:
     missed = [row.measure for row in table_rows if row.met is False]
     verdict = (
@@ -673,20 +639,6 @@ def report(figures: dict[str, Any], sizes: Sizes) -> str:
     return "\n".join([*header, *table(table_rows), "", *notes(table_rows, sizes)])
 
 
-def write_results(section: str, name: str = "bench_cells") -> None:
-    """Put ``section`` into RESULTS.md between the markers of ``name``, keeping the rest."""
-    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
-    block = f"{begin}\n{section}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if begin in text and end in text:
-        before, _, rest = text.partition(begin)
-        _, _, after = rest.partition(end)
-        text = f"{before}{block}{after}"
-    else:
-        text = f"{text.rstrip()}\n\n{block}\n"
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -702,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(figures, sizes)
     print(section)
     if not args.quick:
-        write_results(section)
+        write_results(section, "bench_cells")
         progress(f"wrote {RESULTS}")
     return 0
 

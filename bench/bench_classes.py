@@ -28,7 +28,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench_cells import checkout, machine, median, percentile, write_results
+from _results import checkout, machine, median, percentile, write_results
 
 import nbremote as nr
 from nbremote._embedded import stop

@@ -61,10 +61,9 @@ from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
+from _results import HERE, RESULTS, checkout, machine, percentile, write_results
+
 ENVS = HERE / ".envs"
-BEGIN, END = "<!-- bench_functions: begin -->", "<!-- bench_functions: end -->"
 MIB = 1024 * 1024
 INSTALL_TIMEOUT = 900.0
 
@@ -134,16 +133,6 @@ def check(ok: bool, what: str) -> None:
 def progress(message: str) -> None:
     """Say what runs now (stderr, so stdout carries only the results)."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(samples: list[float], q: int) -> float:
-    """The q-th percentile, interpolated linearly (as numpy's default)."""
-    if len(samples) == 1:
-        return samples[0]
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
-
-
-# -- the workloads, for any tool ---------------------------------------------------------------
 
 
 def inc(x: int) -> int:
@@ -730,32 +719,6 @@ def targets_table(figures: dict[str, Any], sizes: Sizes) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    """CPU count and model, and RAM, of this machine."""
-    model = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(
-            (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line),
-            model,
-        )
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return f"{os.cpu_count()} cores, {model}, {ram:.0f} GiB RAM"
-
-
-def checkout() -> str:
-    """The commit this checkout is at, ``-dirty`` if it has changes."""
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    return "unknown"
-
-
 def versions(figures: dict[str, Any]) -> str:
     """Python's version and each tool's, saying where each peer ran."""
     tools = figures["tools"]
@@ -837,19 +800,6 @@ def report(figures: dict[str, Any], sizes: Sizes) -> str:
     )
 
 
-def write_results(section: str) -> None:
-    """Put ``section`` into RESULTS.md between its markers, keeping everything else there."""
-    block = f"{BEGIN}\n{section}\n{END}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        before, _, rest = text.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        text = f"{before}{block}{after}"
-    else:
-        text = f"{text.rstrip()}\n\n{block}\n"
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -872,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(figures, sizes)
     print(section)
     if not args.quick:
-        write_results(section)
+        write_results(section, "bench_functions")
         progress(f"wrote {RESULTS}")
     return 0
 
