@@ -9,10 +9,26 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
+
+
+class CheckFailed(Exception):
+    """A benchmarked tool failed or gave a wrong answer."""
+
+
+def check(ok: bool, what: str) -> None:
+    """Raise `CheckFailed` saying ``what`` unless ``ok``."""
+    if not ok:
+        raise CheckFailed(what)
+
+
+def progress(message: str) -> None:
+    """Say what runs now (stderr, so stdout carries only the results)."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def median(samples: list[float]) -> float:

@@ -57,7 +57,17 @@ from typing import Any
 import ipyparallel
 import numpy as np
 import psutil
-from _results import RESULTS, checkout, machine, median, percentile, write_results
+from _results import (
+    RESULTS,
+    CheckFailed,
+    check,
+    checkout,
+    machine,
+    median,
+    percentile,
+    progress,
+    write_results,
+)
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
@@ -130,21 +140,6 @@ class Sizes:
 
 FULL = Sizes(warmup=20, repeats=300, array_bytes=256 * MIB, ship_repeats=5, cold_repeats=5)
 QUICK = Sizes(warmup=5, repeats=10, array_bytes=1 * MIB, ship_repeats=1, cold_repeats=1)
-
-
-class CheckFailed(Exception):
-    """A benchmarked cell failed or gave a wrong answer."""
-
-
-def check(ok: bool, what: str) -> None:
-    """Raise `CheckFailed` saying ``what`` unless ``ok``."""
-    if not ok:
-        raise CheckFailed(what)
-
-
-def progress(message: str) -> None:
-    """Say what runs now (stderr, so stdout carries only the results)."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def mib(nbytes: int) -> float:

@@ -24,13 +24,15 @@ W2 map of trivial inputs
     default chunksize (1) and with 500; Dask ``client.map`` plus ``client.gather``; Ray, a task
     per input and one ``ray.get`` of the refs. Floor: a local ``list(map(inc, inputs))``. Then
     nbremote over 100,000 inputs from a generator, results consumed as they come, with the
-    growth of the client process's peak resident memory (Linux's VmHWM, reset before each run).
+    growth of the client process's peak resident memory (Linux's VmHWM, reset before each run)
+    and, in one more untimed run under tracemalloc, the peak of Python's allocations.
 
 nbremote runs in this process. Each peer runs in a subprocess of its own, which writes its
 figures as JSON: ProcessPoolExecutor, ipyparallel and the floors in this (main) virtualenv,
-Dask and Ray each in a virtualenv of its own under ``bench/.envs/`` made with uv. That is why
-this module imports only the standard library at the top: the same file runs in every one of
-those environments, and each tool is imported where it is measured.
+Dask and Ray each in a virtualenv of its own under ``bench/.envs/`` (git-ignored), made with uv
+the first time and reused after; a peer that cannot be installed is skipped, and the results
+say why. This module imports only the standard library at the top because the same file runs
+in every one of those environments: each tool is imported where it is measured.
 """
 
 from __future__ import annotations
@@ -61,7 +63,17 @@ from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
-from _results import HERE, RESULTS, checkout, machine, percentile, write_results
+from _results import (
+    HERE,
+    RESULTS,
+    CheckFailed,
+    check,
+    checkout,
+    machine,
+    percentile,
+    progress,
+    write_results,
+)
 
 ENVS = HERE / ".envs"
 MIB = 1024 * 1024
@@ -116,23 +128,8 @@ class Measure:
     samples: list[float]
 
 
-class CheckFailed(Exception):
-    """A tool gave a wrong answer, or failed."""
-
-
 class Unavailable(Exception):
     """A peer is not installed, and cannot be (or may not be, with --quick)."""
-
-
-def check(ok: bool, what: str) -> None:
-    """Raise `CheckFailed` saying ``what`` unless ``ok``."""
-    if not ok:
-        raise CheckFailed(what)
-
-
-def progress(message: str) -> None:
-    """Say what runs now (stderr, so stdout carries only the results)."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def inc(x: int) -> int:
@@ -766,7 +763,8 @@ def notes(figures: dict[str, Any], sizes: Sizes) -> list[str]:
         "(inputs/s).",
         f"- Load average (1 min) before the run {figures['load'][0]:.2f}, after it "
         f"{figures['load'][1]:.2f}. The tools run one at a time, client and workers sharing "
-        "this machine's 2 cores.",
+        "this machine's 2 cores; other processes on it are not stopped, so figures move from "
+        "run to run.",
     ]
     lines += [f"- {name} was not measured: {why}" for name, why in unavailable.items()]
     return lines
