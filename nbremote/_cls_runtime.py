@@ -15,8 +15,6 @@ from typing import Any
 
 _instances: dict[str, Any] = {}
 
-HOOKS = ("enter", "exit", "method")
-
 
 def marked(cls: type, kind: str) -> list[str]:
     """Names of the methods of ``cls`` marked ``@nr.<kind>()``, in definition order."""

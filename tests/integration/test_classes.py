@@ -180,3 +180,11 @@ def test_allow_concurrent_inputs_warns(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match=r"use @nr.concurrent\(max_inputs=...\) instead"):
         handle = app.function(allow_concurrent_inputs=3)(lambda x: x)
     assert handle.options.max_inputs == 3
+
+
+def test_with_options_gives_a_copy(tmp_path: Path) -> None:
+    counter = make_counter(tmp_path / "log", max_containers=3)
+    narrower = counter.with_options(max_containers=1, timeout=5)
+    assert (narrower.options.max_containers, narrower.options.timeout) == (1, 5)
+    assert (counter.options.max_containers, counter.options.timeout) == (3, None)
+    assert narrower.methods == counter.methods == ["add", "pid"]
