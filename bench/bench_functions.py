@@ -461,13 +461,18 @@ def stop_gently(proc: subprocess.Popen[str]) -> None:
 
 
 def run_peer(name: str, python: Path, sizes: Sizes, root: Path) -> dict[str, Any]:
-    """Measure one peer in a subprocess of ``python``; its figures."""
+    """Measure one peer in a subprocess of ``python``; its figures.
+
+    The subprocess leads a process group of its own, so a Ctrl-C here reaches it once, through
+    `stop_gently`, and not its helpers (Ray's daemons, say) directly; whatever of that group is
+    left when it ends is killed.
+    """
     progress(f"{name}: W1 {sizes.warmup} + {sizes.calls} calls, W2 {sizes.map_repeats} maps")
     out = root / f"{name}.json"
     command = [python, __file__, "--peer", name, "--sizes", json.dumps(asdict(sizes))]
     command += ["--out", out]
     with subprocess.Popen(
-        [str(part) for part in command], stdout=PIPE, stderr=PIPE, text=True
+        [str(part) for part in command], stdout=PIPE, stderr=PIPE, text=True, process_group=0
     ) as proc:
         try:
             _, stderr = proc.communicate(timeout=sizes.peer_timeout)
@@ -476,6 +481,9 @@ def run_peer(name: str, python: Path, sizes: Sizes, root: Path) -> dict[str, Any
             if isinstance(exc, subprocess.TimeoutExpired):
                 raise CheckFailed(f"{name} took over {sizes.peer_timeout:g} s") from None
             raise
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
     check(proc.returncode == 0, f"{name} failed:\n{stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(out.read_text())
     for workload in ("w1", "w2"):
