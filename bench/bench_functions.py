@@ -31,8 +31,9 @@ nbremote runs in this process. Each peer runs in a subprocess of its own, which 
 figures as JSON: ProcessPoolExecutor, ipyparallel and the floors in this (main) virtualenv,
 Dask and Ray each in a virtualenv of its own under ``bench/.envs/`` (git-ignored), made with uv
 the first time and reused after; a peer that cannot be installed is skipped, and the results
-say why. This module imports only the standard library at the top because the same file runs
-in every one of those environments: each tool is imported where it is measured.
+say why. This module imports only the standard library and ``bench/_results.py`` (standard
+library only too) at the top because the same file runs in every one of those environments:
+each tool is imported where it is measured.
 """
 
 from __future__ import annotations

@@ -27,6 +27,13 @@ START_TIMEOUT = 60.0
 
 
 def _alive(pid: int) -> bool:
+    # The process that started the runner must reap it, or it would linger as a zombie that
+    # kill(pid, 0) still finds.
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
