@@ -51,6 +51,12 @@ def test_bench_classes_quick(tmp_path: Path) -> None:
     assert "W6 warm method call, nbremote" in out and "Dict get from a worker" in out, out
 
 
+@pytest.mark.timeout(300)
+def test_bench_coldstart_quick(tmp_path: Path) -> None:
+    out = _quick("bench_coldstart.py", tmp_path)
+    assert "| nbremote (embedded runner) |" in out and "| ProcessPoolExecutor(2) |" in out, out
+
+
 def test_ratio_plot_reads_every_ratio_of_the_results() -> None:
     sys.path.insert(0, str(BENCH))
     try:
