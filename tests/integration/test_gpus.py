@@ -115,6 +115,13 @@ def test_a_gpu_cell_is_pinned_to_its_device_and_ends_with_a_summary(
     )
     assert "peak memory 3.0 GiB" in notebook.notices[-1]
 
+    # --fresh replaces the worker: its GPU passes to the new one without a wait.
+    run_cell(
+        notebook.session, "pass", {}, CellOptions(gpu=parse("A100"), fresh=True), notebook.on_frame
+    )
+    assert not any(text.startswith("waiting") for text in notebook.notices)
+    del notebook.notices[2:]
+
     # The same notebook without --gpu: another worker, no GPU, no summary.
     notebook.run("import os\nno_gpu = os.environ.get('CUDA_VISIBLE_DEVICES')", gpu=None)
     assert notebook.namespace["no_gpu"] is None and len(notebook.notices) == 2
@@ -157,6 +164,33 @@ def test_a_second_notebook_waits_in_the_queue_and_runs_when_the_first_resets(
     thread.join()
     assert second.namespace["y"] == 2
     assert gpus(runner)["gpus"][0]["holder"]["session"] == second.session.id
+
+
+def test_a_function_call_waits_for_a_cells_gpu_and_says_so(
+    gpu_runner: tuple[RunningRunner, Path],
+    notebooks: list[Notebook],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runner, _ = gpu_runner
+    notebooks[0].run("held = True", gpu="H100")
+    app = nr.App("gpu-queue")
+
+    @app.function(gpu="H100")
+    def visible() -> str:
+        return os.environ["CUDA_VISIBLE_DEVICES"]
+
+    caller = _session.connect(runner.url, runner.token)
+    try:
+        timer = threading.Timer(1.5, notebooks[0].session.reset)
+        timer.start()
+        assert visible.remote() == "GPU-h100-1"
+        timer.join()
+        waited = capsys.readouterr().err
+        assert f"nbremote: waiting for 1{TIMES}H100, position 1 in the GPU queue" in waited
+    finally:
+        caller.reset()
+        caller.close()
+        _session._current = None
 
 
 def test_an_idle_function_worker_is_stopped_to_make_room(
