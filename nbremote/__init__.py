@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 
 
 if TYPE_CHECKING:
+    from . import gpu
     from .app import App, remote
     from .cls import Cls, concurrent, enter, exit, method, parameter
     from .dict import Dict
@@ -69,6 +70,7 @@ __all__ = [
     "concurrent",
     "enter",
     "exit",
+    "gpu",
     "load_ipython_extension",
     "method",
     "parameter",
@@ -84,6 +86,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "gpu":  # a module, as Modal's `modal.gpu`
+        return importlib.import_module(".gpu", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

@@ -19,7 +19,7 @@ from ._namespace import pack, unpack
 from ._protocol import Header
 from ._session import OnFrame, RemoteSession, Request
 from .errors import SerializationError, WorkerDied, remote_error
-from .schema import WorkerSpec
+from .schema import GpuRequest, WorkerSpec
 
 # IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
 _HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
@@ -34,6 +34,7 @@ class CellOptions:
     fresh: bool = False
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    gpu: GpuRequest | None = None
 
 
 @dataclass
@@ -98,7 +99,7 @@ def run_cell(
         WorkerDied: the worker exited while running it.
     """
     inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
-    spec = WorkerSpec(env=options.env)
+    spec = WorkerSpec(env=options.env, gpu=options.gpu)
     spec_key = spec.key()
     try:
         packed = pack(inputs, namespace, session.held(spec_key))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ._serialize import dumps_function
 from .errors import NbremoteError, RunnerError
 from .functions import FunctionOptions
+from .gpu import parse
 from .retries import Retries
 
 if TYPE_CHECKING:
@@ -25,13 +26,20 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
         "max_containers": options.max_containers,
         "min_containers": options.min_containers,
         "scaledown_window": options.scaledown_window,
+        "gpu": str(options.gpu) if options.gpu else None,
     }
 
 
 def options_from(settings: dict[str, Any]) -> FunctionOptions:
     """Function settings back from JSON."""
     retries = settings.get("retries")
-    return FunctionOptions(**{**settings, "retries": Retries(**retries) if retries else None})
+    return FunctionOptions(
+        **{
+            **settings,
+            "retries": Retries(**retries) if retries else None,
+            "gpu": parse(settings.get("gpu")),
+        }
+    )
 
 
 def _object(

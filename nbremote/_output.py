@@ -17,8 +17,11 @@ def _shell() -> Any:
 
 
 def show(frame: Header, buffers: list[bytearray]) -> None:
-    """Reproduce one output frame (stream, display, result, clear_output) here."""
+    """Reproduce one output frame (stream, display, result, clear_output, notice) here."""
     op = frame["op"]
+    if op == "notice":  # from the runner itself: a GPU queue position, a GPU cell's summary
+        print(f"nbremote: {frame['text']}", file=sys.stderr, flush=True)
+        return
     if op == "stream":
         stream = sys.stdout if frame["name"] == "stdout" else sys.stderr
         stream.write(frame["text"])

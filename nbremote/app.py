@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
+from . import gpu
 from ._deprecation import rename_deprecated
 from .errors import NbremoteError
 from .functions import Function, FunctionOptions
@@ -19,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 # Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("gpu", "image", "volumes", "secrets", "schedule", "cpu", "memory")
+NOT_YET = ("image", "volumes", "secrets", "schedule", "cpu", "memory")
 
 
 def function_options(
@@ -45,6 +46,7 @@ def function_options(
         )
     settings["retries"] = Retries.parse(settings.get("retries"))
     settings["env"] = dict(settings.get("env") or {})
+    settings["gpu"] = gpu.parse(settings.get("gpu"), where)
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
@@ -102,6 +104,8 @@ class App:
 
         Args:
             env: environment variables of its workers.
+            gpu: the GPUs of each worker: ``"A100"``, ``"H100:2"``, ``"H100|A100-80GB"``, a list
+                (fallback order) or ``nr.gpu.A100(memory=80)``.
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).

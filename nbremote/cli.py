@@ -37,6 +37,7 @@ def main() -> None:
 @click.option(
     "--store-limit", default=100_000, show_default=True, help="Most items per Dict/Queue."
 )
+@click.option("--gpus", metavar="SPEC", help='Declare the GPUs ("A100-80GB:2,H100") [NVML].')
 @click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
 @click.pass_context
 def runner(
@@ -47,6 +48,7 @@ def runner(
     data_dir: Path | None,
     token: str | None,
     store_limit: int,
+    gpus: str | None,
     embedded: bool,
 ) -> None:
     """Run a runner in the foreground (or `nbremote runner stop` the embedded one)."""
@@ -64,6 +66,7 @@ def runner(
         idle_timeout=idle,
         embedded=embedded,
         store_limit=store_limit,
+        gpus=gpus,
     )
 
     def announce(runner: Runner) -> None:
@@ -116,6 +119,46 @@ def status(url: str | None, token: str | None, as_json: bool) -> None:
         pids = ", ".join(str(worker["pid"]) for worker in session["workers"]) or "no worker"
         lines.append(f"  {session['id']}  {session['notebook'] or '-'}  ({pids})")
     display({"runner": described, "sessions": sessions}, lines, as_json)
+
+
+def _gib(nbytes: int | None) -> str:
+    return "?" if nbytes is None else f"{nbytes / 2**30:.1f} GiB"
+
+
+def _gpu_lines(listed: dict[str, Any]) -> list[str]:
+    if not listed["gpus"]:
+        return [f"no GPUs: {listed['unavailable']}"]
+    lines = []
+    for gpu in listed["gpus"]:
+        used, total = gpu["memory_used_bytes"], gpu["memory_total_bytes"]
+        busy = gpu["utilization_percent"]
+        holder = gpu["holder"]
+        who = "free"
+        if holder is not None:
+            owner = holder["notebook"] or holder["session"] or ""
+            what = "cells" if holder["kind"] == "cell" else f"{holder['kind']} {holder['name']}"
+            state = "idle" if holder["idle"] else "busy"
+            worker = holder["worker"] or "starting"
+            who = f"{what} {owner} (worker {worker}, {state})".replace("  ", " ")
+        lines.append(
+            f"{gpu['index']:>3}  {gpu['name']:<28} {_gib(used)} / {_gib(total)}"
+            f"  {'-' if busy is None else f'{busy:.0f}%':>4}  {who}"
+        )
+    for waiting in listed["waiting"]:
+        holder = waiting["holder"]
+        who = holder["notebook"] or holder["session"] or holder["name"]
+        lines.append(f"  waiting #{waiting['position']}: {waiting['request']} for {who}")
+    return lines
+
+
+@main.command()
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def gpus(url: str | None, token: str | None, as_json: bool) -> None:
+    """Show the runner's GPUs: memory, utilization, who holds each; why there are none."""
+    listed = _client(url, token).request("GET", "/api/v1/gpus")
+    display(listed, _gpu_lines(listed), as_json)
 
 
 @main.command("run")

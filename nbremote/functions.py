@@ -23,7 +23,7 @@ from ._serialize import Payload, dumps_function, frozen_captures, same_objects
 from ._session import Request
 from .errors import NbremoteError, RemoteError, remote_error
 from .retries import Retries
-from .schema import FunctionScaling, WorkerSpec
+from .schema import FunctionScaling, GpuRequest, WorkerSpec
 
 if TYPE_CHECKING:
     from .app import App
@@ -43,6 +43,7 @@ class FunctionOptions:
     min_containers: int = 0
     scaledown_window: float = 60.0
     max_inputs: int = 1
+    gpu: GpuRequest | None = None
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -58,7 +59,7 @@ class FunctionOptions:
 
     def pool(self, app_name: str, name: str) -> dict[str, Any]:
         """The runner's pool for the function (or class instance) ``name`` with these settings."""
-        spec = WorkerSpec(env=self.env)
+        spec = WorkerSpec(env=self.env, gpu=self.gpu)
         scaling = FunctionScaling(
             max_containers=self.max_containers,
             min_containers=self.min_containers,

@@ -16,7 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import _session
+from . import _session, gpu
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._namespace import unpack
 from ._output import show
@@ -95,6 +95,7 @@ class RemoteMagics(Magics):
     @argument("--fresh", action="store_true", help="start a new worker (empty namespace)")
     @argument("--timeout", type=float, metavar="S", help="stop the cell after S seconds")
     @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
+    @argument("--gpu", metavar="SPEC", help="GPUs: any, A100, H100:2, 'H100|A100-80GB'")
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
         """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset``.
@@ -110,7 +111,12 @@ class RemoteMagics(Magics):
         args = parse_argstring(self.remote, line)
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+        try:
+            gpus = gpu.parse(args.gpu.strip("'\"") if args.gpu else None, where="--gpu")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         options = CellOptions(
+            gpu=gpus,
             inputs=_names(args.inputs),
             outputs=_names(args.outputs),
             fresh=args.fresh,
@@ -175,6 +181,22 @@ class RemoteMagics(Magics):
             )
             for obj in worker["objects"]:
                 print(f"  {obj['name']:<20} {obj['type']:<20} {_human(obj['nbytes'])}")
+        if any(worker.get("gpus") for worker in described["workers"]):
+            self._gpus(session)
+
+    def _gpus(self, session: _session.RemoteSession) -> None:
+        """The GPUs this notebook's workers hold, with their latest readings."""
+        for device in session.client.request("GET", "/api/v1/gpus")["gpus"]:
+            holder = device["holder"] or {}
+            if holder.get("session") != session.id:
+                continue
+            used, total = device["memory_used_bytes"], device["memory_total_bytes"]
+            busy = device["utilization_percent"]
+            figures = f"{_human(used)} of {_human(total)} used" + (
+                f", {busy:.0f}% busy" if busy is not None else ""
+            )
+            who = "cells" if holder["kind"] == "cell" else holder["name"]
+            print(f"gpu      {device['index']} {device['name']}: {figures} (for {who})")
 
     def _pull(self, names: list[str]) -> None:
         if not names:

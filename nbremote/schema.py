@@ -37,10 +37,33 @@ class Health(_Model):
     version: str
 
 
+class GpuChoice(_Model):
+    """One acceptable set of GPUs: a type (``any``, or a name such as ``A100``), its memory
+    variant, and how many (``A100-80GB:2``)."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    memory_gb: int | None = Field(default=None, ge=1)
+    count: int = Field(default=1, ge=1)
+
+    def __str__(self) -> str:
+        memory = f"-{self.memory_gb}GB" if self.memory_gb else ""
+        return f"{self.type}{memory}" + (f":{self.count}" if self.count > 1 else "")
+
+
+class GpuRequest(_Model):
+    """A worker's GPUs: the first of ``choices`` the runner can give (``H100|A100-80GB``)."""
+
+    choices: list[GpuChoice] = Field(min_length=1)
+
+    def __str__(self) -> str:
+        return "|".join(str(choice) for choice in self.choices)
+
+
 class WorkerSpec(_Model):
     """What a warm worker is started with; workers are shared only between equal specs."""
 
     env: dict[str, str] = Field(default_factory=dict)
+    gpu: GpuRequest | None = None
 
     def key(self) -> str:
         """A stable string that identifies workers interchangeable for this spec."""
@@ -67,6 +90,7 @@ class DescribeWorker(_Model):
     busy: bool
     cells_run: int
     objects: list[DescribeObject]
+    gpus: list[int] = Field(default_factory=list, description="indices of the GPUs it holds")
 
 
 class CreateSession(_Model):
@@ -161,3 +185,43 @@ class ListAppsResponse(_Model):
     """Every deployed app."""
 
     apps: list[DescribeApp]
+
+
+class DescribeGpuHolder(_Model):
+    """Who holds a GPU: a notebook's cell worker, a function's or a deployed app's worker."""
+
+    worker: str | None = Field(description="the worker's id (None while it starts)")
+    kind: str = Field(pattern="^(cell|function|app)$")
+    session: str | None = None
+    notebook: str | None = None
+    name: str | None = Field(default=None, description="the function, class or app")
+    idle: bool = Field(description="idle function workers are stopped to make room")
+
+
+class DescribeGpu(_Model):
+    """One GPU of the runner, with its latest reading."""
+
+    index: int
+    name: str
+    uuid: str | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    utilization_percent: float | None = None
+    holder: DescribeGpuHolder | None = None
+
+
+class DescribeGpuWait(_Model):
+    """A request waiting for GPUs, in queue order."""
+
+    position: int
+    request: str = Field(description="the GPU spec, as in --gpu")
+    holder: DescribeGpuHolder
+
+
+class ListGpusResponse(_Model):
+    """``GET /api/v1/gpus``: the runner's GPUs, who holds them, who waits; why none if none."""
+
+    source: str = Field(description="nvml, declared (nbremote runner --gpus), fake-nvml or none")
+    gpus: list[DescribeGpu]
+    waiting: list[DescribeGpuWait] = Field(default_factory=list)
+    unavailable: str | None = Field(default=None, description="why there are no GPUs")

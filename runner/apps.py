@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from pathlib import Path
 from nbremote._protocol import Header
 from nbremote.schema import DeployApp, DescribeApp, DescribeAppObject, FunctionScaling, WorkerSpec
 
-from .pools import FunctionPool, StartWorker
+from .gpus import GpuBroker, Holder
+from .pools import FunctionPool
 from .state import State
 
 
@@ -69,11 +71,11 @@ def _split(payload: str, sizes: list[int]) -> list[bytes]:
 class DeployedApps:
     """Every deployed app of a runner."""
 
-    def __init__(self, state: State, start_worker: StartWorker, log_dir: Path) -> None:
+    def __init__(self, state: State, broker: GpuBroker, log_dir: Path) -> None:
         self._state = state
         self._log_dir = log_dir
         self._log_writer = ThreadPoolExecutor(1, thread_name_prefix="nbremote-app-logs")
-        self._start_worker = start_worker
+        self._broker = broker
         self.apps: dict[str, DeployedApp] = {}
 
     async def load(self) -> None:
@@ -148,7 +150,11 @@ class DeployedApps:
         if pool["key"] not in app.pools:
             spec = WorkerSpec.model_validate(pool.get("spec") or {})
             scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
-            app.pools[pool["key"]] = FunctionPool(self._start_worker, spec, scaling)
+            name = f"{app.name}.{deployed['object']}"
+            holder = Holder("app", name=name, group=pool["key"])
+            start = functools.partial(self._broker.take, holder=holder)
+            limit = self._broker.capacity(spec)
+            app.pools[pool["key"]] = FunctionPool(start, spec, scaling, limit)
         return app, app.pools[pool["key"]], [*parts, *buffers]  # type: ignore[list-item]
 
     async def scale_down(self) -> None:

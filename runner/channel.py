@@ -7,7 +7,8 @@ Client -> runner frames:
   spawn {id, call_id, ...as call}   get {id, call_id, timeout}
   blobs {id, items} + buffers (answer to ``need``) · interrupt {id} · cancel {id}
 Runner -> client frames: whatever the worker sends for a request (stream, display, result,
-need, ...), ``status`` while a worker starts, and ``done`` last.
+need, ...), ``status`` while a worker starts, ``notice`` for the person (GPU queue position, a
+GPU cell's summary), and ``done`` last.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
 from .frames import ConnectionClosed, Frame, FrameConnection
+from .gpus import STATUS
 from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
 
 if TYPE_CHECKING:
@@ -138,13 +140,20 @@ class Channel:
         """Serve one request wherever it goes; its ``done`` frame."""
         send = forward or self.send
         request_id = header["id"]
+
+        # A worker started for this request tells its place in the GPU queue, if it waits there.
+        async def notice(text: str) -> None:
+            send({"op": "notice", "id": request_id, "text": text}, [])
+
+        STATUS.set(notice)
         try:
             if header["op"] == "get":
                 return await self._get(header)
             if header["op"] in ("call", "spawn"):
                 return await self._call(header, buffers, send)
             worker = await self._cell_worker(header)
-            return await worker.run(header, buffers, send, header.get("timeout"))
+            async with self.runner.gpus.measured(worker, header, send):
+                return await worker.run(header, buffers, send, header.get("timeout"))
         except (ValidationError, WorkerStartError, LookupError) as exc:
             return failed(request_id, type(exc).__name__, str(exc)), []
         except asyncio.CancelledError:

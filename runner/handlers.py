@@ -29,6 +29,7 @@ from nbremote.schema import (
     ErrorResponse,
     Health,
     ListAppsResponse,
+    ListGpusResponse,
     ListSessionsResponse,
 )
 
@@ -242,6 +243,15 @@ class AppLogsHandler(BaseHandler):
             app.followers.discard(follower)
 
 
+class GpusHandler(BaseHandler):
+    api = {
+        "get": Operation("List the runner's GPUs: readings, holders, the queue", ListGpusResponse)
+    }
+
+    async def get(self) -> None:
+        self.reply(await self.runner.gpus.describe())
+
+
 class ChannelHandler(BaseHandler):
     api = {"get": Operation("Upgrade to the session's frame channel (Upgrade: nbremote-frames)")}
 
@@ -265,6 +275,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/health", HealthHandler),
     (f"{API}/openapi.json", OpenAPIHandler),
     (f"{API}/runner", RunnerHandler),
+    (f"{API}/gpus", GpusHandler),
     (f"{API}/sessions", SessionsHandler),
     (f"{API}/sessions/([A-Za-z0-9_-]+)", SessionHandler),
     (f"{API}/sessions/([A-Za-z0-9_-]+)/workers", SessionWorkersHandler),

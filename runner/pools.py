@@ -26,10 +26,17 @@ StartWorker = Callable[[WorkerSpec], Awaitable[Worker]]
 class FunctionPool:
     """The warm workers of one function (one spec, one scaling policy)."""
 
-    def __init__(self, start: StartWorker, spec: WorkerSpec, scaling: FunctionScaling) -> None:
+    def __init__(
+        self,
+        start: StartWorker,
+        spec: WorkerSpec,
+        scaling: FunctionScaling,
+        limit: int | None = None,
+    ) -> None:
         self._start_worker = start
         self.spec = spec
         self.scaling = scaling
+        self._limit = limit  # a bound of the runner's own (the GPUs there are for this spec)
         self.workers: list[Worker] = []  # most recently released last
         self._leased: dict[Worker, int] = {}  # worker -> requests it serves now
         self._starting = 0
@@ -45,8 +52,11 @@ class FunctionPool:
 
     @property
     def max_containers(self) -> int:
-        """The bound on workers: as asked, else one per core (at least two)."""
-        return self.scaling.max_containers or max(2, os.cpu_count() or 1)
+        """The bound on workers: as asked, else one per core (at least two); never more than
+        the runner's own limit (a pool that queued for GPUs held by its own idle workers would
+        wait for itself)."""
+        asked = self.scaling.max_containers or max(2, os.cpu_count() or 1)
+        return min(asked, self._limit) if self._limit is not None else asked
 
     @property
     def size(self) -> int:

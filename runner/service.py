@@ -30,6 +30,7 @@ from nbremote.schema import DescribeRunner, DescribeSession
 from .apps import DeployedApps
 from .backends import Backend, make_backend
 from .calls import CallRegistry
+from .gpus import GpuBroker, discover
 from .handlers import ROUTES, ApiError, BaseHandler
 from .sessions import Session, SessionRegistry, SparePool
 from .state import State
@@ -53,6 +54,7 @@ class RunnerConfig:
         session_grace: seconds a session's workers outlive its kernel's last connection.
         spare_worker: keep a booted worker ready for the next new notebook.
         store_limit: the most items one Dict or Queue may hold.
+        gpus: the declared GPU inventory (``"A100-80GB:2,H100"``); None: as NVML finds them.
     """
 
     data_dir: Path
@@ -65,6 +67,7 @@ class RunnerConfig:
     session_grace: float = 600.0
     spare_worker: bool = True
     store_limit: int = 100_000
+    gpus: str | None = None
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""
@@ -94,6 +97,7 @@ class Runner:
 
     def __init__(self, config: RunnerConfig) -> None:
         config.check()
+        self.discovery = discover(config.gpus)  # a bad --gpus fails here, before anything starts
         self.config = config
         self.started_at = time.time()
         self.state = State(config.data_dir / "state.db")
@@ -119,8 +123,9 @@ class Runner:
         self.stores = Stores(self.state, self.config.store_limit)
         await self.stores.load()
         spare = SparePool(self.backend, self.stores.answer, self.config.spare_worker)
-        self.sessions = SessionRegistry(spare, self.config.session_grace)
-        self.apps = DeployedApps(self.state, spare.take, self.config.data_dir / "logs")
+        self.gpus = GpuBroker(self.discovery, spare)
+        self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
+        self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")
         await self.apps.load()
         app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
         sockets = bind_sockets(

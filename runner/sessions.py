@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -19,6 +20,7 @@ from nbremote._shm import host_id
 from nbremote.schema import DescribeSession, FunctionScaling, WorkerSpec
 
 from .backends import Backend
+from .gpus import GpuBroker, Holder
 from .pools import FunctionPool
 from .workers import Serve, Worker
 
@@ -69,7 +71,7 @@ class SparePool:
 class Session:
     """One notebook kernel's state on the runner: its warm workers, one per spec."""
 
-    def __init__(self, session_id: str, notebook: str | None, pool: SparePool) -> None:
+    def __init__(self, session_id: str, notebook: str | None, pool: GpuBroker) -> None:
         self.id = session_id
         self.notebook = notebook
         self.created_at = time.time()
@@ -96,7 +98,11 @@ class Session:
         if key not in self.pools:
             spec = WorkerSpec.model_validate(pool.get("spec") or {})
             scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
-            self.pools[key] = FunctionPool(self._pool.take, spec, scaling)
+            app, name = key.split(":")[:2]
+            holder = Holder("function", self.id, self.notebook, f"{app}.{name}", group=key)
+            start = functools.partial(self._pool.take, holder=holder)
+            limit = self._pool.capacity(spec)  # never more workers than GPUs for them
+            self.pools[key] = FunctionPool(start, spec, scaling, limit)
         return self.pools[key]
 
     def find(self, spec: WorkerSpec) -> Worker | None:
@@ -113,7 +119,8 @@ class Session:
             if worker is not None:
                 await worker.stop()
             await status("starting a worker")
-            worker = self._workers[spec.key()] = await self._pool.take(spec)
+            holder = Holder("cell", self.id, self.notebook, group=f"{self.id}:{spec.key()}")
+            worker = self._workers[spec.key()] = await self._pool.take(spec, holder)
             return worker
 
     async def reset(self) -> None:
@@ -131,7 +138,10 @@ class Session:
             notebook=self.notebook,
             created_at=self.created_at,
             python=python,
-            workers=[worker.describe() for worker in self.workers],
+            workers=[
+                worker.describe().model_copy(update={"gpus": self._pool.devices_of(worker)})
+                for worker in self.workers
+            ],
             host=host_id(),
             shm_dir=shm_dir,
         )
@@ -140,7 +150,7 @@ class Session:
 class SessionRegistry:
     """All sessions; those whose kernel has been gone for ``grace`` seconds are dropped."""
 
-    def __init__(self, pool: SparePool, grace: float) -> None:
+    def __init__(self, pool: GpuBroker, grace: float) -> None:
         self.pool = pool
         self.grace = grace
         self._sessions: dict[str, Session] = {}

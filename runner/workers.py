@@ -157,6 +157,11 @@ class Worker:
         header["ok"] = False
         return header, []
 
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the worker has gone (stopped, or died), before anyone awaiting
+        its `stop` resumes."""
+        self._watch_task.add_done_callback(lambda _: callback())
+
     async def stop(self) -> None:
         """Stop the worker process."""
         self.alive = False

@@ -244,7 +244,7 @@ def test_old_modal_names_warn_and_map_to_new_ones() -> None:
         ({"retries": 11}, ValueError, "max_retries=11"),
         ({"retries": "3"}, TypeError, "retries must be an int"),
         ({"max_containers": 0}, ValueError, "max_containers=0"),
-        ({"gpu": "A100"}, nr.NbremoteError, "gpu= not supported"),
+        ({"gpu": "A100:0"}, ValueError, "fails_on_three: the count in .A100:0."),
         ({"colour": "red"}, TypeError, "unexpected settings colour"),
     ],
 )

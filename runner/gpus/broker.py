@@ -1,0 +1,337 @@
+"""The thin async driver of the GPU `Allocator`: every worker of the runner starts here.
+
+`GpuBroker.take` starts a worker for a spec. Without a GPU request it goes straight to the spare
+pool. With one, it asks the allocator, waits in its queue (telling the caller its position),
+stops the idle workers the allocator names, then starts the worker pinned to its devices through
+``CUDA_VISIBLE_DEVICES``/``NVIDIA_VISIBLE_DEVICES`` (UUIDs where NVML gave them, with
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that indices mean NVML's). The devices are released when the
+worker is gone, however it went.
+
+Which workers may be stopped to make room: function and deployed-app workers not serving a
+request (they come back on the next call, like a scale-down). Cell workers are never stopped for
+another request, even idle ones of other notebooks: their namespace is a notebook's state, and
+losing it silently is worse than waiting; ``%remote reset`` (or the kernel going away) frees them,
+and the waiting cell says who holds its GPUs.
+
+While a GPU cell runs, NVML is read every 100 ms in a thread of its own; the cell ends with a
+one-line summary of its devices, peak memory, mean utilization and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nbremote._protocol import Header
+from nbremote.schema import (
+    DescribeGpu,
+    DescribeGpuHolder,
+    DescribeGpuWait,
+    GpuRequest,
+    ListGpusResponse,
+    WorkerSpec,
+)
+
+from ..backends import WorkerStartError
+from .alloc import Action, Allocator, Evict, Grant, Queued, Reject, wanted
+from .discovery import Device, Discovery, Reading
+from .usage import SAMPLE_PERIOD, Usage
+
+if TYPE_CHECKING:
+    from ..sessions import SparePool
+    from ..workers import Worker
+
+Status = Callable[[str], Awaitable[None]]
+Send = Callable[[Header, list[Any]], None]  # a request's frames to its caller (never raises)
+# Where a function call's queue position goes: set by the channel for the request it serves.
+STATUS: ContextVar[Status | None] = ContextVar("nbremote_gpu_status", default=None)
+POLL_PERIOD = 0.1  # how often holders' idleness is checked while requests wait
+
+
+class GpuUnavailable(WorkerStartError):
+    """The GPUs asked for can never be had on this runner (the message says what it has)."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who a worker is for: a notebook's cells, a function's pool, or a deployed app's pool.
+
+    Args:
+        kind: ``cell``, ``function`` or ``app``.
+        session: the notebook session (cells and notebook functions).
+        notebook: the notebook's path, if known.
+        name: the function, class or ``app.object``.
+        group: workers of one group are interchangeable; one never makes room for another.
+    """
+
+    kind: str
+    session: str | None = None
+    notebook: str | None = None
+    name: str | None = None
+    group: str = ""
+
+    @property
+    def evictable(self) -> bool:
+        """Whether its idle workers may be stopped to make room (all but cell workers)."""
+        return self.kind != "cell"
+
+    def __str__(self) -> str:
+        if self.kind == "cell":
+            where = self.notebook or f"session {(self.session or '?')[:8]}"
+            return f"the cell worker of {where} (`%remote reset` there frees it)"
+        return f"{'function' if self.kind == 'function' else 'deployed'} {self.name}"
+
+
+@dataclass
+class _Lease:
+    id: str
+    holder: Holder
+    request: GpuRequest
+    status: Status | None
+    granted: asyncio.Future[tuple[int, ...]]
+    worker: Worker | None = None
+    told_idle: bool = False
+
+
+def pinning(devices: list[Device]) -> dict[str, str]:
+    """The environment that confines a worker to ``devices``."""
+    ids = ",".join(device.uuid or str(device.index) for device in devices)
+    return {
+        "CUDA_VISIBLE_DEVICES": ids,
+        "NVIDIA_VISIBLE_DEVICES": ids,
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }
+
+
+class GpuBroker:
+    """Starts workers, with the GPUs their spec asks for.
+
+    Args:
+        discovery: the runner's GPUs.
+        spare: starts the workers themselves.
+    """
+
+    def __init__(self, discovery: Discovery, spare: SparePool) -> None:
+        self.discovery = discovery
+        self._spare = spare
+        self._alloc = Allocator(discovery.devices, discovery.unavailable)
+        self._devices = {device.index: device for device in discovery.devices}
+        self._leases: dict[str, _Lease] = {}
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="nbremote-nvml")
+        self._usages: set[Usage] = set()  # the GPU cells running now
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._polling: asyncio.Task[None] | None = None
+        self._sampling: asyncio.Task[None] | None = None
+
+    # -- starting workers ----------------------------------------------------------------------
+
+    def capacity(self, spec: WorkerSpec) -> int | None:
+        """How many workers of ``spec`` fit on the runner's GPUs at once (None: no GPU asked)."""
+        return None if spec.gpu is None else max(1, self._alloc.capacity(spec.gpu))
+
+    async def take(
+        self, spec: WorkerSpec, holder: Holder | None = None, status: Status | None = None
+    ) -> Worker:
+        """A new worker for ``spec``; with a GPU request, once its GPUs are free.
+
+        Raises:
+            GpuUnavailable: this runner can never give the GPUs asked for.
+            WorkerStartError: the worker did not start.
+        """
+        if spec.gpu is None:
+            return await self._spare.take(spec)
+        request, holder = spec.gpu, holder or Holder("function")
+        granted = asyncio.get_running_loop().create_future()
+        lease = _Lease(uuid.uuid4().hex, holder, request, status or STATUS.get(), granted)
+        self._leases[lease.id] = lease
+        try:
+            self._event(lambda: self._alloc.request(lease.id, request, holder.group))
+            devices = [self._devices[index] for index in await lease.granted]
+            pinned = spec.model_copy(update={"env": {**spec.env, **pinning(devices)}})
+            worker = await self._spare.take(pinned)
+        except BaseException:
+            self._release(lease.id)
+            raise
+        lease.worker = worker
+        worker.on_gone(lambda: self._release(lease.id))
+        return worker
+
+    def _release(self, lease_id: str) -> None:
+        if self._leases.pop(lease_id, None) is not None:
+            self._event(lambda: self._alloc.release(lease_id))
+
+    def _event(self, event: Callable[[], list[Action]]) -> None:
+        """Feed the allocator an event (after what changed in holders' idleness), and act."""
+        actions = self._sync_idle()
+        actions += event()
+        for action in actions:
+            lease = self._leases.get(action.lease)
+            if lease is None:
+                continue
+            if isinstance(action, Grant) and not lease.granted.done():
+                lease.granted.set_result(action.devices)
+            elif isinstance(action, Reject) and not lease.granted.done():
+                lease.granted.set_exception(GpuUnavailable(action.reason))
+            elif isinstance(action, Queued):
+                self._tell(lease, action.position)
+            elif isinstance(action, Evict):
+                self._evict(lease)
+        if self._alloc.queue and self._polling is None:
+            self._polling = self._soon(self._poll())
+
+    def _sync_idle(self) -> list[Action]:
+        actions: list[Action] = []
+        for lease in list(self._leases.values()):
+            worker = lease.worker
+            if worker is None or not lease.holder.evictable:
+                continue
+            idle = worker.alive and not worker.busy
+            if idle != lease.told_idle:
+                lease.told_idle = idle
+                actions += self._alloc.idle(lease.id, idle)
+        return actions
+
+    async def _poll(self) -> None:
+        """While requests wait, notice holders going idle (function workers finishing a call)."""
+        try:
+            while self._alloc.queue:
+                await asyncio.sleep(POLL_PERIOD)
+                self._event(lambda: [])
+        finally:
+            self._polling = None
+
+    def _evict(self, lease: _Lease) -> None:
+        worker = lease.worker
+        assert worker is not None and not worker.busy  # only idle holders are named
+        worker.alive = False  # at once: no pool may hand it out while it stops
+        self._soon(worker.stop())
+
+    def _tell(self, lease: _Lease, position: int) -> None:
+        if lease.status is None:
+            return
+        holders = {
+            str(self._leases[holder].holder)
+            for choice in lease.request.choices
+            for index in self._alloc.matching(choice)
+            if (holder := self._alloc.held.get(index)) in self._leases
+        }
+        text = f"waiting for {wanted(lease.request)}, position {position} in the GPU queue"
+        if holders:
+            text += f"; held by {', '.join(sorted(holders))}"
+        self._soon(lease.status(text))
+
+    def _soon(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- what workers hold, and what they do with it --------------------------------------------
+
+    def _lease_of(self, worker: Worker) -> _Lease | None:
+        return next((lease for lease in self._leases.values() if lease.worker is worker), None)
+
+    def devices_of(self, worker: Worker) -> list[int]:
+        """The indices of the GPUs a worker holds."""
+        lease = self._lease_of(worker)
+        return list(self._alloc.devices_of(lease.id)) if lease is not None else []
+
+    @contextlib.asynccontextmanager
+    async def measured(self, worker: Worker, header: Header, send: Send) -> AsyncIterator[None]:
+        """Around a cell run: sample its worker's GPUs, and end with a summary line (a
+        ``notice`` frame the client prints) if it finished."""
+        lease = self._lease_of(worker)
+        if lease is None or header["op"] != "exec":
+            yield
+            return
+        devices = [self._devices[index] for index in self._alloc.devices_of(lease.id)]
+        usage = Usage(devices, worker.process.pid)
+        self._usages.add(usage)
+        if self._sampling is None:
+            self._sampling = self._soon(self._sample())
+        try:
+            yield
+        finally:
+            self._usages.discard(usage)
+        usage.add(await self._read([device.index for device in devices]))
+        text = usage.summary()
+        send({"op": "notice", "id": header["id"], "text": text}, [])
+
+    async def _read(self, indices: list[int]) -> dict[int, Reading]:
+        loop = asyncio.get_running_loop()
+        read = self.discovery.read
+        return await loop.run_in_executor(
+            self._reader, lambda: {index: read(index) for index in indices}
+        )
+
+    async def _sample(self) -> None:
+        try:
+            while self._usages:
+                indices = sorted({d.index for usage in self._usages for d in usage.devices})
+                readings = await self._read(indices)
+                for usage in list(self._usages):
+                    usage.add(readings)
+                await asyncio.sleep(SAMPLE_PERIOD)
+        finally:
+            self._sampling = None
+
+    def _holder(self, lease: _Lease) -> DescribeGpuHolder:
+        worker = lease.worker
+        return DescribeGpuHolder(
+            worker=worker.id if worker is not None else None,
+            kind=lease.holder.kind,
+            session=lease.holder.session,
+            notebook=lease.holder.notebook,
+            name=lease.holder.name,
+            idle=worker is not None and not worker.busy,
+        )
+
+    async def describe(self) -> ListGpusResponse:
+        """The runner's GPUs as ``GET /api/v1/gpus`` shows them."""
+        readings = await self._read(list(self._devices))
+        gpus = []
+        for index, device in self._devices.items():
+            reading = readings[index]
+            lease = self._leases.get(self._alloc.held.get(index, ""))
+            gpus.append(
+                DescribeGpu(
+                    index=index,
+                    name=device.name,
+                    uuid=device.uuid,
+                    memory_total_bytes=device.memory_bytes,
+                    memory_used_bytes=reading.memory_used_bytes,
+                    utilization_percent=reading.utilization_percent,
+                    holder=self._holder(lease) if lease is not None else None,
+                )
+            )
+        waiting = [
+            DescribeGpuWait(
+                position=position,
+                request=str(waiting.request),
+                holder=self._holder(self._leases[waiting.lease]),
+            )
+            for position, waiting in enumerate(self._alloc.queue, 1)
+            if waiting.lease in self._leases
+        ]
+        return ListGpusResponse(
+            source=self.discovery.source,
+            gpus=gpus,
+            waiting=waiting,
+            unavailable=self.discovery.unavailable,
+        )
+
+    async def close(self) -> None:
+        """Stop the spare, the background tasks and the NVML thread."""
+        await self._spare.close()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._reader.shutdown()
+        self.discovery.close()
