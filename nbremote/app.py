@@ -14,12 +14,14 @@ from ._deprecation import rename_deprecated
 from .errors import NbremoteError
 from .functions import Function, FunctionOptions
 from .retries import Retries
+from .secret import spec_secrets
+from .volume import mounts_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 # Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("gpu", "image", "volumes", "secrets", "schedule", "cpu", "memory")
+NOT_YET = ("gpu", "image", "schedule", "cpu", "memory")
 
 
 def function_options(
@@ -45,6 +47,9 @@ def function_options(
         )
     settings["retries"] = Retries.parse(settings.get("retries"))
     settings["env"] = dict(settings.get("env") or {})
+    settings["volumes"] = mounts_of(settings.get("volumes"), where)
+    settings["secrets"] = tuple(settings.get("secrets") or ())
+    spec_secrets(settings["secrets"])  # refuse what is not a Secret now, not at call time
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
@@ -102,6 +107,8 @@ class App:
 
         Args:
             env: environment variables of its workers.
+            volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers.
+            secrets: ``[nr.Secret]``: their variables set in its workers' environment.
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).

@@ -23,7 +23,7 @@ from .frames import Frame, read_frame, write_frame
 
 Forward = Callable[[Header, Sequence[Buffer]], Awaitable[None]]
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
-WORKER_REQUESTS = ("dict", "queue")  # frames a worker sends for the runner itself to answer
+WORKER_REQUESTS = ("dict", "queue", "volume")  # frames a worker sends for the runner to answer
 
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
 
