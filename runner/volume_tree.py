@@ -31,6 +31,7 @@ Manifest = dict[str, Entry]
 Signature = tuple[int, int, int]  # size, mtime_ns, inode: a working-copy file left untouched
 Local = dict[str, tuple[Entry, Signature | None]]  # what a working copy held at its last sync
 CHUNK = 1 << 20
+GC_AGE = 3600.0  # seconds an unreferenced blob is kept
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
@@ -161,6 +162,7 @@ class BlobWriter:
             target = self._blobs.path(digest)
             if target.exists():
                 self._tmp.unlink()
+                os.utime(target)  # in use again: fresh for `collect`
             else:
                 target.parent.mkdir(exist_ok=True)
                 os.replace(self._tmp, target)
@@ -201,14 +203,14 @@ class Blobs:
         return writer.finish(), writer.size
 
     def collect(self, keep: set[str]) -> None:
-        """Remove blobs no kept version refers to (and stale temporary files)."""
+        """Remove blobs that no kept version refers to and that were not written or reused
+        for an hour (a commit in progress, or an upload not yet committed, may need them)."""
+        now = time.time()
         for folder in self.root.iterdir():
-            if folder.is_dir():
-                for blob in folder.iterdir():
-                    if blob.name not in keep:
-                        blob.unlink(missing_ok=True)
-            elif folder.name.endswith(".tmp") and time.time() - folder.stat().st_mtime > 3600:
-                folder.unlink(missing_ok=True)  # an upload that never finished
+            for blob in folder.iterdir() if folder.is_dir() else [folder]:
+                with contextlib.suppress(FileNotFoundError):
+                    if blob.name not in keep and now - blob.stat().st_mtime > GC_AGE:
+                        blob.unlink()
 
 
 # -- working copies -----------------------------------------------------------------------------
