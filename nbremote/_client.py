@@ -7,6 +7,7 @@ makes output land in the cell that asked for it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -169,13 +170,14 @@ class RunnerClient:
                 conn.putheader(key, value)
             conn.endheaders()
             left = size
-            while left:
-                chunk = file.read(min(UPLOAD_CHUNK, left))
-                if not chunk:
-                    raise ValueError(f"the file ended {left} bytes short of its size")
-                conn.send(chunk)
-                left -= len(chunk)
-                progress(len(chunk))
+            with contextlib.suppress(ConnectionError):  # the runner refused early: its answer
+                while left:
+                    chunk = file.read(min(UPLOAD_CHUNK, left))
+                    if not chunk:
+                        raise ValueError(f"the file ended {left} bytes short of its size")
+                    conn.send(chunk)
+                    left -= len(chunk)
+                    progress(len(chunk))
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:

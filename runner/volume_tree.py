@@ -173,7 +173,8 @@ class BlobWriter:
 
     def abort(self) -> None:
         """Drop what was written."""
-        self._file.close()
+        with contextlib.suppress(OSError):  # flushing what is buffered fails on a full disk
+            self._file.close()
         self._tmp.unlink(missing_ok=True)
 
 

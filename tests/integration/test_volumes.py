@@ -51,7 +51,11 @@ def test_write_commit_then_read_in_another_container_and_the_notebook(vol: nr.Vo
     assert text == "weights v1" and reader != writer
     assert read(vol, "models/a.txt") == b"weights v1"
     [entry] = vol.listdir("/models")
-    assert (entry.path, entry.type, entry.size) == ("models/a.txt", nr.volume.FileEntryType.FILE, 10)
+    assert (entry.path, entry.type, entry.size) == (
+        "models/a.txt",
+        nr.volume.FileEntryType.FILE,
+        10,
+    )
     assert not Path(MOUNT).exists()
 
 
@@ -163,7 +167,9 @@ def test_mount_paths_are_checked(vol: nr.Volume, shell: InteractiveShell) -> Non
 
 
 def test_a_missing_volume_names_those_there_are(vol: nr.Volume) -> None:
-    with pytest.raises(nr.RunnerError, match=rf"no volume named 'absent' \(there are: .*{vol.name}"):
+    with pytest.raises(
+        nr.RunnerError, match=rf"no volume named 'absent' \(there are: .*{vol.name}"
+    ):
         nr.Volume.from_name("absent")
 
     @app.function(volumes={MOUNT: nr.Volume("absent")})
@@ -225,19 +231,19 @@ def test_cli(runner: RunningRunner, tmp_path: Path) -> None:
 
 
 def test_restart_keeps_volumes(fresh_runner: RunningRunner, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("survives")
     _session.connect(fresh_runner.url, fresh_runner.token)
+    nr.Volume.from_name("kept", create_if_missing=True).put_file(tmp_path / "f", "f")
+    _session.current_session().close()
+    fresh_runner.stop()
+    again = start_runner(fresh_runner.data_dir)
     try:
-        (tmp_path / "f").write_text("survives")
-        nr.Volume.from_name("kept", create_if_missing=True).put_file(tmp_path / "f", "f")
-        _session.current_session().close()
-        fresh_runner.stop()
-        again = start_runner(fresh_runner.data_dir)
-        fresh_runner.proc = again.proc
         _session.connect(again.url, again.token)
         assert read(nr.Volume.from_name("kept"), "f") == b"survives"
     finally:
         _session.current_session().close()
         _session._current = None
+        again.stop()
 
 
 def test_a_full_disk_fails_the_upload_and_keeps_the_last_version(tmp_path: Path) -> None:
