@@ -35,10 +35,11 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 bench: setup
-	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_cells.py
 	$(BIN)/python bench/bench_functions.py
 	$(BIN)/python bench/bench_classes.py
+	$(BIN)/python bench/bench_coldstart.py
+	$(BIN)/python bench/plot_ratios.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -19,13 +19,12 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from tornado.iostream import IOStream, StreamClosedError
 
 from nbremote._protocol import Buffer, Header
 from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
-from .frames import Frame, read_frame, write_frame
+from .frames import ConnectionClosed, Frame, FrameConnection
 from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
 
 if TYPE_CHECKING:
@@ -47,17 +46,17 @@ def failed(request_id: str, ename: str, evalue: str) -> Header:
     }
 
 
-async def _discard(header: Header, buffers: Sequence[Buffer]) -> None:
+def _discard(header: Header, buffers: Sequence[Buffer]) -> None:
     """Where a spawned call's output goes: nobody is waiting for it."""
 
 
 def _logging(app: DeployedApp, forward: Forward) -> Forward:
     """``forward``, keeping what the app's code prints in the app's log on the way."""
 
-    async def logged(header: Header, buffers: Sequence[Buffer]) -> None:
+    def logged(header: Header, buffers: Sequence[Buffer]) -> None:
         if header["op"] == "stream":
             app.log(header["text"])
-        await forward(header, buffers)
+        forward(header, buffers)
 
     return logged
 
@@ -65,28 +64,23 @@ def _logging(app: DeployedApp, forward: Forward) -> Forward:
 class Channel:
     """Serves the frames of one connection of one session."""
 
-    def __init__(self, runner: Runner, session: Session, stream: IOStream) -> None:
+    def __init__(self, runner: Runner, session: Session, connection: FrameConnection) -> None:
         self.runner = runner
         self.session = session
-        self.stream = stream
+        self.connection = connection
         self.tasks: dict[str, asyncio.Task[None]] = {}  # request id -> its task
         self._background: set[asyncio.Task[None]] = set()
 
-    async def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
+    def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send a frame to the client; a client that went away loses it."""
-        with contextlib.suppress(StreamClosedError):
-            await write_frame(self.stream, header, buffers)
+        with contextlib.suppress(ConnectionClosed):
+            self.connection.send(header, buffers)
 
     async def serve(self) -> None:
-        """Read the client's frames until it disconnects; then cancel what it left running."""
+        """Serve the client's frames until it disconnects; then cancel what it left running."""
+        self.connection.listen(self._dispatch)
         try:
-            while True:
-                try:
-                    header, buffers = await read_frame(self.stream)
-                except StreamClosedError:
-                    return
-                self._dispatch(header, buffers)
-                del header, buffers  # do not keep the last (maybe huge) frame alive while idle
+            await self.connection.closed
         finally:
             for task in self.tasks.values():
                 task.cancel()
@@ -105,17 +99,13 @@ class Channel:
         elif op == "spawn":
             work = self.dispatch({**header, "op": "call"}, buffers, _discard)
             self.runner.calls.start(header["call_id"], work)
-            self._soon(
-                self.send(
-                    {"op": "done", "id": request_id, "ok": True, "call_id": header["call_id"]}
-                )
-            )
+            self.send({"op": "done", "id": request_id, "ok": True, "call_id": header["call_id"]})
         elif op in WORKER_REQUESTS:  # Dict and Queue requests from the notebook
             self._soon(self._store(header, buffers))
         elif op == "blobs":
             worker = self.session.serving(request_id)
             if worker is not None:
-                self._soon(worker.send(header, buffers))
+                worker.send(header, buffers)
         elif op == "interrupt":
             worker = self.session.serving(request_id)
             if worker is not None:
@@ -127,7 +117,7 @@ class Channel:
 
     async def _store(self, header: Header, buffers: list[bytearray]) -> None:
         done, out = await self.runner.serve_worker(header, buffers)
-        await self.send(done, out)
+        self.send(done, out)
 
     async def _cell_worker(self, header: Header) -> Worker:
         spec = WorkerSpec.model_validate(header.get("spec") or {})
@@ -138,7 +128,7 @@ class Channel:
             return worker
 
         async def status(text: str) -> None:
-            await self.send({"op": "status", "id": header["id"], "text": text})
+            self.send({"op": "status", "id": header["id"], "text": text})
 
         return await self.session.worker_for(spec, bool(header.get("fresh")), status)
 
@@ -206,15 +196,15 @@ class Channel:
                 bool(done.get("ok")),
                 error.get("ename"),
             )
-        await self.send(done, out)
+        self.send(done, out)
 
 
-async def serve_channel(runner: Runner, session: Session, stream: IOStream) -> None:
+async def serve_channel(runner: Runner, session: Session, connection: FrameConnection) -> None:
     """Attach a connection to ``session`` for as long as it stays open."""
     session.channels += 1
     runner.touch()
     try:
-        await Channel(runner, session, stream).serve()
+        await Channel(runner, session, connection).serve()
     finally:
         session.channels -= 1
         session.detached_since = time.monotonic()

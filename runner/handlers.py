@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from nbremote.schema import (
 )
 
 from .channel import serve_channel
+from .frames import connect
 
 if TYPE_CHECKING:
     from .service import Runner
@@ -248,13 +250,15 @@ class ChannelHandler(BaseHandler):
         if self.request.headers.get("Upgrade", "").lower() != "nbremote-frames":
             raise ApiError(400, "BadRequest", "this route needs 'Upgrade: nbremote-frames'")
         stream = self.detach()
-        stream.set_nodelay(True)  # frames are small and latency-bound
-        stream.max_buffer_size = 1 << 62  # big inputs are read into their own buffers
         await stream.write(
             b"HTTP/1.1 101 Switching Protocols\r\n"
             b"Upgrade: nbremote-frames\r\nConnection: Upgrade\r\n\r\n"
         )
-        await serve_channel(self.runner, session, stream)
+        # The client sends no frame before it has read the 101, so tornado holds no unread bytes:
+        # the socket is handed over to a FrameConnection as it is.
+        stream.io_loop.remove_handler(stream.socket)
+        connection = await connect(socket.socket(fileno=stream.socket.detach()))
+        await serve_channel(self.runner, session, connection)
 
 
 ROUTES: list[tuple[str, type[BaseHandler]]] = [

@@ -22,7 +22,7 @@ class MountedWorker(WorkerProcess):
     """A backend's worker that has volume working copies to commit or drop when it ends."""
 
     def __init__(self, inner: WorkerProcess, checkouts: list[Checkout], volumes: Volumes) -> None:
-        super().__init__(inner.id, inner.spec, inner.stream, inner.hello)
+        super().__init__(inner.id, inner.spec, inner.connection, inner.hello)
         self._inner = inner
         self._checkouts = checkouts
         self._volumes = volumes

@@ -1,8 +1,9 @@
 """The runner's side of a warm worker: one request at a time, its frames routed to the caller.
 
-A `Worker` wraps a backend's `WorkerProcess`. A pump task reads every frame the worker sends and
-hands it to the caller of the request in progress; ``done`` ends the request. If the worker's
-stream closes mid-request, the caller gets a ``done`` that says the worker died and how.
+A `Worker` wraps a backend's `WorkerProcess`. Each frame the worker sends is handed, as it
+arrives, to the caller of its request (no task in between: relaying is on the hot path); ``done``
+ends the request. If the worker's connection closes mid-request, the caller gets a ``done`` that
+says the worker died and how.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tornado.iostream import StreamClosedError
-
 from nbremote._protocol import Buffer, Header
 from nbremote.schema import DescribeObject, DescribeWorker
 
 from .backends import WorkerProcess
-from .frames import Frame, read_frame, write_frame
+from .frames import ConnectionClosed, Frame
 
-Forward = Callable[[Header, Sequence[Buffer]], Awaitable[None]]
+Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller gone loses it
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
 WORKER_REQUESTS = ("dict", "queue", "volume")  # frames a worker sends for the runner to answer
 
@@ -40,8 +39,11 @@ class Worker:
         self.cells_run = 0
         self.namespace: list[DescribeObject] = []
         self.alive = True
+        self._death = ""  # how the worker ended, once it has
         self._requests: dict[str, tuple[Forward, asyncio.Future[Frame]]] = {}
-        self._pump_task = asyncio.create_task(self._pump())
+        self._answering: set[asyncio.Task[None]] = set()
+        process.connection.listen(self._on_frame)
+        self._watch_task = asyncio.create_task(self._watch())
 
     @property
     def id(self) -> str:
@@ -57,55 +59,51 @@ class Worker:
         """Whether ``request_id`` is in progress here."""
         return request_id in self._requests
 
-    async def _pump(self) -> None:
-        try:
-            while True:
-                header, buffers = await read_frame(self.process.stream)
-                if header["op"] in WORKER_REQUESTS:  # the worker waits for this answer
-                    await self._answer(header, buffers)
-                    continue
-                request = self._requests.get(header.get("id", ""))
-                if request is None:
-                    del header, buffers
-                    continue  # output of a request whose caller has gone
-                forward, done = request
-                if header["op"] == "done":
-                    header["worker"] = self.id
-                    self._record(header)
-                    done.set_result((header, buffers))
-                else:
-                    # A forward never raises: a client that has gone loses the output.
-                    await forward(header, buffers)
-                del header, buffers  # do not keep the last frame alive while waiting
-        except StreamClosedError:
-            pass
+    def _on_frame(self, header: Header, buffers: list[bytearray]) -> None:
+        if header["op"] in WORKER_REQUESTS:  # the worker waits for this answer
+            task = asyncio.create_task(self._answer(header, buffers))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+            return
+        request = self._requests.get(header.get("id", ""))
+        if request is None:
+            return  # output of a request whose caller has gone
+        forward, done = request
+        if header["op"] != "done":
+            forward(header, buffers)
+        elif not done.done():
+            header["worker"] = self.id
+            self._record(header)
+            done.set_result((header, buffers))
+
+    async def _watch(self) -> None:
+        """When the connection closes: fail the requests in progress, saying how it ended."""
+        await self.process.connection.closed
         self.alive = False
         status = await self.process.exit_status()
-        message = f"the worker (pid {self.process.pid}) died while running this: {status}"
+        self._death = f"the worker (pid {self.process.pid}) died while running this: {status}"
         for request_id, (_, done) in list(self._requests.items()):
             if not done.done():
-                header = {
-                    "op": "done",
-                    "id": request_id,
-                    "ok": False,
-                    "worker": self.id,
-                    "held": [],
-                    "error": {"ename": "WorkerDied", "evalue": message, "traceback": []},
-                }
-                done.set_result((header, []))
+                done.set_result(self._died(request_id))
+
+    def _died(self, request_id: str) -> Frame:
+        error = {"ename": "WorkerDied", "evalue": self._death, "traceback": []}
+        header = {"op": "done", "id": request_id, "ok": False, "worker": self.id}
+        return {**header, "held": [], "error": error}, []
 
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
         reply, out = await self._serve(header, buffers)
-        with contextlib.suppress(StreamClosedError):
-            await write_frame(self.process.stream, reply, out)
+        with contextlib.suppress(ConnectionClosed):
+            self.process.connection.send(reply, out)
 
     def _record(self, done: Header) -> None:
         self.cells_run = done.get("cells_run", self.cells_run)
         self.namespace = [DescribeObject(**item) for item in done.get("namespace", [])]
 
-    async def send(self, header: Header, buffers: Sequence[Buffer]) -> None:
+    def send(self, header: Header, buffers: Sequence[Buffer]) -> None:
         """Send a frame that belongs to the request in progress (``blobs``)."""
-        await write_frame(self.process.stream, header, buffers)
+        with contextlib.suppress(ConnectionClosed):  # the request's done says how it ended
+            self.process.connection.send(header, buffers)
 
     def interrupt(self) -> None:
         """Interrupt the request in progress."""
@@ -115,13 +113,13 @@ class Worker:
         self, header: Header, buffers: Sequence[Buffer], forward: Forward, timeout: float | None
     ) -> Frame:
         """Serve one request, forwarding the frames it produces; return its ``done`` frame."""
+        if self._death:
+            return self._died(header["id"])
         done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._requests[header["id"]] = (forward, done)
         try:
-            await write_frame(self.process.stream, header, buffers)
+            self.send(header, buffers)
             return await self._wait(done, timeout)
-        except StreamClosedError:
-            return await done  # the pump reports how the worker died
         except asyncio.CancelledError:
             await self._abandon(done)
             raise
@@ -163,7 +161,7 @@ class Worker:
         """Stop the worker process."""
         self.alive = False
         await self.process.stop()
-        await self._pump_task
+        await self._watch_task
 
     def describe(self) -> DescribeWorker:
         """The worker as the API shows it."""

@@ -12,10 +12,10 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tornado.iostream import IOStream
-
 from nbremote._protocol import Header
 from nbremote.schema import WorkerSpec
+
+from ..frames import FrameConnection
 
 
 class WorkerStartError(Exception):
@@ -38,10 +38,12 @@ class WorkerSetup:
 class WorkerProcess(abc.ABC):
     """A running worker: its frame stream, its hello, and controls over its process."""
 
-    def __init__(self, worker_id: str, spec: WorkerSpec, stream: IOStream, hello: Header) -> None:
+    def __init__(
+        self, worker_id: str, spec: WorkerSpec, connection: FrameConnection, hello: Header
+    ) -> None:
         self.id = worker_id
         self.spec = spec
-        self.stream = stream
+        self.connection = connection
         self.hello = hello
 
     @property

@@ -19,11 +19,10 @@ import uuid
 from pathlib import Path
 
 import psutil
-from tornado.iostream import IOStream, StreamClosedError
 
 from nbremote.schema import WorkerSpec
 
-from ..frames import read_frame
+from ..frames import ConnectionClosed, FrameConnection, connect
 from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
 from .sandbox import SandboxError, bwrap_command
 
@@ -38,12 +37,12 @@ class LocalWorker(WorkerProcess):
         self,
         worker_id: str,
         spec: WorkerSpec,
-        stream: IOStream,
+        connection: FrameConnection,
         proc: subprocess.Popen[bytes],
         scratch: Path,
         hello: dict[str, object],
     ) -> None:
-        super().__init__(worker_id, spec, stream, hello)
+        super().__init__(worker_id, spec, connection, hello)
         self._proc = proc
         self._scratch = scratch
 
@@ -54,7 +53,7 @@ class LocalWorker(WorkerProcess):
     async def stop(self) -> None:
         # Closing the socket asks the worker to leave (running @nr.exit methods on its way);
         # one that has not left within STOP_GRACE seconds is killed.
-        self.stream.close()
+        self.connection.close()
         for _ in range(int(STOP_GRACE / 0.01)):
             if self._proc.poll() is not None:
                 break
@@ -139,14 +138,15 @@ class ProcessBackend(Backend):
             start_new_session=True,
         )
         theirs.close()
-        stream = IOStream(ours, max_buffer_size=1 << 62)
+        connection = await connect(ours)
         try:
-            hello, _ = await asyncio.wait_for(read_frame(stream), HELLO_TIMEOUT)
-        except (StreamClosedError, TimeoutError) as exc:
+            hello, _ = await asyncio.wait_for(connection.receive(), HELLO_TIMEOUT)
+        except (ConnectionClosed, TimeoutError) as exc:
+            connection.close()
             proc.kill()
             status = describe_exit(proc.wait())
             shutil.rmtree(scratch, ignore_errors=True)
             raise WorkerStartError(
                 f"the worker did not start ({status}); see the runner's log"
             ) from exc
-        return LocalWorker(worker_id, spec, stream, proc, scratch, hello)
+        return LocalWorker(worker_id, spec, connection, proc, scratch, hello)
