@@ -4,9 +4,16 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup bwrap demo test lint typecheck bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) bwrap
+
+# Volumes are mounted in workers with bubblewrap; installed where apt can (CI runs as root).
+bwrap:
+	@command -v bwrap >/dev/null || ! command -v apt-get >/dev/null || \
+		apt-get install -y -qq bubblewrap >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
+		echo "bubblewrap is missing: install it to mount volumes in workers"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from .functions import Function, FunctionCall
     from .queue import Queue
     from .retries import Retries
+    from .secret import Secret
+    from .volume import Volume
 
 # Imported on first use: the worker imports nbremote's frame and pickle helpers, and must not
 # pay for pydantic and the client API it never uses.
@@ -47,6 +49,8 @@ _LAZY = {
     "Function": "functions",
     "FunctionCall": "functions",
     "Retries": "retries",
+    "Secret": "secret",
+    "Volume": "volume",
     "remote": "app",
 }
 
@@ -63,8 +67,10 @@ __all__ = [
     "Retries",
     "RunnerError",
     "RunnerUnavailable",
+    "Secret",
     "SerializationError",
     "VersionMismatch",
+    "Volume",
     "WorkerDied",
     "__version__",
     "concurrent",

@@ -20,6 +20,7 @@ from ._protocol import Header
 from ._session import OnFrame, RemoteSession, Request
 from .errors import SerializationError, WorkerDied, remote_error
 from .schema import GpuRequest, WorkerSpec
+from .secret import Secret, spec_secrets
 
 # IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
 _HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
@@ -35,6 +36,8 @@ class CellOptions:
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     gpu: GpuRequest | None = None
+    volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
+    secrets: list[Secret] = field(default_factory=list)
 
 
 @dataclass
@@ -99,7 +102,14 @@ def run_cell(
         WorkerDied: the worker exited while running it.
     """
     inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
-    spec = WorkerSpec(env=options.env, gpu=options.gpu)
+    names, inline = spec_secrets(options.secrets)
+    spec = WorkerSpec(
+        env=options.env,
+        gpu=options.gpu,
+        volumes=options.volumes,
+        secrets=names,
+        inline_secrets=inline,
+    )
     spec_key = spec.key()
     try:
         packed = pack(inputs, namespace, session.held(spec_key))
@@ -115,7 +125,7 @@ def run_cell(
         "inputs": packed.items,
         "outputs": outputs,
         "deletes": deletes,
-        "spec": spec.model_dump(),
+        "spec": spec.wire(),
         "fresh": options.fresh,
         "timeout": options.timeout,
         "execution_count": execution_count,

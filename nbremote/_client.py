@@ -7,12 +7,13 @@ makes output land in the cell that asked for it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from ._protocol import Buffer, FrameReader, Header, send_frame
@@ -20,6 +21,7 @@ from .errors import AuthenticationError, RunnerError, RunnerUnavailable
 
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
+UPLOAD_CHUNK = 1 << 20
 
 
 class Channel:
@@ -150,6 +152,40 @@ class RunnerClient:
                 yield chunk
         finally:
             conn.close()
+
+    def upload(
+        self, path: str, file: IO[bytes], size: int, progress: Callable[[int], object]
+    ) -> Any:
+        """POST ``size`` bytes read from ``file`` as they are read (never whole in memory), on
+        a connection of its own; the decoded JSON answer.
+
+        Raises:
+            RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
+        """
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        try:
+            conn.putrequest("POST", path)
+            headers = {**self._headers(), "Content-Type": "application/octet-stream"}
+            for key, value in {**headers, "Content-Length": str(size)}.items():
+                conn.putheader(key, value)
+            conn.endheaders()
+            left = size
+            with contextlib.suppress(ConnectionError):  # the runner refused early: its answer
+                while left:
+                    chunk = file.read(min(UPLOAD_CHUNK, left))
+                    if not chunk:
+                        raise ValueError(f"the file ended {left} bytes short of its size")
+                    conn.send(chunk)
+                    left -= len(chunk)
+                    progress(len(chunk))
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        finally:
+            conn.close()
+        self._check(response.status, data)
+        return json.loads(data) if data else None
 
     def close(self) -> None:
         """Close the kept-alive HTTP connection."""

@@ -10,6 +10,7 @@ from .errors import NbremoteError, RunnerError
 from .functions import FunctionOptions
 from .gpu import parse
 from .retries import Retries
+from .secret import Secret
 
 if TYPE_CHECKING:
     from ._client import RunnerClient
@@ -17,10 +18,22 @@ if TYPE_CHECKING:
 
 
 def settings_of(options: FunctionOptions) -> dict[str, Any]:
-    """Function settings as JSON."""
+    """Function settings as JSON (secrets by name: a deployed app keeps no secret values).
+
+    Raises:
+        NbremoteError: a secret is a ``Secret.from_dict`` (its values would be stored).
+    """
+    if any(secret.inline for secret in options.secrets):
+        raise NbremoteError(
+            "a deployed app cannot carry Secret.from_dict values (the runner would store them): "
+            "create a named secret with `nbremote secrets set NAME K=V` and use "
+            "nr.Secret.from_name(NAME)"
+        )
     retries = options.retries.to_wire() if options.retries else None
     return {
         "env": options.env,
+        "volumes": options.volumes,
+        "secrets": [secret.name for secret in options.secrets],
         "timeout": options.timeout,
         "retries": retries,
         "max_containers": options.max_containers,
@@ -33,11 +46,13 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
 def options_from(settings: dict[str, Any]) -> FunctionOptions:
     """Function settings back from JSON."""
     retries = settings.get("retries")
+    secrets = tuple(Secret.from_name(name) for name in settings.get("secrets", []))
     return FunctionOptions(
         **{
             **settings,
             "retries": Retries(**retries) if retries else None,
             "gpu": parse(settings.get("gpu")),
+            "secrets": secrets,
         }
     )
 

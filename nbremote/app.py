@@ -15,12 +15,14 @@ from ._deprecation import rename_deprecated
 from .errors import NbremoteError
 from .functions import Function, FunctionOptions
 from .retries import Retries
+from .secret import spec_secrets
+from .volume import mounts_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 # Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("image", "volumes", "secrets", "schedule", "cpu", "memory")
+NOT_YET = ("image", "schedule", "cpu", "memory")
 
 
 def function_options(
@@ -47,6 +49,9 @@ def function_options(
     settings["retries"] = Retries.parse(settings.get("retries"))
     settings["env"] = dict(settings.get("env") or {})
     settings["gpu"] = gpu.parse(settings.get("gpu"), where)
+    settings["volumes"] = mounts_of(settings.get("volumes"), where)
+    settings["secrets"] = tuple(settings.get("secrets") or ())
+    spec_secrets(settings["secrets"])  # refuse what is not a Secret now, not at call time
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
@@ -106,6 +111,8 @@ class App:
             env: environment variables of its workers.
             gpu: the GPUs of each worker: ``"A100"``, ``"H100:2"``, ``"H100|A100-80GB"``, a list
                 (fallback order) or ``nr.gpu.A100(memory=80)``.
+            volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers.
+            secrets: ``[nr.Secret]``: their variables set in its workers' environment.
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).

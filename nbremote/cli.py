@@ -265,3 +265,7 @@ def demo(notebook: Path, output: Path | None) -> None:
     if not notebook.exists():
         raise click.UsageError(f"{notebook} not found: run this from the nbremote checkout")
     sys.exit(run_demo(notebook, output))
+
+
+# `nbremote volumes` and `nbremote secrets` live in a module of their own, built on `main`.
+from . import _storage_cli  # noqa: E402, F401

@@ -24,6 +24,7 @@ from ._session import Request
 from .errors import NbremoteError, RemoteError, remote_error
 from .retries import Retries
 from .schema import FunctionScaling, GpuRequest, WorkerSpec
+from .secret import Secret, spec_secrets
 
 if TYPE_CHECKING:
     from .app import App
@@ -37,6 +38,8 @@ class FunctionOptions:
     """The settings of a remote function (see `App.function`)."""
 
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # mount path -> volume
+    secrets: tuple[Secret, ...] = ()
     timeout: float | None = None
     retries: Retries | None = None
     max_containers: int | None = None
@@ -59,7 +62,14 @@ class FunctionOptions:
 
     def pool(self, app_name: str, name: str) -> dict[str, Any]:
         """The runner's pool for the function (or class instance) ``name`` with these settings."""
-        spec = WorkerSpec(env=self.env, gpu=self.gpu)
+        names, inline = spec_secrets(self.secrets)
+        spec = WorkerSpec(
+            env=self.env,
+            gpu=self.gpu,
+            volumes=self.volumes,
+            secrets=names,
+            inline_secrets=inline,
+        )
         scaling = FunctionScaling(
             max_containers=self.max_containers,
             min_containers=self.min_containers,
@@ -67,7 +77,7 @@ class FunctionOptions:
             max_inputs=self.max_inputs,
         )
         key = f"{app_name}:{name}:{spec.key()}:{scaling.model_dump_json()}"
-        return {"key": key, "spec": spec.model_dump(), "scaling": scaling.model_dump()}
+        return {"key": key, "spec": spec.wire(), "scaling": scaling.model_dump()}
 
 
 class FunctionCall(Generic[R]):

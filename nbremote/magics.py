@@ -21,8 +21,10 @@ from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._namespace import unpack
 from ._output import show
 from ._session import Request
-from .errors import SerializationError
+from .errors import NbremoteError, SerializationError
 from .schema import WorkerSpec
+from .secret import Secret
+from .volume import check_mount_paths
 
 SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
 
@@ -42,6 +44,34 @@ def _env(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--env takes KEY=VALUE, got {pair!r}")
         env[key] = value
     return env
+
+
+def _volumes(pairs: list[str]) -> dict[str, str]:
+    mounts: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition(":")
+        if not sep or not name or not path:
+            raise UsageError(f"--volume takes NAME:/path, got {pair!r}")
+        if path in mounts:
+            raise UsageError(f"--volume mounts two volumes at {path}; one volume per path")
+        mounts[path] = name
+    try:
+        check_mount_paths(mounts)
+    except ValueError as exc:
+        raise UsageError(f"--volume: {exc}") from None
+    return mounts
+
+
+def _secrets(names: list[str], namespace: dict[str, Any]) -> list[Secret]:
+    # A notebook variable holding a Secret (from_dict, from_dotenv) goes as it is.
+    secrets = []
+    for name in names:
+        value = namespace.get(name)
+        try:
+            secrets.append(value if isinstance(value, Secret) else Secret.from_name(name))
+        except NbremoteError as exc:
+            raise UsageError(f"--secret: {exc}") from None
+    return secrets
 
 
 def _human(nbytes: int | None) -> str:
@@ -96,6 +126,14 @@ class RemoteMagics(Magics):
     @argument("--timeout", type=float, metavar="S", help="stop the cell after S seconds")
     @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
     @argument("--gpu", metavar="SPEC", help="GPUs: any, A100, H100:2, 'H100|A100-80GB'")
+    @argument("--volume", action="append", default=[], metavar="NAME:/path", help="mount a volume")
+    @argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a runner secret (or a notebook nr.Secret variable) in the environment",
+    )
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
         """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset``.
@@ -122,6 +160,8 @@ class RemoteMagics(Magics):
             fresh=args.fresh,
             timeout=args.timeout,
             env=_env(args.env),
+            volumes=_volumes(args.volume),
+            secrets=_secrets(args.secret, self.ipython.user_ns),
         )
         missing = [name for name in options.inputs or [] if name not in self.ipython.user_ns]
         if missing:

@@ -64,10 +64,29 @@ class WorkerSpec(_Model):
 
     env: dict[str, str] = Field(default_factory=dict)
     gpu: GpuRequest | None = None
+    volumes: dict[str, str] = Field(
+        default_factory=dict, description="mount path -> name of the volume mounted there"
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="names of the secrets in its environment ('inline:<digest>': from_dict)",
+    )
+    # Secret.from_dict values: they travel with the request (see `wire`) but are never
+    # serialized back, so they stay out of keys, API answers, logs and reprs.
+    inline_secrets: dict[str, dict[str, str]] = Field(
+        default_factory=dict, exclude=True, repr=False
+    )
 
     def key(self) -> str:
         """A stable string that identifies workers interchangeable for this spec."""
         return self.model_dump_json()
+
+    def wire(self) -> dict[str, Any]:
+        """The spec as a request carries it: with the values of inline secrets."""
+        document = self.model_dump()
+        if self.inline_secrets:
+            document["inline_secrets"] = self.inline_secrets
+        return document
 
 
 class DescribeObject(_Model):
@@ -225,3 +244,87 @@ class ListGpusResponse(_Model):
     gpus: list[DescribeGpu]
     waiting: list[DescribeGpuWait] = Field(default_factory=list)
     unavailable: str | None = Field(default=None, description="why there are no GPUs")
+
+
+class CreateVolume(_Model):
+    """``POST /api/v1/volumes``: create a named volume."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    exist_ok: bool = Field(default=False, description="answer 200 if it exists (else 409)")
+
+
+class DescribeVolume(_Model):
+    """A volume: its current version, size and last commit."""
+
+    name: str
+    created_at: float
+    modified_at: float = Field(description="when its current version was committed")
+    version: int
+    files: int
+    size: int = Field(description="bytes in its files")
+
+
+class ListVolumesResponse(_Model):
+    """Every volume."""
+
+    volumes: list[DescribeVolume]
+
+
+class VolumeEntry(_Model):
+    """A file, folder or link in a volume (path relative to its root)."""
+
+    path: str
+    type: str = Field(pattern="^(file|directory|link)$")
+    size: int
+    mtime: float
+
+
+class ListVolumeFilesResponse(_Model):
+    """Entries under a path of a volume's current version."""
+
+    entries: list[VolumeEntry]
+
+
+class DescribeBlob(_Model):
+    """An uploaded file's content, stored by hash until a commit names it."""
+
+    hash: str
+    size: int
+
+
+class CopyFiles(_Model):
+    """Copy files or folders within a volume (into ``destination`` if it is a folder)."""
+
+    sources: list[str]
+    destination: str
+
+
+class CommitVolume(_Model):
+    """``POST /api/v1/volumes/{name}/versions``: a new version from the current one."""
+
+    put: dict[str, str] = Field(default_factory=dict, description="path -> uploaded blob hash")
+    remove: list[str] = Field(default_factory=list)
+    recursive: bool = Field(default=False, description="removing a folder removes its content")
+    copy_files: list[CopyFiles] = Field(default_factory=list)
+    force: bool = Field(default=True, description="put may replace existing files")
+
+
+class SetSecret(_Model):
+    """``PUT /api/v1/secrets/{name}``: create or replace a secret (its values are write-only)."""
+
+    values: dict[str, str] = Field(repr=False)
+
+
+class DescribeSecret(_Model):
+    """A secret: names of its keys and dates, never its values."""
+
+    name: str
+    keys: list[str]
+    created_at: float
+    updated_at: float
+
+
+class ListSecretsResponse(_Model):
+    """Every secret, without values."""
+
+    secrets: list[DescribeSecret]

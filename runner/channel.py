@@ -118,7 +118,7 @@ class Channel:
                 running.cancel()
 
     async def _store(self, header: Header, buffers: list[bytearray]) -> None:
-        done, out = await self.runner.stores.answer(header, buffers)
+        done, out = await self.runner.serve_worker(header, buffers)
         self.send(done, out)
 
     async def _cell_worker(self, header: Header) -> Worker:

@@ -284,3 +284,8 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/apps/([A-Za-z0-9_.-]+)", AppHandler),
     (f"{API}/apps/([A-Za-z0-9_.-]+)/logs", AppLogsHandler),
 ]
+
+# Volumes and secrets have a module of their own; it builds on the classes above.
+from .storage_handlers import STORAGE_ROUTES  # noqa: E402
+
+ROUTES += STORAGE_ROUTES

@@ -17,9 +17,10 @@ def _path(pattern: str) -> tuple[str, list[str]]:
     names: list[str] = []
     parameter = "name" if "/apps/" in pattern else "session_id"
 
-    def name(_: re.Match[str]) -> str:
-        names.append(parameter)
-        return "{" + parameter + "}"
+    def name(group: re.Match[str]) -> str:
+        named = re.match(r"\(\?P<(\w+)>", group.group(0))  # a named group names itself
+        names.append(named.group(1) if named else parameter)
+        return "{" + names[-1] + "}"
 
     return re.sub(r"\([^)]*\)", name, pattern), names
 

@@ -18,23 +18,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from nbremote import __version__
+from nbremote._protocol import Header
 from nbremote._shm import create_dir
 from nbremote.schema import DescribeRunner, DescribeSession
 
 from .apps import DeployedApps
 from .backends import Backend, make_backend
 from .calls import CallRegistry
+from .frames import Frame
 from .gpus import GpuBroker, discover
 from .handlers import ROUTES, ApiError, BaseHandler
+from .launcher import Launcher
+from .secrets import Secrets
 from .sessions import Session, SessionRegistry, SparePool
 from .state import State
 from .stores import Stores
+from .volumes import Volumes
 
 RUNTIME_FILE = "runner.json"
 
@@ -122,7 +128,12 @@ class Runner:
         await self.state.open()
         self.stores = Stores(self.state, self.config.store_limit)
         await self.stores.load()
-        spare = SparePool(self.backend, self.stores.answer, self.config.spare_worker)
+        self.volumes = Volumes(self.state, self.config.data_dir / "volumes")
+        await self.volumes.load()
+        self.secrets = Secrets(self.config.data_dir / "secrets.json")
+        self.secrets.load()
+        launcher = Launcher(self.backend, self.volumes, self.secrets)
+        spare = SparePool(launcher, self.serve_worker, self.config.spare_worker)
         self.gpus = GpuBroker(self.discovery, spare)
         self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
         self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")
@@ -161,6 +172,12 @@ class Runner:
                 path.unlink()
         except (OSError, ValueError):
             pass
+
+    async def serve_worker(self, header: Header, buffers: list[Any]) -> Frame:
+        """Answer what a worker asks the runner itself: Dict, Queue and volume requests."""
+        if header["op"] == "volume":
+            return await self.volumes.answer(header, buffers)
+        return await self.stores.answer(header, buffers)
 
     def describe_session(self, session: Session) -> DescribeSession:
         """A session as the API shows it."""
@@ -213,6 +230,7 @@ class Runner:
             task.cancel()
         await self.apps.close()
         await self.sessions.close()
+        self.volumes.close()
         await self.state.close()
         if self.shm_dir is not None:
             shutil.rmtree(self.shm_dir, ignore_errors=True)

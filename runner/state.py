@@ -1,8 +1,9 @@
 """The runner's durable state: a SQLite file in its data dir, written off the event loop.
 
-It keeps the record of every cell run (who, when, how it ended) and the contents of named Dicts
-and Queues, so that both survive a restart. Writes go through a single thread: SQLite
-connections are not shared between threads, and the event loop never waits on the disk.
+It keeps the record of every cell run (who, when, how it ended), the contents of named Dicts
+and Queues, and the names of volumes, so that they survive a restart. Writes go through a single
+thread: SQLite connections are not shared between threads, and the event loop never waits on the
+disk.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS store_items (
     value BLOB NOT NULL,              -- the pickled value's parts, back to back
     sizes TEXT NOT NULL,              -- their lengths, as JSON
     PRIMARY KEY (kind, name, key)
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    id TEXT NOT NULL,                 -- its folder under volumes/ (versions live in files there)
+    created_at REAL NOT NULL
 );
 """
 

@@ -22,7 +22,7 @@ from .frames import ConnectionClosed, Frame
 
 Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller gone loses it
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
-WORKER_REQUESTS = ("dict", "queue")  # frames a worker sends for the runner itself to answer
+WORKER_REQUESTS = ("dict", "queue", "volume")  # frames a worker sends for the runner to answer
 
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, WorkerProcess, WorkerStartError
+from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
 from .process import ProcessBackend
 
 
@@ -14,4 +14,11 @@ def make_backend(name: str, data_dir: str, shm_dir: str | None) -> Backend:
     return backends[name](data_dir, shm_dir)
 
 
-__all__ = ["Backend", "ProcessBackend", "WorkerProcess", "WorkerStartError", "make_backend"]
+__all__ = [
+    "Backend",
+    "ProcessBackend",
+    "WorkerProcess",
+    "WorkerSetup",
+    "WorkerStartError",
+    "make_backend",
+]

@@ -9,6 +9,8 @@ backend-agnostic.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from nbremote._protocol import Header
 from nbremote.schema import WorkerSpec
@@ -18,6 +20,19 @@ from ..frames import FrameConnection
 
 class WorkerStartError(Exception):
     """A worker could not be started; the message says why (exit status, log tail)."""
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What the runner prepared for a worker beyond its spec.
+
+    Args:
+        env: environment variables from its secrets (never logged or shown).
+        mounts: mount path -> host folder to bind there (volumes' working copies).
+    """
+
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    mounts: dict[str, Path] = field(default_factory=dict)
 
 
 class WorkerProcess(abc.ABC):
@@ -60,11 +75,14 @@ class Backend(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    async def start_worker(self, spec: WorkerSpec) -> WorkerProcess:
-        """Start a worker for ``spec`` and wait for its hello.
+    async def start_worker(
+        self, spec: WorkerSpec, setup: WorkerSetup | None = None
+    ) -> WorkerProcess:
+        """Start a worker for ``spec`` (with ``setup``) and wait for its hello.
 
         Raises:
-            WorkerStartError: the worker exited or did not answer in time.
+            WorkerStartError: the worker exited or did not answer in time, or its mounts cannot
+                be made.
         """
 
     @property

@@ -23,7 +23,8 @@ import psutil
 from nbremote.schema import WorkerSpec
 
 from ..frames import ConnectionClosed, FrameConnection, connect
-from .base import Backend, WorkerProcess, WorkerStartError
+from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
+from .sandbox import SandboxError, bwrap_command
 
 HELLO_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -46,8 +47,8 @@ class LocalWorker(WorkerProcess):
         self._scratch = scratch
 
     def interrupt(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
+        if self._proc.poll() is None:  # the worker itself: under bwrap, _proc is bwrap
+            os.kill(self.pid, signal.SIGINT)
 
     async def stop(self) -> None:
         # Closing the socket asks the worker to leave (running @nr.exit methods on its way);
@@ -74,7 +75,7 @@ class LocalWorker(WorkerProcess):
 
     def rss_bytes(self) -> int | None:
         try:
-            return psutil.Process(self._proc.pid).memory_info().rss
+            return psutil.Process(self.pid).memory_info().rss
         except psutil.Error:
             return None
 
@@ -99,12 +100,15 @@ class ProcessBackend(Backend):
     def python_version(self) -> str:
         return platform.python_version()
 
-    async def start_worker(self, spec: WorkerSpec) -> WorkerProcess:
+    async def start_worker(
+        self, spec: WorkerSpec, setup: WorkerSetup | None = None
+    ) -> WorkerProcess:
+        setup = setup or WorkerSetup()
         worker_id = uuid.uuid4().hex[:12]
         scratch = self._scratch_root / worker_id
         scratch.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair()
-        env = {**os.environ, **spec.env}
+        env = {**os.environ, **spec.env, **setup.env}
         if self._shm_dir is not None:
             env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
@@ -116,6 +120,14 @@ class ProcessBackend(Backend):
             "--fd",
             str(theirs.fileno()),
         ]
+        if setup.mounts:  # only then: a worker without mounts starts as fast as ever
+            try:
+                command = bwrap_command(command, setup.mounts, scratch)
+            except SandboxError as exc:
+                ours.close()
+                theirs.close()
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise WorkerStartError(str(exc)) from None
         proc = subprocess.Popen(
             command,
             pass_fds=[theirs.fileno()],

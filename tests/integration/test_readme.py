@@ -20,5 +20,7 @@ def test_readme_python_examples_run(shell: InteractiveShell) -> None:
     assert shell.user_ns["call"].get(timeout=30) == [9, 5]
     assert shell.user_ns["scores"]["best"] == 0.93
     assert shell.user_ns["jobs"].get(timeout=10) == "next batch"
+    assert shell.user_ns["on_volume"] == ["tiny.bin"]
     shell.user_ns["scores"].delete()
     shell.user_ns["jobs"].delete()
+    shell.user_ns["vol"].delete()
