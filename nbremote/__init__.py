@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .cls import Cls, concurrent, enter, exit, method, parameter
     from .dict import Dict
     from .functions import Function, FunctionCall
+    from .image import Image
     from .queue import Queue
     from .retries import Retries
 
@@ -45,6 +46,7 @@ _LAZY = {
     "parameter": "cls",
     "Function": "functions",
     "FunctionCall": "functions",
+    "Image": "image",
     "Retries": "retries",
     "remote": "app",
 }
@@ -56,6 +58,7 @@ __all__ = [
     "Dict",
     "Function",
     "FunctionCall",
+    "Image",
     "NbremoteError",
     "Queue",
     "RemoteError",

@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, MutableMapping
+from collections.abc import Callable, Container, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._analysis import analyse_cell
+from ._analysis import _parse, analyse_cell
 from ._namespace import pack, unpack
 from ._protocol import Header
 from ._session import OnFrame, RemoteSession, Request
+from ._sources import imported_modules, local_sources, modules_of
 from .errors import SerializationError, WorkerDied, remote_error
 from .schema import WorkerSpec
 
@@ -34,6 +35,7 @@ class CellOptions:
     fresh: bool = False
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    image: Any = None  # an nbremote.Image, or None for the runner's own environment
 
 
 @dataclass
@@ -98,7 +100,8 @@ def run_cell(
         WorkerDied: the worker exited while running it.
     """
     inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
-    spec = WorkerSpec(env=options.env)
+    image_ref = options.image.object_id if options.image is not None else None
+    spec = WorkerSpec(env=options.env, image=image_ref)
     spec_key = spec.key()
     try:
         packed = pack(inputs, namespace, session.held(spec_key))
@@ -119,7 +122,10 @@ def run_cell(
         "timeout": options.timeout,
         "execution_count": execution_count,
     }
-    request = Request(header, packed.buffers, packed, spec_key)
+    sources = _cell_sources(code, inputs, namespace)
+    if sources:
+        header["sources"] = sources
+    request = Request(header, packed.buffers, packed, spec_key, image=options.image)
     done, buffers = session.call(request, on_frame)
     raise_for(done)
     values, failed = unpack(done["outputs"], buffers, namespace)
@@ -128,6 +134,15 @@ def run_cell(
         namespace.pop(name, None)
     stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
     return CellOutcome(list(values), list(done["deleted"]), stayed)
+
+
+def _cell_sources(code: str, inputs: list[str], namespace: Mapping[str, Any]) -> list[Header]:
+    """Files of the notebook's folder that the cell imports or its inputs come from."""
+    try:
+        modules = imported_modules(_parse(code))
+    except SyntaxError:
+        modules = []
+    return local_sources([*modules, *modules_of(inputs, namespace)])
 
 
 def raise_for(done: Header) -> None:

@@ -167,7 +167,25 @@ def dumps_function(name: str, fn: Any) -> Payload:
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
+    # Local modules it uses (a utils.py beside the notebook) are not on the worker: by value too.
+    for used in _local_modules_used(fn):
+        cloudpickle.register_pickle_by_value(used)
     return dumps(name, fn, start=1)
+
+
+def _local_modules_used(fn: Any) -> Iterator[types.ModuleType]:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return
+    for global_name in set(_names(code)):
+        value = fn.__globals__.get(global_name)
+        owner: object = value.__name__ if isinstance(value, types.ModuleType) else None
+        owner = owner or getattr(value, "__module__", None)
+        if not isinstance(owner, str) or installed(owner):
+            continue
+        module = sys.modules.get(owner)
+        if module is not None and getattr(module, "__file__", None):
+            yield module
 
 
 def dumps(name: str, obj: object, start: int = 0) -> Payload:

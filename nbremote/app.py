@@ -13,13 +13,14 @@ from typing import Any, TypeVar, overload
 from ._deprecation import rename_deprecated
 from .errors import NbremoteError
 from .functions import Function, FunctionOptions
+from .image import Image
 from .retries import Retries
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 # Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("gpu", "image", "volumes", "secrets", "schedule", "cpu", "memory")
+NOT_YET = ("gpu", "volumes", "secrets", "schedule", "cpu", "memory")
 
 
 def function_options(
@@ -43,6 +44,9 @@ def function_options(
         raise TypeError(
             f"{where}: unexpected settings {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    image = settings.get("image")
+    if image is not None and not isinstance(image, Image):
+        raise TypeError(f"{where}: image= takes an nr.Image, got {type(image).__name__}")
     settings["retries"] = Retries.parse(settings.get("retries"))
     settings["env"] = dict(settings.get("env") or {})
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
@@ -102,6 +106,7 @@ class App:
 
         Args:
             env: environment variables of its workers.
+            image: the `Image` its workers run in (default: the runner's environment).
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).

@@ -27,6 +27,7 @@ from .schema import FunctionScaling, WorkerSpec
 
 if TYPE_CHECKING:
     from .app import App
+    from .image import Image
 
 R = TypeVar("R")
 WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
@@ -43,6 +44,7 @@ class FunctionOptions:
     min_containers: int = 0
     scaledown_window: float = 60.0
     max_inputs: int = 1
+    image: Image | None = None
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -58,7 +60,7 @@ class FunctionOptions:
 
     def pool(self, app_name: str, name: str) -> dict[str, Any]:
         """The runner's pool for the function (or class instance) ``name`` with these settings."""
-        spec = WorkerSpec(env=self.env)
+        spec = WorkerSpec(env=self.env, image=self.image.object_id if self.image else None)
         scaling = FunctionScaling(
             max_containers=self.max_containers,
             min_containers=self.min_containers,
@@ -223,6 +225,7 @@ class Function(Generic[R]):
             self._retries,
             self._bind,
             self._deployed,
+            self.options.image,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> R:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
 from .frames import ConnectionClosed, Frame, FrameConnection
+from .images import BUILD_LOG
 from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
 
 if TYPE_CHECKING:
@@ -44,6 +46,11 @@ def failed(request_id: str, ename: str, evalue: str) -> Header:
         "held": [],
         "error": {"ename": ename, "evalue": evalue, "traceback": []},
     }
+
+
+async def _build_line(send: Forward, request_id: str, line: str) -> None:
+    """An image build's log line, into the output of the request that waits for the build."""
+    send({"op": "stream", "id": request_id, "name": "stderr", "text": f"{line}\n"}, ())
 
 
 def _discard(header: Header, buffers: Sequence[Buffer]) -> None:
@@ -138,6 +145,7 @@ class Channel:
         """Serve one request wherever it goes; its ``done`` frame."""
         send = forward or self.send
         request_id = header["id"]
+        BUILD_LOG.set(functools.partial(_build_line, send, request_id))  # if an image is built
         try:
             if header["op"] == "get":
                 return await self._get(header)
