@@ -173,19 +173,30 @@ def dumps_function(name: str, fn: Any) -> Payload:
     return dumps(name, fn, start=1)
 
 
+def _local_module(value: object) -> types.ModuleType | None:
+    """The module ``value`` is or comes from, if it is a local file (not installed)."""
+    owner = value.__name__ if isinstance(value, types.ModuleType) else None
+    owner = owner or getattr(value, "__module__", None)
+    if not isinstance(owner, str) or owner == "__main__" or installed(owner):
+        return None
+    module = sys.modules.get(owner)
+    return module if module is not None and getattr(module, "__file__", None) else None
+
+
 def _local_modules_used(fn: Any) -> Iterator[types.ModuleType]:
+    """Local modules the function's globals come from, and those these modules use in turn."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return
-    for global_name in set(_names(code)):
-        value = fn.__globals__.get(global_name)
-        owner: object = value.__name__ if isinstance(value, types.ModuleType) else None
-        owner = owner or getattr(value, "__module__", None)
-        if not isinstance(owner, str) or installed(owner):
+    pending = [fn.__globals__.get(name) for name in set(_names(code))]
+    seen: set[str] = set()
+    while pending:
+        module = _local_module(pending.pop())
+        if module is None or module.__name__ in seen:
             continue
-        module = sys.modules.get(owner)
-        if module is not None and getattr(module, "__file__", None):
-            yield module
+        seen.add(module.__name__)
+        yield module
+        pending.extend(vars(module).values())
 
 
 def dumps(name: str, obj: object, start: int = 0) -> Payload:
