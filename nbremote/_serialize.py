@@ -162,14 +162,18 @@ def dumps_function(name: str, fn: Any) -> Payload:
     """Serialize a function: by reference from an installed module, else by value with its module's
     globals (cloudpickle), so a function defined in a script or a notebook's folder travels too."""
     module_name = getattr(fn, "__module__", None) or "__main__"
+    # Local modules it uses (a utils.py beside the notebook) are not on the worker: by value too.
+    local = list(_local_modules_used(fn))
+    if local:
+        import cloudpickle
+
+        for used in local:
+            cloudpickle.register_pickle_by_value(used)
     if installed(module_name) or module_name not in sys.modules:
         return dumps(name, fn)
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
-    # Local modules it uses (a utils.py beside the notebook) are not on the worker: by value too.
-    for used in _local_modules_used(fn):
-        cloudpickle.register_pickle_by_value(used)
     return dumps(name, fn, start=1)
 
 

@@ -53,6 +53,9 @@ def test_image_cell_cache_hit_and_one_step_rebuild(shell: InteractiveShell) -> N
     log = remote(shell, "import six\nagain = six.__version__", "--image img --fresh")
     assert shell.user_ns["again"] == "1.16.0" and "pip install" not in log  # cached: no build
     assert time.perf_counter() - started < 5
+    image_id = shell.user_ns["img"].object_id  # a cached image by id, no variable needed
+    remote(shell, "import six\nby_id = six.__version__", f"--image {image_id}")
+    assert shell.user_ns["by_id"] == "1.16.0"
 
     shell.run_cell("img2 = img.pip_install('idna==3.7')")
     log = remote(
@@ -267,3 +270,48 @@ def test_cli_build_ls_rm_prune_and_restart(tmp_path: Path) -> None:
         assert [p.name for p in (data / "images" / "layers").iterdir() if p.suffix != ".lock"] == []
     finally:
         running.stop()
+
+
+def test_runners_sharing_a_data_dir_build_a_layer_once_and_kills_leave_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "shared"
+    first, second = start_runner(data), start_runner(data)
+    image = nr.Image.debian_slim().env(unique()).pip_install("six==1.16.0")
+    logs: dict[str, str] = {}
+
+    def build(running: RunningRunner) -> None:
+        with running.client() as client:
+            client.request("POST", "/api/v1/images", image.create_request())
+            path = f"/api/v1/images/{image.object_id}/build"
+            logs[running.url] = b"".join(client.stream(path, method="POST")).decode()
+
+    try:
+        threads = [threading.Thread(target=build, args=(r,)) for r in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=100)
+        assert all("result: ok" in log for log in logs.values()), logs
+        assert sum("+ six==1.16.0" in log for log in logs.values()) == 1, logs  # built once
+
+        # A runner killed in the middle of a step leaves no layer that counts as built.
+        slow = image.run_commands("sleep 5")
+        with first.client() as client:
+            client.request("POST", "/api/v1/images", slow.create_request())
+            stream = client.stream(f"/api/v1/images/{slow.object_id}/build", method="POST")
+            while b"$ sleep 5" not in next(stream):
+                pass
+            first.proc.kill()
+            first.proc.wait()
+        layers = data / "images" / "layers"
+        assert list(layers.glob(".tmp-*"))  # the half-built layer is still there...
+        with second.client() as client:
+            described = client.request("GET", f"/api/v1/images/{slow.object_id}")
+            assert described["built"] is False  # ...but does not count
+            log = b"".join(client.stream(f"/api/v1/images/{slow.object_id}/build", "POST"))
+        assert b"step 4/4 run commands sleep 5" in log and b"result: ok" in log
+        assert not list(layers.glob(".tmp-*"))
+    finally:
+        first.stop()
+        second.stop()
