@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .cls import Cls, concurrent, enter, exit, method, parameter
     from .dict import Dict
     from .functions import Function, FunctionCall
+    from .image import Image
     from .queue import Queue
     from .retries import Retries
     from .secret import Secret
@@ -48,6 +49,7 @@ _LAZY = {
     "parameter": "cls",
     "Function": "functions",
     "FunctionCall": "functions",
+    "Image": "image",
     "Retries": "retries",
     "Secret": "secret",
     "Volume": "volume",
@@ -61,6 +63,7 @@ __all__ = [
     "Dict",
     "Function",
     "FunctionCall",
+    "Image",
     "NbremoteError",
     "Queue",
     "RemoteError",

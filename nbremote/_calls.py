@@ -80,6 +80,7 @@ class CallTarget:
     retries: Header | None
     bind: Bind | None = None
     deployed: Header | None = None
+    image: Any = None  # the nbremote.Image the runner must know before the call
 
     @property
     def payload_hash(self) -> str:
@@ -126,7 +127,8 @@ class CallTarget:
         }
         if self.deployed is not None:
             header["deployed"] = self.deployed
-        return Request(header, [*buffers, *batch.parts], packed, tag=(first, len(inputs)))
+        parts = [*buffers, *batch.parts]
+        return Request(header, parts, packed, tag=(first, len(inputs)), image=self.image)
 
 
 def decode(frame: Frame, first: int) -> list[Any]:

@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, MutableMapping
+from collections.abc import Callable, Container, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._analysis import analyse_cell
+from ._analysis import _parse, analyse_cell
 from ._namespace import pack, unpack
 from ._protocol import Header
 from ._session import OnFrame, RemoteSession, Request
+from ._sources import imported_modules, local_sources, modules_of
 from .errors import SerializationError, WorkerDied, remote_error
 from .schema import GpuRequest, WorkerSpec
 from .secret import Secret, spec_secrets
@@ -38,6 +39,7 @@ class CellOptions:
     gpu: GpuRequest | None = None
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
     secrets: list[Secret] = field(default_factory=list)
+    image: Any = None  # an nbremote.Image, or None for the runner's own environment
 
 
 @dataclass
@@ -109,6 +111,7 @@ def run_cell(
         volumes=options.volumes,
         secrets=names,
         inline_secrets=inline,
+        image=options.image.object_id if options.image is not None else None,
     )
     spec_key = spec.key()
     try:
@@ -130,7 +133,10 @@ def run_cell(
         "timeout": options.timeout,
         "execution_count": execution_count,
     }
-    request = Request(header, packed.buffers, packed, spec_key)
+    sources = _cell_sources(code, inputs, namespace)
+    if sources:
+        header["sources"] = sources
+    request = Request(header, packed.buffers, packed, spec_key, image=options.image)
     done, buffers = session.call(request, on_frame)
     raise_for(done)
     values, failed = unpack(done["outputs"], buffers, namespace)
@@ -139,6 +145,15 @@ def run_cell(
         namespace.pop(name, None)
     stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
     return CellOutcome(list(values), list(done["deleted"]), stayed)
+
+
+def _cell_sources(code: str, inputs: list[str], namespace: Mapping[str, Any]) -> list[Header]:
+    """Files of the notebook's folder that the cell imports or its inputs come from."""
+    try:
+        modules = imported_modules(_parse(code))
+    except SyntaxError:
+        modules = []
+    return local_sources([*modules, *modules_of(inputs, namespace)])
 
 
 def raise_for(done: Header) -> None:

@@ -133,8 +133,8 @@ class RunnerClient:
         self._check(response.status, data)
         return json.loads(data) if data else None
 
-    def stream(self, path: str) -> Iterator[bytes]:
-        """The body of a GET as it arrives (for logs that keep coming), on a connection of its own.
+    def stream(self, path: str, method: str = "GET") -> Iterator[bytes]:
+        """The body of an answer as it arrives (logs that keep coming), on a connection of its own.
 
         Raises:
             RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
@@ -142,7 +142,7 @@ class RunnerClient:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
         try:
             try:
-                conn.request("GET", path, headers=self._headers())
+                conn.request(method, path, headers=self._headers())
                 response = conn.getresponse()
             except OSError as exc:
                 raise self._unreachable(exc) from exc

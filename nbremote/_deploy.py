@@ -40,12 +40,15 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
         "min_containers": options.min_containers,
         "scaledown_window": options.scaledown_window,
         "gpu": str(options.gpu) if options.gpu else None,
+        "image": options.image.object_id if options.image else None,
     }
 
 
 def options_from(settings: dict[str, Any]) -> FunctionOptions:
     """Function settings back from JSON."""
-    retries = settings.get("retries")
+    from .image import Image
+
+    retries, image = settings.get("retries"), settings.get("image")
     secrets = tuple(Secret.from_name(name) for name in settings.get("secrets", []))
     return FunctionOptions(
         **{
@@ -53,6 +56,7 @@ def options_from(settings: dict[str, Any]) -> FunctionOptions:
             "retries": Retries(**retries) if retries else None,
             "gpu": parse(settings.get("gpu")),
             "secrets": secrets,
+            "image": Image.from_id(image) if image else None,
         }
     )
 
@@ -74,6 +78,10 @@ def _object(
 
 def deploy(client: RunnerClient, app: App) -> dict[str, Any]:
     """Send every function and class of ``app`` to the runner; the runner's description of it."""
+    images = [fn.options.image for fn in app.registered_functions.values()]
+    images += [cls.options.image for cls in app.registered_classes.values()]
+    for image in {image for image in images if image is not None and image.steps}:
+        client.request("POST", "/api/v1/images", image.create_request())
     objects = [
         _object(name, "function", fn.raw_f, fn.options, [])
         for name, fn in app.registered_functions.items()

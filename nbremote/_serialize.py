@@ -162,12 +162,45 @@ def dumps_function(name: str, fn: Any) -> Payload:
     """Serialize a function: by reference from an installed module, else by value with its module's
     globals (cloudpickle), so a function defined in a script or a notebook's folder travels too."""
     module_name = getattr(fn, "__module__", None) or "__main__"
+    # Local modules it uses (a utils.py beside the notebook) are not on the worker: by value too.
+    local = list(_local_modules_used(fn))
+    if local:
+        import cloudpickle
+
+        for used in local:
+            cloudpickle.register_pickle_by_value(used)
     if installed(module_name) or module_name not in sys.modules:
         return dumps(name, fn)
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
     return dumps(name, fn, start=1)
+
+
+def _local_module(value: object) -> types.ModuleType | None:
+    """The module ``value`` is or comes from, if it is a local file (not installed)."""
+    owner = value.__name__ if isinstance(value, types.ModuleType) else None
+    owner = owner or getattr(value, "__module__", None)
+    if not isinstance(owner, str) or owner == "__main__" or installed(owner):
+        return None
+    module = sys.modules.get(owner)
+    return module if module is not None and getattr(module, "__file__", None) else None
+
+
+def _local_modules_used(fn: Any) -> Iterator[types.ModuleType]:
+    """Local modules the function's globals come from, and those these modules use in turn."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return
+    pending = [fn.__globals__.get(name) for name in set(_names(code))]
+    seen: set[str] = set()
+    while pending:
+        module = _local_module(pending.pop())
+        if module is None or module.__name__ in seen:
+            continue
+        seen.add(module.__name__)
+        yield module
+        pending.extend(vars(module).values())
 
 
 def dumps(name: str, obj: object, start: int = 0) -> Payload:

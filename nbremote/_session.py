@@ -43,6 +43,7 @@ class Request:
     packed: Packed | None = None
     spec_key: str | None = None
     tag: Any = None
+    image: Any = None  # an nbremote.Image the runner must know before this request
 
 
 def check_python(worker_python: str, local_python: str | None = None) -> None:
@@ -99,7 +100,34 @@ class RemoteSession:
         """Content hashes the worker for this spec held after its last request."""
         return self._held.get(spec_key, ("", set()))[1]
 
+    def ensure_image(self, image: Any, name: str | None = None) -> None:
+        """Make the runner know ``image`` (once per image object and session), and check that
+        its Python is this kernel's.
+
+        Raises:
+            RunnerError: the runner refused it (a Python it does not have, say).
+            VersionMismatch: its Python is not this kernel's.
+        """
+        if self.id in image._registered:
+            return
+        if image.steps:
+            described = self.client.request("POST", "/api/v1/images", image.create_request(name))
+        else:
+            described = self.client.request("GET", f"/api/v1/images/{image.object_id}")
+        python = described.get("python_version")
+        if python is not None:
+            local = ".".join(platform.python_version_tuple()[:2])
+            if python != local:
+                raise VersionMismatch(
+                    f"image {image.object_id} runs Python {python} but this kernel runs {local}; "
+                    "pickled code only travels between equal minor versions: use "
+                    "Image.debian_slim() (the kernel's version) or a kernel on Python " + python
+                )
+        image._registered.add(self.id)
+
     def _send(self, channel: Channel, request: Request) -> str:
+        if request.image is not None:
+            self.ensure_image(request.image)
         request_id = request.header["id"] = uuid.uuid4().hex
         # Whether the worker may answer through shared memory (not for spawns: their result
         # may be collected by another process, and a mapped file can be taken only once).

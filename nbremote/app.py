@@ -14,6 +14,7 @@ from . import gpu
 from ._deprecation import rename_deprecated
 from .errors import NbremoteError
 from .functions import Function, FunctionOptions
+from .image import Image
 from .retries import Retries
 from .secret import spec_secrets
 from .volume import mounts_of
@@ -22,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 # Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("image", "schedule", "cpu", "memory")
+NOT_YET = ("schedule", "cpu", "memory")
 
 
 def function_options(
@@ -46,6 +47,9 @@ def function_options(
         raise TypeError(
             f"{where}: unexpected settings {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    image = settings.get("image")
+    if image is not None and not isinstance(image, Image):
+        raise TypeError(f"{where}: image= takes an nr.Image, got {type(image).__name__}")
     settings["retries"] = Retries.parse(settings.get("retries"))
     settings["env"] = dict(settings.get("env") or {})
     settings["gpu"] = gpu.parse(settings.get("gpu"), where)
@@ -113,6 +117,7 @@ class App:
                 (fallback order) or ``nr.gpu.A100(memory=80)``.
             volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers.
             secrets: ``[nr.Secret]``: their variables set in its workers' environment.
+            image: the `Image` its workers run in (default: the runner's environment).
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,141 @@ def apps_stop(name: str, url: str | None, token: str | None) -> None:
     except RunnerError as exc:
         raise click.UsageError(exc.message) from None
     click.echo(f"stopped app {name!r}")
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def _ago(when: float | None) -> str:
+    if when is None:
+        return "never"
+    seconds = time.time() - when
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def _duration(text: str) -> float:
+    """``30``, ``90s``, ``15m``, ``12h``, ``7d`` in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected a duration: 90s, 15m, 12h, 7d") from None
+
+
+@main.group()
+def images() -> None:
+    """Images in the runner's cache: list, build, remove, prune."""
+
+
+@images.command("ls")
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def images_ls(url: str | None, token: str | None, as_json: bool) -> None:
+    """List images, most recently used first, with their size and last use."""
+    listed = _client(url, token).request("GET", "/api/v1/images")["images"]
+    lines = [
+        f"{image['id']:<28} {image['name'] or '-':<16} py{image['python_version'] or '?':<5} "
+        f"{'built' if image['built'] else 'not built':<9} {_size(image['bytes']):>10}  "
+        f"used {_ago(image['last_used'])}"
+        + (f", {image['in_use']} workers" if image["in_use"] else "")
+        for image in listed
+    ]
+    display(listed, lines or ["no images"], as_json)
+
+
+@images.command("build")
+@click.argument("target", required=False, metavar="FILE.py[::NAME]")
+@click.option("--pip", "pip", help='Build debian_slim().pip_install(...) of these: "six==1.16.0".')
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+def images_build(target: str | None, pip: str | None, url: str | None, token: str | None) -> None:
+    """Build the images a script defines (or the one called NAME), printing the build log."""
+    import runpy
+    import shlex
+
+    from .image import Image
+
+    if (target is None) == (pip is None):
+        raise click.UsageError("give FILE.py[::NAME] or --pip PACKAGES (one of them)")
+    if pip is not None:
+        found: dict[str | None, Image] = {None: Image.debian_slim().pip_install(*shlex.split(pip))}
+    else:
+        path, _, name = (target or "").partition("::")
+        if not Path(path).is_file():
+            raise click.UsageError(f"{path}: no such file")
+        namespace = runpy.run_path(path, run_name="__nbremote_images__")
+        found = {k: v for k, v in namespace.items() if isinstance(v, Image) and name in ("", k)}
+        if not found:
+            raise click.UsageError(f"{target} defines no nr.Image" + (f" {name!r}" if name else ""))
+    client = _client(url, token)
+    failed = False
+    for label, image in found.items():
+        described = client.request("POST", "/api/v1/images", image.create_request(label))
+        for chunk in client.stream(f"/api/v1/images/{described['id']}/build", method="POST"):
+            for line in chunk.decode(errors="replace").splitlines():
+                failed = failed or line.startswith("result: error")
+                click.echo(line.removeprefix("result: ok ").removeprefix("result: error "))
+    sys.exit(1 if failed else 0)
+
+
+@images.command("rm")
+@click.argument("refs", nargs=-1, required=True, metavar="ID_OR_NAME...")
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+def images_rm(refs: tuple[str, ...], url: str | None, token: str | None) -> None:
+    """Remove images and the layers no other image uses."""
+    from .errors import RunnerError
+
+    client = _client(url, token)
+    for ref in refs:
+        try:
+            client.request("DELETE", f"/api/v1/images/{ref}")
+        except RunnerError as exc:
+            raise click.UsageError(exc.message) from None
+        click.echo(f"removed image {ref}")
+
+
+@images.command("prune")
+@click.option("--keep-bytes", type=int, help="Remove least recently used images beyond this.")
+@click.option("--keep", "keep_size", help="The same in units: 500M, 20G.")
+@click.option("--older-than", help="Remove images unused for this long: 12h, 7d.")
+@click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
+@click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
+def images_prune(
+    keep_bytes: int | None,
+    keep_size: str | None,
+    older_than: str | None,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Free space, least recently used images first (without limits: only unused layers)."""
+    if keep_size is not None:
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        scale = units.get(keep_size[-1:].upper())
+        try:
+            keep_bytes = int(float(keep_size[:-1] if scale else keep_size) * (scale or 1))
+        except ValueError:
+            raise click.BadParameter(f"--keep {keep_size!r}: expected a size like 500M") from None
+    body = {
+        "keep_bytes": keep_bytes,
+        "older_than_s": _duration(older_than) if older_than is not None else None,
+    }
+    pruned = _client(url, token).request("POST", "/api/v1/images/prune", body)
+    click.echo(
+        f"removed {len(pruned['removed'])} images ({', '.join(pruned['removed']) or 'none'}), "
+        f"freed {_size(pruned['freed_bytes'])}; the cache holds {_size(pruned['kept_bytes'])}"
+    )
 
 
 @main.command()

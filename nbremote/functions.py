@@ -28,6 +28,7 @@ from .secret import Secret, spec_secrets
 
 if TYPE_CHECKING:
     from .app import App
+    from .image import Image
 
 R = TypeVar("R")
 WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
@@ -47,6 +48,7 @@ class FunctionOptions:
     scaledown_window: float = 60.0
     max_inputs: int = 1
     gpu: GpuRequest | None = None
+    image: Image | None = None
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -69,6 +71,7 @@ class FunctionOptions:
             volumes=self.volumes,
             secrets=names,
             inline_secrets=inline,
+            image=self.image.object_id if self.image else None,
         )
         scaling = FunctionScaling(
             max_containers=self.max_containers,
@@ -234,6 +237,7 @@ class Function(Generic[R]):
             self._retries,
             self._bind,
             self._deployed,
+            self.options.image,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> R:

@@ -22,6 +22,7 @@ from ._namespace import unpack
 from ._output import show
 from ._session import Request
 from .errors import NbremoteError, SerializationError
+from .image import Image
 from .schema import WorkerSpec
 from .secret import Secret
 from .volume import check_mount_paths
@@ -117,6 +118,28 @@ class RemoteMagics(Magics):
                 file=sys.stderr,
             )
 
+    def _image(self, name: str | None, pip: str | None) -> Image | None:
+        """The image of ``--image`` (a variable, else a cached image) with ``--pip`` on top."""
+        if name is None and pip is None:
+            return None
+        image = Image.debian_slim()
+        if name is not None:
+            name = name.strip("'\"")
+            value = self.ipython.user_ns.get(name)
+            image = value if isinstance(value, Image) else Image.from_id(name)
+        if pip is not None:
+            packages = shlex.split(pip.strip("'\""))
+            if not packages:
+                raise UsageError('--pip takes packages: --pip "six==1.16.0 idna==3.7"')
+            if not image.steps:
+                raise UsageError(
+                    f"--pip cannot add to {name!r}: use the nr.Image it was built from"
+                )
+            image = image.pip_install(*packages)
+        if name is not None and image.steps:
+            _session.current_session().ensure_image(image, name if not pip else None)
+        return image
+
     # -- the magic -----------------------------------------------------------------------------
 
     @magic_arguments()
@@ -134,13 +157,15 @@ class RemoteMagics(Magics):
         metavar="NAME",
         help="a runner secret (or a notebook nr.Secret variable) in the environment",
     )
+    @argument("--image", metavar="NAME", help="an nr.Image variable, or a cached image's id/name")
+    @argument("--pip", metavar='"PKG ..."', help="packages to install over the image")
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
         """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset``.
 
         Example::
 
-            %%remote --timeout 600
+            %%remote --timeout 600 --image img
             model.fit(X, y)
         """
         if cell is None:
@@ -162,6 +187,7 @@ class RemoteMagics(Magics):
             env=_env(args.env),
             volumes=_volumes(args.volume),
             secrets=_secrets(args.secret, self.ipython.user_ns),
+            image=self._image(args.image, args.pip),
         )
         missing = [name for name in options.inputs or [] if name not in self.ipython.user_ns]
         if missing:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from nbremote.schema import WorkerSpec
 from .backends import WorkerStartError
 from .frames import ConnectionClosed, Frame, FrameConnection
 from .gpus import STATUS
+from .images import BUILD_LOG
 from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
 
 if TYPE_CHECKING:
@@ -46,6 +48,11 @@ def failed(request_id: str, ename: str, evalue: str) -> Header:
         "held": [],
         "error": {"ename": ename, "evalue": evalue, "traceback": []},
     }
+
+
+async def _build_line(send: Forward, request_id: str, line: str) -> None:
+    """An image build's log line, into the output of the request that waits for the build."""
+    send({"op": "stream", "id": request_id, "name": "stderr", "text": f"{line}\n"}, ())
 
 
 def _discard(header: Header, buffers: Sequence[Buffer]) -> None:
@@ -146,6 +153,7 @@ class Channel:
             send({"op": "notice", "id": request_id, "text": text}, [])
 
         STATUS.set(notice)
+        BUILD_LOG.set(functools.partial(_build_line, send, request_id))  # if an image is built
         try:
             if header["op"] == "get":
                 return await self._get(header)

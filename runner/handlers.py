@@ -20,9 +20,11 @@ from tornado.web import HTTPError, RequestHandler
 
 from nbremote import __version__
 from nbremote.schema import (
+    CreateImage,
     CreateSession,
     DeployApp,
     DescribeApp,
+    DescribeImage,
     DescribeRunner,
     DescribeSession,
     ErrorDetail,
@@ -30,11 +32,16 @@ from nbremote.schema import (
     Health,
     ListAppsResponse,
     ListGpusResponse,
+    ListImagesResponse,
     ListSessionsResponse,
+    PruneImages,
+    PruneImagesResponse,
+    image_id,
 )
 
 from .channel import serve_channel
 from .frames import connect
+from .images import BUILD_LOG, ImageBuildError, PythonUnavailable
 
 if TYPE_CHECKING:
     from .service import Runner
@@ -252,6 +259,91 @@ class GpusHandler(BaseHandler):
         self.reply(await self.runner.gpus.describe())
 
 
+class ImagesHandler(BaseHandler):
+    api = {
+        "get": Operation("List images, most recently used first", ListImagesResponse),
+        "post": Operation(
+            "Make an image known (built when first used)", DescribeImage, CreateImage, 201
+        ),
+    }
+
+    async def get(self) -> None:
+        images = self.runner.images
+        described = [await images.describe(d) for d in images.definitions]
+        self.reply(ListImagesResponse(images=described))
+
+    async def post(self) -> None:
+        request: CreateImage = self.parse(CreateImage)
+        images = self.runner.images
+        known = image_id(request.steps) in {d.id for d in images.definitions}
+        try:
+            definition = await images.register(request)
+        except PythonUnavailable as exc:
+            raise ApiError(422, "PythonUnavailable", str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(422, "ValidationError", str(exc)) from None
+        self.set_header("Location", f"{API}/images/{definition.id}")
+        self.reply(await images.describe(definition), 200 if known else 201)
+
+
+class ImageHandler(BaseHandler):
+    api = {
+        "get": Operation("Describe an image (by id or name)", DescribeImage),
+        "delete": Operation("Remove an image and the layers only it uses", status=204),
+    }
+
+    def _lookup(self, ref: str) -> Any:
+        try:
+            return self.runner.images.lookup(ref)
+        except LookupError as exc:
+            raise ApiError(404, "NotFound", str(exc)) from None
+
+    async def get(self, ref: str) -> None:
+        self.reply(await self.runner.images.describe(self._lookup(ref)))
+
+    async def delete(self, ref: str) -> None:
+        self._lookup(ref)
+        try:
+            await self.runner.images.remove(ref)
+        except RuntimeError as exc:
+            raise ApiError(409, "Conflict", str(exc)) from None
+        self.set_status(204)
+
+
+class ImageBuildHandler(BaseHandler):
+    api = {"post": Operation("Build an image; its log as text, then a 'result:' line")}
+
+    async def post(self, ref: str) -> None:
+        try:
+            self.runner.images.lookup(ref)
+        except LookupError as exc:
+            raise ApiError(404, "NotFound", str(exc)) from None
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+
+        async def line(text: str) -> None:
+            self.write(f"{text}\n")
+            await self.flush()
+
+        BUILD_LOG.set(line)
+        try:
+            ready = await self.runner.images.ensure(ref)
+            self.write(f"result: ok {ready.id}\n")
+        except ImageBuildError as exc:
+            self.write(f"result: error {exc}\n")
+
+
+class PruneImagesHandler(BaseHandler):
+    api = {
+        "post": Operation(
+            "Free space: least recently used images first", PruneImagesResponse, PruneImages
+        )
+    }
+
+    async def post(self) -> None:
+        request: PruneImages = self.parse(PruneImages)
+        self.reply(await self.runner.images.prune(request.keep_bytes, request.older_than_s))
+
+
 class ChannelHandler(BaseHandler):
     api = {"get": Operation("Upgrade to the session's frame channel (Upgrade: nbremote-frames)")}
 
@@ -283,6 +375,10 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/apps", AppsHandler),
     (f"{API}/apps/([A-Za-z0-9_.-]+)", AppHandler),
     (f"{API}/apps/([A-Za-z0-9_.-]+)/logs", AppLogsHandler),
+    (f"{API}/images", ImagesHandler),
+    (f"{API}/images/prune", PruneImagesHandler),
+    (f"{API}/images/([A-Za-z0-9_.-]+)", ImageHandler),
+    (f"{API}/images/([A-Za-z0-9_.-]+)/build", ImageBuildHandler),
 ]
 
 # Volumes and secrets have a module of their own; it builds on the classes above.

@@ -8,6 +8,8 @@ it has been idle for its ``idle_timeout``). An embedded runner announces itself 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import ipaddress
 import json
 import os
@@ -35,6 +37,7 @@ from .calls import CallRegistry
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .handlers import ROUTES, ApiError, BaseHandler
+from .images import Images
 from .launcher import Launcher
 from .secrets import Secrets
 from .sessions import Session, SessionRegistry, SparePool
@@ -108,7 +111,11 @@ class Runner:
         self.started_at = time.time()
         self.state = State(config.data_dir / "state.db")
         self.shm_dir = create_dir(str(os.getpid()))
-        self.backend: Backend = make_backend(config.backend, str(config.data_dir), self.shm_dir)
+        self.images = Images(config.data_dir / "images")
+        self.images.in_use = self._images_in_use
+        self.backend: Backend = make_backend(
+            config.backend, str(config.data_dir), self.shm_dir, self.images
+        )
         self.stopped = asyncio.Event()
         self.calls = CallRegistry()
         self.port = config.port
@@ -126,6 +133,7 @@ class Runner:
         """Open the state, boot the spare worker, listen, and announce the runner."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.state.open()
+        await self.images.load()
         self.stores = Stores(self.state, self.config.store_limit)
         await self.stores.load()
         self.volumes = Volumes(self.state, self.config.data_dir / "volumes")
@@ -183,6 +191,19 @@ class Runner:
         """A session as the API shows it."""
         return session.describe(self.backend.python_version, self.shm_dir)
 
+    def _images_in_use(self) -> collections.Counter[str]:
+        """How many live workers run on each image (by id)."""
+        workers = [w for session in self.sessions for w in session.workers]
+        pools = [pool for app in self.apps.apps.values() for pool in app.pools.values()]
+        workers += [worker for pool in pools for worker in pool.workers]
+        counts: collections.Counter[str] = collections.Counter()
+        for worker in workers:
+            ref = worker.process.spec.image
+            if ref is not None and worker.alive:
+                with contextlib.suppress(LookupError):
+                    counts[self.images.lookup(ref).id] += 1
+        return counts
+
     def touch(self) -> None:
         """Note client activity (it postpones the idle shutdown)."""
         self._last_touch = time.monotonic()
@@ -231,6 +252,7 @@ class Runner:
         await self.apps.close()
         await self.sessions.close()
         self.volumes.close()
+        await self.images.close()
         await self.state.close()
         if self.shm_dir is not None:
             shutil.rmtree(self.shm_dir, ignore_errors=True)

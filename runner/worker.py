@@ -44,6 +44,7 @@ from .worker_io import (
     flush_streams,
     start_flusher,
 )
+from .worker_sources import LocalSources
 
 _MISSING = object()
 _SUMMARY_LIMIT = 200
@@ -69,6 +70,7 @@ class Worker:
         self.shell = WorkerShell.instance(outbox=outbox, config=config)
         self.cache: dict[str, object] = {}  # content hash -> object, while bound in the namespace
         self.functions: dict[str, Any] = {}  # content hash -> function called here
+        self.sources = LocalSources()  # the notebook's local modules, sent with cells
         self.running = False
         self.cells_run = 0
         self._store_lock = threading.Lock()
@@ -235,6 +237,7 @@ class Worker:
 
     def exec_cell(self, header: Header, buffers: list[bytearray]) -> None:
         """Bind the inputs, run the code, send back the outputs (only if it succeeded)."""
+        self.sources.sync(header.get("sources") or ())
         try:
             values = self._receive_inputs(header["inputs"], buffers)
         except SerializationError as exc:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
 from .process import ProcessBackend
 
+if TYPE_CHECKING:
+    from ..images import Images
 
-def make_backend(name: str, data_dir: str, shm_dir: str | None) -> Backend:
+
+def make_backend(
+    name: str, data_dir: str, shm_dir: str | None, images: Images | None = None
+) -> Backend:
     """The backend called ``name``, or a ValueError listing those that exist."""
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
-    return backends[name](data_dir, shm_dir)
+    return backends[name](data_dir, shm_dir, images)
 
 
 __all__ = [

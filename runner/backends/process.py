@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -25,6 +26,9 @@ from nbremote.schema import WorkerSpec
 from ..frames import ConnectionClosed, FrameConnection, connect
 from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
 from .sandbox import SandboxError, bwrap_command
+
+if TYPE_CHECKING:
+    from ..images import Images
 
 HELLO_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -92,9 +96,10 @@ class ProcessBackend(Backend):
 
     name = "process"
 
-    def __init__(self, data_dir: str, shm_dir: str | None) -> None:
+    def __init__(self, data_dir: str, shm_dir: str | None, images: Images | None = None) -> None:
         self._scratch_root = Path(data_dir) / "scratch"
         self._shm_dir = shm_dir  # workers share the runner's machine, so its shm folder
+        self.images = images  # a spec with an image runs in that image's venv
 
     @property
     def python_version(self) -> str:
@@ -104,16 +109,28 @@ class ProcessBackend(Backend):
         self, spec: WorkerSpec, setup: WorkerSetup | None = None
     ) -> WorkerProcess:
         setup = setup or WorkerSetup()
+        python, env = sys.executable, {**os.environ, **spec.env}
+        files: Path | None = None
+        if spec.image is not None:
+            if self.images is None:
+                raise WorkerStartError("this runner has no image cache")
+            ready = await self.images.ensure(spec.image)  # builds it if need be
+            python, files = str(ready.python), ready.files
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            env |= ready.env | spec.env
+        env |= setup.env
         worker_id = uuid.uuid4().hex[:12]
         scratch = self._scratch_root / worker_id
         scratch.mkdir(parents=True, exist_ok=True)
+        if files is not None and files.is_dir():  # the image's add_local_dir content
+            for entry in files.iterdir():
+                (scratch / entry.name).symlink_to(entry)
         ours, theirs = socket.socketpair()
-        env = {**os.environ, **spec.env, **setup.env}
         if self._shm_dir is not None:
             env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
         command = [
-            sys.executable,
+            python,
             "-P",
             "-m",
             "nbremote_runner.worker",

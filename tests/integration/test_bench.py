@@ -57,6 +57,12 @@ def test_bench_coldstart_quick(tmp_path: Path) -> None:
     assert "| nbremote (embedded runner) |" in out and "| ProcessPoolExecutor(2) |" in out, out
 
 
+@pytest.mark.timeout(300)
+def test_bench_images_quick(tmp_path: Path) -> None:
+    out = _quick("bench_images.py", tmp_path)
+    assert "One-step rebuild" in out and "Cached resolve via the API, p50" in out, out
+
+
 def test_ratio_plot_reads_every_ratio_of_the_results() -> None:
     sys.path.insert(0, str(BENCH))
     try:

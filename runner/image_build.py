@@ -1,0 +1,327 @@
+"""One layer of an image on the process backend: a virtual environment, built with uv.
+
+The base layer (``debian_slim``) is a fresh relocatable venv holding what the worker itself
+imports (IPython, cloudpickle, dill, matplotlib-inline, xxhash) at the runner's own versions,
+with the runner's ``nbremote``/``nbremote_runner`` code made importable by a ``.pth`` file.
+Every later layer starts as a hard-linked copy of its parent's venv (cheap: no file is copied)
+and runs its one step in it, so adding a package to a built image costs one ``uv pip install``.
+Nothing here writes to a parent layer: uv and pip replace files, they never edit them in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.metadata
+import os
+import platform
+import shlex
+import shutil
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbremote
+from nbremote.schema import ImageStep
+
+Log = Callable[[str], Awaitable[None]]
+WORKER_NEEDS = ("ipython", "cloudpickle", "dill", "matplotlib-inline", "xxhash")
+TAIL_LINES = 30
+FILES_DIR = "nbremote-files"  # add_local_dir content, linked into each worker's working dir
+CODE_DIR = "nbremote-code"  # links to the runner's nbremote and nbremote_runner packages
+
+
+class StepFailed(Exception):
+    """A step did not succeed; ``tail`` holds the last lines of its log."""
+
+    def __init__(self, reason: str, tail: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tail = tail or []
+
+
+@dataclass
+class LayerContext:
+    """What building one layer needs besides its step."""
+
+    python: str  # the interpreter the base venv is made from
+    blobs: Path  # sha256 -> file content, for steps that copy files
+    env: dict[str, str] = field(default_factory=dict)  # the image's variables so far
+
+
+def uv_bin() -> str:
+    """The uv executable: the one the ``uv`` package ships, else one on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise StepFailed("uv is not installed on the runner: pip install uv") from None
+        return found
+
+
+def uv_env() -> dict[str, str]:
+    """The environment uv runs in: the runner's (its global cache included), no downloads of
+    Pythons, plain output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    return env | {"UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1", "UV_NO_PROGRESS": "1"}
+
+
+@functools.cache
+def worker_pins() -> tuple[str, ...]:
+    """What the worker imports, pinned at the runner's own versions (pickles must match)."""
+    return tuple(f"{name}=={importlib.metadata.version(name)}" for name in WORKER_NEEDS)
+
+
+@functools.cache
+def _constraints() -> str:
+    """Every package of the runner's environment at its version: the worker's dependencies
+    resolve as in the runner (and from uv's cache) when the Python is the same."""
+    pins = {
+        dist.metadata["Name"].lower(): dist.version
+        for dist in importlib.metadata.distributions()
+        if dist.metadata["Name"] and dist.metadata["Name"].lower() != "nbremote"
+    }
+    return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+def code_dirs() -> dict[str, Path]:
+    """The runner's packages the worker imports, by import name."""
+    import nbremote_runner
+
+    return {
+        "nbremote": Path(nbremote.__file__).parent,
+        "nbremote_runner": Path(nbremote_runner.__file__).parent,
+    }
+
+
+def fingerprint(python: str) -> str:
+    """What, besides an image's steps, its layers depend on: the base Python, the worker's
+    pinned packages, and where the runner's code lives."""
+    parts = [python, *worker_pins(), *(str(path) for path in code_dirs().values())]
+    return "\n".join(parts)
+
+
+async def run(command: list[str], log: Log, env: dict[str, str], cwd: Path) -> None:
+    """Run a command, streaming its output lines to ``log``.
+
+    Raises:
+        StepFailed: it exited non-zero (with the tail of its output).
+    """
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    try:
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            tail.append(line)
+            await log(line)
+        code = await proc.wait()
+    except BaseException:  # cancelled (runner stopping): leave no builder behind
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if code != 0:
+        program = " ".join([Path(command[0]).name, *command[1:3]])
+        raise StepFailed(f"{program} exited with code {code}", list(tail))
+
+
+def site_packages(env: Path) -> Path:
+    """The venv's site-packages folder."""
+    return next(env.glob("lib/python*/site-packages"))
+
+
+async def build_layer(
+    step: ImageStep, tmp: Path, parent: Path | None, context: LayerContext, log: Log
+) -> None:
+    """Build ``step`` into ``tmp / "env"`` (from a copy of ``parent``'s venv, unless a base).
+
+    Raises:
+        StepFailed: the step failed; the message says why and the way out.
+    """
+    env = tmp / "env"
+    tmp.mkdir(parents=True)
+    if step.kind in ("from_registry", "from_dockerfile"):
+        raise StepFailed(
+            f"Image.{step.kind}() needs the docker backend; this runner's process backend "
+            "builds virtual environments: start from Image.debian_slim() instead"
+        )
+    if step.kind == "debian_slim":
+        await _base(env, context, log)
+        return
+    assert parent is not None, "every image starts with a base step"
+    await run(["cp", "-al", str(parent), str(env)], log, uv_env(), tmp)
+    if step.kind in ("pip_install", "uv_pip_install"):
+        await _pip(env, step, step.args, log, tmp)
+    elif step.kind == "pip_install_from_requirements":
+        requirements = tmp / "requirements.txt"
+        requirements.write_text(step.options["requirements"])
+        await _pip(env, step, ["-r", str(requirements)], log, tmp)
+    elif step.kind == "run_commands":
+        await _commands(env, step.args, context, log, tmp)
+    elif step.kind == "apt_install":
+        await _apt_check(step.args, log, tmp)
+    elif step.kind in ("add_local_python_source", "add_local_dir"):
+        target = _copy_target(env, step)
+        await asyncio.get_running_loop().run_in_executor(
+            None, _copy_files, step, context.blobs, target
+        )
+    # env: variables only, kept in the image's definition; the layer is the parent's venv
+
+
+async def _base(env: Path, context: LayerContext, log: Log) -> None:
+    uv = uv_bin()
+    work = env.parent
+    command = [uv, "venv", "--no-config", "--relocatable", "--seed", "--python", context.python]
+    await run([*command, str(env)], log, uv_env(), work)
+    install = [uv, "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
+    same_python = Path(context.python).resolve() == Path(base_python()).resolve()
+    if same_python:
+        (work / "constraints.txt").write_text(_constraints())
+        install += ["--constraint", str(work / "constraints.txt")]
+    await run([*install, *worker_pins()], log, uv_env(), work)
+    # The worker imports the runner's own code: links to it, on sys.path through a .pth file.
+    code = env / CODE_DIR
+    code.mkdir()
+    for name, path in code_dirs().items():
+        (code / name).symlink_to(path, target_is_directory=True)
+    (site_packages(env) / "_nbremote.pth").write_text(f"../../../{CODE_DIR}\n")
+
+
+async def _pip(env: Path, step: ImageStep, args: list[str], log: Log, cwd: Path) -> None:
+    command = [uv_bin(), "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
+    if step.options.get("index_url"):
+        command += ["--index-url", step.options["index_url"]]
+    if step.options.get("extra_index_url"):
+        command += ["--extra-index-url", step.options["extra_index_url"]]
+    if step.options.get("pre"):
+        command += ["--prerelease", "allow"]
+    command += shlex.split(step.options.get("extra_options", ""))
+    await run([*command, *args], log, uv_env(), cwd)
+
+
+async def _commands(
+    env: Path, commands: list[str], context: LayerContext, log: Log, tmp: Path
+) -> None:
+    work = tmp / "work"
+    work.mkdir()
+    variables = uv_env() | context.env | {"VIRTUAL_ENV": str(env)}
+    variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    for command in commands:
+        await log(f"$ {command}")
+        await run(["/bin/sh", "-c", command], log, variables, work)
+
+
+async def _apt_check(packages: list[str], log: Log, cwd: Path) -> None:
+    """The process backend cannot install system packages: it checks that the host has them."""
+    missing = []
+    for package in packages:
+        dpkg = shutil.which("dpkg-query")
+        if dpkg is None:
+            missing.append(package)
+            continue
+        proc = await asyncio.create_subprocess_exec(
+            dpkg,
+            "-W",
+            "-f=${Status}",
+            package,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        status, _ = await proc.communicate()
+        if proc.returncode != 0 or not status.decode().endswith("installed"):
+            missing.append(package)
+        else:
+            await log(f"{package}: installed on the host")
+    if missing:
+        raise StepFailed(
+            f"apt packages not on the runner's host: {', '.join(missing)}. The process backend "
+            "cannot install system packages: install them on the runner's machine "
+            f"(apt-get install {' '.join(missing)}), or use the docker backend"
+        )
+
+
+def _copy_target(env: Path, step: ImageStep) -> Path:
+    if step.kind == "add_local_python_source":
+        return site_packages(env)
+    remote = step.options["remote_path"]
+    if remote.startswith("/"):
+        # Modal's containers start in /root: paths under it map to the worker's working dir.
+        if remote != "/root" and not remote.startswith("/root/"):
+            raise StepFailed(
+                f"add_local_dir(remote_path={remote!r}): the process backend cannot create "
+                "absolute paths on the host; use a relative path (or one under /root), which "
+                "is relative to the worker's working directory"
+            )
+        remote = remote.removeprefix("/root").lstrip("/")
+    if ".." in Path(remote).parts:
+        raise StepFailed(f"add_local_dir(remote_path={remote!r}): '..' is not allowed")
+    return env / FILES_DIR / remote
+
+
+def _copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
+    for rel, sha in step.files.items():
+        destination = target / rel
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(blobs / sha, destination)
+
+
+def relocate_scripts(env: Path, layers: Path, final: Path) -> None:
+    """Scripts written with an absolute interpreter path (pip's, in ``run_commands``) point at
+    the folder they were built in: repoint them at ``final``, where the layer will live (as a
+    new file: the old one's inode may be shared with a parent layer)."""
+    prefix = f"#!{layers}/".encode()
+    for script in (env / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        with script.open("rb") as file:
+            first = file.readline()
+        if not first.startswith(prefix) or b"/env/bin/" not in first:
+            continue
+        rest = first.split(b"/env/bin/", 1)[1]
+        content = f"#!{final}/bin/".encode() + rest + script.read_bytes()[len(first) :]
+        replacement = script.with_name(f".{script.name}.new")
+        replacement.write_bytes(content)
+        replacement.chmod(script.stat().st_mode)
+        replacement.replace(script)
+
+
+def new_bytes(env: Path, parent: Path | None) -> int:
+    """Bytes on disk this layer adds: files whose inode its parent does not share."""
+    seen = set()
+    if parent is not None:
+        for root, _, files in os.walk(parent):
+            for name in files:
+                with_stat = os.lstat(os.path.join(root, name))
+                seen.add(with_stat.st_ino)
+    total = 0
+    for root, _, files in os.walk(env):
+        for name in files:
+            stat = os.lstat(os.path.join(root, name))
+            if stat.st_ino not in seen:
+                seen.add(stat.st_ino)
+                total += stat.st_size
+    return total
+
+
+def base_python() -> str:
+    """The interpreter the runner's own environment was made from."""
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
+def python_label() -> str:
+    """The runner's own Python major.minor."""
+    return ".".join(platform.python_version_tuple()[:2])

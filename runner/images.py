@@ -1,0 +1,515 @@
+"""The image cache: image definitions, and their layers built on demand under the data dir.
+
+Layout under ``<data dir>/images``::
+
+    defs/<image id>.json     an image's steps, name, creation and last use
+    blobs/<sha256>           files that steps copy (add_local_python_source, add_local_dir)
+    layers/<key>/            a built layer: env/ (a venv) and layer.json
+    layers/<key>.lock        held while that layer is built
+    layers/.tmp-<key>-...    a layer being built; renamed to layers/<key> when complete
+
+A layer's key hashes the layer id (its parent's id and its step) with what the runner adds (the
+base Python, the worker's packages): a layer directory exists only once it is complete, so a
+build killed half-way leaves nothing that counts as built. Builds of one image in this process
+are shared; builds of one layer across processes are serialized by its lock file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import contextvars
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nbremote.schema import (
+    CreateImage,
+    DescribeImage,
+    DescribeLayer,
+    ImageStep,
+    PruneImagesResponse,
+    image_id,
+    layer_ids,
+)
+
+from . import image_build
+from .backends.base import WorkerStartError
+from .image_build import Log, StepFailed
+
+# Where the request that causes a build wants its log lines (the channel sets it per request).
+BUILD_LOG: contextvars.ContextVar[Log | None] = contextvars.ContextVar("build_log", default=None)
+TOUCH_EVERY = 60.0  # seconds between writes of an image's last use
+
+
+class ImageBuildError(WorkerStartError):
+    """A step of an image failed; the message names the step and ends with its log's tail."""
+
+
+class PythonUnavailable(ValueError):
+    """The runner has no Python of the version an image asks for."""
+
+
+@dataclass
+class Definition:
+    """An image the runner knows."""
+
+    id: str
+    steps: list[ImageStep]
+    name: str | None = None
+    created_at: float = field(default_factory=time.time)
+    last_used: float | None = None
+
+    @property
+    def python_version(self) -> str | None:
+        """The major.minor of its base, if it names one."""
+        base = self.steps[0].options
+        version = base.get("python_version") or base.get("add_python")
+        return ".".join(version.split(".")[:2]) if version else None
+
+    def to_json(self) -> str:
+        """The definition as stored in ``defs/``."""
+        document = asdict(self) | {"steps": [step.model_dump() for step in self.steps]}
+        return json.dumps(document)
+
+    @classmethod
+    def from_json(cls, text: str) -> Definition:
+        """A definition read back from ``defs/``."""
+        document = json.loads(text)
+        document["steps"] = [ImageStep.model_validate(step) for step in document["steps"]]
+        return cls(**document)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A built image, as a worker needs it."""
+
+    id: str
+    python: Path
+    env: dict[str, str]
+    files: Path  # add_local_dir content, linked into the worker's working directory
+
+
+class _Build:
+    """One build in progress, and whoever follows its log."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Log] = []
+        self.task: asyncio.Task[Ready] | None = None
+
+    async def indented(self, line: str) -> None:
+        """A line of a step's own output."""
+        await self.emit(f"    {line}")
+
+    async def emit(self, line: str) -> None:
+        for listener in list(self.listeners):
+            with contextlib.suppress(Exception):  # a caller that went away misses lines
+                await listener(line)
+
+
+class Images:
+    """The runner's image definitions and layer cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.defs = root / "defs"
+        self.blobs = root / "blobs"
+        self.layers = root / "layers"
+        self._executor = ThreadPoolExecutor(2, thread_name_prefix="nbremote-images")
+        self._defs: dict[str, Definition] = {}
+        self._keys: dict[str, list[str]] = {}  # image id -> its layers' keys
+        self._ready: dict[str, Ready] = {}
+        self._builds: dict[str, _Build] = {}
+        self._pythons: dict[str, str] = {}
+        self._touched: dict[str, float] = {}
+        self.in_use: Callable[[], collections.Counter[str]] = collections.Counter
+
+    async def _io(self, fn: Callable[..., object], *args: object) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def load(self) -> None:
+        """Read the definitions back (off the event loop)."""
+        await self._io(self._load)
+
+    def _load(self) -> None:
+        for folder in (self.defs, self.blobs, self.layers):
+            folder.mkdir(parents=True, exist_ok=True)
+        for path in self.defs.glob("*.json"):
+            with contextlib.suppress(ValueError, OSError):
+                definition = Definition.from_json(path.read_text())
+                self._defs[definition.id] = definition
+
+    # -- definitions ---------------------------------------------------------------------------
+
+    async def register(self, request: CreateImage) -> Definition:
+        """Know an image (and keep the files its steps copy).
+
+        Raises:
+            PythonUnavailable: its base asks for a Python the runner does not have.
+            ValueError: a file its steps copy was not sent.
+        """
+        steps = request.steps
+        ident = image_id(steps)
+        needed = {sha for step in steps for sha in step.files.values()} - set(request.files)
+        absent = await self._io(lambda: [sha for sha in needed if not (self.blobs / sha).exists()])
+        if absent:
+            raise ValueError("files: the content of a file that a step copies was not sent")
+        version = steps[0].options.get("python_version")
+        if steps[0].kind == "debian_slim" and version:
+            await self.find_python(version)
+        definition = self._defs.get(ident) or Definition(ident, steps)
+        definition.name = request.name or definition.name
+        if request.name:  # a name points at one image: the latest registered under it
+            for other in self._defs.values():
+                if other.name == request.name and other.id != ident:
+                    other.name = None
+                    await self._io(self._save, other)
+        self._defs[ident] = definition
+        await self._io(self._store, definition, request.files)
+        return definition
+
+    def _store(self, definition: Definition, files: dict[str, str]) -> None:
+        for sha, content in files.items():
+            data = base64.b64decode(content)
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ValueError(f"files: the content sent for {sha[:12]} does not match its hash")
+            tmp = self.blobs / f".{sha}.{uuid.uuid4().hex}"
+            tmp.write_bytes(data)
+            tmp.replace(self.blobs / sha)
+        self._save(definition)
+
+    def _save(self, definition: Definition) -> None:
+        tmp = self.defs / f".{definition.id}.{uuid.uuid4().hex}"
+        tmp.write_text(definition.to_json())
+        tmp.replace(self.defs / f"{definition.id}.json")
+
+    def lookup(self, ref: str) -> Definition:
+        """An image by id or name.
+
+        Raises:
+            LookupError: there is none (the message lists the names there are).
+        """
+        found = self._defs.get(ref) or next((d for d in self._defs.values() if d.name == ref), None)
+        if found is None and ref.startswith("im-") and (self.defs / f"{ref}.json").exists():
+            found = self._defs[ref] = Definition.from_json((self.defs / f"{ref}.json").read_text())
+        if found is None:
+            names = sorted(d.name for d in self._defs.values() if d.name)
+            raise LookupError(
+                f"no image {ref!r} on this runner (named images: {', '.join(names) or 'none'}); "
+                "run the cell that defines it, or `nbremote images build`"
+            )
+        return found
+
+    @property
+    def definitions(self) -> list[Definition]:
+        """Every known image, most recently used first."""
+        return sorted(self._defs.values(), key=lambda d: -(d.last_used or d.created_at))
+
+    # -- pythons -------------------------------------------------------------------------------
+
+    async def find_python(self, version: str) -> str:
+        """The interpreter for ``version`` (the runner's own when it matches).
+
+        Raises:
+            PythonUnavailable: none, with the versions there are.
+        """
+        if version in self._pythons:
+            return self._pythons[version]
+        found: str | None = image_build.base_python()
+        if version != image_build.python_label():
+            found = await self._uv_output("python", "find", "--no-project", "--no-config", version)
+            if found is None:
+                listed = await self._uv_output(
+                    "python", "list", "--only-installed", "--output-format", "json"
+                )
+                versions = sorted(
+                    {".".join(e["version"].split(".")[:2]) for e in json.loads(listed or "[]")}
+                )
+                raise PythonUnavailable(
+                    f"python_version={version!r} is not available on this runner; it has "
+                    f"{', '.join(versions) or 'none'} (install another there with "
+                    f"`uv python install {version}`)"
+                )
+        self._pythons[version] = path = str(found)
+        return path
+
+    async def _uv_output(self, *args: str) -> str | None:
+        proc = await asyncio.create_subprocess_exec(
+            image_build.uv_bin(),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=image_build.uv_env(),
+        )
+        out, _ = await proc.communicate()
+        return out.decode().strip() if proc.returncode == 0 else None
+
+    async def layer_keys(self, definition: Definition) -> list[str]:
+        """The keys of an image's layers in this runner's cache."""
+        keys = self._keys.get(definition.id)
+        if keys is None:
+            version = definition.steps[0].options.get("python_version")
+            python = await self.find_python(version) if version else ""
+            base = image_build.fingerprint(python)
+            keys = [
+                hashlib.sha256(f"{base}\n{layer}".encode()).hexdigest()[:24]
+                for layer in layer_ids(definition.steps)
+            ]
+            self._keys[definition.id] = keys
+        return keys
+
+    # -- building ------------------------------------------------------------------------------
+
+    async def ensure(self, ref: str) -> Ready:
+        """The image built: from the cache, or built now (its log to `BUILD_LOG`'s callback);
+        a build of it already under way is joined, not repeated.
+
+        Raises:
+            LookupError: no such image. ImageBuildError: a step failed.
+        """
+        definition = self.lookup(ref)
+        ready = self._ready.get(definition.id)
+        if ready is not None and ready.python.parent.parent.parent.is_dir():
+            self._touch(definition)
+            return ready
+        log = BUILD_LOG.get()
+        build = self._builds.get(definition.id)
+        if build is None:
+            build = self._builds[definition.id] = _Build()
+            build.task = asyncio.create_task(self._build(definition, build))
+            build.task.add_done_callback(lambda _: self._builds.pop(definition.id, None))
+        elif log is not None:
+            await log(f"waiting for the build of image {definition.id} already under way")
+        if log is not None:
+            build.listeners.append(log)
+        try:
+            assert build.task is not None
+            ready = await asyncio.shield(build.task)
+        finally:
+            if log is not None:
+                build.listeners.remove(log)
+        self._touch(definition)
+        return ready
+
+    def _touch(self, definition: Definition) -> None:
+        now = time.time()
+        definition.last_used = now
+        if now - self._touched.get(definition.id, 0.0) > TOUCH_EVERY:
+            self._touched[definition.id] = now
+            self._executor.submit(self._save, definition)
+
+    async def _build(self, definition: Definition, build: _Build) -> Ready:
+        keys = await self.layer_keys(definition)
+        steps, total = definition.steps, len(definition.steps)
+        version = steps[0].options.get("python_version")
+        context = image_build.LayerContext(
+            python=await self.find_python(version) if version else "", blobs=self.blobs
+        )
+        started = time.monotonic()
+        parent: Path | None = None
+        for number, (step, key) in enumerate(zip(steps, keys, strict=True), 1):
+            where = f"step {number}/{total}"
+            if not (self.layers / key).is_dir():
+                async with self._lock(key, build, where):
+                    if (self.layers / key).is_dir():
+                        await build.emit(f"{where} built by another runner: {step.describe()}")
+                    else:
+                        await build.emit(f"{where} {step.describe()}")
+                        await self._build_layer(key, step, parent, context, build, where)
+            else:
+                await build.emit(f"{where} cached: {step.describe()}")
+            if step.kind == "env":
+                context.env.update(step.options)
+            parent = self.layers / key / "env"
+        assert parent is not None
+        await build.emit(f"image {definition.id} ready ({time.monotonic() - started:.1f} s)")
+        env = context.env | {
+            "VIRTUAL_ENV": str(parent),
+            "PATH": f"{parent / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "NBREMOTE_IMAGE": definition.id,
+        }
+        ready = Ready(definition.id, parent / "bin" / "python", env, parent / image_build.FILES_DIR)
+        self._ready[definition.id] = ready
+        return ready
+
+    async def _build_layer(
+        self,
+        key: str,
+        step: ImageStep,
+        parent: Path | None,
+        context: image_build.LayerContext,
+        build: _Build,
+        where: str,
+    ) -> None:
+        tmp = self.layers / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        final = self.layers / key
+        started = time.monotonic()
+        try:
+            await self._io(self._clear_leftovers, key)
+            await image_build.build_layer(step, tmp, parent, context, build.indented)
+            await self._io(image_build.relocate_scripts, tmp / "env", self.layers, final / "env")
+            size = await self._io(image_build.new_bytes, tmp / "env", parent)
+            seconds = time.monotonic() - started
+            layer = {"step": step.describe(), "bytes": size, "build_seconds": seconds}
+            (tmp / "layer.json").write_text(json.dumps(layer | {"built_at": time.time()}))
+            os.rename(tmp, final)  # atomic: the layer exists only once it is complete
+        except StepFailed as exc:
+            tail = "\n".join(exc.tail[-15:])
+            raise ImageBuildError(
+                f"{where} ({step.describe()}) failed: {exc.reason}" + (f"\n{tail}" if tail else "")
+            ) from None
+        finally:
+            if tmp.exists():
+                await asyncio.shield(self._io(shutil.rmtree, tmp, True))
+
+    def _clear_leftovers(self, key: str) -> None:
+        """Half-built copies of a layer whose lock we hold: their builders are gone."""
+        for leftover in self.layers.glob(f".tmp-{key}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: str, build: _Build, where: str) -> AsyncIterator[None]:
+        """The layer's lock file, polled (a cancelled build must not leave a thread waiting)."""
+        fd = os.open(self.layers / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited:
+                        await build.emit(f"{where}: waiting for another runner building it")
+                        waited = True
+                    await asyncio.sleep(0.1)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- listing and removal -----------------------------------------------------------------
+
+    def _layer_info(self, key: str) -> dict[str, float]:
+        try:
+            info: dict[str, float] = json.loads((self.layers / key / "layer.json").read_text())
+            return info
+        except (OSError, ValueError):
+            return {}
+
+    async def describe(self, definition: Definition) -> DescribeImage:
+        """An image as the API shows it."""
+        keys = await self.layer_keys(definition)
+        infos = await self._io(lambda: [self._layer_info(key) for key in keys])
+        layers = [
+            DescribeLayer(
+                step=step.describe(),
+                built=bool(info),
+                bytes=int(info.get("bytes", 0)),
+                build_seconds=info.get("build_seconds"),
+            )
+            for step, info in zip(definition.steps, infos, strict=True)  # type: ignore[call-overload]
+        ]
+        return DescribeImage(
+            id=definition.id,
+            name=definition.name,
+            python_version=definition.python_version,
+            built=all(layer.built for layer in layers),
+            bytes=sum(layer.bytes for layer in layers),
+            created_at=definition.created_at,
+            last_used=definition.last_used,
+            in_use=self.in_use()[definition.id],
+            layers=layers,
+        )
+
+    async def remove(self, ref: str) -> Definition:
+        """Forget an image and delete the layers no other image uses.
+
+        Raises:
+            LookupError: no such image. RuntimeError: workers run on it.
+        """
+        definition = self.lookup(ref)
+        if self.in_use()[definition.id]:
+            raise RuntimeError(
+                f"image {definition.id} is in use by {self.in_use()[definition.id]} worker(s); "
+                "stop them first (%remote reset, or nbremote apps stop)"
+            )
+        await self._forget([definition])
+        return definition
+
+    async def _forget(self, definitions: list[Definition]) -> int:
+        for definition in definitions:
+            self._defs.pop(definition.id, None)
+            self._ready.pop(definition.id, None)
+            await self._io(lambda d=definition: (self.defs / f"{d.id}.json").unlink(True))
+        return await self._sweep()
+
+    async def _sweep(self) -> int:
+        """Delete layers (and leftovers) no known image uses; the bytes freed."""
+        keep = {key for d in self._defs.values() for key in await self.layer_keys(d)}
+        freed: int = await self._io(self._delete_unused, keep)  # type: ignore[assignment]
+        return freed
+
+    def _delete_unused(self, keep: set[str]) -> int:
+        freed = 0
+        for path in self.layers.iterdir():
+            key = path.name.removeprefix(".tmp-").split("-")[0]
+            if path.suffix == ".lock" or key in keep:
+                continue
+            fd = os.open(self.layers / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # being built: leave it
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                freed += int(self._layer_info(path.name).get("bytes", 0))
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os.close(fd)
+        return freed
+
+    async def prune(self, keep_bytes: int | None, older_than: float | None) -> PruneImagesResponse:
+        """Free space: images unused for ``older_than`` seconds, then the least recently used
+        until the cache holds at most ``keep_bytes``; always what no image uses. Images that
+        workers run on are kept."""
+        busy = self.in_use()
+        keys = {d.id: await self.layer_keys(d) for d in self.definitions}
+        infos = await self._io(lambda: {k: self._layer_info(k) for ks in keys.values() for k in ks})
+        sizes = {key: int(info.get("bytes", 0)) for key, info in infos.items()}  # type: ignore[attr-defined]
+
+        def total(remaining: list[Definition]) -> int:
+            return sum(sizes[key] for key in {k for d in remaining for k in keys[d.id]})
+
+        now, remaining = time.time(), self.definitions
+        removed: list[Definition] = []
+        for definition in reversed(self.definitions):  # least recently used first
+            if busy[definition.id]:
+                continue
+            unused_for = now - (definition.last_used or definition.created_at)
+            too_old = older_than is not None and unused_for > older_than
+            too_big = keep_bytes is not None and total(remaining) > keep_bytes
+            if too_old or too_big:
+                removed.append(definition)
+                remaining = [d for d in remaining if d is not definition]
+        freed = await self._forget(removed)
+        return PruneImagesResponse(
+            removed=[d.id for d in removed], freed_bytes=freed, kept_bytes=total(remaining)
+        )
+
+    async def close(self) -> None:
+        """Stop builds in progress (their half-built layers are removed)."""
+        for build in list(self._builds.values()):
+            if build.task is not None:
+                build.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await build.task
+        self._executor.shutdown()
