@@ -72,6 +72,11 @@ class FrameReader:
         self._buffers: list[bytearray] = []
         self._filled = 0  # bytes received into the last of self._buffers
 
+    @property
+    def buffered(self) -> bool:
+        """Whether bytes of a next frame were received already (a poll would not show them)."""
+        return bool(self._buf) or self._header is not None
+
     def feed(self, data: bytes) -> None:
         """Take bytes that were received before the reader existed."""
         self._buf += data

@@ -10,6 +10,7 @@ import contextlib
 import os
 import platform
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._client import Channel, RunnerClient
+from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
 from ._protocol import Buffer, Header
 from ._shm import usable
@@ -81,6 +83,7 @@ class RemoteSession:
         self.sent_functions: set[str] = set()  # function hashes sent to this session's workers
         self._pending: dict[str, Request] = {}  # request id -> request awaiting its done
         self._stash: dict[str, deque[Frame]] = {}  # frames read for another waiting request
+        self._leases: dict[str, Lease] = {}  # pool key -> a worker leased to this kernel
         # Re-entrant: a call made inside the loop over a map's results shares the channel.
         self._lock = threading.RLock()
 
@@ -136,9 +139,16 @@ class RemoteSession:
         channel.send(request.header, request.buffers)
         return request_id
 
-    def _next_done(self, channel: Channel, wanted: set[str], on_frame: OnFrame) -> Frame:
-        """Serve frames until a ``done`` for one of ``wanted``; frames of other pending requests
-        (a call made while iterating a map, say) are kept for them."""
+    def _next_done(
+        self,
+        channel: Channel,
+        wanted: set[str],
+        on_frame: OnFrame,
+        until: tuple[str, ...] = ("done",),
+    ) -> Frame:
+        """Serve frames until a ``done`` (or another op of ``until``) for one of ``wanted``;
+        frames of other pending requests (a call made while iterating a map, say) are kept for
+        them."""
         while True:
             stashed = next((rid for rid in wanted if self._stash.get(rid)), None)
             if stashed is not None:
@@ -151,9 +161,10 @@ class RemoteSession:
                 continue  # a cancelled request's late frames
             if request_id not in wanted:
                 self._stash.setdefault(request_id, deque()).append((frame, buffers))
-            elif frame["op"] == "done":
-                del self._pending[request_id]
-                self._stash.pop(request_id, None)
+            elif frame["op"] in until:
+                if frame["op"] == "done":
+                    del self._pending[request_id]
+                    self._stash.pop(request_id, None)
                 if "worker" in frame and request.spec_key is not None:
                     self._held[request.spec_key] = (frame["worker"], set(frame.get("held", [])))
                 return frame, buffers
@@ -172,6 +183,13 @@ class RemoteSession:
         """
         with self._lock, self._connection_errors():
             channel = self._open()
+            if request.header["op"] in ("call", "spawn"):
+                if direct_eligible(request.header, channel.shm_dir):
+                    done = self._call_direct(channel, request, on_frame)
+                    if done is not None:
+                        return done
+                else:
+                    self._end_leases()  # so that this call may have the worker (max_containers=1)
             request_id = self._send(channel, request)
             interrupted = False
             while True:
@@ -184,6 +202,76 @@ class RemoteSession:
                     interrupted = True
                     channel.send({"op": "interrupt", "id": request_id})
 
+    def _call_direct(self, channel: Channel, request: Request, on_frame: OnFrame) -> Frame | None:
+        """Serve a call on a worker leased to this kernel (see `nbremote._direct`); None when it
+        must go through the runner instead (no lease to be had, or it ended before the call
+        ran)."""
+        pool = request.header["pool"]
+        lease = self._lease(channel, pool, on_frame)
+        if lease is None:
+            return None
+        request_id = self._send(lease.channel, request)
+        interrupted = False
+        while True:
+            try:
+                frame = self._next_done(lease.channel, {request_id}, on_frame)
+                lease.last_used = time.monotonic()
+                return frame
+            except KeyboardInterrupt:
+                if interrupted:
+                    self._pending.pop(request_id, None)
+                    self._end_lease(pool["key"])
+                    raise
+                interrupted = True
+                channel.send({"op": "interrupt", "id": lease.lease_id})
+            except OSError:
+                break
+        # The worker's socket closed: the lease's done (from the runner) says whether it died.
+        self._pending.pop(request_id, None)
+        self._stash.pop(request_id, None)
+        self._leases.pop(pool["key"], None)
+        done, _ = self._next_done(channel, {lease.lease_id}, _ignore)
+        died = (done.get("error") or {}).get("ename") == "WorkerDied"
+        retries = (request.header.get("retries") or {}).get("max_retries", 0)
+        if died and not retries:
+            return {**done, "id": request_id}, []
+        return None  # it never ran (the worker let go first), or the runner retries it
+
+    def _lease(self, channel: Channel, pool: Header, on_frame: OnFrame) -> Lease | None:
+        """This kernel's usable lease on a worker of ``pool``, taken now if need be (notices
+        while a worker starts or waits for a GPU go to ``on_frame``)."""
+        lease = self._leases.get(pool["key"])
+        if lease is not None and lease.usable:
+            return lease
+        self._end_lease(pool["key"])
+        lease_id = uuid.uuid4().hex
+        self._pending[lease_id] = Request({"op": "lease"})
+        try:
+            channel.send({"op": "lease", "id": lease_id, "pool": pool})
+            leased, _ = self._next_done(channel, {lease_id}, on_frame, ("leased", "done"))
+        except BaseException:
+            self._pending.pop(lease_id, None)
+            raise
+        if leased["op"] == "done":
+            return None  # no worker to lease: the call through the runner will say why
+        try:
+            lease = self._leases[pool["key"]] = connect_lease(leased, lease_id, channel.shm_dir)
+        except OSError:
+            self._pending.pop(lease_id, None)
+            return None
+        return lease
+
+    def _end_lease(self, pool_key: str) -> None:
+        lease = self._leases.pop(pool_key, None)
+        if lease is not None:
+            lease.close()
+            self._pending.pop(lease.lease_id, None)  # its late done is dropped
+            self._stash.pop(lease.lease_id, None)
+
+    def _end_leases(self) -> None:
+        for pool_key in list(self._leases):
+            self._end_lease(pool_key)
+
     def stream(
         self, requests: Iterator[Request], window: int, on_frame: OnFrame
     ) -> Iterator[tuple[Request, Frame]]:
@@ -195,6 +283,7 @@ class RemoteSession:
         """
         with self._lock, self._connection_errors():
             channel = self._open()
+            self._end_leases()  # a map may want every worker of the pool
             in_flight: dict[str, Request] = {}
             try:
                 for request in requests:
@@ -243,16 +332,22 @@ class RemoteSession:
     def reset(self) -> None:
         """Stop this session's workers: the remote namespace starts empty again."""
         with self._lock:
+            self._end_leases()
             if self._channel is not None:
                 self.client.request("DELETE", f"/api/v1/sessions/{self.id}/workers")
             self._held.clear()
 
     def close(self) -> None:
         """Close the connections (the runner drops the session after its grace period)."""
+        self._end_leases()
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         self.client.close()
+
+
+def _ignore(header: Header, buffers: list[bytearray]) -> None:
+    """Where a lease's own frames go (it prints nothing)."""
 
 
 _current: RemoteSession | None = None

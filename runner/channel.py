@@ -6,6 +6,8 @@ Client -> runner frames:
   call {id, pool, function, count, first, timeout, retries} + function and argument buffers
   spawn {id, call_id, ...as call}   get {id, call_id, timeout}
   blobs {id, items} + buffers (answer to ``need``) · interrupt {id} · cancel {id}
+  lease {id, pool}: one of the pool's workers serves this (same-host) client directly until it
+    lets go; its ``leased {address, token}`` frame says where (see `worker_lease`)
 Runner -> client frames: whatever the worker sends for a request (stream, display, result,
 need, ...), ``status`` while a worker starts, ``notice`` for the person (GPU queue position, a
 GPU cell's summary), and ``done`` last.
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .service import Runner
     from .sessions import Session
 
-REQUESTS = ("exec", "pull", "call", "get")
+REQUESTS = ("exec", "pull", "call", "get", "lease")
 
 
 def failed(request_id: str, ename: str, evalue: str) -> Header:
@@ -157,7 +159,7 @@ class Channel:
         try:
             if header["op"] == "get":
                 return await self._get(header)
-            if header["op"] in ("call", "spawn"):
+            if header["op"] in ("call", "spawn", "lease"):  # a lease is a long call, in a pool
                 return await self._call(header, buffers, send)
             worker = await self._cell_worker(header)
             async with self.runner.gpus.measured(worker, header, send):

@@ -7,6 +7,8 @@ pickle helpers only (never the runner), so that it starts fast inside any contai
 Frames (see `nbremote._protocol`):
   runner -> worker   exec {code, inputs, outputs, deletes, execution_count} · blobs · pull {names}
   worker -> runner   hello · need {hashes} · stream · display · clear_output · result · done
+  lease: the worker serves a same-host client's calls from that client's own socket (see
+  `nbremote_runner.worker_lease`) until it lets go
 
 Inputs arrive as content-hashed payloads. The worker keeps each object it received or sent back
 under its hash while that object is still bound in the namespace, so an unchanged input is not
@@ -44,6 +46,7 @@ from .worker_io import (
     flush_streams,
     start_flusher,
 )
+from .worker_lease import serve_lease
 from .worker_sources import LocalSources
 
 _MISSING = object()
@@ -64,7 +67,9 @@ class Worker:
     def __init__(self, sock: socket.socket, outbox: Outbox) -> None:
         from traitlets.config import Config
 
-        self.reader = FrameReader(sock)
+        self.sock = sock  # to the runner
+        self.runner_reader = FrameReader(sock)
+        self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
         config = Config({"HistoryManager": {"enabled": False}})
         self.shell = WorkerShell.instance(outbox=outbox, config=config)
@@ -94,13 +99,13 @@ class Worker:
         op = header.pop("op")
         if self.running or threading.current_thread() is threading.main_thread():
             with self._store_lock:  # the code may use its Dicts from several threads
-                self.outbox.send(op, buffers, **header)
-                return self.reader.read()
+                self.outbox.send(op, buffers, via=self.sock, **header)
+                return self.runner_reader.read()
         reply_id = uuid.uuid4().hex
         box: queue.Queue[tuple[Header, list[Any]]] = queue.Queue(maxsize=1)
         self._replies[reply_id] = box
         try:
-            self.outbox.send(op, buffers, to=reply_id, **header)
+            self.outbox.send(op, buffers, to=reply_id, via=self.sock, **header)
             return box.get()
         finally:
             del self._replies[reply_id]
@@ -108,7 +113,12 @@ class Worker:
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""
         self.outbox.send("hello", pid=os.getpid(), python=platform.python_version())
-        handlers = {"exec": self.exec_cell, "pull": self.pull, "call": self.call}
+        handlers = {
+            "exec": self.exec_cell,
+            "pull": self.pull,
+            "call": self.call,
+            "lease": self.lease,
+        }
         while True:
             try:
                 header, buffers = self.reader.read()
@@ -123,6 +133,10 @@ class Worker:
             finally:
                 self.outbox.serve(None)
                 del header, buffers  # the frame's buffers live on only in what was bound
+
+    def lease(self, header: Header, buffers: list[bytearray]) -> None:
+        """Serve a same-host client's calls straight from its socket (see `worker_lease`)."""
+        serve_lease(self, header)
 
     # -- inputs --------------------------------------------------------------------------------
 

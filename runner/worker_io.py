@@ -64,14 +64,26 @@ class Outbox:
         """The request this thread writes for."""
         return self._current()[0]
 
+    def use(self, sock: socket.socket) -> None:
+        """Send frames on ``sock`` from now on (a leased client's, or the runner's again)."""
+        with self._lock:
+            self._sock = sock
+
     def send(
-        self, op: str, buffers: Sequence[Buffer] = (), *, to: str | None = None, **fields: Any
+        self,
+        op: str,
+        buffers: Sequence[Buffer] = (),
+        *,
+        to: str | None = None,
+        via: socket.socket | None = None,
+        **fields: Any,
     ) -> None:
-        """Send one frame for request ``to`` (default: this thread's request)."""
+        """Send one frame for request ``to`` (default: this thread's request), on ``via``
+        (default: the socket in use)."""
         request_id, shm_ok = self._current()
         header: Header = {"op": op, "id": to or request_id, **fields}
         with self._lock:
-            send_frame(self._sock, header, buffers, self.shm_dir if shm_ok else None)
+            send_frame(via or self._sock, header, buffers, self.shm_dir if shm_ok else None)
 
 
 class FrameStream(io.TextIOBase):
