@@ -164,8 +164,9 @@ def report(method: list[float], ops: dict[str, list[float]], ray: list[float] | 
         )
     lines += [
         "",
-        "- Each call goes kernel → runner → worker → runner → kernel; the Dict operations go",
-        "  worker → runner → worker. Measured after 50 warm-up calls; times in microseconds.",
+        "- A method call goes kernel → worker directly (the runner leases the worker to the",
+        "  kernel: see nbremote/_direct.py); the Dict operations go worker → runner → worker.",
+        "  Measured after 50 warm-up calls; times in microseconds.",
     ]
     return "\n".join(lines)
 
