@@ -251,7 +251,8 @@ def test_a_full_disk_fails_the_upload_and_keeps_the_last_version(tmp_path: Path)
     data.mkdir()
     # The runner in a sandbox of its own whose data dir is a 4 MiB tmpfs.
     command = [
-        shutil.which("bwrap") or "bwrap", "--dev-bind", "/", "/", "--size", str(4 << 20),
+        shutil.which("bwrap") or "bwrap", "--die-with-parent", "--dev-bind", "/", "/",
+        "--size", str(4 << 20),
         "--tmpfs", str(data), "--", sys.executable, "-P", "-m", "nbremote", "runner",
         "--port", "0", "--data-dir", str(data), "--token", TOKEN,
     ]  # fmt: skip
