@@ -271,6 +271,20 @@ def loopback_hop_s(sizes: Sizes) -> list[float]:
     return samples
 
 
+def memcpy_s(sizes: Sizes) -> list[float]:
+    """Seconds one in-memory copy of a changed array into a fresh buffer takes: the floor of
+    any way of moving it, shared memory included."""
+    a = np.random.rand(sizes.array_bytes // 8)
+    samples = []
+    for _ in range(sizes.ship_repeats):
+        a += 1
+        start = time.perf_counter()
+        copy = a.copy()
+        samples.append(time.perf_counter() - start)
+        del copy
+    return samples
+
+
 def ship_ipyparallel(engine: Any, sizes: Sizes) -> list[float]:
     """Seconds for ``push`` of a changed array plus the sum, on one engine."""
     a = np.random.rand(sizes.array_bytes // 8)
@@ -433,10 +447,11 @@ def run_suite(sizes: Sizes) -> dict[str, Any]:
         progress(f"W5 cold starts: {sizes.cold_repeats}x nbremote and ipyparallel")
         cold = cold_starts(root, sizes)
         shell = make_shell()
-        progress("floors: W4 locally, W3 over one loopback hop")
+        progress("floors: W4 locally, W3 over one loopback hop and as one memcpy")
         floor = {
             "warm_ms": local_warm_cell_ms(shell, WARM_CELL, sizes),
             "hop_s": loopback_hop_s(sizes),
+            "memcpy_s": memcpy_s(sizes),
         }
         nbremote_figures = run_nbremote(shell, root / "home", sizes)
         ipyparallel_figures = run_ipyparallel(shell, sizes)
@@ -533,6 +548,11 @@ def rows(figures: dict[str, Any], sizes: Sizes) -> list[Row]:
         Row(f"W3 {size} first ship, time", "ms", first_s * 1e3, peer_first_s * 1e3),
         Row(f"W3 floor: one loopback TCP hop of {size}", "GB/s", gb_per_s(nbytes, hop_s)),
         Row(
+            f"W3 floor: one memcpy of {size}",
+            "GB/s",
+            gb_per_s(nbytes, median(floor["memcpy_s"])),
+        ),
+        Row(
             f"W3 {size} unchanged re-run",
             "ms",
             median(ours["ship_unchanged_s"]) * 1e3,
@@ -602,8 +622,9 @@ def notes(table_rows: list[Row], sizes: Sizes) -> list[str]:
         "before each repeat, so its whole content travels; GB/s is decimal (array bytes / "
         "seconds / 1e9) and includes serializing, hashing, the transfer, the sum and the "
         "result coming back. ipyparallel has no content cache: it pushes the whole array every "
-        "time, so the unchanged row has no peer. The floor row sends the same bytes over one "
-        "loopback TCP connection into a fresh buffer, with neither tool. nbremote beats that "
+        "time, so the unchanged row has no peer. The hop floor sends the same bytes over one "
+        "loopback TCP connection into a fresh buffer, with neither tool; the memcpy floor "
+        "copies them once in memory (numpy `a.copy()`). nbremote beats the hop "
         "floor because kernel, runner and worker share this machine: buffers of 1 MiB and more "
         "go through a file in /dev/shm that the worker maps copy-on-write (one copy, and the "
         "runner never holds the data); a remote kernel would use the two socket hops instead.",
