@@ -70,7 +70,8 @@ def ratios(markdown: str) -> list[tuple[str, float]]:
     while i < len(lines):
         line = lines[i]
         if line.startswith("#"):
-            heading = line.lstrip("# ").split(" ")[0] if line.startswith("### ") else ""
+            first = line.lstrip("# ").split(" ")[0]
+            heading = first if re.fullmatch(r"W\d", first) else ""  # "### W1 warm ...", "## W5 ..."
         if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
             header = _cells(line)
             rows = []
@@ -100,7 +101,7 @@ def plot(points: list[tuple[str, float]], out: Path) -> None:
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.axvline(1, color="black", linewidth=0.8)
-    ax.set_xlabel("times better than the peer: time, throughput or memory (right of 1: nbremote)")
+    ax.set_xlabel("times better than the peer: time, throughput or memory\n(right of 1: nbremote)")
     ax.set_title("nbremote vs peers, pair by pair in the same runs")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
