@@ -19,9 +19,10 @@ from ._namespace import pack, unpack
 from ._protocol import Header
 from ._session import OnFrame, RemoteSession, Request
 from ._sources import imported_modules, local_sources, modules_of
+from ._spec import worker_spec
 from .errors import SerializationError, WorkerDied, remote_error
-from .schema import GpuRequest, WorkerSpec
-from .secret import Secret, spec_secrets
+from .schema import GpuRequest
+from .secret import Secret
 
 # IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
 _HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
@@ -104,15 +105,7 @@ def run_cell(
         WorkerDied: the worker exited while running it.
     """
     inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
-    names, inline = spec_secrets(options.secrets)
-    spec = WorkerSpec(
-        env=options.env,
-        gpu=options.gpu,
-        volumes=options.volumes,
-        secrets=names,
-        inline_secrets=inline,
-        image=options.image.object_id if options.image is not None else None,
-    )
+    spec = worker_spec(options.env, options.gpu, options.volumes, options.secrets, options.image)
     spec_key = spec.key()
     try:
         packed = pack(inputs, namespace, session.held(spec_key))

@@ -21,10 +21,11 @@ from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
 from ._output import show
 from ._serialize import Payload, dumps_function, frozen_captures, same_objects
 from ._session import Request
+from ._spec import worker_spec
 from .errors import NbremoteError, RemoteError, remote_error
 from .retries import Retries
-from .schema import FunctionScaling, GpuRequest, WorkerSpec
-from .secret import Secret, spec_secrets
+from .schema import FunctionScaling, GpuRequest
+from .secret import Secret
 
 if TYPE_CHECKING:
     from .app import App
@@ -64,15 +65,7 @@ class FunctionOptions:
 
     def pool(self, app_name: str, name: str) -> dict[str, Any]:
         """The runner's pool for the function (or class instance) ``name`` with these settings."""
-        names, inline = spec_secrets(self.secrets)
-        spec = WorkerSpec(
-            env=self.env,
-            gpu=self.gpu,
-            volumes=self.volumes,
-            secrets=names,
-            inline_secrets=inline,
-            image=self.image.object_id if self.image else None,
-        )
+        spec = worker_spec(self.env, self.gpu, self.volumes, self.secrets, self.image)
         scaling = FunctionScaling(
             max_containers=self.max_containers,
             min_containers=self.min_containers,
