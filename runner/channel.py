@@ -121,6 +121,8 @@ class Channel:
             worker = self.session.serving(request_id)
             if worker is not None:
                 worker.interrupt()
+            elif request_id in self.tasks:  # not running yet (a GPU queue, an image build): stop
+                self.tasks[request_id].cancel()
         elif op == "cancel" and not self.runner.calls.cancel(request_id):
             running = self.tasks.get(request_id)
             if running is not None:

@@ -158,11 +158,13 @@ class ProcessBackend(Backend):
         connection = await connect(ours)
         try:
             hello, _ = await asyncio.wait_for(connection.receive(), HELLO_TIMEOUT)
-        except (ConnectionClosed, TimeoutError) as exc:
+        except BaseException as exc:  # no hello, or nobody wants the worker any more (a cancel)
             connection.close()
             proc.kill()
             status = describe_exit(proc.wait())
             shutil.rmtree(scratch, ignore_errors=True)
+            if not isinstance(exc, ConnectionClosed | TimeoutError):
+                raise
             raise WorkerStartError(
                 f"the worker did not start ({status}); see the runner's log"
             ) from exc

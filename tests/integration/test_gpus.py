@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -187,6 +188,31 @@ def test_a_function_call_waits_for_a_cells_gpu_and_says_so(
         timer.join()
         waited = capsys.readouterr().err
         assert f"nbremote: waiting for 1{TIMES}H100, position 1 in the GPU queue" in waited
+    finally:
+        caller.reset()
+        caller.close()
+        _session._current = None
+
+
+def test_ctrl_c_takes_a_waiting_call_out_of_the_gpu_queue(
+    gpu_runner: tuple[RunningRunner, Path], notebooks: list[Notebook]
+) -> None:
+    runner, _ = gpu_runner
+    notebooks[0].run("held = True", gpu="H100")
+    app = nr.App("gpu-ctrl-c")
+
+    @app.function(gpu="H100")
+    def never() -> str:
+        return "ran"
+
+    caller = _session.connect(runner.url, runner.token)
+    try:
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match="cancelled"):
+            never.remote()
+        assert time.monotonic() - started < 5  # one Ctrl-C is enough
+        assert gpus(runner)["waiting"] == []
     finally:
         caller.reset()
         caller.close()
