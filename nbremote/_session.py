@@ -84,6 +84,7 @@ class RemoteSession:
         self._pending: dict[str, Request] = {}  # request id -> request awaiting its done
         self._stash: dict[str, deque[Frame]] = {}  # frames read for another waiting request
         self._leases: dict[str, Lease] = {}  # pool key -> a worker leased to this kernel
+        self._direct = True  # until a leased worker turns out unreachable (another netns)
         # Re-entrant: a call made inside the loop over a map's results shares the channel.
         self._lock = threading.RLock()
 
@@ -184,7 +185,7 @@ class RemoteSession:
         with self._lock, self._connection_errors():
             channel = self._open()
             if request.header["op"] in ("call", "spawn"):
-                if direct_eligible(request.header, channel.shm_dir):
+                if self._direct and direct_eligible(request.header, channel.shm_dir):
                     done = self._call_direct(channel, request, on_frame)
                     if done is not None:
                         return done
@@ -256,8 +257,9 @@ class RemoteSession:
             return None  # no worker to lease: the call through the runner will say why
         try:
             lease = self._leases[pool["key"]] = connect_lease(leased, lease_id, channel.shm_dir)
-        except OSError:
+        except OSError:  # the worker's socket is out of reach: go through the runner from now on
             self._pending.pop(lease_id, None)
+            self._direct = False
             return None
         return lease
 
