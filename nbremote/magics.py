@@ -7,6 +7,7 @@ cell through ``shell.display_pub``.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from typing import Any
@@ -21,9 +22,9 @@ from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._namespace import unpack
 from ._output import show
 from ._session import Request
+from ._spec import worker_spec
 from .errors import NbremoteError, SerializationError
 from .image import Image
-from .schema import WorkerSpec
 from .secret import Secret
 from .volume import check_mount_paths
 
@@ -95,6 +96,8 @@ class RemoteMagics(Magics):
         # Names whose newest value stayed on the worker, with the id of the (older) local value
         # then: while that local value is unchanged, it must not overwrite the remote one.
         self.remote_only: dict[str, int] = {}
+        # The worker settings of the last %%remote cell: %remote pull/push talk to that worker.
+        self.last_worker = CellOptions()
 
     @property
     def ipython(self) -> InteractiveShell:
@@ -194,6 +197,7 @@ class RemoteMagics(Magics):
             raise UsageError(f"--in names {', '.join(missing)}, not defined in this notebook")
         if options.fresh:
             self.remote_only.clear()
+        self.last_worker = dataclasses.replace(options, inputs=None, outputs=None, fresh=False)
         # The magic line stays as a comment, so remote tracebacks count lines as the cell does.
         code = f"# %%remote {line}\n{cell}"
         outcome = run_cell(
@@ -268,9 +272,10 @@ class RemoteMagics(Magics):
         if not names:
             raise UsageError("usage: %remote pull NAME [NAME ...]")
         session = _session.current_session()
-        spec = WorkerSpec()
-        header = {"op": "pull", "names": names, "spec": spec.model_dump()}
-        done, buffers = session.call(Request(header, spec_key=spec.key()), show)
+        last = self.last_worker
+        spec = worker_spec(last.env, last.gpu, last.volumes, last.secrets, last.image)
+        header = {"op": "pull", "names": names, "spec": spec.wire()}
+        done, buffers = session.call(Request(header, spec_key=spec.key(), image=last.image), show)
         raise_for(done)
         values, failed = unpack(done["outputs"], buffers, self.ipython.user_ns)
         self.ipython.user_ns.update(values)
@@ -283,7 +288,7 @@ class RemoteMagics(Magics):
         missing = [name for name in names if name not in self.ipython.user_ns]
         if missing:
             raise UsageError(f"not defined in this notebook: {', '.join(missing)}")
-        options = CellOptions(inputs=names, outputs=[])
+        options = dataclasses.replace(self.last_worker, inputs=names, outputs=[], timeout=None)
         try:
             run_cell(_session.current_session(), "", self.ipython.user_ns, options, show)
         except SerializationError as exc:

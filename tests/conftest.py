@@ -15,6 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 
 from nbremote import _session
+from nbremote._cell import CellOptions
 from nbremote._client import RunnerClient
 
 TOKEN = "test-token-0123456789"
@@ -116,7 +117,9 @@ def remote_session(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
 def shell(ipython: InteractiveShell, remote_session: _session.RemoteSession) -> InteractiveShell:
     """A clean user namespace, with a session of its own on the shared runner."""
     ipython.reset(new_session=False)
-    ipython.magics_manager.registry["RemoteMagics"].remote_only.clear()
+    magics = ipython.magics_manager.registry["RemoteMagics"]
+    magics.remote_only.clear()
+    magics.last_worker = CellOptions()
     return ipython
 
 

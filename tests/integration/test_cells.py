@@ -197,6 +197,16 @@ def test_pull_and_push(shell: InteractiveShell) -> None:
         shell.run_line_magic("remote", "pull no_such_name")
 
 
+def test_pull_and_push_talk_to_the_last_cells_worker(shell: InteractiveShell) -> None:
+    remote(shell, "import os\nmode = os.environ['MODE']", line="--env MODE=fast --out ''")
+    shell.run_line_magic("remote", "pull mode")  # from the --env worker, not the default one
+    assert shell.user_ns["mode"] == "fast"
+    shell.user_ns["extra"] = 5
+    shell.run_line_magic("remote", "push extra")
+    remote(shell, "both = (mode, extra)", line="--env MODE=fast --in ''")
+    assert shell.user_ns["both"] == ("fast", 5)
+
+
 def test_unchanged_large_input_is_sent_once(shell: InteractiveShell) -> None:
     session = _session.current_session()
     sent: list[int] = []
