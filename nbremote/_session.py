@@ -164,16 +164,20 @@ class RemoteSession:
                 self._stash.setdefault(request_id, deque()).append((frame, buffers))
             elif frame["op"] in until:
                 if frame["op"] == "done":
-                    del self._pending[request_id]
-                    self._stash.pop(request_id, None)
-                if "worker" in frame and request.spec_key is not None:
-                    self._held[request.spec_key] = (frame["worker"], set(frame.get("held", [])))
+                    self._settle(request_id, request, frame)
                 return frame, buffers
             elif frame["op"] == "need" and request.packed is not None:
                 blobs, blob_buffers = request.packed.blobs(frame["hashes"])
                 channel.send({**blobs, "id": request_id}, blob_buffers)
             else:
                 on_frame(frame, buffers)
+
+    def _settle(self, request_id: str, request: Request, done: Header) -> None:
+        """Forget a finished request; note what its worker holds now."""
+        del self._pending[request_id]
+        self._stash.pop(request_id, None)
+        if "worker" in done and request.spec_key is not None:
+            self._held[request.spec_key] = (done["worker"], set(done.get("held", [])))
 
     def call(self, request: Request, on_frame: OnFrame) -> Frame:
         """Send a request and serve it until its ``done``, which is returned.
