@@ -1,7 +1,7 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both set up .venv themselves.
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
 
 .PHONY: setup bwrap demo test lint typecheck bench clean
@@ -15,10 +15,11 @@ bwrap:
 		(apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
 		echo "bubblewrap is missing: install it to mount volumes in workers"
 
-$(STAMP): pyproject.toml
+# Exactly the versions of uv.lock (an upgrade is a deliberate `uv lock --upgrade` and a commit).
+$(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -e '.[dev]'
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv sync --quiet --locked --extra dev --python $(BIN)/python
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: setup

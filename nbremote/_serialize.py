@@ -173,8 +173,11 @@ def dumps_function(name: str, fn: Any) -> Payload:
         return dumps(name, fn)
     import cloudpickle
 
+    from ._code_lines import WithLines
+
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
-    return dumps(name, fn, start=1)
+    # By value, its code has no file on the worker: its source lines go with it.
+    return dumps(name, WithLines(fn), start=1)
 
 
 def _local_module(value: object) -> types.ModuleType | None:
