@@ -19,15 +19,16 @@ import nbremote as nr
 from nbremote import _session
 from tests.conftest import RunningRunner, start_runner
 
-# One client: role, number; connects, writes until the runner goes away, prints each answered
-# write ("put KEY", "pop KEY", "qput ITEM", "got ITEM") as soon as it is answered, and each
-# pop before it is sent ("popping KEY": its answer may be lost in the kill).
+# One client (url, token, role, name, BATCH, PAD) connects, writes until the runner goes away,
+# and prints each write it was answered ("put KEY", "pop KEY", "qput ITEM", "got ITEM") as soon
+# as it was answered, and each pop before it is sent ("popping KEY": its answer may be lost).
 CLIENT = r"""
 import sys
 import nbremote as nr
 from nbremote import _session
 
 url, token, role, me = sys.argv[1:5]
+BATCH, PAD = int(sys.argv[5]), int(sys.argv[6])
 _session.connect(url, token)
 store = (nr.Dict if role == "dict" else nr.Queue).from_name("load", create_if_missing=True)
 print("ready", flush=True)
@@ -36,33 +37,41 @@ while True:
     i += 1
     if role == "dict":
         key = f"{me}-{i}"
-        store[key] = {"key": key, "pad": "x" * 200}
+        store[key] = {"key": key, "pad": "x" * PAD}
         print("put", key, flush=True)
         if i % 3 == 0:
             print("popping", f"{me}-{i - 1}", flush=True)
             store.pop(f"{me}-{i - 1}")
             print("pop", f"{me}-{i - 1}", flush=True)
     elif role == "putter":
-        store.put(f"{me}-{i}")
-        print("qput", f"{me}-{i}", flush=True)
+        items = [f"{me}-{i}-{n}" for n in range(BATCH)]
+        store.put_many(items)
+        print("\n".join(f"qput {item}" for item in items), flush=True)
     else:
-        try:
-            item = store.get(timeout=1)
-        except Exception as exc:  # queue.Empty: go on; the runner gone: stop
-            if type(exc).__name__ == "Empty":
-                continue
-            raise
-        print("got", item, flush=True)
+        for item in store.get_many(BATCH, timeout=1):
+            print("got", item, flush=True)
 """
 
 ROLES = {"dict": 2, "putter": 2, "getter": 2}
+BATCH = 20  # Queue items per put_many and most per get_many
+PAD = 4000  # characters of each Dict value
 
 
 class Client:
     """A client process, and the lines it printed (read by a thread as they come)."""
 
     def __init__(self, runner: RunningRunner, role: str, me: str) -> None:
-        command = [sys.executable, "-c", CLIENT, runner.url, runner.token or "", role, me]
+        command = [
+            sys.executable,
+            "-c",
+            CLIENT,
+            runner.url,
+            runner.token or "",
+            role,
+            me,
+            str(BATCH),
+            str(PAD),
+        ]
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -137,7 +146,7 @@ def test_answered_writes_survive_kill_9(tmp_path: Path) -> None:
         lost = [
             key
             for key in sorted(put - popped - popping)
-            if shared.get(key) != {"key": key, "pad": "x" * 200}
+            if shared.get(key) != {"key": key, "pad": "x" * PAD}
         ]
         back = [key for key in sorted(popped) if key in shared]
         left = nr.Queue.from_name("load").get_many(100_000)
@@ -156,8 +165,8 @@ def test_answered_writes_survive_kill_9(tmp_path: Path) -> None:
     assert not again, f"{len(again)} of {len(taken)} taken Queue items handed out again"
     missing = set(queued) - set(left) - set(taken)
     # A get in flight at the kill may have been committed without its answer reaching the
-    # client: at most one item per getter (each asks for one at a time) is neither here nor
+    # client: at most BATCH items per getter (one get_many at a time) are neither here nor
     # acknowledged; more is a lost put.
-    assert len(missing) <= ROLES["getter"], (
+    assert len(missing) <= ROLES["getter"] * BATCH, (
         f"{len(missing)} of {len(queued)} answered Queue puts lost: {sorted(missing)[:5]}"
     )
