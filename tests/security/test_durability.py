@@ -8,15 +8,21 @@ acknowledged pop that came back, or a Queue item handed out twice.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from nbremote_runner.state import State
+from nbremote_runner.stores import Stores
 
 import nbremote as nr
 from nbremote import _session
+from nbremote._protocol import Header
 from tests.conftest import RunningRunner, start_runner
 
 # One client (url, token, role, name, BATCH, PAD) connects, writes until the runner goes away,
@@ -26,6 +32,9 @@ CLIENT = r"""
 import sys
 import nbremote as nr
 from nbremote import _session
+from nbremote._protocol import Header
+from nbremote_runner.state import State
+from nbremote_runner.stores import Stores
 
 url, token, role, me = sys.argv[1:5]
 BATCH, PAD = int(sys.argv[5]), int(sys.argv[6])
@@ -170,3 +179,55 @@ def test_answered_writes_survive_kill_9(tmp_path: Path) -> None:
     assert len(missing) <= ROLES["getter"] * BATCH, (
         f"{len(missing)} of {len(queued)} answered Queue puts lost: {sorted(missing)[:5]}"
     )
+
+
+async def ask(stores: Stores, op: str, action: str, *parts: bytes, **fields: Any) -> Header:
+    """The runner's answer to one Dict or Queue request (the name is always "s")."""
+    done, _ = await stores.answer({"op": op, "name": "s", "action": action, **fields}, list(parts))
+    return done
+
+
+def held(stores: Stores) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """What the stores answer from memory: the Dict's items, the Queue's values."""
+    items = {key: bytes(blob[0]) for key, blob in stores.dicts["s"].items()}
+    return items, [bytes(blob[0]) for _, blob in stores.queues["s"]]
+
+
+def test_a_failed_commit_is_answered_as_an_error_and_undone(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        state = State(tmp_path / "state.db")
+        await state.open()
+        stores = Stores(state, limit=100)
+        await ask(stores, "dict", "lookup", create=True)
+        await ask(stores, "queue", "lookup", create=True)
+        await ask(stores, "dict", "put", b"a", b"1", nkey=1)
+        await ask(stores, "queue", "put", b"x", sizes=[1])
+        before = held(stores)
+
+        # The disk refuses writes (as when it is full): every write now fails to commit.
+        await state.query("PRAGMA query_only = ON")
+        answers = await asyncio.gather(
+            ask(stores, "dict", "put", b"a", b"2", nkey=1),
+            ask(stores, "dict", "put", b"b", b"3", nkey=1),
+            ask(stores, "dict", "pop", b"a", nkey=1),
+            ask(stores, "queue", "put", b"y", sizes=[1]),
+            ask(stores, "queue", "get", n=5, timeout=0),
+            ask(stores, "dict", "clear"),
+        )
+        assert [done["ok"] for done in answers] == [False] * 6
+        assert {done["error"]["ename"] for done in answers} == {"WriteFailed"}
+        assert "could not save" in answers[0]["error"]["evalue"]
+        assert held(stores) == before  # what later requests see: the last saved state
+
+        await state.query("PRAGMA query_only = OFF")
+        assert (await ask(stores, "dict", "put", b"c", b"4", nkey=1))["ok"]
+        await state.close()
+
+        reopened = State(tmp_path / "state.db")
+        await reopened.open()
+        restarted = Stores(reopened, limit=100)
+        await restarted.load()
+        assert held(restarted) == ({b"a": b"1", b"c": b"4"}, [b"x"])
+        await reopened.close()
+
+    asyncio.run(scenario())
