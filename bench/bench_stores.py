@@ -3,7 +3,7 @@ this tree (answered once on disk, group commit) and at an older revision (answer
 write its own transaction later, in the state thread).
 
 Run ``.venv/bin/python bench/bench_stores.py`` (``--seconds``, ``--clients 1,16,64``,
-``--before REV``). It prints a markdown table and writes nothing (the figures go into RESULTS.md
+``--before REV``; ``--quick`` for a smoke test). It prints a markdown table and writes nothing (the figures go into RESULTS.md
 by hand). The exit status is non-zero when an answer is not ``ok``.
 
 It drives ``Stores.answer`` in this process on a fresh SQLite file in a temporary folder (of
@@ -117,7 +117,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="of load per measurement")
     parser.add_argument("--clients", default="1,16,64", help="concurrent clients, comma-separated")
     parser.add_argument("--before", default=BEFORE, help="the old revision to compare with")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per row, 1 and 4 clients")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.clients = 0.2, "1,4"
     variants = [
         ("this tree, FULL", importlib.import_module("nbremote_runner.stores"), None),
         ("this tree, NORMAL", importlib.import_module("nbremote_runner.stores"), "NORMAL"),
