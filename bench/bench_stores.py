@@ -3,8 +3,9 @@ this tree (answered once on disk, group commit) and at an older revision (answer
 write its own transaction later, in the state thread).
 
 Run ``.venv/bin/python bench/bench_stores.py`` (``--seconds``, ``--clients 1,16,64``,
-``--before REV``; ``--quick`` for a smoke test). It prints a markdown table and writes nothing (the figures go into RESULTS.md
-by hand). The exit status is non-zero when an answer is not ``ok``.
+``--before REV``; ``--quick`` for a smoke test). It prints a markdown table and writes nothing
+(the figures go into RESULTS.md by hand). The exit status is non-zero when an answer is not
+``ok``.
 
 It drives ``Stores.answer`` in this process on a fresh SQLite file in a temporary folder (of
 ``TMPDIR``: put it on the disk the runner's data dir is on): no network and no pickling, so
