@@ -4,6 +4,12 @@ Values (and Dict keys) arrive pickled, as frame buffers, and are stored as the c
 the runner never unpickles anything. Everything lives in memory for speed and is written through
 to SQLite off the event loop. Each Dict or Queue holds at most ``limit`` items.
 
+An answer means durable: a request that changes anything (a put, a get that takes from a Queue,
+a pop, a clear, a delete, a create) changes memory at once, so that the next request sees it,
+and is answered only once its transaction is on disk (`State.write`, group commit). Should that
+transaction fail, the state undoes the change in memory and the caller gets an error, never an
+``ok``. Reads answer from memory at once.
+
 Requests (``op`` "dict" or "queue", from a kernel's channel or from a worker while it runs code):
   dict   lookup {create} · put {nkey} + key and value parts · get/contains/pop {} + key parts
          · len · clear · delete
@@ -17,12 +23,12 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbremote._protocol import Header
 
-from .state import State
+from .state import State, Statement, WriteFailed
 
 Blob = tuple[bytes, list[int]]  # a pickled value's parts, back to back, and their lengths
 
@@ -78,9 +84,21 @@ class Stores:
                 self.queues[name].append((seq, blob))
                 self._next_seq[name] = seq + 1
 
+    async def _save(self, statements: list[Statement], undo: Callable[[], None]) -> None:
+        """Wait until ``statements`` are on disk; ``undo`` reverts the memory change made just
+        before (no await in between: the state undoes failed writes newest first)."""
+        await self._saved(self._state.write(statements, undo))
+
+    @staticmethod
+    async def _saved(write: asyncio.Future[None]) -> None:
+        try:
+            await write
+        except WriteFailed as exc:
+            raise StoreError("WriteFailed", str(exc)) from exc
+
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def _lookup(self, kind: str, name: str, create: bool) -> None:
+    async def _lookup(self, kind: str, name: str, create: bool) -> None:
         held: dict[str, Any] = self.dicts if kind == "dict" else self.queues
         if name in held:
             return
@@ -92,7 +110,10 @@ class Stores:
                 f"use {kind.title()}.from_name({name!r}, create_if_missing=True)",
             )
         held[name] = {} if kind == "dict" else deque()
-        self._state.write_later("INSERT OR IGNORE INTO stores VALUES (?, ?)", (name, kind))
+        await self._save(
+            [("INSERT OR IGNORE INTO stores VALUES (?, ?)", (name, kind))],
+            lambda: held.pop(name, None),
+        )
 
     def _check_room(self, kind: str, name: str, size: int, adding: int) -> None:
         if size + adding > self.limit:
@@ -102,11 +123,20 @@ class Stores:
                 f"the runner's limit of {self.limit} (nbremote runner --store-limit N)",
             )
 
-    def _delete(self, kind: str, name: str) -> None:
+    async def _delete(self, kind: str, name: str) -> None:
         held: dict[str, Any] = self.dicts if kind == "dict" else self.queues
-        held.pop(name, None)
-        self._state.write_later("DELETE FROM stores WHERE kind = ? AND name = ?", (kind, name))
-        self._state.write_later("DELETE FROM store_items WHERE kind = ? AND name = ?", (kind, name))
+        gone = held.pop(name)
+
+        def undo() -> None:
+            held[name] = gone
+
+        await self._save(
+            [
+                ("DELETE FROM stores WHERE kind = ? AND name = ?", (kind, name)),
+                ("DELETE FROM store_items WHERE kind = ? AND name = ?", (kind, name)),
+            ],
+            undo,
+        )
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -123,38 +153,29 @@ class Stores:
     async def handle(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
         """Serve one request; its answer (fields and buffers)."""
         kind, name, action = header["op"], header["name"], header["action"]
-        self._lookup(kind, name, bool(header.get("create")) and action == "lookup")
+        await self._lookup(kind, name, bool(header.get("create")) and action == "lookup")
         if action == "lookup":
             return {}, []
         if action == "delete":
-            self._delete(kind, name)
+            await self._delete(kind, name)
             return {}, []
         if kind == "dict":
-            return self._dict(name, action, header, buffers)
+            return await self._dict(name, action, header, buffers)
         return await self._queue(name, action, header, buffers)
 
-    def _dict(
+    async def _dict(
         self, name: str, action: str, header: Header, buffers: list[Any]
     ) -> tuple[Header, list[Any]]:
         items = self.dicts[name]
         if action == "len":
             return {"len": len(items)}, []
         if action == "clear":
-            items.clear()
-            self._state.write_later(
-                "DELETE FROM store_items WHERE kind = 'dict' AND name = ?", (name,)
-            )
+            await self._dict_clear(name, items)
             return {}, []
         nkey = header.get("nkey", len(buffers))
         key, _ = _blob(buffers[:nkey])
         if action == "put":
-            if key not in items:
-                self._check_room("dict", name, len(items), 1)
-            items[key] = value = _blob(buffers[nkey:])
-            self._state.write_later(
-                "INSERT OR REPLACE INTO store_items VALUES ('dict', ?, ?, ?, ?)",
-                (name, key, value[0], json.dumps(value[1])),
-            )
+            await self._dict_put(name, items, key, _blob(buffers[nkey:]))
             return {}, []
         if action == "contains":
             return {"found": key in items}, []
@@ -164,10 +185,40 @@ class Stores:
         if blob is None:
             return {"found": False}, []
         if action == "pop":
-            self._state.write_later(
-                "DELETE FROM store_items WHERE kind = 'dict' AND name = ? AND key = ?", (name, key)
+            await self._save(
+                [(_DELETE_ITEM, ("dict", name, key))], lambda: items.__setitem__(key, blob)
             )
         return {"found": True}, _parts(blob)
+
+    async def _dict_put(self, name: str, items: dict[bytes, Blob], key: bytes, value: Blob) -> None:
+        before = items.get(key)
+        if before is None:
+            self._check_room("dict", name, len(items), 1)
+        items[key] = value
+
+        def undo() -> None:
+            if before is None:
+                items.pop(key, None)
+            else:
+                items[key] = before
+
+        await self._save(
+            [
+                (
+                    "INSERT OR REPLACE INTO store_items VALUES ('dict', ?, ?, ?, ?)",
+                    (name, key, value[0], json.dumps(value[1])),
+                )
+            ],
+            undo,
+        )
+
+    async def _dict_clear(self, name: str, items: dict[bytes, Blob]) -> None:
+        before = dict(items)
+        items.clear()
+        await self._save(
+            [("DELETE FROM store_items WHERE kind = 'dict' AND name = ?", (name,))],
+            lambda: items.update(before),
+        )
 
     async def _queue(
         self, name: str, action: str, header: Header, buffers: list[Any]
@@ -176,14 +227,7 @@ class Stores:
         if action == "len":
             return {"len": len(items)}, []
         if action == "put":
-            sizes: list[int] = header["sizes"]
-            self._check_room("queue", name, len(items), len(sizes))
-            position = 0
-            for count in sizes:
-                self._append(name, _blob(buffers[position : position + count]))
-                position += count
-            async with self._arrived:
-                self._arrived.notify_all()
+            await self._queue_put(name, items, header["sizes"], buffers)
             return {}, []
         if action != "get":
             raise StoreError("BadRequest", f"unknown Queue action {action!r}")
@@ -194,27 +238,54 @@ class Stores:
                     await asyncio.wait_for(
                         self._arrived.wait_for(lambda: bool(self.queues.get(name))), timeout
                     )
-        taken = [
-            self._pop(name) for _ in range(min(header.get("n", 1), len(self.queues.get(name, ()))))
-        ]
+        taken = await self._queue_take(name, header.get("n", 1))
         out: list[Any] = []
         for blob in taken:
             out.extend(_parts(blob))
         return {"sizes": [len(blob[1]) for blob in taken]}, out
 
-    def _append(self, name: str, blob: Blob) -> None:
-        seq = self._next_seq.get(name, 0)
-        self._next_seq[name] = seq + 1
-        self.queues[name].append((seq, blob))
-        self._state.write_later(
-            "INSERT INTO store_items VALUES ('queue', ?, ?, ?, ?)",
-            (name, seq.to_bytes(8, "big"), blob[0], json.dumps(blob[1])),
-        )
+    async def _queue_put(
+        self, name: str, items: deque[tuple[int, Blob]], sizes: list[int], buffers: list[Any]
+    ) -> None:
+        self._check_room("queue", name, len(items), len(sizes))
+        first = self._next_seq.get(name, 0)
+        self._next_seq[name] = first + len(sizes)
+        statements, position = [], 0
+        for seq, count in enumerate(sizes, first):
+            blob = _blob(buffers[position : position + count])
+            position += count
+            items.append((seq, blob))
+            statements.append((_INSERT_ITEM, ("queue", name, _seq_key(seq), *_row(blob))))
 
-    def _pop(self, name: str) -> Blob:
-        seq, blob = self.queues[name].popleft()
-        self._state.write_later(
-            "DELETE FROM store_items WHERE kind = 'queue' AND name = ? AND key = ?",
-            (name, seq.to_bytes(8, "big")),
-        )
-        return blob
+        def undo() -> None:  # newest first: these are the last items of the deque
+            for _ in sizes:
+                items.pop()
+
+        saving = self._state.write(statements, undo)  # queued before any await
+        async with self._arrived:
+            self._arrived.notify_all()
+        await self._saved(saving)
+
+    async def _queue_take(self, name: str, n: int) -> list[Blob]:
+        items = self.queues.get(name)
+        if not items:
+            return []  # nothing came (or the Queue was deleted while waiting)
+        taken = [items.popleft() for _ in range(min(n, len(items)))]
+
+        def undo() -> None:
+            items.extendleft(reversed(taken))
+
+        await self._save([(_DELETE_ITEM, ("queue", name, _seq_key(seq))) for seq, _ in taken], undo)
+        return [blob for _, blob in taken]
+
+
+_INSERT_ITEM = "INSERT INTO store_items VALUES (?, ?, ?, ?, ?)"
+_DELETE_ITEM = "DELETE FROM store_items WHERE kind = ? AND name = ? AND key = ?"
+
+
+def _seq_key(seq: int) -> bytes:
+    return seq.to_bytes(8, "big")
+
+
+def _row(blob: Blob) -> tuple[bytes, str]:
+    return blob[0], json.dumps(blob[1])
