@@ -65,7 +65,8 @@ def workers_of(runner: RunningRunner, session_id: str) -> list[dict[str, Any]]:
 
 
 def leaks(harvest: dict[str, bytes], *needles: str) -> list[str]:
-    return sorted(path for path, data in harvest.items() if any(n.encode() in data for n in needles))
+    found = [path for path, data in harvest.items() if any(n.encode() in data for n in needles)]
+    return sorted(found)
 
 
 @pytest.fixture
@@ -110,9 +111,7 @@ def test_a_cell_reads_no_token_and_no_secret_of_the_runner_or_other_notebooks(
     assert shell.user_ns["runner_vars"] == ["NBREMOTE_TASK_ID"]
 
 
-def test_a_cell_does_not_see_the_embedded_runner_files(
-    nbremote_home: Path, tmp_path: Path
-) -> None:
+def test_a_cell_does_not_see_the_embedded_runner_files(nbremote_home: Path, tmp_path: Path) -> None:
     code = (
         "import nbremote\n"
         "ip = get_ipython()\n"
