@@ -53,11 +53,13 @@ class LocalWorker(WorkerProcess):
         scratch: Path,
         hello: dict[str, object],
         host_pid: int,
+        sandboxed: bool,
     ) -> None:
         super().__init__(worker_id, spec, connection, hello)
         self._proc = proc
         self._scratch = scratch
         self._host_pid = host_pid
+        self._sandboxed = sandboxed
 
     @property
     def pid(self) -> int:
@@ -87,7 +89,7 @@ class LocalWorker(WorkerProcess):
         for _ in range(100):  # the socket closes a moment before the process is reaped
             code = self._proc.poll()
             if code is not None:
-                return describe_exit(code)
+                return describe_exit(code, self._sandboxed)
             await asyncio.sleep(0.01)
         return "still running"
 
@@ -98,8 +100,11 @@ class LocalWorker(WorkerProcess):
             return None
 
 
-def describe_exit(code: int) -> str:
-    """A return code in words: ``exit code 3`` or ``killed by signal SIGKILL``."""
+def describe_exit(code: int, sandboxed: bool = False) -> str:
+    """A return code in words: ``exit code 3`` or ``killed by signal SIGKILL``. bwrap exits with
+    128 + N when its command was killed by signal N, as a shell does."""
+    if sandboxed and code > 128 and code - 128 in signal.valid_signals():
+        code = 128 - code
     if code < 0:
         return f"killed by signal {signal.Signals(-code).name}"
     return f"exit code {code}"
@@ -185,7 +190,8 @@ class ProcessBackend(Backend):
             env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
         command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
-        if self.sandboxed or setup.mounts:
+        sandboxed = self.sandboxed or bool(setup.mounts)
+        if sandboxed:
             try:
                 sandbox = self._sandbox(scratch, image, setup)
                 command = bwrap_command(command, sandbox, scratch)
@@ -209,18 +215,18 @@ class ProcessBackend(Backend):
         connection = await connect(ours)
         try:
             hello, _ = await asyncio.wait_for(connection.receive(), HELLO_TIMEOUT)
-            pid = _host_pid(proc, int(hello["pid"]), self.sandboxed or bool(setup.mounts))
+            pid = _host_pid(proc, int(hello["pid"]), sandboxed)
         except BaseException as exc:  # no hello, or nobody wants the worker any more (a cancel)
             connection.close()
             proc.kill()
-            status = describe_exit(proc.wait())
+            status = describe_exit(proc.wait(), sandboxed)
             shutil.rmtree(scratch, ignore_errors=True)
             if not isinstance(exc, ConnectionClosed | TimeoutError | LookupError):
                 raise
             raise WorkerStartError(
                 f"the worker did not start ({status}); see the runner's log"
             ) from exc
-        return LocalWorker(worker_id, spec, connection, proc, scratch, hello, pid)
+        return LocalWorker(worker_id, spec, connection, proc, scratch, hello, pid, sandboxed)
 
 
 def _host_pid(proc: subprocess.Popen[bytes], inner: int, sandboxed: bool) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from nbremote_runner.backends.sandbox import unavailable
 
 from nbremote import _session
 from nbremote._cell import CellOptions, run_cell
@@ -50,6 +51,11 @@ for _pid in os.listdir('/proc'):
         _paths += [f'/proc/{_pid}/cmdline', f'/proc/{_pid}/environ']
 harvest = {_path: _read(_path) for _path in _paths}
 """
+
+
+needs_sandbox = pytest.mark.skipif(
+    unavailable() is not None, reason=f"workers are not sandboxed here: {unavailable()}"
+)
 
 
 def remote(shell: InteractiveShell, cell: str, line: str = "") -> Any:
@@ -91,6 +97,7 @@ def named_secret(runner: RunningRunner) -> Iterator[None]:
         client.request("DELETE", "/api/v1/secrets/isolation")
 
 
+@needs_sandbox
 def test_a_cell_reads_no_token_and_no_secret_of_the_runner_or_other_notebooks(
     shell: InteractiveShell, runner: RunningRunner, other_notebook: int, named_secret: None
 ) -> None:
@@ -111,6 +118,7 @@ def test_a_cell_reads_no_token_and_no_secret_of_the_runner_or_other_notebooks(
     assert shell.user_ns["runner_vars"] == ["NBREMOTE_TASK_ID"]
 
 
+@needs_sandbox
 def test_a_cell_does_not_see_the_embedded_runner_files(nbremote_home: Path, tmp_path: Path) -> None:
     code = (
         "import nbremote\n"
