@@ -22,7 +22,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import psutil
 
@@ -208,10 +208,13 @@ class ProcessBackend(Backend):
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=die_with_runner(),
         )
         theirs.close()
+        assert proc.stderr is not None
+        forward_to_log(proc.stderr)
         connection = await connect(ours)
         try:
             hello, _ = await asyncio.wait_for(connection.receive(), HELLO_TIMEOUT)
@@ -227,6 +230,30 @@ class ProcessBackend(Backend):
                 f"the worker did not start ({status}); see the runner's log"
             ) from exc
         return LocalWorker(worker_id, spec, connection, proc, scratch, hello, pid, sandboxed)
+
+
+def forward_to_log(stream: IO[bytes]) -> None:
+    """Copy what a worker writes to its stderr (its own failures) to the runner's log. Through a
+    pipe: a worker holding the log's descriptor could reopen it, for reading, by /proc/self/fd."""
+    loop = asyncio.get_running_loop()
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            sys.stderr.buffer.write(data)
+            sys.stderr.flush()
+        else:
+            loop.remove_reader(fd)
+            stream.close()
+
+    loop.add_reader(fd, readable)
 
 
 def _host_pid(proc: subprocess.Popen[bytes], inner: int, sandboxed: bool) -> int:

@@ -50,6 +50,12 @@ for _pid in os.listdir('/proc'):
     if _pid.isdigit():
         _paths += [f'/proc/{_pid}/cmdline', f'/proc/{_pid}/environ']
 harvest = {_path: _read(_path) for _path in _paths}
+def _link(fd):
+    try:
+        return os.readlink(f'/proc/self/fd/{fd}')
+    except OSError:  # the descriptor listdir itself used
+        return ''
+fds = [_link(_fd) for _fd in os.listdir('/proc/self/fd')]
 """
 
 
@@ -126,11 +132,12 @@ def test_a_cell_does_not_see_the_embedded_runner_files(nbremote_home: Path, tmp_
         "ip.run_line_magic('load_ext', 'nbremote')\n"
         f"ip.user_ns['data_dir'] = {str(nbremote_home)!r}\n"
         "ip.user_ns['targets'] = []\n"
-        f"ip.run_cell_magic('remote', '--out harvest', {HARVEST!r})\n"
+        f"ip.run_cell_magic('remote', '--out harvest,fds', {HARVEST!r})\n"
         "import json, pathlib\n"
         "token = json.loads(pathlib.Path(data_dir, 'runner.json').read_text())['token']\n"
         "log = pathlib.Path(data_dir, 'runner.log').read_text()\n"
         "found = [p for p, d in ip.user_ns['harvest'].items() if token.encode() in d]\n"
+        "found += [p for p in ip.user_ns['fds'] if p.startswith(data_dir)]  # reopened by fd\n"
         "print(json.dumps({'found': found, 'token_in_log': token in log}))\n"
     )
     result = subprocess.run(
