@@ -224,6 +224,7 @@ def started_worker(runner: RunningRunner) -> tuple[_session.RemoteSession, int]:
     session = _session.RemoteSession(RunnerClient(runner.url, runner.token))
     run_cell(session, "x = 1", {}, CellOptions(), lambda *_: None)
     [worker] = workers_of(runner, session.id)
+    assert worker["rss_bytes"] > 0  # the runner reads a sandboxed worker's memory by host pid
     return session, worker["pid"]
 
 
