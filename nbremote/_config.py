@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -19,3 +20,45 @@ def resolve_runner(url: str | None = None, token: str | None = None) -> tuple[st
     from ._embedded import find_or_start
 
     return find_or_start(nbremote_home())
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path``, a file that only its owner may read.
+
+    Raises:
+        ValueError: it cannot be read, is empty, or group or others may read it (naming the fix).
+    """
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(
+            f"the token file {path} may be read by others (mode {mode & 0o777:04o}): "
+            f"`chmod 600 {path}`"
+        )
+    if not token:
+        raise ValueError(
+            f"the token file {path} is empty: write a long random token in it, e.g. "
+            f"`python -c 'import secrets; print(secrets.token_urlsafe(32))' > {path}`"
+        )
+    return token
+
+
+def forget_token_variable() -> str | None:
+    """``NBREMOTE_TOKEN``, taken out of this process's environment: children do not inherit it,
+    and its value no longer shows in ``/proc/<pid>/environ`` (``ps e``)."""
+    token = os.environ.get("NBREMOTE_TOKEN")
+    if token is None:
+        return None
+    try:  # the kernel shows the environment block the process started with: overwrite it there
+        getenv = ctypes.CDLL(None).getenv
+        getenv.restype = ctypes.c_void_p
+        where = getenv(b"NBREMOTE_TOKEN")
+        if where:
+            ctypes.memset(where, ord("*"), len(os.fsencode(token)))
+    except (OSError, AttributeError):
+        pass
+    del os.environ["NBREMOTE_TOKEN"]
+    return token

@@ -2,8 +2,9 @@
 
 It runs as its own process (so it outlives the kernel that started it), listens on a random
 loopback port with a random token, and announces both in ``runner.json`` in its data dir (mode
-0600). A file lock keeps two kernels from starting two runners. It exits by itself after
-``NBREMOTE_IDLE_TIMEOUT`` seconds (default 1800) with no client.
+0600, in a 0700 folder). The token is made inside the runner: it is never on a command line, in
+an environment or in the log. A file lock keeps two kernels from starting two runners. It exits
+by itself after ``NBREMOTE_IDLE_TIMEOUT`` seconds (default 1800) with no client.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .errors import NbremoteError, RunnerUnavailable
 
 RUNTIME_FILE = "runner.json"
 START_TIMEOUT = 60.0
+CLIENT_VARIABLES = ("NBREMOTE_TOKEN", "NBREMOTE_URL")  # the kernel's, not the runner's
 
 
 def _alive(pid: int) -> bool:
@@ -78,7 +80,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _start(home: Path) -> subprocess.Popen[bytes]:
-    log = open(home / "runner.log", "ab")  # noqa: SIM115 - handed to the child
+    fd = os.open(home / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab")  # handed to the child
     command = [
         sys.executable,
         "-P",
@@ -98,6 +101,7 @@ def _start(home: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=log,
             cwd=home,
+            env={k: v for k, v in os.environ.items() if k not in CLIENT_VARIABLES},
             start_new_session=True,  # outlives the kernel; the kernel's Ctrl-C does not reach it
         )
 
@@ -115,7 +119,7 @@ def find_or_start(home: Path) -> tuple[str, str | None]:
     Raises:
         RunnerUnavailable: it did not come up; the message carries its log's tail.
     """
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     found = find(home)
     if found:
         return found

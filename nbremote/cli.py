@@ -34,7 +34,11 @@ def main() -> None:
 @click.option("--port", default=8765, show_default=True, help="Port (0: any free port).")
 @click.option("--backend", default="process", show_default=True, type=click.Choice(["process"]))
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State dir [NBREMOTE_HOME].")
-@click.option("--token", help="Bearer token required by the API (needed beyond loopback).")
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    help="A 0600 file holding the API's bearer token (needed beyond loopback) [NBREMOTE_TOKEN].",
+)
 @click.option(
     "--store-limit", default=100_000, show_default=True, help="Most items per Dict/Queue."
 )
@@ -47,23 +51,33 @@ def runner(
     port: int,
     backend: str,
     data_dir: Path | None,
-    token: str | None,
+    token_file: Path | None,
     store_limit: int,
     gpus: str | None,
     embedded: bool,
 ) -> None:
-    """Run a runner in the foreground (or `nbremote runner stop` the embedded one)."""
+    """Run a runner in the foreground (or `nbremote runner stop` the embedded one).
+
+    Its token comes from NBREMOTE_TOKEN or --token-file, never from the command line (where any
+    local user could read it), and is never printed.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from nbremote_runner.service import Runner, RunnerConfig, serve
 
+    data_dir = data_dir or nbremote_home()
+    try:
+        token, kept = runner_token(token_file, embedded, data_dir)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     idle = float(os.environ.get("NBREMOTE_IDLE_TIMEOUT", "1800")) if embedded else None
     config = RunnerConfig(
-        data_dir=data_dir or nbremote_home(),
+        data_dir=data_dir,
         host=host,
         port=port,
         backend=backend,
-        token=secrets.token_urlsafe(32) if embedded else token,
+        token=token,
+        token_file=token_file,
         idle_timeout=idle,
         embedded=embedded,
         store_limit=store_limit,
@@ -73,14 +87,31 @@ def runner(
     def announce(runner: Runner) -> None:
         where = f"backend {backend}, data in {config.data_dir}"
         click.echo(f"nbremote runner listening on {runner.url} ({where})")
-        if token:
-            click.echo(f"token: {token}")
+        click.echo(f"token: {kept}")
         sys.stdout.flush()
 
     try:
         serve(config, announce)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def runner_token(token_file: Path | None, embedded: bool, data_dir: Path) -> tuple[str | None, str]:
+    """The runner's token, and where it is kept in words (what the runner prints instead).
+
+    Raises:
+        ValueError: the token file cannot be used (the message says why and what to do).
+    """
+    from ._config import forget_token_variable, read_token_file
+
+    token = forget_token_variable()
+    if embedded:
+        return secrets.token_urlsafe(32), f"in {data_dir / 'runner.json'}"
+    if token_file is not None:
+        return read_token_file(token_file), f"in {token_file}"
+    if token:
+        return token, "from NBREMOTE_TOKEN"
+    return None, "none (loopback only: anyone on this machine may connect)"
 
 
 @runner.command("stop")

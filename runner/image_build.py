@@ -26,6 +26,8 @@ from pathlib import Path
 import nbremote
 from nbremote.schema import ImageStep
 
+from .children import die_with_runner
+
 Log = Callable[[str], Awaitable[None]]
 WORKER_NEEDS = ("ipython", "cloudpickle", "dill", "matplotlib-inline", "xxhash")
 TAIL_LINES = 30
@@ -121,6 +123,7 @@ async def run(command: list[str], log: Log, env: dict[str, str], cwd: Path) -> N
         env=env,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=die_with_runner(),  # a build step does not outlive a killed runner
     )
     assert proc.stdout is not None
     try:
@@ -240,6 +243,7 @@ async def _apt_check(packages: list[str], log: Log, cwd: Path) -> None:
             package,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_runner(),
         )
         status, _ = await proc.communicate()
         if proc.returncode != 0 or not status.decode().endswith("installed"):

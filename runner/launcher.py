@@ -28,6 +28,10 @@ class MountedWorker(WorkerProcess):
         self._volumes = volumes
         self._stopping = False
 
+    @property
+    def pid(self) -> int:
+        return self._inner.pid  # on the host: a sandboxed worker's own pid is another
+
     def interrupt(self) -> None:
         self._inner.interrupt()
 

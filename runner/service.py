@@ -34,6 +34,7 @@ from nbremote.schema import DescribeRunner, DescribeSession
 from .apps import DeployedApps
 from .backends import Backend, make_backend
 from .calls import CallRegistry
+from .data_dir import clear_leftovers, make_private, scratch_root
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .handlers import ROUTES, ApiError, BaseHandler
@@ -58,6 +59,7 @@ class RunnerConfig:
         port: port to listen on; 0 picks a free one.
         backend: where workers run (``process``).
         token: bearer token every API call must carry (health excepted); None on loopback only.
+        token_file: where the token was read from (hidden from workers, like the data dir).
         idle_timeout: exit after this many seconds with no client connected; None: never.
         embedded: write the runtime file so that kernels of this user find the runner.
         session_grace: seconds a session's workers outlive its kernel's last connection.
@@ -71,6 +73,7 @@ class RunnerConfig:
     port: int = 8765
     backend: str = "process"
     token: str | None = None
+    token_file: Path | None = None
     idle_timeout: float | None = None
     embedded: bool = False
     session_grace: float = 600.0
@@ -83,7 +86,7 @@ class RunnerConfig:
         if not self.token and not _is_loopback(self.host):
             raise ValueError(
                 f"listening on {self.host} runs pickled code for anyone who can connect: "
-                "pass --token (or listen on 127.0.0.1)"
+                "set NBREMOTE_TOKEN or pass --token-file F (or listen on 127.0.0.1)"
             )
 
 
@@ -109,12 +112,15 @@ class Runner:
         self.discovery = discover(config.gpus)  # a bad --gpus fails here, before anything starts
         self.config = config
         self.started_at = time.time()
+        make_private(config.data_dir)  # before anything is written there
+        clear_leftovers(config.data_dir)
         self.state = State(config.data_dir / "state.db")
         self.shm_dir = create_dir(str(os.getpid()))
         self.images = Images(config.data_dir / "images")
         self.images.in_use = self._images_in_use
+        private = [config.token_file] if config.token_file else []
         self.backend: Backend = make_backend(
-            config.backend, str(config.data_dir), self.shm_dir, self.images
+            config.backend, str(config.data_dir), self.shm_dir, self.images, private
         )
         self.stopped = asyncio.Event()
         self.calls = CallRegistry()
@@ -256,6 +262,7 @@ class Runner:
         await self.state.close()
         if self.shm_dir is not None:
             shutil.rmtree(self.shm_dir, ignore_errors=True)
+        shutil.rmtree(scratch_root(self.config.data_dir), ignore_errors=True)
 
 
 def serve(config: RunnerConfig, announce: Callable[[Runner], None]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ from nbremote._cell import CellOptions
 from nbremote._client import RunnerClient
 
 TOKEN = "test-token-0123456789"
+
+# A sandboxed worker has a /tmp of its own: tests that share files with workers (tmp_path) keep
+# them elsewhere, where workers see the host's files.
+if os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK):
+    tempfile.tempdir = "/var/tmp"
 
 
 @dataclass
@@ -43,8 +49,16 @@ class RunningRunner:
             self.proc.stdout.close()
 
 
+def runner_environment(token: str | None) -> dict[str, str]:
+    """This process's environment, with ``NBREMOTE_TOKEN`` set to ``token`` (or unset): how a
+    runner is given its token (never on its command line)."""
+    env = {k: v for k, v in os.environ.items() if k != "NBREMOTE_TOKEN"}
+    return env | ({"NBREMOTE_TOKEN": token} if token else {})
+
+
 def start_runner(data_dir: Path, token: str | None = TOKEN, *extra: str) -> RunningRunner:
-    """Start ``nbremote runner --port 0`` and wait until its health check answers."""
+    """Start ``nbremote runner --port 0`` (``token`` in its environment) and wait until its
+    health check answers."""
     command = [
         sys.executable,
         "-P",
@@ -55,10 +69,15 @@ def start_runner(data_dir: Path, token: str | None = TOKEN, *extra: str) -> Runn
         "0",
         "--data-dir",
         str(data_dir),
-        *(["--token", token] if token else []),
         *extra,
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=runner_environment(token),
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
@@ -12,13 +14,18 @@ if TYPE_CHECKING:
 
 
 def make_backend(
-    name: str, data_dir: str, shm_dir: str | None, images: Images | None = None
+    name: str,
+    data_dir: str,
+    shm_dir: str | None,
+    images: Images | None = None,
+    private: Sequence[Path] = (),
 ) -> Backend:
-    """The backend called ``name``, or a ValueError listing those that exist."""
+    """The backend called ``name``, or a ValueError listing those that exist. ``private``:
+    files of the runner its workers must not see (besides the data dir)."""
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
-    return backends[name](data_dir, shm_dir, images)
+    return backends[name](data_dir, shm_dir, images, private=private)
 
 
 __all__ = [

@@ -48,7 +48,8 @@ class WorkerProcess(abc.ABC):
 
     @property
     def pid(self) -> int:
-        """The worker's process id, as the worker reported it."""
+        """The worker's process id on the runner's host (as the worker reported it, unless a
+        backend knows better: in a PID namespace the worker's own pid is another)."""
         pid: int = self.hello["pid"]
         return pid
 

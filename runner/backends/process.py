@@ -1,8 +1,12 @@
 """The process backend: each worker is a local child process of the runner.
 
 The worker runs in the runner's own environment (whatever the notebook can import, the worker
-can import), in a scratch directory of its own, in a new session so that a Ctrl-C in the
-runner's terminal does not reach it, talking to the runner over a socket pair.
+can import), or in its image's, in a scratch directory of its own, in a new session so that a
+Ctrl-C in the runner's terminal does not reach it, talking to the runner over a socket pair. Where
+bubblewrap works, each worker is in a sandbox of its own (see `sandbox`); elsewhere it is a plain
+process of the runner's user, and the runner says so once in its log. Either way its environment
+carries nothing of the runner's own configuration (``NBREMOTE_*``: the token, the URL) and it
+dies with the runner.
 """
 
 from __future__ import annotations
@@ -16,16 +20,19 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import psutil
 
 from nbremote.schema import WorkerSpec
 
+from ..children import die_with_runner
+from ..data_dir import scratch_root
 from ..frames import ConnectionClosed, FrameConnection, connect
 from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
-from .sandbox import SandboxError, bwrap_command
+from .sandbox import Sandbox, SandboxError, bwrap_command, host_pid, unavailable
 
 if TYPE_CHECKING:
     from ..images import Images
@@ -35,7 +42,7 @@ STOP_GRACE = 5.0
 
 
 class LocalWorker(WorkerProcess):
-    """A worker that is a child process of the runner."""
+    """A worker that is a child process of the runner (maybe through bwrap)."""
 
     def __init__(
         self,
@@ -45,14 +52,23 @@ class LocalWorker(WorkerProcess):
         proc: subprocess.Popen[bytes],
         scratch: Path,
         hello: dict[str, object],
+        host_pid: int,
+        sandboxed: bool,
     ) -> None:
         super().__init__(worker_id, spec, connection, hello)
         self._proc = proc
         self._scratch = scratch
+        self._host_pid = host_pid
+        self._sandboxed = sandboxed
+
+    @property
+    def pid(self) -> int:
+        """The worker's pid on the host (in a sandbox, its own pid is another)."""
+        return self._host_pid
 
     def interrupt(self) -> None:
         if self._proc.poll() is None:  # the worker itself: under bwrap, _proc is bwrap
-            os.kill(self.pid, signal.SIGINT)
+            os.kill(self._host_pid, signal.SIGINT)
 
     async def stop(self) -> None:
         # Closing the socket asks the worker to leave (running @nr.exit methods on its way);
@@ -73,53 +89,97 @@ class LocalWorker(WorkerProcess):
         for _ in range(100):  # the socket closes a moment before the process is reaped
             code = self._proc.poll()
             if code is not None:
-                return describe_exit(code)
+                return describe_exit(code, self._sandboxed)
             await asyncio.sleep(0.01)
         return "still running"
 
     def rss_bytes(self) -> int | None:
         try:
-            return psutil.Process(self.pid).memory_info().rss
+            return psutil.Process(self._host_pid).memory_info().rss
         except psutil.Error:
             return None
 
 
-def describe_exit(code: int) -> str:
-    """A return code in words: ``exit code 3`` or ``killed by signal SIGKILL``."""
+def describe_exit(code: int, sandboxed: bool = False) -> str:
+    """A return code in words: ``exit code 3`` or ``killed by signal SIGKILL``. bwrap exits with
+    128 + N when its command was killed by signal N, as a shell does."""
+    if sandboxed and code > 128 and code - 128 in signal.valid_signals():
+        code = 128 - code
     if code < 0:
         return f"killed by signal {signal.Signals(-code).name}"
     return f"exit code {code}"
 
 
+def worker_environment(base: dict[str, str]) -> dict[str, str]:
+    """The runner's environment as a worker inherits it: without the runner's own settings
+    (``NBREMOTE_TOKEN``, ``NBREMOTE_URL``, ...), which are no business of user code."""
+    return {key: value for key, value in base.items() if not key.startswith("NBREMOTE_")}
+
+
 class ProcessBackend(Backend):
-    """Workers as local processes in the runner's Python environment."""
+    """Workers as local processes in the runner's Python environment.
+
+    Args:
+        data_dir: the runner's data dir (hidden from sandboxed workers).
+        shm_dir: the runner's shared-memory folder for frames.
+        images: the image cache, for specs that name an image.
+        sandbox: sandbox workers with bwrap; None: wherever bwrap works.
+        private: more files and folders to hide from sandboxed workers (a token file).
+    """
 
     name = "process"
 
-    def __init__(self, data_dir: str, shm_dir: str | None, images: Images | None = None) -> None:
-        self._scratch_root = Path(data_dir) / "scratch"
+    def __init__(
+        self,
+        data_dir: str,
+        shm_dir: str | None,
+        images: Images | None = None,
+        sandbox: bool | None = None,
+        private: Sequence[Path] = (),
+    ) -> None:
+        self._data_dir = Path(data_dir)
+        self._scratch_root = scratch_root(self._data_dir)
         self._shm_dir = shm_dir  # workers share the runner's machine, so its shm folder
         self.images = images  # a spec with an image runs in that image's venv
+        self._private = list(private)
+        self.sandboxed = _sandboxing(sandbox)
 
     @property
     def python_version(self) -> str:
         return platform.python_version()
 
+    def _sandbox(self, scratch: Path, image: Path | None, setup: WorkerSetup) -> Sandbox:
+        from nbremote._config import nbremote_home
+
+        hidden = {self._data_dir.resolve(), nbremote_home().resolve()}  # its runner.json too
+        return Sandbox(
+            hidden=sorted(hidden),
+            hidden_files=[p for p in self._private if not p.is_dir()],
+            writable=[scratch],
+            readonly=[image] if image is not None else [],
+            mounts=setup.mounts,
+            shm_dir=self._shm_dir,
+        )
+
     async def start_worker(
         self, spec: WorkerSpec, setup: WorkerSetup | None = None
     ) -> WorkerProcess:
         setup = setup or WorkerSetup()
-        python, env = sys.executable, {**os.environ, **spec.env}
+        base = worker_environment(dict(os.environ))
+        python, env = sys.executable, {**base, **spec.env}
         files: Path | None = None
+        image: Path | None = None  # the image's venv, which a sandbox must show
         if spec.image is not None:
             if self.images is None:
                 raise WorkerStartError("this runner has no image cache")
             ready = await self.images.ensure(spec.image)  # builds it if need be
             python, files = str(ready.python), ready.files
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            image = ready.python.parent.parent
+            env = {k: v for k, v in base.items() if k != "PYTHONPATH"}
             env |= ready.env | spec.env
         env |= setup.env
         worker_id = uuid.uuid4().hex[:12]
+        env["NBREMOTE_TASK_ID"] = worker_id  # which worker this is (its pid may be 2 in each)
         scratch = self._scratch_root / worker_id
         scratch.mkdir(parents=True, exist_ok=True)
         if files is not None and files.is_dir():  # the image's add_local_dir content
@@ -129,22 +189,18 @@ class ProcessBackend(Backend):
         if self._shm_dir is not None:
             env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
-        command = [
-            python,
-            "-P",
-            "-m",
-            "nbremote_runner.worker",
-            "--fd",
-            str(theirs.fileno()),
-        ]
-        if setup.mounts:  # only then: a worker without mounts starts as fast as ever
+        command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
+        sandboxed = self.sandboxed or bool(setup.mounts)
+        if sandboxed:
             try:
-                command = bwrap_command(command, setup.mounts, scratch)
+                sandbox = self._sandbox(scratch, image, setup)
+                command = bwrap_command(command, sandbox, scratch)
             except SandboxError as exc:
                 ours.close()
                 theirs.close()
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise WorkerStartError(str(exc)) from None
+        # From the event loop's thread, which lives as long as the runner (see `children`).
         proc = subprocess.Popen(
             command,
             pass_fds=[theirs.fileno()],
@@ -152,20 +208,76 @@ class ProcessBackend(Backend):
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=die_with_runner(),
         )
         theirs.close()
+        assert proc.stderr is not None
+        forward_to_log(proc.stderr)
         connection = await connect(ours)
         try:
             hello, _ = await asyncio.wait_for(connection.receive(), HELLO_TIMEOUT)
+            pid = _host_pid(proc, int(hello["pid"]), sandboxed)
         except BaseException as exc:  # no hello, or nobody wants the worker any more (a cancel)
             connection.close()
             proc.kill()
-            status = describe_exit(proc.wait())
+            status = describe_exit(proc.wait(), sandboxed)
             shutil.rmtree(scratch, ignore_errors=True)
-            if not isinstance(exc, ConnectionClosed | TimeoutError):
+            if not isinstance(exc, ConnectionClosed | TimeoutError | LookupError):
                 raise
             raise WorkerStartError(
                 f"the worker did not start ({status}); see the runner's log"
             ) from exc
-        return LocalWorker(worker_id, spec, connection, proc, scratch, hello)
+        return LocalWorker(worker_id, spec, connection, proc, scratch, hello, pid, sandboxed)
+
+
+def forward_to_log(stream: IO[bytes]) -> None:
+    """Copy what a worker writes to its stderr (its own failures) to the runner's log. Through a
+    pipe: a worker holding the log's descriptor could reopen it, for reading, by /proc/self/fd."""
+    loop = asyncio.get_running_loop()
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            sys.stderr.buffer.write(data)
+            sys.stderr.flush()
+        else:
+            loop.remove_reader(fd)
+            stream.close()
+
+    loop.add_reader(fd, readable)
+
+
+def _host_pid(proc: subprocess.Popen[bytes], inner: int, sandboxed: bool) -> int:
+    """The worker's pid on the host: its own, or found under its bwrap process."""
+    if not sandboxed:
+        return inner
+    found = host_pid(proc.pid, inner)
+    if found is None:
+        raise LookupError(f"no process {inner} in the sandbox of bwrap {proc.pid}")
+    return found
+
+
+def _sandboxing(wanted: bool | None) -> bool:
+    """Whether workers go in sandboxes: as asked, else wherever bwrap works (said once)."""
+    if wanted is False:
+        return False
+    reason = unavailable()
+    if reason is None:
+        return True
+    if wanted:
+        raise WorkerStartError(f"workers cannot be sandboxed: {reason}")
+    print(
+        f"nbremote runner: workers are NOT sandboxed (they can read the runner's files): {reason}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False

@@ -1,18 +1,34 @@
-"""Folders mounted at chosen paths in a worker, with bubblewrap (``bwrap``).
+"""Each worker in a sandbox of its own, with bubblewrap (``bwrap``), where the host has it.
 
-The sandbox's root is bwrap's own empty tmpfs; each top-level entry of the host's root is bound
-into it one by one (read-write, devices included), and each mount on top. So a mount point like
-``/models`` is made inside the tmpfs and never on the host, and the worker sees the host as it
-is (same users, same /tmp, same GPUs) plus its mounts. No pid namespace: the worker's pid is its
-host pid, which the runner signals directly (bwrap does not forward signals).
+A worker runs other people's pickled code as the runner's user. Without a sandbox it could read
+the runner's data dir (every secret, the state, the token), other workers' environments through
+/proc, and signal or trace them. In the sandbox it sees:
+
+- the host's file system as it is, through one bind per top-level entry of an empty tmpfs root
+  (so a volume's mount point like ``/models`` is made inside the tmpfs, never on the host);
+- but not the runner's data dir (an empty tmpfs over it; only the worker's own scratch folder and
+  the image environment it runs in are bound back), nor any file the runner keeps private;
+- its own PID namespace and /proc: no other process of the host is visible, its own pid is small
+  (the runner finds the host pid, see `host_pid`), and every process in it dies with it;
+- its own /tmp and /dev/shm (an empty tmpfs each; only the runner's shared-memory folder for
+  frames is bound into /dev/shm);
+- the host's network (workers serve a same-host client over an abstract Unix socket, which lives
+  in the network namespace) and devices (GPUs).
+
+``--die-with-parent`` kills the sandbox when the runner dies, however it dies.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from nbremote.volume import check_mount_paths
 
@@ -21,6 +37,27 @@ INSTALL_HINT = "install bubblewrap (`apt-get install -y bubblewrap`, or your sys
 
 class SandboxError(Exception):
     """Mounts that cannot be made; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What one worker may see of the runner's files.
+
+    Args:
+        hidden: folders covered with an empty tmpfs (the runner's data dir).
+        hidden_files: files covered with an empty one (a token file).
+        writable: folders bound back read-write at their own path (the worker's scratch).
+        readonly: folders bound back read-only at their own path (its image environment).
+        mounts: mount path -> host folder (volumes' working copies).
+        shm_dir: the runner's shared-memory folder for frames, if any.
+    """
+
+    hidden: Sequence[Path] = ()
+    hidden_files: Sequence[Path] = ()
+    writable: Sequence[Path] = ()
+    readonly: Sequence[Path] = ()
+    mounts: Mapping[str, Path] = field(default_factory=dict)
+    shm_dir: str | None = None
 
 
 def check_host_paths(paths: list[str]) -> None:
@@ -49,8 +86,28 @@ def check_host_paths(paths: list[str]) -> None:
             )
 
 
-def bwrap_command(command: list[str], mounts: Mapping[str, Path], cwd: Path) -> list[str]:
-    """``command`` run under bwrap with ``mounts`` (mount path -> host folder).
+def _under(path: Path, folder: str) -> bool:
+    return path == Path(folder) or Path(folder) in path.parents
+
+
+def _root_binds() -> list[str]:
+    """Every top-level entry of the host's root but /dev, /proc and /tmp, as it is."""
+    args: list[str] = []
+    for entry in sorted(os.scandir("/"), key=lambda entry: entry.name):
+        path = f"/{entry.name}"
+        if path in ("/dev", "/proc", "/tmp"):
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(path), path]
+        elif entry.is_dir(follow_symlinks=False):
+            args += ["--dev-bind", path, path]
+        else:
+            args += ["--bind", path, path]
+    return args
+
+
+def bwrap_command(command: list[str], sandbox: Sandbox, cwd: Path) -> list[str]:
+    """``command`` run in ``sandbox`` (see the module's docstring).
 
     Raises:
         SandboxError: bwrap is not installed, or a mount path is refused.
@@ -60,19 +117,58 @@ def bwrap_command(command: list[str], mounts: Mapping[str, Path], cwd: Path) -> 
         raise SandboxError(
             f"mounting volumes needs bubblewrap (bwrap), which is missing: {INSTALL_HINT}"
         )
-    check_host_paths(list(mounts))
-    args = [bwrap, "--die-with-parent", "--tmpfs", "/"]
-    for entry in sorted(os.scandir("/"), key=lambda entry: entry.name):
-        path = f"/{entry.name}"
-        if path in ("/dev", "/proc"):
-            continue
-        if entry.is_symlink():
-            args += ["--symlink", os.readlink(path), path]
-        elif entry.is_dir(follow_symlinks=False):
-            args += ["--dev-bind", path, path]
-        else:
-            args += ["--bind", path, path]
-    args += ["--dev-bind", "/dev", "/dev", "--dev-bind", "/proc", "/proc"]
-    for path, source in sorted(mounts.items()):
+    check_host_paths(list(sandbox.mounts))
+    args = [bwrap, "--die-with-parent", "--unshare-pid", "--tmpfs", "/", *_root_binds()]
+    args += ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc"]
+    args += ["--tmpfs", "/tmp"]
+    for folder in sandbox.hidden:  # one under /tmp is already out of sight
+        if folder.is_dir() and not _under(folder, "/tmp"):
+            args += ["--tmpfs", str(folder)]
+    for file in sandbox.hidden_files:
+        if file.is_file() and not _under(file, "/tmp"):
+            args += ["--ro-bind", "/dev/null", str(file)]
+    if sandbox.shm_dir is not None:
+        args += ["--bind", sandbox.shm_dir, sandbox.shm_dir]
+    for folder in sandbox.writable:
+        args += ["--bind", str(folder), str(folder)]
+    for folder in sandbox.readonly:
+        args += ["--ro-bind", str(folder), str(folder)]
+    for path, source in sorted(sandbox.mounts.items()):
         args += ["--bind", str(source), path]
     return [*args, "--chdir", str(cwd), "--", *command]
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why workers cannot be sandboxed on this host (None: they can). Asked once: bwrap may be
+    installed yet unable to make namespaces (no unprivileged user namespaces, say)."""
+    if shutil.which("bwrap") is None:
+        return f"bubblewrap (bwrap) is missing: {INSTALL_HINT}"
+    probe = bwrap_command(["true"], Sandbox(), Path("/"))
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not be run: {exc}"
+    if result.returncode != 0:
+        return f"bwrap cannot make a sandbox here: {result.stderr.strip() or result.returncode}"
+    return None
+
+
+def host_pid(bwrap_pid: int, inner_pid: int) -> int | None:
+    """The host pid of the process that calls itself ``inner_pid`` in the PID namespace of the
+    sandbox whose bwrap process is ``bwrap_pid`` (the last field of NSpid in its status)."""
+    try:
+        descendants = psutil.Process(bwrap_pid).children(recursive=True)
+    except psutil.Error:
+        return None
+    for process in descendants:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("NSpid:"):
+                        if int(line.split()[-1]) == inner_pid:
+                            return process.pid
+                        break
+        except (OSError, ValueError):
+            continue
+    return None

@@ -45,10 +45,10 @@ def test_remote_namespace_persists_between_cells(shell: InteractiveShell) -> Non
 
 
 def test_fresh_and_reset_start_new_workers(shell: InteractiveShell) -> None:
-    remote(shell, "import os\npid = os.getpid()\nonly_remote = 1")
-    first = shell.user_ns["pid"]
-    remote(shell, "import os\npid2 = os.getpid()", line="--fresh")
-    assert shell.user_ns["pid2"] != first
+    remote(shell, "import os\nworker = os.environ['NBREMOTE_TASK_ID']\nonly_remote = 1")
+    first = shell.user_ns["worker"]
+    remote(shell, "import os\nworker2 = os.environ['NBREMOTE_TASK_ID']", line="--fresh")
+    assert shell.user_ns["worker2"] != first
     shell.run_line_magic("remote", "reset")
     shell.user_ns.pop("only_remote")
     with pytest.raises(RemoteError, match="only_remote"):
@@ -265,13 +265,13 @@ def test_timeout_stops_a_long_cell(shell: InteractiveShell) -> None:
 
 
 def test_worker_death_is_reported_and_the_next_cell_gets_a_new_one(shell: InteractiveShell) -> None:
-    remote(shell, "import os\npid = os.getpid()")
+    remote(shell, "import os\nworker = os.environ['NBREMOTE_TASK_ID']")
     with pytest.raises(WorkerDied, match="exit code 3"):
         remote(shell, "import os\nos._exit(3)")
     with pytest.raises(WorkerDied, match="signal SIGKILL"):
         remote(shell, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
-    remote(shell, "import os\nnew_pid = os.getpid()")
-    assert shell.user_ns["new_pid"] != shell.user_ns["pid"]
+    remote(shell, "import os\nnew_worker = os.environ['NBREMOTE_TASK_ID']")
+    assert shell.user_ns["new_worker"] != shell.user_ns["worker"]
 
 
 def test_env_flag_sets_worker_environment(shell: InteractiveShell) -> None:

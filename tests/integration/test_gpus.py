@@ -106,10 +106,12 @@ def test_a_gpu_cell_is_pinned_to_its_device_and_ends_with_a_summary(
 
     # The worker's own memory, as NVML lists its process, is what the summary counts.
     notebook.namespace["fake"] = str(fake)
+    [worker] = [w for w in notebook.session.describe()["workers"] if w["gpus"]]
+    notebook.namespace["host_pid"] = worker["pid"]  # NVML lists host pids, not a sandbox's
     notebook.run(
         "import json, os, time\n"
         "device = dict(json.load(open(fake))['devices'][0], utilization=20, used_mib=9000,\n"
-        "              processes=[{'pid': os.getpid(), 'used_mib': 3072}])\n"
+        "              processes=[{'pid': host_pid, 'used_mib': 3072}])\n"
         "json.dump({'devices': [device]}, open(fake + '.tmp', 'w'))\n"
         "os.replace(fake + '.tmp', fake)\n"
         "time.sleep(0.5)"

@@ -58,10 +58,11 @@ def test_the_summary_agrees_with_nvidia_smi(shell: InteractiveShell) -> None:
             "    smi_util.append(int(subprocess.check_output(['nvidia-smi', '-i', "
             "os.environ['CUDA_VISIBLE_DEVICES'], '--query-gpu=utilization.gpu', "
             "'--format=csv,noheader,nounits'], text=True).strip()))\n"
-            "apps = subprocess.check_output(['nvidia-smi', '--query-compute-apps=pid,used_memory',"
+            # The cell's GPU is its own; in a sandbox its pid is not the one NVML lists.
+            "apps = subprocess.check_output(['nvidia-smi', '-i',"
+            " os.environ['CUDA_VISIBLE_DEVICES'], '--query-compute-apps=pid,used_memory',"
             " '--format=csv,noheader,nounits'], text=True)\n"
-            "smi_mib = sum(int(m) for p, m in (line.split(', ') for line in apps.splitlines())"
-            " if int(p) == os.getpid())\n"
+            "smi_mib = sum(int(line.split(', ')[1]) for line in apps.splitlines())\n"
             "del block, a",
         )
     found = SUMMARY.search(captured.stderr)

@@ -17,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbremote as nr
 from nbremote import _session
 from nbremote._session import RemoteSession
-from tests.conftest import TOKEN, RunningRunner, start_runner
+from tests.conftest import TOKEN, RunningRunner, runner_environment, start_runner
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 MOUNT = "/nbremote-test-data"  # made inside each worker's sandbox, never on the host
@@ -36,15 +36,16 @@ def read(volume: nr.Volume, path: str) -> bytes:
 
 def test_write_commit_then_read_in_another_container_and_the_notebook(vol: nr.Volume) -> None:
     @app.function(volumes={MOUNT: vol})
-    def write(text: str) -> int:
+    def write(text: str) -> str:
         Path(f"{MOUNT}/models/a.txt").parent.mkdir()
         Path(f"{MOUNT}/models/a.txt").write_text(text)
         vol.commit()
-        return os.getpid()
+        return os.environ.get("NBREMOTE_TASK_ID", str(os.getpid()))  # which worker
 
     @app.function(volumes={MOUNT: vol})
-    def look() -> tuple[str, int]:
-        return Path(f"{MOUNT}/models/a.txt").read_text(), os.getpid()
+    def look() -> tuple[str, str]:
+        worker = os.environ.get("NBREMOTE_TASK_ID", str(os.getpid()))
+        return Path(f"{MOUNT}/models/a.txt").read_text(), worker
 
     writer = write.remote("weights v1")
     text, reader = look.remote()
@@ -110,11 +111,11 @@ def test_clean_stop_commits_and_a_crash_does_not(shell: InteractiveShell, vol: n
 
 def test_a_map_over_many_workers_writes_one_file_each(vol: nr.Volume) -> None:
     @app.function(volumes={MOUNT: vol}, max_containers=4)
-    def part(i: int) -> int:
+    def part(i: int) -> str:
         Path(f"{MOUNT}/parts").mkdir(exist_ok=True)
         Path(f"{MOUNT}/parts/{i:02d}.txt").write_text(str(i * i))
         vol.commit()
-        return os.getpid()
+        return os.environ.get("NBREMOTE_TASK_ID", str(os.getpid()))
 
     pids = set(part.map(range(12)))
     assert len(pids) > 1
@@ -254,9 +255,15 @@ def test_a_full_disk_fails_the_upload_and_keeps_the_last_version(tmp_path: Path)
         shutil.which("bwrap") or "bwrap", "--die-with-parent", "--dev-bind", "/", "/",
         "--size", str(4 << 20),
         "--tmpfs", str(data), "--", sys.executable, "-P", "-m", "nbremote", "runner",
-        "--port", "0", "--data-dir", str(data), "--token", TOKEN,
+        "--port", "0", "--data-dir", str(data),
     ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=runner_environment(TOKEN),
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().split("listening on ")[1].split()[0]
     try:
