@@ -207,3 +207,19 @@ def test_runner_config_wants_both_files_readable_and_warns_without_tls(
     assert "WARNING" not in capsys.readouterr().err
     RunnerConfig(tmp_path, host="0.0.0.0", token=TOKEN).check()
     assert "without TLS" in capsys.readouterr().err
+
+
+def test_remote_connect_magic_takes_an_https_url(
+    ipython: InteractiveShell, tls_runner: RunningRunner
+) -> None:
+    try:
+        with capture_output() as captured:
+            ipython.run_line_magic("remote", f"connect {tls_runner.url} --token {TOKEN}")
+            ipython.run_cell_magic("remote", "", "answer = 6 * 7")
+        assert f"connected to {tls_runner.url}" in captured.stdout
+        assert ipython.user_ns["answer"] == 42
+    finally:
+        session = _session.current_session()
+        session.reset()
+        session.close()
+        _session._current = None
