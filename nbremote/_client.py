@@ -2,7 +2,9 @@
 
 Both are plain blocking sockets driven from the caller's thread: a call, its output and its
 answer never hop between threads, which keeps a warm round trip well under a millisecond and
-makes output land in the cell that asked for it.
+makes output land in the cell that asked for it. An ``https://`` runner gets the same sockets
+wrapped in TLS, verified against the system's CA bundle, or the PEM file ``NBREMOTE_CA_BUNDLE``
+names (a team's private CA, say).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
@@ -22,6 +26,40 @@ from .errors import AuthenticationError, RunnerError, RunnerUnavailable
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
 UPLOAD_CHUNK = 1 << 20
+CA_BUNDLE_ENV = "NBREMOTE_CA_BUNDLE"
+
+
+def client_context() -> ssl.SSLContext:
+    """A TLS context that verifies runners against ``NBREMOTE_CA_BUNDLE`` or the system CAs.
+
+    Raises:
+        RunnerUnavailable: ``NBREMOTE_CA_BUNDLE`` names a file that is not a readable PEM bundle.
+    """
+    bundle = os.environ.get(CA_BUNDLE_ENV) or None
+    try:
+        return ssl.create_default_context(cafile=bundle)
+    except (OSError, ValueError) as exc:
+        raise RunnerUnavailable(
+            f"{CA_BUNDLE_ENV}={bundle} is not a readable PEM file of CA certificates ({exc}); "
+            f"point it at the CA that signed the runner's certificate, or unset it"
+        ) from None
+
+
+class _HandshakeTimeout(TimeoutError):
+    """The TCP connection was made but no TLS handshake followed (a plain-HTTP runner, say)."""
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection made by `RunnerClient._socket`: the handshake is bounded by
+    ``CONNECT_TIMEOUT`` even where the request itself may wait forever."""
+
+    def __init__(self, client: RunnerClient, timeout: float | None) -> None:
+        super().__init__(client.host, client.port, timeout=timeout, context=client.tls)
+        self._client = client
+
+    def connect(self) -> None:
+        self.sock = self._client._socket()
+        self.sock.settimeout(self.timeout)
 
 
 class Channel:
@@ -63,18 +101,22 @@ class RunnerClient:
     """A runner's HTTP API, one JSON call at a time.
 
     Args:
-        url: the runner's base URL, e.g. ``http://127.0.0.1:8765``.
+        url: the runner's base URL, e.g. ``http://127.0.0.1:8765`` or
+            ``https://gpu-box.example.com:8765``.
         token: its bearer token, if it has one.
     """
 
     def __init__(self, url: str, token: str | None) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise RunnerUnavailable(f"not a runner URL: {url!r} (expected http://HOST:PORT)")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RunnerUnavailable(
+                f"not a runner URL: {url!r} (expected http://HOST:PORT or https://HOST:PORT)"
+            )
         self.url = url.rstrip("/")
         self.token = token
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.tls = client_context() if parts.scheme == "https" else None
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
@@ -84,7 +126,43 @@ class RunnerClient:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return _HTTPSConnection(self, timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def _socket(self) -> socket.socket:
+        """A new connection to the runner, TLS for https (each step within CONNECT_TIMEOUT).
+
+        Raises:
+            OSError: it cannot be made (`ssl.SSLError` for a refused certificate).
+        """
+        sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is None:
+            return sock
+        try:
+            return self.tls.wrap_socket(sock, server_hostname=self.host)
+        except TimeoutError as exc:
+            sock.close()
+            raise _HandshakeTimeout(f"no TLS handshake within {CONNECT_TIMEOUT:g} s") from exc
+        except BaseException:
+            sock.close()
+            raise
+
     def _unreachable(self, exc: BaseException) -> RunnerUnavailable:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return RunnerUnavailable(
+                f"the runner at {self.url} presented a certificate this machine does not trust "
+                f"({exc.verify_message}). If a private CA signed it, set {CA_BUNDLE_ENV} to "
+                "that CA's certificate (a PEM file); the URL's host must be a name the "
+                "certificate holds"
+            )
+        if isinstance(exc, ssl.SSLError | _HandshakeTimeout):
+            return RunnerUnavailable(
+                f"TLS with the runner at {self.url} failed ({exc}). Does it serve https "
+                "(started with --certfile and --keyfile)? If not, use an http:// URL"
+            )
         return RunnerUnavailable(
             f"cannot reach the runner at {self.url} ({exc}). Is it running? Start one with "
             "`nbremote runner`, or point NBREMOTE_URL (or %remote connect) at a running one"
@@ -117,9 +195,7 @@ class RunnerClient:
         with self._lock:
             for attempt in (1, 2):  # a kept-alive connection may have been closed meanwhile
                 if self._conn is None:
-                    self._conn = http.client.HTTPConnection(
-                        self.host, self.port, timeout=REQUEST_TIMEOUT
-                    )
+                    self._conn = self._connection(REQUEST_TIMEOUT)
                 try:
                     self._conn.request(method, path, payload, self._headers())
                     response = self._conn.getresponse()
@@ -128,7 +204,8 @@ class RunnerClient:
                 except (OSError, http.client.HTTPException) as exc:
                     self._conn.close()
                     self._conn = None
-                    if attempt == 2 or isinstance(exc, ConnectionRefusedError | TimeoutError):
+                    final = ConnectionRefusedError | TimeoutError | ssl.SSLCertVerificationError
+                    if attempt == 2 or isinstance(exc, final):
                         raise self._unreachable(exc) from exc
         self._check(response.status, data)
         return json.loads(data) if data else None
@@ -139,7 +216,7 @@ class RunnerClient:
         Raises:
             RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
         """
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        conn = self._connection(None)
         try:
             try:
                 conn.request(method, path, headers=self._headers())
@@ -162,7 +239,7 @@ class RunnerClient:
         Raises:
             RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
         """
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        conn = self._connection(None)
         try:
             conn.putrequest("POST", path)
             headers = {**self._headers(), "Content-Type": "application/octet-stream"}
@@ -170,7 +247,8 @@ class RunnerClient:
                 conn.putheader(key, value)
             conn.endheaders()
             left = size
-            with contextlib.suppress(ConnectionError):  # the runner refused early: its answer
+            # The runner refused early (its answer follows).
+            with contextlib.suppress(ConnectionError, ssl.SSLEOFError):
                 while left:
                     chunk = file.read(min(UPLOAD_CHUNK, left))
                     if not chunk:
@@ -203,10 +281,9 @@ class RunnerClient:
     def open_channel(self, session_id: str) -> Channel:
         """Upgrade a new connection to the session's frame channel."""
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+            sock = self._socket()  # under TLS an SSLSocket, which carries frames as a socket does
         except OSError as exc:
             raise self._unreachable(exc) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         lines = [
             f"GET /api/v1/sessions/{session_id}/channel HTTP/1.1",
             f"Host: {self.host}:{self.port}",

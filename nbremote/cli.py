@@ -43,6 +43,8 @@ def main() -> None:
     "--store-limit", default=100_000, show_default=True, help="Most items per Dict/Queue."
 )
 @click.option("--gpus", metavar="SPEC", help='Declare the GPUs ("A100-80GB:2,H100") [NVML].')
+@click.option("--certfile", type=click.Path(path_type=Path), help="Serve HTTPS: PEM certificate.")
+@click.option("--keyfile", type=click.Path(path_type=Path), help="Serve HTTPS: its PEM key.")
 @click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
 @click.pass_context
 def runner(
@@ -54,6 +56,8 @@ def runner(
     token_file: Path | None,
     store_limit: int,
     gpus: str | None,
+    certfile: Path | None,
+    keyfile: Path | None,
     embedded: bool,
 ) -> None:
     """Run a runner in the foreground (or `nbremote runner stop` the embedded one).
@@ -82,6 +86,8 @@ def runner(
         embedded=embedded,
         store_limit=store_limit,
         gpus=gpus,
+        certfile=certfile,
+        keyfile=keyfile,
     )
 
     def announce(runner: Runner) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
-from tornado.iostream import StreamClosedError
+from tornado.iostream import SSLIOStream, StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
 from nbremote import __version__
@@ -42,6 +42,7 @@ from nbremote.schema import (
 from .channel import serve_channel
 from .frames import connect
 from .images import BUILD_LOG, ImageBuildError, PythonUnavailable
+from .tls import connect_stream
 
 if TYPE_CHECKING:
     from .service import Runner
@@ -356,6 +357,9 @@ class ChannelHandler(BaseHandler):
             b"HTTP/1.1 101 Switching Protocols\r\n"
             b"Upgrade: nbremote-frames\r\nConnection: Upgrade\r\n\r\n"
         )
+        if isinstance(stream, SSLIOStream):  # asyncio cannot adopt an established TLS session
+            await serve_channel(self.runner, session, connect_stream(stream))
+            return
         # The client sends no frame before it has read the 101, so tornado holds no unread bytes:
         # the socket is handed over to a FrameConnection as it is.
         stream.io_loop.remove_handler(stream.socket)

@@ -16,6 +16,8 @@ import os
 import shutil
 import signal
 import socket
+import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from .secrets import Secrets
 from .sessions import Session, SessionRegistry, SparePool
 from .state import State
 from .stores import Stores
+from .tls import server_context
 from .volumes import Volumes
 
 RUNTIME_FILE = "runner.json"
@@ -66,6 +69,8 @@ class RunnerConfig:
         spare_worker: keep a booted worker ready for the next new notebook.
         store_limit: the most items one Dict or Queue may hold.
         gpus: the declared GPU inventory (``"A100-80GB:2,H100"``); None: as NVML finds them.
+        certfile: PEM certificate (chain) to serve HTTPS with; needs ``keyfile``.
+        keyfile: the certificate's PEM private key.
     """
 
     data_dir: Path
@@ -80,6 +85,8 @@ class RunnerConfig:
     spare_worker: bool = True
     store_limit: int = 100_000
     gpus: str | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""
@@ -88,6 +95,23 @@ class RunnerConfig:
                 f"listening on {self.host} runs pickled code for anyone who can connect: "
                 "set NBREMOTE_TOKEN or pass --token-file F (or listen on 127.0.0.1)"
             )
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("TLS needs both --certfile and --keyfile")
+        if self.certfile is not None and self.keyfile is not None:
+            server_context(self.certfile, self.keyfile)  # unreadable or mismatched: say so now
+        elif not _is_loopback(self.host):
+            print(
+                f"WARNING: listening on {self.host} without TLS: the token and every pickle "
+                "cross the network in clear text. Pass --certfile and --keyfile.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def tls(self) -> ssl.SSLContext | None:
+        """The server TLS context, if the runner serves HTTPS."""
+        if self.certfile is None or self.keyfile is None:
+            return None
+        return server_context(self.certfile, self.keyfile)
 
 
 def _is_loopback(host: str) -> bool:
@@ -133,7 +157,8 @@ class Runner:
     def url(self) -> str:
         """Where clients reach the runner."""
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.config.certfile else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Open the state, boot the spare worker, listen, and announce the runner."""
@@ -159,7 +184,7 @@ class Runner:
             family=socket.AF_INET if "." in self.config.host else socket.AF_UNSPEC,
         )
         self.port = sockets[0].getsockname()[1]
-        self._server = HTTPServer(app)
+        self._server = HTTPServer(app, ssl_options=self.config.tls())
         self._server.add_sockets(sockets)
         self._tasks.append(asyncio.create_task(self._maintain()))
         if self.config.embedded:
