@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from nbremote import __version__
-from nbremote._protocol import Header
+from nbremote._protocol import FrameLimits, Header
 from nbremote._shm import create_dir
 from nbremote.schema import DescribeRunner, DescribeSession
 
@@ -64,6 +64,8 @@ class RunnerConfig:
         spare_worker: keep a booted worker ready for the next new notebook.
         store_limit: the most items one Dict or Queue may hold.
         gpus: the declared GPU inventory (``"A100-80GB:2,H100"``); None: as NVML finds them.
+        frame_limits: the biggest frame a kernel's channel takes (header, buffer, frame bytes);
+            a bigger one is answered with an error and its connection closed.
     """
 
     data_dir: Path
@@ -77,6 +79,7 @@ class RunnerConfig:
     spare_worker: bool = True
     store_limit: int = 100_000
     gpus: str | None = None
+    frame_limits: FrameLimits = field(default_factory=FrameLimits)
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""
