@@ -79,6 +79,10 @@ class FrameLimits:
         Raises:
             FrameTooLarge: naming the limit.
         """
+        if not sizes or (
+            max(sizes) <= self.max_buffer_bytes and sum(sizes) <= self.max_frame_bytes
+        ):
+            return  # the usual case, in one pass of C each
         for index, size in enumerate(sizes):
             if size > self.max_buffer_bytes:
                 raise FrameTooLarge(
@@ -106,13 +110,13 @@ class FrameRefused(ConnectionError):
         self.header = header
 
 
-def decode_header(raw: bytes | bytearray | memoryview) -> Header:
+def decode_header(raw: bytes | bytearray) -> Header:
     """A frame's JSON header, which must be an object.
 
     Raises:
         ValueError: it is not JSON, or not an object.
     """
-    header = json.loads(bytes(raw))
+    header = json.loads(raw)
     if not isinstance(header, dict):
         raise ValueError(f"a frame header must be a JSON object, not {type(header).__name__}")
     return header

@@ -72,8 +72,8 @@ def _logging(app: DeployedApp, forward: Forward) -> Forward:
     """``forward``, keeping what the app's code prints in the app's log on the way."""
 
     def logged(header: Header, buffers: Sequence[Buffer]) -> None:
-        if header["op"] == "stream":
-            app.log(header["text"])
+        if header.get("op") == "stream":  # the app's code may send anything: no KeyError here
+            app.log(str(header.get("text", "")))
         forward(header, buffers)
 
     return logged

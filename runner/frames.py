@@ -143,7 +143,7 @@ class FrameConnection(asyncio.BufferedProtocol):
         if self._available() < need:
             return False
         self._start += PREFIX.size
-        self._header = decode_header(self._take(header_len))
+        self._header = decode_header(bytes(self._take(header_len)))
         sizes = self._take(LENGTH.size * count)
         self._sizes = [LENGTH.unpack_from(sizes, LENGTH.size * i)[0] for i in range(count)]
         self._buffers = []

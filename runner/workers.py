@@ -116,10 +116,14 @@ class Worker:
             self.process.connection.send(reply, out)
 
     def _record(self, done: Header) -> None:
-        cells_run = done.get("cells_run", self.cells_run)
-        self.cells_run = cells_run if isinstance(cells_run, int) else self.cells_run
+        cells_run, namespace = done.get("cells_run"), done.get("namespace")
+        if isinstance(cells_run, int):
+            self.cells_run = cells_run
+        if not namespace:  # a call's done: no namespace (and no time to spend on the hot path)
+            self.namespace = []
+            return
         with contextlib.suppress(ValidationError, TypeError):  # mangled: the last good one stays
-            self.namespace = [DescribeObject.model_validate(i) for i in done.get("namespace", [])]
+            self.namespace = [DescribeObject.model_validate(item) for item in namespace]
 
     def send(self, header: Header, buffers: Sequence[Buffer]) -> None:
         """Send a frame that belongs to the request in progress (``blobs``)."""
