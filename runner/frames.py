@@ -28,6 +28,7 @@ from nbremote._protocol import (
     PREFIX,
     Buffer,
     FrameLimits,
+    FrameRefused,
     FrameTooLarge,
     Header,
     decode_header,
@@ -131,8 +132,8 @@ class FrameConnection(asyncio.BufferedProtocol):
                         return
                 elif not self._next_buffer():
                     return
-        except (FrameTooLarge, ValueError) as exc:
-            self._refuse(str(exc))
+        except (FrameTooLarge, FrameRefused) as exc:
+            self._refuse(type(exc).__name__, str(exc))
 
     def _parse_meta(self) -> bool:
         if self._available() < PREFIX.size:
@@ -143,18 +144,21 @@ class FrameConnection(asyncio.BufferedProtocol):
         if self._available() < need:
             return False
         self._start += PREFIX.size
-        self._header = decode_header(bytes(self._take(header_len)))
+        try:
+            self._header = decode_header(bytes(self._take(header_len)))
+        except ValueError as exc:
+            raise FrameRefused(f"a frame header that cannot be read: {exc}", {}) from None
         sizes = self._take(LENGTH.size * count)
         self._sizes = [LENGTH.unpack_from(sizes, LENGTH.size * i)[0] for i in range(count)]
         self._buffers = []
         self.limits.check_sizes(self._sizes)
         return True
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, ename: str, reason: str) -> None:
         """Answer a frame that cannot be taken with an error ``done``, and close: the stream
         cannot be trusted to be in step any more."""
         request_id = (self._header or {}).get("id")
-        error = {"ename": "FrameTooLarge", "evalue": reason, "traceback": []}
+        error = {"ename": ename, "evalue": reason, "traceback": []}
         self._refused = True
         self._release()
         with contextlib.suppress(ConnectionClosed):

@@ -147,6 +147,15 @@ def test_a_header_over_the_limit_is_refused_before_it_is_read(raw: Channel) -> N
     assert "header" in done["error"]["evalue"]
 
 
+def test_a_header_that_is_not_a_json_object_is_answered_then_closed(raw: Channel) -> None:
+    raw.sock.sendall(PREFIX.pack(6, 0) + b"[1, 2]")
+    done = _done(raw, None)
+    assert done["error"]["ename"] == "FrameRefused"
+    assert "JSON object" in done["error"]["evalue"]
+    with pytest.raises(ConnectionError):
+        raw.recv()
+
+
 def test_the_runner_honours_configured_limits() -> None:
     """`RunnerConfig.frame_limits` reaches the connection: a small limit refuses a small frame."""
 
