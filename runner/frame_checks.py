@@ -8,7 +8,8 @@ with ``"id": null``: its sender cannot match the answer to a request, but whoeve
 stream sees why nothing happened.
 
 The models are the wire schema's (`nbremote.schema`, "Frame headers"), one discriminated union on
-``op`` built once here; checking a call frame costs ~2 µs (bench figures in the module's tests).
+``op`` built once here. Measured (one core of a loaded 2-core box): ~3 µs for a ``call`` frame,
+~6 µs for an ``exec`` frame with five inputs, ~1 µs for a worker's Dict request.
 """
 
 from __future__ import annotations
