@@ -73,7 +73,16 @@ class Channel:
         self.sock = sock
         self.reader = FrameReader(sock)
         self.broken = False
-        self.shm_dir: str | None = None  # set when the runner shares this machine
+
+    @property
+    def shm_dir(self) -> str | None:
+        """The runner's shared-memory folder, once it is known to share this machine: big
+        buffers go through it both ways, and a frame naming any other file is refused."""
+        return self.reader.shm_dir
+
+    @shm_dir.setter
+    def shm_dir(self, value: str | None) -> None:
+        self.reader.shm_dir = value
 
     def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send one frame."""

@@ -10,6 +10,10 @@ out-of-band array buffers travel without being copied into one big message::
 
 This module is standard library only: the worker imports it and must start fast. The runner has
 an asynchronous reader of the same format (`nbremote_runner.frames`).
+
+The other side may be hostile (a worker runs anyone's code; a runner may be someone else's), so a
+reader trusts no length it is told: a frame over `FrameLimits` is refused before anything is
+allocated for it, and a big buffer grows as its bytes arrive, never to the size it claims first.
 """
 
 from __future__ import annotations
@@ -18,18 +22,104 @@ import json
 import socket
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ._shm import externalize, internalize
+from ._shm import ShmRefused, externalize, internalize
 
 PREFIX = struct.Struct("!II")
 LENGTH = struct.Struct("!Q")
 # Frames whose buffers are all below this size are read through one shared receive buffer;
 # bigger buffers are received straight into their own bytearray (no extra copy).
 _CHUNK = 1 << 18
+_GROW = 1 << 20  # a big buffer starts this big and doubles as its bytes arrive
+_MAX_RECV = 1 << 24  # the most one recv asks for (it allocates what it asks)
 
 Header = dict[str, Any]
 Buffer = bytes | bytearray | memoryview
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """The biggest frame a reader takes; a bigger one ends the connection.
+
+    Args:
+        max_header_bytes: the JSON header.
+        max_buffers: how many buffers one frame may have.
+        max_buffer_bytes: the size of one buffer.
+        max_frame_bytes: all the buffers of one frame together.
+    """
+
+    max_header_bytes: int = 64 << 20
+    max_buffers: int = 1 << 20
+    max_buffer_bytes: int = 16 * GiB
+    max_frame_bytes: int = 32 * GiB
+
+    def check_prefix(self, header_len: int, count: int) -> None:
+        """Refuse a frame whose header or buffer table is over the limits.
+
+        Raises:
+            FrameTooLarge: naming the limit.
+        """
+        if header_len > self.max_header_bytes:
+            raise FrameTooLarge(
+                f"a frame header of {header_len} bytes is over the limit of "
+                f"{self.max_header_bytes} bytes"
+            )
+        if count > self.max_buffers:
+            raise FrameTooLarge(
+                f"a frame of {count} buffers is over the limit of {self.max_buffers} buffers"
+            )
+
+    def check_sizes(self, sizes: Sequence[int]) -> None:
+        """Refuse a frame whose buffers are over the limits (before any is allocated).
+
+        Raises:
+            FrameTooLarge: naming the limit.
+        """
+        if not sizes or (
+            max(sizes) <= self.max_buffer_bytes and sum(sizes) <= self.max_frame_bytes
+        ):
+            return  # the usual case, in one pass of C each
+        for index, size in enumerate(sizes):
+            if size > self.max_buffer_bytes:
+                raise FrameTooLarge(
+                    f"buffer {index} of a frame claims {size} bytes, over the limit of "
+                    f"{self.max_buffer_bytes} bytes per buffer"
+                )
+        if sum(sizes) > self.max_frame_bytes:
+            raise FrameTooLarge(
+                f"a frame's buffers claim {sum(sizes)} bytes together, over the limit of "
+                f"{self.max_frame_bytes} bytes per frame"
+            )
+
+
+class FrameTooLarge(ConnectionError):
+    """A frame over the reader's `FrameLimits`: the connection cannot go on."""
+
+
+class FrameRefused(ConnectionError):
+    """A whole frame arrived but cannot be taken (a header that is not a JSON object, a
+    shared-memory file where none may be). The stream is still in step: a reader that can
+    answer ``header`` with an error may go on reading."""
+
+    def __init__(self, message: str, header: Header) -> None:
+        super().__init__(message)
+        self.header = header
+
+
+def decode_header(raw: bytes | bytearray) -> Header:
+    """A frame's JSON header, which must be an object.
+
+    Raises:
+        ValueError: it is not JSON, or not an object.
+    """
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise ValueError(f"a frame header must be a JSON object, not {type(header).__name__}")
+    return header
 
 
 def encode_prefix(header: Header, buffers: Sequence[Buffer]) -> bytes:
@@ -62,15 +152,27 @@ class FrameReader:
 
     Resumable: if a read is interrupted (Ctrl-C raises KeyboardInterrupt inside ``recv``), what
     arrived so far is kept and the next `read` carries on where this one stopped.
+
+    Args:
+        sock: the connected socket.
+        limits: the biggest frame taken (`FrameTooLarge` beyond).
+        shm_dir: the one folder whose shared-memory files frames may name (see
+            `nbremote._shm.internalize`); None: the other side is not on this machine, and a
+            frame naming one is refused.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(
+        self, sock: socket.socket, limits: FrameLimits | None = None, shm_dir: str | None = None
+    ) -> None:
         self._sock = sock
+        self.limits = limits or FrameLimits()
+        self.shm_dir = shm_dir
         self._buf = bytearray()
         self._header: Header | None = None
         self._sizes: list[int] = []
         self._buffers: list[bytearray] = []
         self._filled = 0  # bytes received into the last of self._buffers
+        self._invalid: str | None = None  # why the current frame's header cannot be taken
 
     @property
     def buffered(self) -> bool:
@@ -83,7 +185,7 @@ class FrameReader:
 
     def _fill(self, n: int) -> None:
         while len(self._buf) < n:
-            chunk = self._sock.recv(max(_CHUNK, n - len(self._buf)))
+            chunk = self._sock.recv(min(max(_CHUNK, n - len(self._buf)), _MAX_RECV))
             if not chunk:
                 raise ConnectionError("connection closed")
             self._buf += chunk
@@ -91,44 +193,65 @@ class FrameReader:
     def _read_header(self) -> None:
         self._fill(PREFIX.size)
         header_len, count = PREFIX.unpack_from(self._buf)
+        self.limits.check_prefix(header_len, count)
         end = PREFIX.size + header_len + LENGTH.size * count
         self._fill(end)
-        self._header = json.loads(self._buf[PREFIX.size : PREFIX.size + header_len])
-        self._sizes = [
+        raw = self._buf[PREFIX.size : PREFIX.size + header_len]
+        sizes = [
             LENGTH.unpack_from(self._buf, PREFIX.size + header_len + LENGTH.size * i)[0]
             for i in range(count)
         ]
+        self.limits.check_sizes(sizes)
+        try:
+            self._header = decode_header(raw)
+        except ValueError as exc:  # the lengths are sound: the next frame can still be read
+            self._header, self._invalid = {}, str(exc)
+        self._sizes = sizes
         del self._buf[:end]
 
     def _read_buffer(self) -> None:
-        """Receive the next buffer straight into a fresh, writable bytearray."""
+        """Receive the next buffer into a fresh, writable bytearray that grows as bytes come."""
         out = self._buffers[-1]
-        size = len(out)
+        size = self._sizes[len(self._buffers) - 1]
         if self._filled == 0 and self._buf:
             have = min(size, len(self._buf))
             out[:have] = self._buf[:have]
             del self._buf[:have]
             self._filled = have
-        view = memoryview(out)
         while self._filled < size:
-            got = self._sock.recv_into(view[self._filled :], size - self._filled)
+            if self._filled == len(out):  # full so far: room for more, never the whole claim
+                out.extend(bytes(min(max(len(out), _GROW), size - len(out))))
+            got = self._sock.recv_into(memoryview(out)[self._filled :])
             if not got:
                 raise ConnectionError("connection closed")
             self._filled += got
 
     def read(self) -> tuple[Header, list[bytearray]]:
-        """Block until one whole frame has arrived; return its header and buffers."""
+        """Block until one whole frame has arrived; return its header and buffers.
+
+        Raises:
+            ConnectionError: the connection closed.
+            FrameTooLarge: the frame is over the limits (the connection cannot go on).
+            FrameRefused: the frame cannot be taken (the next one can still be read).
+        """
         if self._header is None:
             self._read_header()
         while True:
-            if self._buffers and self._filled < len(self._buffers[-1]):
+            if self._buffers and self._filled < self._sizes[len(self._buffers) - 1]:
                 self._read_buffer()
             if len(self._buffers) == len(self._sizes):
                 break
-            self._buffers.append(bytearray(self._sizes[len(self._buffers)]))
+            size = self._sizes[len(self._buffers)]
+            self._buffers.append(bytearray(min(size, _GROW)))
             self._filled = 0
-        header, buffers = self._header, self._buffers
+        header, buffers, invalid = self._header, self._buffers, self._invalid
         assert header is not None
         self._header, self._sizes, self._buffers, self._filled = None, [], [], 0
-        internalize(header, buffers)
+        self._invalid = None
+        if invalid is not None:
+            raise FrameRefused(f"a frame header that cannot be read: {invalid}", header)
+        try:
+            internalize(header, buffers, self.shm_dir)
+        except ShmRefused as exc:
+            raise FrameRefused(str(exc), header) from None
         return header, buffers

@@ -11,6 +11,10 @@ Client -> runner frames:
 Runner -> client frames: whatever the worker sends for a request (stream, display, result,
 need, ...), ``status`` while a worker starts, ``notice`` for the person (GPU queue position, a
 GPU cell's summary), and ``done`` last.
+
+Every client frame is checked against the wire schema first (`frame_checks`): a bad one is
+answered with an error ``done`` naming its field, and every request is answered, even when
+serving it fails in a way nobody foresaw.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +33,7 @@ from nbremote._protocol import Buffer, Header
 from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
+from .frame_checks import CLIENT_FRAMES, check
 from .frames import ConnectionClosed, Frame, FrameConnection
 from .gpus import STATUS
 from .images import BUILD_LOG
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from .sessions import Session
 
 REQUESTS = ("exec", "pull", "call", "get", "lease")
+log = logging.getLogger(__name__)
 
 
 def failed(request_id: str, ename: str, evalue: str) -> Header:
@@ -65,8 +72,8 @@ def _logging(app: DeployedApp, forward: Forward) -> Forward:
     """``forward``, keeping what the app's code prints in the app's log on the way."""
 
     def logged(header: Header, buffers: Sequence[Buffer]) -> None:
-        if header["op"] == "stream":
-            app.log(header["text"])
+        if header.get("op") == "stream":  # the app's code may send anything: no KeyError here
+            app.log(str(header.get("text", "")))
         forward(header, buffers)
 
     return logged
@@ -102,7 +109,11 @@ class Channel:
         task.add_done_callback(self._background.discard)
 
     def _dispatch(self, header: Header, buffers: list[bytearray]) -> None:
-        op, request_id = header.get("op"), header.get("id", "")
+        invalid = check(CLIENT_FRAMES, header, buffers)
+        if invalid is not None:
+            self.send(invalid)
+            return
+        op, request_id = header["op"], header["id"]
         if op in REQUESTS:
             task = asyncio.create_task(self.answer(header, buffers))
             self.tasks[request_id] = task
@@ -129,7 +140,11 @@ class Channel:
                 running.cancel()
 
     async def _store(self, header: Header, buffers: list[bytearray]) -> None:
-        done, out = await self.runner.serve_worker(header, buffers)
+        try:
+            done, out = await self.runner.serve_worker(header, buffers)
+        except Exception as exc:  # the caller waits for an answer, whatever happened
+            log.exception("serving a %s request failed", header["op"])
+            done, out = failed(header["id"], type(exc).__name__, str(exc)), []
         self.send(done, out)
 
     async def _cell_worker(self, header: Header) -> Worker:
@@ -204,7 +219,11 @@ class Channel:
     async def answer(self, header: Header, buffers: list[bytearray]) -> None:
         """Serve a request and send its ``done``; cells and pulls also go into the run history."""
         started = time.time()
-        done, out = await self.dispatch(header, buffers)
+        try:
+            done, out = await self.dispatch(header, buffers)
+        except Exception as exc:  # the caller waits for an answer, whatever happened
+            log.exception("serving a %s request failed", header["op"])
+            done, out = failed(header["id"], type(exc).__name__, f"the runner failed: {exc}"), []
         if header["op"] in ("exec", "pull"):
             error = done.get("error") or {}
             self.runner.state.record_run(

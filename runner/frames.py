@@ -8,23 +8,39 @@ complete (or queued for `FrameConnection.receive` until a callback is set). Send
 
 Tornado's IOStream did this job before; its per-read futures and epoll re-registrations cost the
 runner ~8 loop iterations and ~200 µs per relayed call (see bench/RESULTS.md).
+
+Nothing the other side claims is allocated before its bytes arrive: a frame over the connection's
+`FrameLimits` is answered with an error ``done`` and the connection closed, and a big buffer grows
+as its bytes come (a 35-byte header claiming 3 GiB costs nothing). What a connection that closes
+mid-frame held is freed with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
+import contextlib
 import socket
 from collections.abc import Callable, Sequence
 
-from nbremote._protocol import LENGTH, PREFIX, Buffer, Header, encode_prefix
+from nbremote._protocol import (
+    LENGTH,
+    PREFIX,
+    Buffer,
+    FrameLimits,
+    FrameRefused,
+    FrameTooLarge,
+    Header,
+    decode_header,
+    encode_prefix,
+)
 
 Frame = tuple[Header, list[bytearray]]
 OnFrame = Callable[[Header, list[bytearray]], None]
 
 _SCRATCH = 1 << 18  # the receive buffer; a frame's small parts are parsed from here
 _DIRECT = 1 << 16  # buffers this big are received straight into their own bytearray
+_GROW = 1 << 20  # such a buffer starts this big and doubles as its bytes arrive
 
 
 class ConnectionClosed(ConnectionError):
@@ -32,9 +48,14 @@ class ConnectionClosed(ConnectionError):
 
 
 class FrameConnection(asyncio.BufferedProtocol):
-    """One frame stream: frames in through a callback, frames out with `send`."""
+    """One frame stream: frames in through a callback, frames out with `send`.
 
-    def __init__(self) -> None:
+    Args:
+        limits: the biggest frame taken; a bigger one closes the connection.
+    """
+
+    def __init__(self, limits: FrameLimits | None = None) -> None:
+        self.limits = limits or FrameLimits()
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_frame: OnFrame | None = None
@@ -45,7 +66,9 @@ class FrameConnection(asyncio.BufferedProtocol):
         self._header: Header | None = None
         self._sizes: list[int] = []
         self._buffers: list[bytearray] = []
-        self._direct: memoryview | None = None  # the rest of a big buffer being received
+        self._filling: bytearray | None = None  # a big buffer being received straight into
+        self._filled = 0  # how much of it has arrived
+        self._refused = False  # a frame over the limits arrived: the rest is ignored
 
     # -- asyncio's side
 
@@ -54,13 +77,18 @@ class FrameConnection(asyncio.BufferedProtocol):
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()  # a frame cut short: its buffers go now, not with this object
         if not self.closed.done():
             self.closed.set_result(None)
         self._wake()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._direct is not None:
-            return self._direct
+        if self._filling is not None:
+            buf = self._filling
+            if self._filled == len(buf):  # full so far: room for more, never the whole claim
+                size = self._sizes[len(self._buffers) - 1]
+                buf.extend(bytes(min(max(len(buf), _GROW), size - len(buf))))
+            return memoryview(buf)[self._filled :]
         if self._end == len(self._scratch):  # full: move what is left to the front
             left = self._end - self._start
             if self._start == 0:  # one frame's header is bigger than the buffer
@@ -71,15 +99,20 @@ class FrameConnection(asyncio.BufferedProtocol):
         return memoryview(self._scratch)[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._direct is not None:
-            self._direct = self._direct[nbytes:] if nbytes < len(self._direct) else None
-            if self._direct is None:
-                self._next_buffer()
+        if self._refused:
             return
-        self._end += nbytes
+        if self._filling is not None:
+            self._filled += nbytes
+            if self._filled < self._sizes[len(self._buffers) - 1]:
+                return
+            self._filling = None
+        else:
+            self._end += nbytes
         self._parse()
         if self._start == self._end:
             self._start = self._end = 0
+            if len(self._scratch) > _SCRATCH:  # a big header has gone: so can its room
+                self._scratch = bytearray(_SCRATCH)
 
     # -- parsing
 
@@ -92,26 +125,58 @@ class FrameConnection(asyncio.BufferedProtocol):
         return view
 
     def _parse(self) -> None:
-        while self._direct is None:
-            if self._header is None:
-                if not self._parse_meta():
+        try:
+            while self._filling is None and not self._refused:
+                if self._header is None:
+                    if not self._parse_meta():
+                        return
+                elif not self._next_buffer():
                     return
-            elif not self._next_buffer():
-                return
+        except (FrameTooLarge, FrameRefused) as exc:
+            self._refuse(type(exc).__name__, str(exc))
 
     def _parse_meta(self) -> bool:
         if self._available() < PREFIX.size:
             return False
         header_len, count = PREFIX.unpack_from(self._scratch, self._start)
+        self.limits.check_prefix(header_len, count)  # before waiting for (and storing) it all
         need = PREFIX.size + header_len + LENGTH.size * count
         if self._available() < need:
             return False
         self._start += PREFIX.size
-        self._header = json.loads(bytes(self._take(header_len)))
+        try:
+            self._header = decode_header(bytes(self._take(header_len)))
+        except ValueError as exc:
+            raise FrameRefused(f"a frame header that cannot be read: {exc}", {}) from None
         sizes = self._take(LENGTH.size * count)
         self._sizes = [LENGTH.unpack_from(sizes, LENGTH.size * i)[0] for i in range(count)]
         self._buffers = []
+        self.limits.check_sizes(self._sizes)
         return True
+
+    def _refuse(self, ename: str, reason: str) -> None:
+        """Answer a frame that cannot be taken with an error ``done``, and close: the stream
+        cannot be trusted to be in step any more."""
+        request_id = (self._header or {}).get("id")
+        error = {"ename": ename, "evalue": reason, "traceback": []}
+        self._refused = True
+        self._release()
+        with contextlib.suppress(ConnectionClosed):
+            self.send(
+                {
+                    "op": "done",
+                    "id": request_id if isinstance(request_id, str) else None,
+                    "ok": False,
+                    "held": [],
+                    "error": error,
+                }
+            )
+        self.close()
+
+    def _release(self) -> None:
+        self._header, self._sizes, self._buffers, self._filling = None, [], [], None
+        self._scratch = bytearray()  # the connection is done with: nothing more to parse
+        self._start = self._end = 0
 
     def _next_buffer(self) -> bool:
         """Take the next buffer of the current frame; False when it needs more bytes."""
@@ -119,10 +184,9 @@ class FrameConnection(asyncio.BufferedProtocol):
             size = self._sizes[len(self._buffers)]
             have = min(self._available(), size)
             if size >= _DIRECT and have < size:
-                buf = bytearray(size)
-                buf[:have] = self._take(have)
-                self._buffers.append(buf)
-                self._direct = memoryview(buf)[have:]
+                # What has arrived: the rest goes straight in as it comes (`get_buffer`).
+                self._filling, self._filled = bytearray(self._take(have)), have
+                self._buffers.append(self._filling)
                 return False
             if have < size:
                 return False
@@ -189,8 +253,8 @@ class FrameConnection(asyncio.BufferedProtocol):
             self.transport.close()
 
 
-async def connect(sock: socket.socket) -> FrameConnection:
+async def connect(sock: socket.socket, limits: FrameLimits | None = None) -> FrameConnection:
     """A `FrameConnection` over a connected socket, owned by the running loop from now on."""
     loop = asyncio.get_running_loop()
-    _, connection = await loop.connect_accepted_socket(FrameConnection, sock=sock)
+    _, connection = await loop.connect_accepted_socket(lambda: FrameConnection(limits), sock=sock)
     return connection

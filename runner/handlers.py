@@ -363,7 +363,8 @@ class ChannelHandler(BaseHandler):
         # The client sends no frame before it has read the 101, so tornado holds no unread bytes:
         # the socket is handed over to a FrameConnection as it is.
         stream.io_loop.remove_handler(stream.socket)
-        connection = await connect(socket.socket(fileno=stream.socket.detach()))
+        sock = socket.socket(fileno=stream.socket.detach())
+        connection = await connect(sock, self.runner.config.frame_limits)
         await serve_channel(self.runner, session, connection)
 
 

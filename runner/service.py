@@ -20,7 +20,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from nbremote import __version__
-from nbremote._protocol import Header
+from nbremote._protocol import FrameLimits, Header
 from nbremote._shm import create_dir
 from nbremote.schema import DescribeRunner, DescribeSession
 
@@ -71,6 +71,8 @@ class RunnerConfig:
         gpus: the declared GPU inventory (``"A100-80GB:2,H100"``); None: as NVML finds them.
         certfile: PEM certificate (chain) to serve HTTPS with; needs ``keyfile``.
         keyfile: the certificate's PEM private key.
+        frame_limits: the biggest frame a kernel's channel takes (header, buffer, frame bytes);
+            a bigger one is answered with an error and its connection closed.
     """
 
     data_dir: Path
@@ -87,6 +89,7 @@ class RunnerConfig:
     gpus: str | None = None
     certfile: Path | None = None
     keyfile: Path | None = None
+    frame_limits: FrameLimits = field(default_factory=FrameLimits)
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""

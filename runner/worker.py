@@ -10,6 +10,9 @@ Frames (see `nbremote._protocol`):
   lease: the worker serves a same-host client's calls from that client's own socket (see
   `nbremote_runner.worker_lease`) until it lets go
 
+A request the worker cannot serve (a field missing, an unknown op, a frame it must refuse) is
+answered with an error ``done`` and the worker goes on: nothing a frame says ends it.
+
 Inputs arrive as content-hashed payloads. The worker keeps each object it received or sent back
 under its hash while that object is still bound in the namespace, so an unchanged input is not
 sent twice; a kept object is re-hashed before reuse, so one mutated in place is asked for again.
@@ -32,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
 
-from nbremote._protocol import FrameReader, Header
+from nbremote._protocol import FrameReader, FrameRefused, Header
 from nbremote._serialize import Payload, dumps, loads
 from nbremote._stores import use_worker_transport
 from nbremote.errors import SerializationError
@@ -68,7 +71,8 @@ class Worker:
         from traitlets.config import Config
 
         self.sock = sock  # to the runner
-        self.runner_reader = FrameReader(sock)
+        # Shared-memory files are taken from the runner's folder only (see nbremote._shm).
+        self.runner_reader = FrameReader(sock, shm_dir=outbox.shm_dir)
         self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
         config = Config({"HistoryManager": {"enabled": False}})
@@ -81,6 +85,12 @@ class Worker:
         self._store_lock = threading.Lock()
         self._replies: dict[str, queue.Queue[tuple[Header, list[Any]]]] = {}
         self._threads: ThreadPoolExecutor | None = None
+        self._handlers = {
+            "exec": self.exec_cell,
+            "pull": self.pull,
+            "call": self.call,
+            "lease": self.lease,
+        }
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -113,26 +123,50 @@ class Worker:
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""
         self.outbox.send("hello", pid=os.getpid(), python=platform.python_version())
-        handlers = {
-            "exec": self.exec_cell,
-            "pull": self.pull,
-            "call": self.call,
-            "lease": self.lease,
-        }
         while True:
             try:
                 header, buffers = self.reader.read()
+            except FrameRefused as exc:  # read whole, so the next frame can be: say why
+                self._handle(exc.header, [], str(exc))
+                continue
             except ConnectionError:
                 return
-            if header["op"] == "done":  # the runner's answer to a Dict/Queue request of a thread
-                self._replies[header["id"]].put((header, buffers))
+            if header.get("op") == "done":  # the runner's answer to a thread's Dict request
+                box = self._replies.get(header.get("id", ""))
+                if box is not None:
+                    box.put((header, buffers))
                 continue
-            self.outbox.serve(header["id"], bool(header.get("shm_ok")))
-            try:
-                handlers[header["op"]](header, buffers)
-            finally:
-                self.outbox.serve(None)
-                del header, buffers  # the frame's buffers live on only in what was bound
+            self._handle(header, buffers)
+            del header, buffers  # the frame's buffers live on only in what was bound
+
+    def _handle(self, header: Header, buffers: list[bytearray], refused: str = "") -> None:
+        """Serve one request; one it cannot serve gets an error ``done``, never an exception."""
+        handlers = self._handlers
+        request_id = header.get("id")
+        self.outbox.serve(request_id if isinstance(request_id, str) else None, False)
+        try:
+            handler = handlers.get(header.get("op"))  # type: ignore[arg-type]
+            if refused or handler is None:
+                reason = refused or f"op: unknown op {header.get('op')!r} ({', '.join(handlers)})"
+                raise _InputError("ValidationError", reason)
+            self.outbox.serve(request_id, bool(header.get("shm_ok")))
+            handler(header, buffers)
+        except Exception as exc:
+            self.fail(header, exc)
+        finally:
+            self.outbox.serve(None)
+
+    def fail(self, header: Header, exc: Exception) -> None:
+        """Answer a request that could not be served with an error ``done`` naming why."""
+        if isinstance(exc, _InputError):
+            error = exc.error
+        elif isinstance(exc, KeyError | TypeError | ValueError | IndexError):
+            field = f"{exc.args[0]}: missing" if isinstance(exc, KeyError) else repr(exc)
+            evalue = f"the {header.get('op')!r} request cannot be served: {field}"
+            error = _InputError("ValidationError", evalue).error
+        else:
+            error = _InputError(type(exc).__name__, str(exc)).error
+        self.outbox.send("done", ok=False, error=error)
 
     def lease(self, header: Header, buffers: list[bytearray]) -> None:
         """Serve a same-host client's calls straight from its socket (see `worker_lease`)."""
@@ -342,7 +376,18 @@ class Worker:
         if self._threads is None:
             self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="nbremote-input")
         request = (header["id"], bool(header.get("shm_ok")))
-        self._threads.submit(self._run_call, fn, inputs, header, request)
+        self._threads.submit(self._run_guarded, fn, inputs, header, request)
+
+    def _run_guarded(
+        self, fn: Any, inputs: list[Any], header: Header, request: tuple[str, bool]
+    ) -> None:
+        """`_run_call` on a pool thread, where an exception would be lost, and its caller with
+        it: it becomes the request's error ``done``."""
+        try:
+            self._run_call(fn, inputs, header, request)
+        except Exception as exc:
+            self.fail(header, exc)
+            self.outbox.serve(None)
 
     def _run_call(
         self, fn: Any, inputs: list[Any], header: Header, request: tuple[str, bool] | None = None

@@ -38,21 +38,23 @@ def serve_lease(worker: Worker, header: Header) -> None:
         listener.listen(1)
         listener.settimeout(LEASE_IDLE)
         worker.outbox.send("leased", address=address, token=token)
-        client = _accept(listener, token)
+        client = _accept(listener, token, worker.outbox.shm_dir)
     if client is not None:
         with client[0]:
             _serve_client(worker, header["id"], *client)
     worker.outbox.send("done", ok=True)
 
 
-def _accept(listener: socket.socket, token: str) -> tuple[socket.socket, FrameReader] | None:
+def _accept(
+    listener: socket.socket, token: str, shm_dir: str | None
+) -> tuple[socket.socket, FrameReader] | None:
     """The client's connection, once it has shown the token; None if it does not come."""
     try:
         conn, _ = listener.accept()
     except TimeoutError:
         return None
     conn.settimeout(LEASE_IDLE)
-    reader = FrameReader(conn)
+    reader = FrameReader(conn, shm_dir=shm_dir)  # the kernel shares the runner's folder
     try:
         hello, _ = reader.read()
     except OSError:
@@ -79,12 +81,14 @@ def _serve_client(worker: Worker, lease_id: str, conn: socket.socket, reader: Fr
                 call, buffers = reader.read()
             except OSError:
                 return  # the client let go
-            worker.outbox.serve(call["id"], bool(call.get("shm_ok")))
+            worker.outbox.serve(call.get("id"), bool(call.get("shm_ok")))
             try:
                 if call.get("op") == "call":
                     worker.call(call, buffers)
             except OSError:
                 return  # the client went away mid-call (a second Ctrl-C)
+            except Exception as exc:  # a call it cannot serve: its error, and the lease goes on
+                worker.fail(call, exc)
             finally:
                 worker.outbox.serve(lease_id)
                 del call, buffers

@@ -4,20 +4,27 @@ A `Worker` wraps a backend's `WorkerProcess`. Each frame the worker sends is han
 arrives, to the caller of its request (no task in between: relaying is on the hot path); ``done``
 ends the request. If the worker's connection closes mid-request, the caller gets a ``done`` that
 says the worker died and how.
+
+The worker runs anyone's code, so what it sends is not trusted: its requests to the runner are
+checked against the wire schema (`frame_checks`) and a bad one is answered with an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from pydantic import ValidationError
 
 from nbremote._protocol import Buffer, Header
 from nbremote.schema import DescribeObject, DescribeWorker
 
 from .backends import WorkerProcess
+from .frame_checks import WORKER_FRAMES, check
 from .frames import ConnectionClosed, Frame
 
 Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller gone loses it
@@ -25,6 +32,7 @@ Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
 WORKER_REQUESTS = ("dict", "queue", "volume")  # frames a worker sends for the runner to answer
 
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
+log = logging.getLogger(__name__)
 
 
 class Worker:
@@ -60,16 +68,22 @@ class Worker:
         return request_id in self._requests
 
     def _on_frame(self, header: Header, buffers: list[bytearray]) -> None:
-        if header["op"] in WORKER_REQUESTS:  # the worker waits for this answer
+        op = header.get("op")
+        if op in WORKER_REQUESTS:  # the worker waits for this answer
+            invalid = check(WORKER_FRAMES, header, buffers)
+            if invalid is not None:
+                self.send(invalid, [])
+                return
             task = asyncio.create_task(self._answer(header, buffers))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)
             return
-        request = self._requests.get(header.get("id", ""))
+        request_id = header.get("id")
+        request = self._requests.get(request_id) if isinstance(request_id, str) else None
         if request is None:
             return  # output of a request whose caller has gone
         forward, done = request
-        if header["op"] != "done":
+        if op != "done":
             forward(header, buffers)
         elif not done.done():
             header["worker"] = self.id
@@ -92,13 +106,24 @@ class Worker:
         return {**header, "held": [], "error": error}, []
 
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
-        reply, out = await self._serve(header, buffers)
+        try:
+            reply, out = await self._serve(header, buffers)
+        except Exception as exc:  # the worker waits for an answer, whatever happened
+            log.exception("serving a worker's %s request failed", header["op"])
+            error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+            reply, out = {"op": "done", "id": header["id"], "ok": False, "error": error}, []
         with contextlib.suppress(ConnectionClosed):
             self.process.connection.send(reply, out)
 
     def _record(self, done: Header) -> None:
-        self.cells_run = done.get("cells_run", self.cells_run)
-        self.namespace = [DescribeObject(**item) for item in done.get("namespace", [])]
+        cells_run, namespace = done.get("cells_run"), done.get("namespace")
+        if isinstance(cells_run, int):
+            self.cells_run = cells_run
+        if not namespace:  # a call's done: no namespace (and no time to spend on the hot path)
+            self.namespace = []
+            return
+        with contextlib.suppress(ValidationError, TypeError):  # mangled: the last good one stays
+            self.namespace = [DescribeObject.model_validate(item) for item in namespace]
 
     def send(self, header: Header, buffers: Sequence[Buffer]) -> None:
         """Send a frame that belongs to the request in progress (``blobs``)."""
