@@ -358,7 +358,8 @@ class ChannelHandler(BaseHandler):
             b"Upgrade: nbremote-frames\r\nConnection: Upgrade\r\n\r\n"
         )
         if isinstance(stream, SSLIOStream):  # asyncio cannot adopt an established TLS session
-            await serve_channel(self.runner, session, connect_stream(stream))
+            connection = connect_stream(stream, self.runner.config.frame_limits)
+            await serve_channel(self.runner, session, connection)
             return
         # The client sends no frame before it has read the 101, so tornado holds no unread bytes:
         # the socket is handed over to a FrameConnection as it is.

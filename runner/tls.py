@@ -18,6 +18,8 @@ from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
+from nbremote._protocol import FrameLimits
+
 from .frames import FrameConnection
 
 
@@ -99,9 +101,9 @@ async def _pump(stream: IOStream, protocol: FrameConnection) -> None:
         protocol.connection_lost(error)
 
 
-def connect_stream(stream: IOStream) -> FrameConnection:
+def connect_stream(stream: IOStream, limits: FrameLimits) -> FrameConnection:
     """A `FrameConnection` over a detached tornado stream (a TLS one), pumped from now on."""
-    connection = FrameConnection()
+    connection = FrameConnection(limits)
     transport = _StreamTransport(stream)
     connection.connection_made(transport)
     transport.pump = asyncio.get_running_loop().create_task(_pump(stream, connection))
