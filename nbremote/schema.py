@@ -678,8 +678,8 @@ ClientFrame = Annotated[
     | BlobsFrame
     | SignalFrame
     | DictFrame
-    | QueueFrame
-    | VolumeFrame,
+    | QueueFrame,
     Field(discriminator="op"),
 ]
-"""Every frame a kernel sends on its session's channel."""
+"""Every frame a kernel sends on its session's channel (``volume`` requests come from workers
+only: they name a worker's own working copies)."""

@@ -37,7 +37,7 @@ from .frame_checks import CLIENT_FRAMES, check
 from .frames import ConnectionClosed, Frame, FrameConnection
 from .gpus import STATUS
 from .images import BUILD_LOG
-from .workers import INTERRUPT_GRACE, WORKER_REQUESTS, Forward, Worker
+from .workers import INTERRUPT_GRACE, Forward, Worker
 
 if TYPE_CHECKING:
     from .apps import DeployedApp
@@ -122,7 +122,7 @@ class Channel:
             work = self.dispatch({**header, "op": "call"}, buffers, _discard)
             self.runner.calls.start(header["call_id"], work)
             self.send({"op": "done", "id": request_id, "ok": True, "call_id": header["call_id"]})
-        elif op in WORKER_REQUESTS:  # Dict and Queue requests from the notebook
+        elif op in ("dict", "queue"):  # Dict and Queue requests from the notebook
             self._soon(self._store(header, buffers))
         elif op == "blobs":
             worker = self.session.serving(request_id)

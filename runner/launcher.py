@@ -25,6 +25,7 @@ class MountedWorker(WorkerProcess):
         super().__init__(inner.id, inner.spec, inner.connection, inner.hello)
         self._inner = inner
         self._checkouts = checkouts
+        self.checkouts = frozenset(checkout.id for checkout in checkouts)
         self._volumes = volumes
         self._stopping = False
 

@@ -74,6 +74,9 @@ class Worker:
             if invalid is not None:
                 self.send(invalid, [])
                 return
+            if op == "volume":  # a worker commits or reloads its own working copies only
+                owned = self.process.checkouts
+                header["checkouts"] = [c for c in header.get("checkouts", ()) if c in owned]
             task = asyncio.create_task(self._answer(header, buffers))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)

@@ -45,6 +45,7 @@ class WorkerProcess(abc.ABC):
         self.spec = spec
         self.connection = connection
         self.hello = hello
+        self.checkouts: frozenset[str] = frozenset()  # its volume working copies (their ids)
 
     @property
     def pid(self) -> int:

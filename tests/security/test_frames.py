@@ -341,7 +341,7 @@ BAD_FRAMES = {
     },
     "action": {"op": "dict", "name": "d"},
     "sizes": {"op": "queue", "name": "q", "action": "put"},
-    "name": {"op": "volume", "action": "commit"},
+    "name": {"op": "dict", "action": "len"},
     "op": {"op": "teleport"},
     "code": {"op": "exec", "inputs": [], "outputs": [], "spec": {}},
     "call_id": {"op": "get"},
@@ -372,6 +372,33 @@ def test_a_bad_exec_leaves_the_worker_serving(raw: Channel) -> None:
     after = _done(raw, _send(raw, _cell("", "assert kept == 41")))
     assert after["ok"] is True, after
     assert after["worker"] == first["worker"]  # the same worker, its namespace intact
+
+
+def test_a_kernel_cannot_send_a_workers_volume_request(raw: Channel) -> None:
+    """Volume requests name a worker's working copies: a kernel has none to name."""
+    request_id = _send(raw, {"op": "volume", "name": "v", "action": "commit", "checkouts": ["x"]})
+    assert _done(raw, request_id)["error"]["evalue"].startswith("op: unknown op 'volume'")
+
+
+def test_a_worker_cannot_commit_another_workers_copy(shell: InteractiveShell) -> None:
+    """A worker names its own checkout ids; another worker's id (stolen or guessed) is refused."""
+    import nbremote as nr
+
+    mine, theirs = (nr.Volume.ephemeral() for _ in range(2))
+    with mine as own, theirs as other:
+        shell.user_ns.update(own=own, other=other)
+        copies = "import json, os\ncopies = json.loads(os.environ['NBREMOTE_VOLUMES'])\n"
+        shell.run_cell_magic("remote", f"--volume {other.name}:/theirs --out copies", copies)
+        stolen = shell.user_ns["copies"]["/theirs"]["checkout"]
+        attack = (
+            "from nbremote import _stores\n"
+            f"header = {{'op': 'volume', 'name': {other.name!r}, 'action': 'commit',"
+            f" 'checkouts': [{stolen!r}]}}\n"
+            "answer, _ = _stores._worker_transport(header, [])\n"
+        )
+        shell.run_cell_magic("remote", f"--volume {own.name}:/mine --out answer", attack)
+        assert shell.user_ns["answer"]["ok"] is False
+        assert shell.user_ns["answer"]["error"]["ename"] == "NotMounted"
 
 
 def _send(channel: Channel, header: dict[str, Any]) -> str:
