@@ -64,6 +64,7 @@ class RunnerConfig:
         spare_worker: keep a booted worker ready for the next new notebook.
         store_limit: the most items one Dict or Queue may hold.
         gpus: the declared GPU inventory (``"A100-80GB:2,H100"``); None: as NVML finds them.
+        max_body_bytes: the largest JSON request body (413 beyond; volume uploads stream).
     """
 
     data_dir: Path
@@ -77,6 +78,7 @@ class RunnerConfig:
     spare_worker: bool = True
     store_limit: int = 100_000
     gpus: str | None = None
+    max_body_bytes: int = 128 << 20  # an image's local files (64 MiB) base64-encoded fit
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""
