@@ -13,7 +13,14 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class _Model(BaseModel):
@@ -22,14 +29,14 @@ class _Model(BaseModel):
 
 # Content hashes name files on the runner: one that arrives from outside must be exactly a hash,
 # never a path (``/etc/shadow``, ``../secrets.json``) nor longer than a file name may be.
-BLOB_HASH = re.compile(r"^[0-9a-f]{32}$")
+CONTENT_HASH = re.compile(r"^[0-9a-f]{32}$")
 FILE_HASH = re.compile(r"^[0-9a-f]{64}$")
-BlobHash = Annotated[
+ContentHash = Annotated[
     str,
     Field(
-        pattern=BLOB_HASH.pattern,
-        description="a volume file's content hash (xxh3-128, 32 lowercase hex digits), "
-        "as POST /volumes/{name}/blobs answers",
+        pattern=CONTENT_HASH.pattern,
+        description="a content hash (xxh3-128, 32 lowercase hex digits): of a volume file, "
+        "as POST /volumes/{name}/blobs answers, or of a pickle",
     ),
 ]
 FileHash = Annotated[
@@ -201,9 +208,21 @@ class DeployObject(_Model):
     kind: str = Field(pattern="^(function|class)$")
     methods: list[str] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
-    payload: str = Field(description="the pickle's parts back to back, base64")
-    sizes: list[int]
-    hash: str
+    payload: str = Field(
+        pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="the pickle's parts back to back, base64"
+    )
+    sizes: list[Annotated[int, Field(ge=0)]]
+    hash: ContentHash
+
+    @model_validator(mode="after")
+    def _sizes_add_up(self) -> DeployObject:
+        decoded = len(self.payload) * 3 // 4 - self.payload[-2:].count("=")
+        if len(self.payload) % 4 or sum(self.sizes) != decoded:
+            raise ValueError(
+                f"payload: {decoded} bytes of base64 (length a multiple of 4), but the sizes of "
+                f"its parts add up to {sum(self.sizes)}"
+            )
+        return self
 
 
 class DeployApp(_Model):
@@ -319,7 +338,7 @@ class ListVolumeFilesResponse(_Model):
 class DescribeBlob(_Model):
     """An uploaded file's content, stored by hash until a commit names it."""
 
-    hash: BlobHash
+    hash: ContentHash
     size: int
 
 
@@ -333,7 +352,9 @@ class CopyFiles(_Model):
 class CommitVolume(_Model):
     """``POST /api/v1/volumes/{name}/versions``: a new version from the current one."""
 
-    put: dict[str, BlobHash] = Field(default_factory=dict, description="path -> uploaded blob hash")
+    put: dict[str, ContentHash] = Field(
+        default_factory=dict, description="path -> uploaded blob hash"
+    )
     remove: list[str] = Field(default_factory=list)
     recursive: bool = Field(default=False, description="removing a folder removes its content")
     copy_files: list[CopyFiles] = Field(default_factory=list)

@@ -62,6 +62,7 @@ class Operation:
     response: type[BaseModel] | None = None
     request: type[BaseModel] | None = None
     status: int = 200
+    existing: bool = False  # a create that answers 200 when the resource was already there
 
 
 class ApiError(HTTPError):
@@ -195,7 +196,7 @@ class RunnerHandler(BaseHandler):
 class SessionsHandler(BaseHandler):
     api = {
         "get": Operation("List notebook sessions", ListSessionsResponse),
-        "post": Operation("Open a notebook session", DescribeSession, CreateSession, 201),
+        "post": Operation("Open a notebook session", DescribeSession, CreateSession, 201, True),
     }
 
     def get(self) -> None:
@@ -244,7 +245,7 @@ class AppsHandler(BaseHandler):
 class AppHandler(BaseHandler):
     api = {
         "get": Operation("Describe a deployed app", DescribeApp),
-        "put": Operation("Deploy (or redeploy) an app", DescribeApp, DeployApp, 201),
+        "put": Operation("Deploy (or redeploy) an app", DescribeApp, DeployApp, 201, True),
         "delete": Operation("Stop an app: its workers stop, it is forgotten", status=204),
     }
 
@@ -307,7 +308,7 @@ class ImagesHandler(BaseHandler):
     api = {
         "get": Operation("List images, most recently used first", ListImagesResponse),
         "post": Operation(
-            "Make an image known (built when first used)", DescribeImage, CreateImage, 201
+            "Make an image known (built when first used)", DescribeImage, CreateImage, 201, True
         ),
     }
 

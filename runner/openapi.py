@@ -34,6 +34,11 @@ def _path(pattern: str) -> tuple[str, list[dict[str, Any]]]:
     return path, params
 
 
+def _successes(op: Any) -> list[tuple[int, str]]:
+    found = [(200, "it was already there")] if op.existing else []
+    return [*found, (op.status, "success")]
+
+
 def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
     """OpenAPI 3.1 for ``routes`` (pattern, handler class with an ``api`` table)."""
     models: set[type[BaseModel]] = {ErrorResponse}
@@ -60,12 +65,10 @@ def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
                 "summary": op.summary,
                 "parameters": params,
                 "responses": {
-                    str(op.status): {
-                        "description": "success",
-                        **(ref(op.response) if op.response else {}),
-                    },
-                    "default": {"description": "error", **ref(ErrorResponse)},
-                },
+                    str(status): {"description": what, **(ref(op.response) if op.response else {})}
+                    for status, what in _successes(op)
+                }
+                | {"default": {"description": "error", **ref(ErrorResponse)}},
             }
             if op.request is not None:
                 entry["requestBody"] = {"required": True, **ref(op.request)}

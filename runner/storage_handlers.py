@@ -71,7 +71,7 @@ class StorageHandler(BaseHandler):
 class VolumesHandler(StorageHandler):
     api = {
         "get": Operation("List volumes", ListVolumesResponse),
-        "post": Operation("Create a volume", DescribeVolume, CreateVolume, 201),
+        "post": Operation("Create a volume", DescribeVolume, CreateVolume, 201, True),
     }
 
     def get(self) -> None:
@@ -212,7 +212,9 @@ class SecretsHandler(StorageHandler):
 class SecretHandler(StorageHandler):
     api = {
         "get": Operation("Describe a secret (never its values)", DescribeSecret),
-        "put": Operation("Create or replace a secret (write-only)", DescribeSecret, SetSecret, 201),
+        "put": Operation(
+            "Create or replace a secret (write-only)", DescribeSecret, SetSecret, 201, True
+        ),
         "delete": Operation("Delete a secret", status=204),
     }
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import xxhash
 
-from nbremote.schema import BLOB_HASH
+from nbremote.schema import CONTENT_HASH
 
 Entry = dict[str, Any]
 Manifest = dict[str, Entry]
@@ -192,7 +192,7 @@ class Blobs:
         Raises:
             VolumePathError: ``digest`` is not a blob hash (it would name another file).
         """
-        if not BLOB_HASH.fullmatch(digest):
+        if not CONTENT_HASH.fullmatch(digest):
             raise VolumePathError(f"{digest[:80]!r} is not a blob hash (32 lowercase hex digits)")
         return self.root / digest[:2] / digest
 
