@@ -222,3 +222,18 @@ def test_a_worker_holding_a_refused_link_can_still_be_stopped(
         status, body = call(runner, "GET", f"/api/v1/volumes/{vol.name}/files")
         assert status == 200
         assert [entry["path"] for entry in body["entries"]] == ["kept.txt"]
+
+
+def test_a_method_a_route_does_not_have_is_405_with_allow(runner: RunningRunner) -> None:
+    where = urlsplit(runner.url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        conn.request(
+            "PATCH", "/api/v1/sessions", headers={"Authorization": f"Bearer {runner.token}"}
+        )
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 405 and response.getheader("Allow") == "GET, POST"
+    assert body["error"]["type"] == "Method Not Allowed"

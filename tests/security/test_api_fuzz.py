@@ -23,6 +23,7 @@ from schemathesis.checks import (
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 from schemathesis.config import SchemathesisConfig
 
@@ -36,6 +37,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     allow_header_conformance,
+    unsupported_method,
 ]
 # Valid requests and invalid ones (a 4xx naming the field is the answer to those), derandomized.
 CONFIG = SchemathesisConfig.from_dict(
