@@ -3,7 +3,9 @@ races and odd specs that used to answer 500 or leave a worker that could not be 
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import hashlib
 import http.client
 import json
 import shutil
@@ -71,14 +73,19 @@ def volume(runner: RunningRunner) -> Iterator[str]:
     call(runner, "DELETE", f"/api/v1/volumes/{name}")
 
 
+CONTENT = b"planted by a test"
+SHA = hashlib.sha256(CONTENT).hexdigest()
+
+
 def _image(files: dict[str, str]) -> dict[str, Any]:
+    """An image whose add_local_dir step copies ``files`` (the content of SHA is sent along)."""
     local_dir = {
         "kind": "add_local_dir",
         "options": {"local_path": "data", "remote_path": "data"},
         "files": files,
     }
     steps = [{"kind": "debian_slim"}, local_dir]
-    return {"steps": steps}
+    return {"steps": steps, "files": {SHA: base64.b64encode(CONTENT).decode()}}
 
 
 # -- hashes that would be paths --------------------------------------------------------------
@@ -115,8 +122,8 @@ def test_an_over_long_blob_hash_is_a_422_not_a_500(runner: RunningRunner, volume
     [
         {"passwd": "../" * 12 + "etc/passwd"},
         {"passwd": "/etc/passwd"},
-        {"../../../../escape.txt": "0" * 64},
-        {"/tmp/escape.txt": "0" * 64},
+        {"../../../../escape.txt": SHA},
+        {"/tmp/escape.txt": SHA},
     ],
 )
 def test_an_image_step_cannot_copy_or_write_runner_files(
