@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/bench_classes.py
 	$(BIN)/python bench/bench_coldstart.py
 	$(BIN)/python bench/bench_images.py
+	$(BIN)/python bench/bench_stores.py
 	$(BIN)/python bench/plot_ratios.py
 
 clean:

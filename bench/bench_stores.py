@@ -3,9 +3,9 @@ this tree (answered once on disk, group commit) and at an older revision (answer
 write its own transaction later, in the state thread).
 
 Run ``.venv/bin/python bench/bench_stores.py`` (``--seconds``, ``--clients 1,16,64``,
-``--before REV``; ``--quick`` for a smoke test). It prints a markdown table and writes nothing
-(the figures go into RESULTS.md by hand). The exit status is non-zero when an answer is not
-``ok``.
+``--before REV``; ``--quick`` for a smoke test). It prints a markdown table and writes it into
+its section of RESULTS.md (not with ``--quick``). The exit status is non-zero when an answer is
+not ``ok``.
 
 It drives ``Stores.answer`` in this process on a fresh SQLite file in a temporary folder (of
 ``TMPDIR``: put it on the disk the runner's data dir is on): no network and no pickling, so
@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from _results import check, machine, percentile, progress
+from _results import check, checkout, machine, percentile, progress, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "feecc9d"  # the last commit whose stores answered before writing
@@ -127,19 +127,30 @@ def main() -> None:
         ("this tree, NORMAL", importlib.import_module("nbremote_runner.stores"), "NORMAL"),
         (f"{args.before} (answer first)", old_stores(args.before), None),
     ]
-    print(f"Machine: {machine()}; {args.seconds:g} s per row\n")
-    print("| workload | clients | code | answered ops/s | saved ops/s | p50 ms | p99 ms |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    lines = [
+        "## Durable Dict and Queue writes (bench/bench_stores.py)",
+        "",
+        f"- Machine: {machine()}; nbremote checkout {checkout()}; {args.seconds:g} s per row",
+        "- The runner's stores in-process on a fresh SQLite file (WAL). *Answered*: requests",
+        "  answered per second; *saved*: until every write is on disk (the old code answered",
+        f"  first and wrote later). Old code: {args.before}, read from git.",
+        "",
+        "| workload | clients | code | answered ops/s | saved ops/s | p50 ms | p99 ms |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for workload in ("dict-put", "queue-put-get"):
         for clients in map(int, args.clients.split(",")):
             for label, module, synchronous in variants:
                 progress(f"{workload}, {clients} clients, {label}")
                 got = asyncio.run(measure(module, workload, clients, args.seconds, synchronous))
-                print(
+                lines.append(
                     f"| {workload} | {clients} | {label} | {got['answered']:,.0f} | "
-                    f"{got['saved']:,.0f} | {got['p50']:.3f} | {got['p99']:.3f} |",
-                    flush=True,
+                    f"{got['saved']:,.0f} | {got['p50']:.3f} | {got['p99']:.3f} |"
                 )
+    section = "\n".join(lines)
+    print(section)
+    if not args.quick:
+        write_results(section, "bench_stores")
 
 
 if __name__ == "__main__":

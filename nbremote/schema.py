@@ -10,13 +10,48 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Content hashes name files on the runner: one that arrives from outside must be exactly a hash,
+# never a path (``/etc/shadow``, ``../secrets.json``) nor longer than a file name may be.
+CONTENT_HASH = re.compile(r"^[0-9a-f]{32}$")
+FILE_HASH = re.compile(r"^[0-9a-f]{64}$")
+ContentHash = Annotated[
+    str,
+    Field(
+        pattern=CONTENT_HASH.pattern,
+        description="a content hash (xxh3-128, 32 lowercase hex digits): of a volume file, "
+        "as POST /volumes/{name}/blobs answers, or of a pickle",
+    ),
+]
+FileHash = Annotated[
+    str, Field(pattern=FILE_HASH.pattern, description="sha256 of a file (64 lowercase hex digits)")
+]
+
+
+def _relative_path(path: str) -> str:
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\0" in path or ".." in parts or "" in parts:
+        raise ValueError(f"{path[:80]!r} is not a plain relative path (a/b.txt, no '..')")
+    return path
+
+
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
 
 
 class ErrorDetail(_Model):
@@ -173,9 +208,21 @@ class DeployObject(_Model):
     kind: str = Field(pattern="^(function|class)$")
     methods: list[str] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
-    payload: str = Field(description="the pickle's parts back to back, base64")
-    sizes: list[int]
-    hash: str
+    payload: str = Field(
+        pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="the pickle's parts back to back, base64"
+    )
+    sizes: list[Annotated[int, Field(ge=0)]]
+    hash: ContentHash
+
+    @model_validator(mode="after")
+    def _sizes_add_up(self) -> DeployObject:
+        decoded = len(self.payload) * 3 // 4 - self.payload[-2:].count("=")
+        if len(self.payload) % 4 or sum(self.sizes) != decoded:
+            raise ValueError(
+                f"payload: {decoded} bytes of base64 (length a multiple of 4), but the sizes of "
+                f"its parts add up to {sum(self.sizes)}"
+            )
+        return self
 
 
 class DeployApp(_Model):
@@ -291,7 +338,7 @@ class ListVolumeFilesResponse(_Model):
 class DescribeBlob(_Model):
     """An uploaded file's content, stored by hash until a commit names it."""
 
-    hash: str
+    hash: ContentHash
     size: int
 
 
@@ -305,7 +352,9 @@ class CopyFiles(_Model):
 class CommitVolume(_Model):
     """``POST /api/v1/volumes/{name}/versions``: a new version from the current one."""
 
-    put: dict[str, str] = Field(default_factory=dict, description="path -> uploaded blob hash")
+    put: dict[str, ContentHash] = Field(
+        default_factory=dict, description="path -> uploaded blob hash"
+    )
     remove: list[str] = Field(default_factory=list)
     recursive: bool = Field(default=False, description="removing a folder removes its content")
     copy_files: list[CopyFiles] = Field(default_factory=list)
@@ -347,6 +396,8 @@ StepKind = Literal[
     "add_local_dir",
 ]
 
+BASE_STEPS = ("debian_slim", "from_registry", "from_dockerfile")
+
 
 class ImageStep(_Model):
     """One step of an image; its content (all of it) is part of its layer's id."""
@@ -354,7 +405,7 @@ class ImageStep(_Model):
     kind: StepKind
     args: list[str] = Field(default_factory=list, description="packages, commands or modules")
     options: dict[str, str] = Field(default_factory=dict)
-    files: dict[str, str] = Field(
+    files: dict[RelativePath, FileHash] = Field(
         default_factory=dict, description="relative path -> sha256 of the files the step copies"
     )
 
@@ -390,9 +441,20 @@ class CreateImage(_Model):
 
     steps: list[ImageStep] = Field(min_length=1)
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    files: dict[str, str] = Field(
+    files: dict[FileHash, str] = Field(
         default_factory=dict, description="sha256 -> base64 content of the files steps copy"
     )
+
+    @field_validator("steps")
+    @classmethod
+    def _one_base_first(cls, steps: list[ImageStep]) -> list[ImageStep]:
+        bases = [number for number, step in enumerate(steps) if step.kind in BASE_STEPS]
+        if bases != [0]:
+            raise ValueError(
+                "an image starts with one base step, and only its first step is one: begin "
+                "with Image.debian_slim(), Image.from_registry() or Image.from_dockerfile()"
+            )
+        return steps
 
 
 class DescribeLayer(_Model):

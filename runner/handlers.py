@@ -1,5 +1,10 @@
 """The runner's HTTP API: thin handlers, auth and errors done once in `BaseHandler`.
 
+Every handler streams its request body (`stream_request_body`): tornado would otherwise read a
+whole body before `prepare`, so anyone could make the runner take in 100 MiB before the 401. The
+token and the body's declared size are checked as soon as the headers are in; a body over
+``RunnerConfig.max_body_bytes`` is answered 413 unread, one under it is gathered for `parse`.
+
 Each handler declares its operations in ``api`` (method -> `Operation`), from which the OpenAPI
 document is generated (`nbremote_runner.openapi`). The route table is at the bottom.
 """
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from tornado.iostream import SSLIOStream, StreamClosedError
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from nbremote import __version__
 from nbremote.schema import (
@@ -58,6 +63,7 @@ class Operation:
     response: type[BaseModel] | None = None
     request: type[BaseModel] | None = None
     status: int = 200
+    existing: bool = False  # a create that answers 200 when the resource was already there
 
 
 class ApiError(HTTPError):
@@ -69,11 +75,14 @@ class ApiError(HTTPError):
         self.message = message
 
 
+@stream_request_body
 class BaseHandler(RequestHandler):
-    """Bearer-token auth in `prepare`, JSON errors in `write_error`, pydantic in and out."""
+    """Bearer-token auth and the body's size in `prepare` (before the body is read), JSON errors
+    in `write_error`, pydantic in and out."""
 
     api: dict[str, Operation] = {}
     public = False
+    _chunks: list[bytes]
 
     @property
     def runner(self) -> Runner:
@@ -81,7 +90,33 @@ class BaseHandler(RequestHandler):
         runner: Runner = self.settings["runner"]
         return runner
 
+    def body_limit(self) -> int:
+        """The most bytes a request body may hold on this route."""
+        return self.runner.config.max_body_bytes
+
     def prepare(self) -> None:
+        self._chunks = []
+        limit = self.body_limit()
+        try:
+            declared = int(self.request.headers.get("Content-Length", "0"))
+        except ValueError:
+            declared = 0  # tornado answers 400 for it
+        # A refused request is answered before its body is read and its connection closed;
+        # tornado must not meanwhile refuse the same body again with a bare 400.
+        connection: Any = self.request.connection  # HTTP/1: it has set_max_body_size
+        connection.set_max_body_size(max(limit, declared))
+        self.authorize()
+        if declared > limit:
+            raise ApiError(
+                413,
+                "PayloadTooLarge",
+                f"the request body is {declared} bytes; the runner takes at most "
+                f"{_size(limit)} on {self.request.path} (RunnerConfig.max_body_bytes): "
+                "put big data in a Volume",
+            )
+
+    def authorize(self) -> None:
+        """Refuse a request without the runner's bearer token (401)."""
         token = self.runner.config.token
         if self.public or not token:
             return
@@ -89,19 +124,25 @@ class BaseHandler(RequestHandler):
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
             raise ApiError(401, "Unauthorized", "missing or wrong bearer token")
 
+    def data_received(self, chunk: bytes) -> Any:
+        # A body declared within the limit, or a chunked one that tornado cuts at the limit.
+        self._chunks.append(chunk)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             kind, message = exc.kind, exc.message
         else:
             kind, message = self._reason, self._reason
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(method.upper() for method in self.api))
         self.set_header("Content-Type", "application/json")
         self.finish(ErrorResponse(error=ErrorDetail(type=kind, message=message)).model_dump_json())
 
     def parse(self, model: type[BaseModel]) -> Any:
         """The request body as ``model``; 422 naming the bad field if it does not fit."""
         try:
-            return model.model_validate_json(self.request.body or b"{}")
+            return model.model_validate_json(b"".join(self._chunks) or b"{}")
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "body"
@@ -121,6 +162,10 @@ class BaseHandler(RequestHandler):
                 404, "NotFound", f"no session {session_id!r}; create it with POST {API}/sessions"
             )
         return session
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
 
 
 class HealthHandler(BaseHandler):
@@ -152,7 +197,7 @@ class RunnerHandler(BaseHandler):
 class SessionsHandler(BaseHandler):
     api = {
         "get": Operation("List notebook sessions", ListSessionsResponse),
-        "post": Operation("Open a notebook session", DescribeSession, CreateSession, 201),
+        "post": Operation("Open a notebook session", DescribeSession, CreateSession, 201, True),
     }
 
     def get(self) -> None:
@@ -201,7 +246,7 @@ class AppsHandler(BaseHandler):
 class AppHandler(BaseHandler):
     api = {
         "get": Operation("Describe a deployed app", DescribeApp),
-        "put": Operation("Deploy (or redeploy) an app", DescribeApp, DeployApp, 201),
+        "put": Operation("Deploy (or redeploy) an app", DescribeApp, DeployApp, 201, True),
         "delete": Operation("Stop an app: its workers stop, it is forgotten", status=204),
     }
 
@@ -264,7 +309,7 @@ class ImagesHandler(BaseHandler):
     api = {
         "get": Operation("List images, most recently used first", ListImagesResponse),
         "post": Operation(
-            "Make an image known (built when first used)", DescribeImage, CreateImage, 201
+            "Make an image known (built when first used)", DescribeImage, CreateImage, 201, True
         ),
     }
 
@@ -369,22 +414,26 @@ class ChannelHandler(BaseHandler):
         await serve_channel(self.runner, session, connection)
 
 
+# Path parameters are named groups: tornado passes them by name, the OpenAPI document names them.
+SESSION = r"(?P<session_id>[A-Za-z0-9_-]+)"
+APP = r"(?P<name>[A-Za-z0-9_.-]+)"
+IMAGE = r"(?P<ref>[A-Za-z0-9_.-]+)"
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/health", HealthHandler),
     (f"{API}/openapi.json", OpenAPIHandler),
     (f"{API}/runner", RunnerHandler),
     (f"{API}/gpus", GpusHandler),
     (f"{API}/sessions", SessionsHandler),
-    (f"{API}/sessions/([A-Za-z0-9_-]+)", SessionHandler),
-    (f"{API}/sessions/([A-Za-z0-9_-]+)/workers", SessionWorkersHandler),
-    (f"{API}/sessions/([A-Za-z0-9_-]+)/channel", ChannelHandler),
+    (f"{API}/sessions/{SESSION}", SessionHandler),
+    (f"{API}/sessions/{SESSION}/workers", SessionWorkersHandler),
+    (f"{API}/sessions/{SESSION}/channel", ChannelHandler),
     (f"{API}/apps", AppsHandler),
-    (f"{API}/apps/([A-Za-z0-9_.-]+)", AppHandler),
-    (f"{API}/apps/([A-Za-z0-9_.-]+)/logs", AppLogsHandler),
+    (f"{API}/apps/{APP}", AppHandler),
+    (f"{API}/apps/{APP}/logs", AppLogsHandler),
     (f"{API}/images", ImagesHandler),
     (f"{API}/images/prune", PruneImagesHandler),
-    (f"{API}/images/([A-Za-z0-9_.-]+)", ImageHandler),
-    (f"{API}/images/([A-Za-z0-9_.-]+)/build", ImageBuildHandler),
+    (f"{API}/images/{IMAGE}", ImageHandler),
+    (f"{API}/images/{IMAGE}/build", ImageBuildHandler),
 ]
 
 # Volumes and secrets have a module of their own; it builds on the classes above.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbremote
-from nbremote.schema import ImageStep
+from nbremote.schema import FILE_HASH, ImageStep
 
 from .children import die_with_runner
 
@@ -278,6 +278,9 @@ def _copy_target(env: Path, step: ImageStep) -> Path:
 
 def _copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
     for rel, sha in step.files.items():
+        # The schema checked both; a definition read back from disk is checked again here.
+        if not FILE_HASH.fullmatch(sha) or rel.startswith("/") or ".." in rel.split("/"):
+            raise StepFailed(f"{step.kind}: {rel[:80]!r} -> {sha[:80]!r} is not an image file")
         destination = target / rel
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blobs / sha, destination)

@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nbremote.schema import (
+    FILE_HASH,
     CreateImage,
     DescribeImage,
     DescribeLayer,
@@ -50,6 +52,7 @@ from .image_build import Log, StepFailed
 # Where the request that causes a build wants its log lines (the channel sets it per request).
 BUILD_LOG: contextvars.ContextVar[Log | None] = contextvars.ContextVar("build_log", default=None)
 TOUCH_EVERY = 60.0  # seconds between writes of an image's last use
+IMAGE_ID = re.compile(r"im-[0-9a-f]{24}")  # what `image_id` makes; only these name a defs file
 
 
 class ImageBuildError(WorkerStartError):
@@ -133,6 +136,9 @@ class Images:
         self._pythons: dict[str, str] = {}
         self._touched: dict[str, float] = {}
         self.in_use: Callable[[], collections.Counter[str]] = collections.Counter
+        # Held while definitions are added or removed: a prune decides on a list no register
+        # changes under it (it used to look up an image registered meanwhile: KeyError).
+        self._registry = asyncio.Lock()
 
     async def _io(self, fn: Callable[..., object], *args: object) -> object:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -158,6 +164,10 @@ class Images:
             PythonUnavailable: its base asks for a Python the runner does not have.
             ValueError: a file its steps copy was not sent.
         """
+        async with self._registry:
+            return await self._register(request)
+
+    async def _register(self, request: CreateImage) -> Definition:
         steps = request.steps
         ident = image_id(steps)
         needed = {sha for step in steps for sha in step.files.values()} - set(request.files)
@@ -180,6 +190,8 @@ class Images:
 
     def _store(self, definition: Definition, files: dict[str, str]) -> None:
         for sha, content in files.items():
+            if not FILE_HASH.fullmatch(sha):  # the schema checked it: it names a file here
+                raise ValueError(f"files: {sha[:80]!r} is not a sha256 (64 lowercase hex digits)")
             data = base64.b64decode(content)
             if hashlib.sha256(data).hexdigest() != sha:
                 raise ValueError(f"files: the content sent for {sha[:12]} does not match its hash")
@@ -200,7 +212,7 @@ class Images:
             LookupError: there is none (the message lists the names there are).
         """
         found = self._defs.get(ref) or next((d for d in self._defs.values() if d.name == ref), None)
-        if found is None and ref.startswith("im-") and (self.defs / f"{ref}.json").exists():
+        if found is None and IMAGE_ID.fullmatch(ref) and (self.defs / f"{ref}.json").exists():
             found = self._defs[ref] = Definition.from_json((self.defs / f"{ref}.json").read_text())
         if found is None:
             names = sorted(d.name for d in self._defs.values() if d.name)
@@ -436,14 +448,15 @@ class Images:
         Raises:
             LookupError: no such image. RuntimeError: workers run on it.
         """
-        definition = self.lookup(ref)
-        if self.in_use()[definition.id]:
-            raise RuntimeError(
-                f"image {definition.id} is in use by {self.in_use()[definition.id]} worker(s); "
-                "stop them first (%remote reset, or nbremote apps stop)"
-            )
-        await self._forget([definition])
-        return definition
+        async with self._registry:
+            definition = self.lookup(ref)
+            if self.in_use()[definition.id]:
+                raise RuntimeError(
+                    f"image {definition.id} is in use by {self.in_use()[definition.id]} "
+                    "worker(s); stop them first (%remote reset, or nbremote apps stop)"
+                )
+            await self._forget([definition])
+            return definition
 
     async def _forget(self, definitions: list[Definition]) -> int:
         for definition in definitions:
@@ -481,6 +494,10 @@ class Images:
         """Free space: images unused for ``older_than`` seconds, then the least recently used
         until the cache holds at most ``keep_bytes``; always what no image uses. Images that
         workers run on are kept."""
+        async with self._registry:
+            return await self._prune(keep_bytes, older_than)
+
+    async def _prune(self, keep_bytes: int | None, older_than: float | None) -> PruneImagesResponse:
         busy = self.in_use()
         keys = {d.id: await self.layer_keys(d) for d in self.definitions}
         infos = await self._io(lambda: {k: self._layer_info(k) for ks in keys.values() for k in ks})

@@ -12,17 +12,31 @@ from nbremote import __version__
 from nbremote.schema import ErrorResponse
 
 
-def _path(pattern: str) -> tuple[str, list[str]]:
-    """``/sessions/([A-Za-z0-9_-]+)/channel`` -> ``/sessions/{session_id}/channel``."""
-    names: list[str] = []
-    parameter = "name" if "/apps/" in pattern else "session_id"
+def _path(pattern: str) -> tuple[str, list[dict[str, Any]]]:
+    """``/sessions/(?P<session_id>[A-Za-z0-9_-]+)/channel`` -> ``/sessions/{session_id}/channel``
+    and its parameters (each with the pattern the route matches)."""
+    params: list[dict[str, Any]] = []
 
     def name(group: re.Match[str]) -> str:
-        named = re.match(r"\(\?P<(\w+)>", group.group(0))  # a named group names itself
-        names.append(named.group(1) if named else parameter)
-        return "{" + names[-1] + "}"
+        params.append(
+            {
+                "name": group.group(1),
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": f"^{group.group(2)}$"},
+            }
+        )
+        return "{" + group.group(1) + "}"
 
-    return re.sub(r"\([^)]*\)", name, pattern), names
+    path = re.sub(r"\(\?P<(\w+)>([^)]*)\)", name, pattern)
+    if "(" in path:
+        raise ValueError(f"route {pattern!r}: name its groups (?P<name>...) for the document")
+    return path, params
+
+
+def _successes(op: Any) -> list[tuple[int, str]]:
+    found = [(200, "it was already there")] if op.existing else []
+    return [*found, (op.status, "success")]
 
 
 def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -49,17 +63,12 @@ def openapi_document(routes: list[tuple[str, Any]]) -> dict[str, Any]:
         for method, op in handler.api.items():
             entry: dict[str, Any] = {
                 "summary": op.summary,
-                "parameters": [
-                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for p in params
-                ],
+                "parameters": params,
                 "responses": {
-                    str(op.status): {
-                        "description": "success",
-                        **(ref(op.response) if op.response else {}),
-                    },
-                    "default": {"description": "error", **ref(ErrorResponse)},
-                },
+                    str(status): {"description": what, **(ref(op.response) if op.response else {})}
+                    for status, what in _successes(op)
+                }
+                | {"default": {"description": "error", **ref(ErrorResponse)}},
             }
             if op.request is not None:
                 entry["requestBody"] = {"required": True, **ref(op.request)}

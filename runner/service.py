@@ -73,6 +73,7 @@ class RunnerConfig:
         keyfile: the certificate's PEM private key.
         frame_limits: the biggest frame a kernel's channel takes (header, buffer, frame bytes);
             a bigger one is answered with an error and its connection closed.
+        max_body_bytes: the largest JSON request body (413 beyond; volume uploads stream).
     """
 
     data_dir: Path
@@ -90,6 +91,7 @@ class RunnerConfig:
     certfile: Path | None = None
     keyfile: Path | None = None
     frame_limits: FrameLimits = field(default_factory=FrameLimits)
+    max_body_bytes: int = 128 << 20  # an image's local files (64 MiB) base64-encoded fit
 
     def check(self) -> None:
         """Refuse an unsafe or impossible configuration, saying what to change."""

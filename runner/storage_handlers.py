@@ -11,7 +11,6 @@ import errno
 from typing import Any
 
 from tornado.iostream import StreamClosedError
-from tornado.web import stream_request_body
 
 from nbremote.schema import (
     CommitVolume,
@@ -72,7 +71,7 @@ class StorageHandler(BaseHandler):
 class VolumesHandler(StorageHandler):
     api = {
         "get": Operation("List volumes", ListVolumesResponse),
-        "post": Operation("Create a volume", DescribeVolume, CreateVolume, 201),
+        "post": Operation("Create a volume", DescribeVolume, CreateVolume, 201, True),
     }
 
     def get(self) -> None:
@@ -133,7 +132,6 @@ class VolumeFileHandler(StorageHandler):
                 pass
 
 
-@stream_request_body
 class VolumeBlobsHandler(StorageHandler):
     api = {
         "post": Operation(
@@ -144,13 +142,15 @@ class VolumeBlobsHandler(StorageHandler):
     _writer: BlobWriter | None = None
     _failed: OSError | None = None
 
+    def body_limit(self) -> int:
+        return MAX_UPLOAD  # streamed to disk, never whole in memory
+
     async def prepare(self) -> None:  # type: ignore[override]
         super().prepare()
         assert self.path_kwargs is not None
         volume = self.volume(self.path_kwargs["name"])
-        connection: Any = self.request.connection  # an HTTP/1 connection: bodies are big here
-        connection.set_max_body_size(MAX_UPLOAD)
-        self._writer = await self.runner.volumes.run(volume.blobs.writer)
+        if self.request.method == "POST":  # another method is answered 405: nothing to write
+            self._writer = await self.runner.volumes.run(volume.blobs.writer)
 
     async def data_received(self, chunk: bytes) -> None:
         if self._writer is None or self._failed is not None:
@@ -171,8 +171,16 @@ class VolumeBlobsHandler(StorageHandler):
         self.reply(DescribeBlob(hash=digest, size=size), 201)
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()  # ends the wait for the rest of the body
+        self._drop()
+
+    def on_finish(self) -> None:  # answered without `post` filing it (an error): drop it
+        self._drop()
+
+    def _drop(self) -> None:
         if self._writer is not None:
             self._writer.abort()
+            self._writer = None
 
 
 class VolumeVersionsHandler(StorageHandler):
@@ -204,7 +212,9 @@ class SecretsHandler(StorageHandler):
 class SecretHandler(StorageHandler):
     api = {
         "get": Operation("Describe a secret (never its values)", DescribeSecret),
-        "put": Operation("Create or replace a secret (write-only)", DescribeSecret, SetSecret, 201),
+        "put": Operation(
+            "Create or replace a secret (write-only)", DescribeSecret, SetSecret, 201, True
+        ),
         "delete": Operation("Delete a secret", status=204),
     }
 

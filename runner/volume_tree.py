@@ -26,6 +26,8 @@ from typing import Any
 
 import xxhash
 
+from nbremote.schema import CONTENT_HASH
+
 Entry = dict[str, Any]
 Manifest = dict[str, Entry]
 Signature = tuple[int, int, int]  # size, mtime_ns, inode: a working-copy file left untouched
@@ -185,7 +187,13 @@ class Blobs:
         self.root = root
 
     def path(self, digest: str) -> Path:
-        """Where the blob with this hash lives."""
+        """Where the blob with this hash lives.
+
+        Raises:
+            VolumePathError: ``digest`` is not a blob hash (it would name another file).
+        """
+        if not CONTENT_HASH.fullmatch(digest):
+            raise VolumePathError(f"{digest[:80]!r} is not a blob hash (32 lowercase hex digits)")
         return self.root / digest[:2] / digest
 
     def writer(self) -> BlobWriter:
@@ -221,12 +229,17 @@ def _signature(st: os.stat_result) -> Signature:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def scan(root: Path, base: Local, blobs: Blobs | None) -> Local:
+def scan(root: Path, base: Local, blobs: Blobs | None, refused: list[str] | None = None) -> Local:
     """What a working copy holds now, as entries; files whose signature changed since ``base``
     are stored as blobs (or, without ``blobs``, marked with ``hash: None``: changed, unread).
 
+    Args:
+        refused: given, entries the volume cannot hold are left out and why is added to it
+            (a container that stops must still be able to commit the rest and go).
+
     Raises:
-        VolumePathError: a link points outside the volume, or there is a special file.
+        VolumePathError: a link points outside the volume, or there is a special file (unless
+            ``refused`` is given).
     """
     found: Local = {}
     for folder, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
@@ -234,18 +247,28 @@ def scan(root: Path, base: Local, blobs: Blobs | None) -> Local:
         relative = "" if relative == "." else relative
         for name in [*dirs, *files]:
             path = f"{relative}/{name}" if relative else name
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                found[path] = ({"type": "dir"}, None)
-            elif stat.S_ISLNK(st.st_mode):
-                target = os.readlink(name, dir_fd=dir_fd)
-                check_link(path, target)
-                found[path] = ({"type": "link", "target": target}, None)
-            elif stat.S_ISREG(st.st_mode):
-                found[path] = _file_entry(path, name, dir_fd, st, base, blobs)
-            else:
-                raise VolumePathError(f"{path!r} is not a file, folder or link; remove it")
+            try:
+                found[path] = _scan_entry(path, name, dir_fd, base, blobs)
+            except VolumePathError as exc:
+                if refused is None:
+                    raise
+                refused.append(str(exc))
     return found
+
+
+def _scan_entry(
+    path: str, name: str, dir_fd: int, base: Local, blobs: Blobs | None
+) -> tuple[Entry, Signature | None]:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        return {"type": "dir"}, None
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(name, dir_fd=dir_fd)
+        check_link(path, target)
+        return {"type": "link", "target": target}, None
+    if stat.S_ISREG(st.st_mode):
+        return _file_entry(path, name, dir_fd, st, base, blobs)
+    raise VolumePathError(f"{path!r} is not a file, folder or link; remove it")
 
 
 def _file_entry(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
 import re
 import shutil
 import time
@@ -48,6 +49,7 @@ from .volume_tree import (
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEEP_VERSIONS = 3
+log = logging.getLogger(__name__)
 
 
 class VolumeError(Exception):
@@ -312,8 +314,11 @@ class Volumes:
             raise
         return checkout
 
-    async def commit(self, checkout: Checkout) -> int:
+    async def commit(self, checkout: Checkout, refused: list[str] | None = None) -> int:
         """Publish what the container changed in its copy; the version it made (or found).
+
+        Args:
+            refused: given, what the volume cannot hold is left out, and why added to it.
 
         Raises:
             VolumePathError: the copy holds a link pointing out of the volume, or a special file.
@@ -321,7 +326,7 @@ class Volumes:
         """
         async with checkout.lock:
             volume = checkout.volume
-            now = await self.run(scan, checkout.root, checkout.local, volume.blobs)
+            now = await self.run(scan, checkout.root, checkout.local, volume.blobs, refused)
             changes, removed = diff(checkout.local, now)
             version = await self.publish(volume, changes, removed)
             checkout.local = now
@@ -339,13 +344,23 @@ class Volumes:
             )
 
     async def release(self, checkout_id: str, commit: bool) -> None:
-        """The container stopped: commit its changes if it stopped cleanly; drop the copy."""
+        """The container stopped: commit its changes if it stopped cleanly; drop the copy.
+
+        It always completes (a stop must): what cannot be committed (a link out of the volume,
+        a full disk) is left out and logged, never raised.
+        """
         checkout = self.checkouts.get(checkout_id)
         if checkout is None:
             return
+        name = checkout.volume.name
         try:
-            if commit and checkout.volume.name in self.volumes:
-                await self.commit(checkout)
+            if commit and name in self.volumes:
+                refused: list[str] = []
+                await self.commit(checkout, refused)
+                for reason in refused:
+                    log.warning("volume %r: left out of the commit at stop: %s", name, reason)
+        except (VolumePathError, OSError) as exc:
+            log.warning("volume %r: changes of a stopped container lost: %s", name, _message(exc))
         finally:
             del self.checkouts[checkout_id]
             await self.run(lambda: shutil.rmtree(checkout.root, ignore_errors=True))

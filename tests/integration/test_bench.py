@@ -73,3 +73,10 @@ def test_ratio_plot_reads_every_ratio_of_the_results() -> None:
     assert any(label.startswith("W1: Ray actor") for label in labels)
     assert any(label.startswith("W4 warm trivial cell, p50") for label in labels)
     assert not any("floor" in label for label in labels)
+
+
+@pytest.mark.timeout(300)
+def test_bench_stores_quick(tmp_path: Path) -> None:
+    out = _quick("bench_stores.py", tmp_path)
+    assert "| dict-put | 4 | this tree, FULL |" in out, out
+    assert "| queue-put-get | 1 | feecc9d (answer first) |" in out, out
