@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,18 @@ class RunningRunner:
     token: str | None
     data_dir: Path
     proc: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)  # what it printed after its first line
+
+    def __post_init__(self) -> None:
+        # Read all along: the runner logs a line per refused request, and a full pipe would
+        # block it.
+        self._drain = threading.Thread(target=self._read, daemon=True)
+        self._drain.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:  # closed at the end of its output (the runner has exited)
+            self.output.extend(self.proc.stdout)
 
     def client(self) -> RunnerClient:
         """The runner's API."""
@@ -45,8 +58,7 @@ class RunningRunner:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._drain.join(timeout=20)
 
 
 def runner_environment(token: str | None) -> dict[str, str]:

@@ -153,8 +153,9 @@ def test_a_cell_does_not_see_the_embedded_runner_files(nbremote_home: Path, tmp_
 def test_the_token_is_on_no_command_line_and_in_no_output(tmp_path: Path) -> None:
     running = start_runner(tmp_path / "data")
     try:
-        assert running.proc.stdout is not None
-        announced = running.proc.stdout.readline()
+        while not running.output and running.proc.poll() is None:
+            time.sleep(0.01)
+        announced = running.output[0]
         pids = [running.proc.pid, *(c.pid for c in psutil.Process(running.proc.pid).children())]
         ps = subprocess.run(  # other runners on this machine are not ours to judge
             ["ps", "-ww", "-o", "args", "-p", ",".join(map(str, pids))],
