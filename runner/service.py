@@ -130,6 +130,7 @@ def _is_loopback(host: str) -> bool:
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
+        super().prepare()  # the token first: without it, nothing is said about what exists
         raise ApiError(404, "NotFound", f"no route {self.request.path}")
 
 
