@@ -26,6 +26,7 @@ from pathlib import Path
 import nbremote
 from nbremote.schema import FILE_HASH, ImageStep
 
+from .backends.sandbox import Sandbox, bwrap_command
 from .children import die_with_runner
 
 Log = Callable[[str], Awaitable[None]]
@@ -51,6 +52,7 @@ class LayerContext:
     python: str  # the interpreter the base venv is made from
     blobs: Path  # sha256 -> file content, for steps that copy files
     env: dict[str, str] = field(default_factory=dict)  # the image's variables so far
+    sandbox: Sandbox | None = None  # where steps run: a pip install runs a package's code too
 
 
 def uv_bin() -> str:
@@ -108,13 +110,17 @@ def fingerprint(python: str) -> str:
     return "\n".join(parts)
 
 
-async def run(command: list[str], log: Log, env: dict[str, str], cwd: Path) -> None:
-    """Run a command, streaming its output lines to ``log``.
+async def run(
+    command: list[str], log: Log, env: dict[str, str], cwd: Path, sandbox: Sandbox | None = None
+) -> None:
+    """Run a command (in ``sandbox``, if given), streaming its output lines to ``log``.
 
     Raises:
         StepFailed: it exited non-zero (with the tail of its output).
     """
     tail: deque[str] = deque(maxlen=TAIL_LINES)
+    if sandbox is not None:  # it does not see the runner's secrets, and all of it dies with it
+        command = bwrap_command(command, sandbox, cwd)
     proc = await asyncio.create_subprocess_exec(
         *command,
         stdin=asyncio.subprocess.DEVNULL,
@@ -168,11 +174,11 @@ async def build_layer(
     assert parent is not None, "every image starts with a base step"
     await run(["cp", "-al", str(parent), str(env)], log, uv_env(), tmp)
     if step.kind in ("pip_install", "uv_pip_install"):
-        await _pip(env, step, step.args, log, tmp)
+        await _pip(env, step, step.args, log, tmp, context.sandbox)
     elif step.kind == "pip_install_from_requirements":
         requirements = tmp / "requirements.txt"
         requirements.write_text(step.options["requirements"])
-        await _pip(env, step, ["-r", str(requirements)], log, tmp)
+        await _pip(env, step, ["-r", str(requirements)], log, tmp, context.sandbox)
     elif step.kind == "run_commands":
         await _commands(env, step.args, context, log, tmp)
     elif step.kind == "apt_install":
@@ -189,13 +195,13 @@ async def _base(env: Path, context: LayerContext, log: Log) -> None:
     uv = uv_bin()
     work = env.parent
     command = [uv, "venv", "--no-config", "--relocatable", "--seed", "--python", context.python]
-    await run([*command, str(env)], log, uv_env(), work)
+    await run([*command, str(env)], log, uv_env(), work, context.sandbox)
     install = [uv, "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
     same_python = Path(context.python).resolve() == Path(base_python()).resolve()
     if same_python:
         (work / "constraints.txt").write_text(_constraints())
         install += ["--constraint", str(work / "constraints.txt")]
-    await run([*install, *worker_pins()], log, uv_env(), work)
+    await run([*install, *worker_pins()], log, uv_env(), work, context.sandbox)
     # The worker imports the runner's own code: links to it, on sys.path through a .pth file.
     code = env / CODE_DIR
     code.mkdir()
@@ -204,7 +210,9 @@ async def _base(env: Path, context: LayerContext, log: Log) -> None:
     (site_packages(env) / "_nbremote.pth").write_text(f"../../../{CODE_DIR}\n")
 
 
-async def _pip(env: Path, step: ImageStep, args: list[str], log: Log, cwd: Path) -> None:
+async def _pip(
+    env: Path, step: ImageStep, args: list[str], log: Log, cwd: Path, sandbox: Sandbox | None
+) -> None:
     command = [uv_bin(), "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
     if step.options.get("index_url"):
         command += ["--index-url", step.options["index_url"]]
@@ -213,7 +221,7 @@ async def _pip(env: Path, step: ImageStep, args: list[str], log: Log, cwd: Path)
     if step.options.get("pre"):
         command += ["--prerelease", "allow"]
     command += shlex.split(step.options.get("extra_options", ""))
-    await run([*command, *args], log, uv_env(), cwd)
+    await run([*command, *args], log, uv_env(), cwd, sandbox)
 
 
 async def _commands(
@@ -225,7 +233,7 @@ async def _commands(
     variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     for command in commands:
         await log(f"$ {command}")
-        await run(["/bin/sh", "-c", command], log, variables, work)
+        await run(["/bin/sh", "-c", command], log, variables, work, context.sandbox)
 
 
 async def _apt_check(packages: list[str], log: Log, cwd: Path) -> None:

@@ -47,6 +47,7 @@ from nbremote.schema import (
 
 from . import image_build
 from .backends.base import WorkerStartError
+from .backends.sandbox import Sandbox
 from .image_build import Log, StepFailed
 
 # Where the request that causes a build wants its log lines (the channel sets it per request).
@@ -128,6 +129,7 @@ class Images:
         self.defs = root / "defs"
         self.blobs = root / "blobs"
         self.layers = root / "layers"
+        self.sandbox: Sandbox | None = None  # where build steps run (set by the backend)
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="nbremote-images")
         self._defs: dict[str, Definition] = {}
         self._keys: dict[str, list[str]] = {}  # image id -> its layers' keys
@@ -325,7 +327,9 @@ class Images:
         steps, total = definition.steps, len(definition.steps)
         version = steps[0].options.get("python_version")
         context = image_build.LayerContext(
-            python=await self.find_python(version) if version else "", blobs=self.blobs
+            python=await self.find_python(version) if version else "",
+            blobs=self.blobs,
+            sandbox=self.sandbox,
         )
         started = time.monotonic()
         parent: Path | None = None

@@ -12,6 +12,7 @@ dies with the runner.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import platform
 import shutil
@@ -143,18 +144,26 @@ class ProcessBackend(Backend):
         self.images = images  # a spec with an image runs in that image's venv
         self._private = list(private)
         self.sandboxed = _sandboxing(sandbox)
+        if images is not None and self.sandboxed:  # image build steps run user code as well
+            images.sandbox = dataclasses.replace(self._hidden(), writable=[images.root])
 
     @property
     def python_version(self) -> str:
         return platform.python_version()
 
-    def _sandbox(self, scratch: Path, image: Path | None, setup: WorkerSetup) -> Sandbox:
+    def _hidden(self) -> Sandbox:
+        """A sandbox that hides what no user code may see: the data dir, the home with its
+        runner.json, the token file."""
         from nbremote._config import nbremote_home
 
-        hidden = {self._data_dir.resolve(), nbremote_home().resolve()}  # its runner.json too
+        hidden = {self._data_dir.resolve(), nbremote_home().resolve()}
         return Sandbox(
-            hidden=sorted(hidden),
-            hidden_files=[p for p in self._private if not p.is_dir()],
+            hidden=sorted(hidden), hidden_files=[p for p in self._private if not p.is_dir()]
+        )
+
+    def _sandbox(self, scratch: Path, image: Path | None, setup: WorkerSetup) -> Sandbox:
+        return dataclasses.replace(
+            self._hidden(),
             writable=[scratch],
             readonly=[image] if image is not None else [],
             mounts=setup.mounts,

@@ -24,6 +24,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from nbremote_runner.backends.sandbox import unavailable
 
+import nbremote as nr
 from nbremote import _session
 from nbremote._cell import CellOptions, run_cell
 from nbremote._client import RunnerClient
@@ -261,6 +262,40 @@ def test_a_busy_worker_dies_with_a_killed_runner(fresh_runner: RunningRunner) ->
             psutil.Process(pid).kill()
         spin.join(timeout=10)
         session.close()
+
+
+@needs_sandbox
+def test_an_image_build_step_sees_no_secret_and_dies_with_a_killed_runner(
+    fresh_runner: RunningRunner,
+) -> None:
+    """A build step runs user code too (run_commands, a package's setup.py): it cannot read the
+    runner's secrets, and nothing it starts outlives a killed runner."""
+    nap = f"300.{os.getpid()}{time.monotonic_ns() % 10**6}"  # a sleep only this test starts
+    image = nr.Image.debian_slim().run_commands(
+        f"cat {fresh_runner.data_dir}/secrets.json /proc/{fresh_runner.proc.pid}/environ || true",
+        f"sleep {nap} & sleep {nap}",  # the background one is a grandchild of the step
+    )
+    log = b""
+    with fresh_runner.client() as client:
+        client.request("PUT", "/api/v1/secrets/isolation", {"values": {"KEY": SECRET}})
+        client.request("POST", "/api/v1/images", image.create_request())
+        stream = client.stream(f"/api/v1/images/{image.object_id}/build", method="POST")
+        while f"$ sleep {nap}".encode() not in log:
+            log += next(stream)
+    sleepers: list[psutil.Process] = []
+    deadline = time.monotonic() + 20
+    while len(sleepers) < 2 and time.monotonic() < deadline:
+        sleepers = [p for p in psutil.process_iter(["cmdline"]) if nap in (p.info["cmdline"] or [])]
+    assert len(sleepers) == 2, sleepers
+    fresh_runner.proc.send_signal(signal.SIGKILL)
+    fresh_runner.proc.wait()
+    try:
+        assert SECRET.encode() not in log, log.decode()
+        assert all(gone(p.pid, within=5) for p in sleepers), "a build step outlived its runner"
+    finally:
+        for sleeper in sleepers:
+            with contextlib.suppress(psutil.Error):
+                sleeper.kill()
 
 
 def _quietly(fn: Any, *args: Any) -> None:
