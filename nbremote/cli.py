@@ -23,6 +23,29 @@ def display(document: Any, lines: list[str], as_json: bool) -> None:
         click.echo("\n".join(lines))
 
 
+class _Size(click.ParamType[int, Any]):
+    """A size in bytes, or with a unit: 500M, 20G."""
+
+    name = "size"
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        scale = self.units.get(text[-1:].upper())
+        try:
+            size = int(float(text[:-1] if scale else text) * (scale or 1))
+        except ValueError:
+            size = -1
+        if size < 0:
+            self.fail(f"{value!r}: expected a size like 500M or 20G", param, ctx)
+        return size
+
+
+SIZE = _Size()
+
+
 @click.group()
 @click.version_option(package_name="nbremote")
 def main() -> None:
@@ -43,6 +66,16 @@ def main() -> None:
     "--store-limit", default=100_000, show_default=True, help="Most items per Dict/Queue."
 )
 @click.option("--gpus", metavar="SPEC", help='Declare the GPUs ("A100-80GB:2,H100") [NVML].')
+@click.option(
+    "--max-frame-size",
+    type=SIZE,
+    default="32G",
+    show_default=True,
+    help="The most one frame (a cell's inputs, a call's arguments) may claim.",
+)
+@click.option(
+    "--max-body-size", type=SIZE, default="128M", show_default=True, help="Largest JSON body."
+)
 @click.option("--certfile", type=click.Path(path_type=Path), help="Serve HTTPS: PEM certificate.")
 @click.option("--keyfile", type=click.Path(path_type=Path), help="Serve HTTPS: its PEM key.")
 @click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
@@ -56,6 +89,8 @@ def runner(
     token_file: Path | None,
     store_limit: int,
     gpus: str | None,
+    max_frame_size: int,
+    max_body_size: int,
     certfile: Path | None,
     keyfile: Path | None,
     embedded: bool,
@@ -68,6 +103,8 @@ def runner(
     if ctx.invoked_subcommand is not None:
         return
     from nbremote_runner.service import Runner, RunnerConfig, serve
+
+    from ._protocol import FrameLimits
 
     data_dir = data_dir or nbremote_home()
     try:
@@ -86,6 +123,11 @@ def runner(
         embedded=embedded,
         store_limit=store_limit,
         gpus=gpus,
+        frame_limits=FrameLimits(
+            max_buffer_bytes=min(max_frame_size, FrameLimits.max_buffer_bytes),
+            max_frame_bytes=max_frame_size,
+        ),
+        max_body_bytes=max_body_size,
         certfile=certfile,
         keyfile=keyfile,
     )
@@ -398,25 +440,20 @@ def images_rm(refs: tuple[str, ...], url: str | None, token: str | None) -> None
 
 @images.command("prune")
 @click.option("--keep-bytes", type=int, help="Remove least recently used images beyond this.")
-@click.option("--keep", "keep_size", help="The same in units: 500M, 20G.")
+@click.option("--keep", "keep_size", type=SIZE, help="The same in units: 500M, 20G.")
 @click.option("--older-than", help="Remove images unused for this long: 12h, 7d.")
 @click.option("--url", help="Runner URL [NBREMOTE_URL, else the embedded runner].")
 @click.option("--token", help="Runner token [NBREMOTE_TOKEN].")
 def images_prune(
     keep_bytes: int | None,
-    keep_size: str | None,
+    keep_size: int | None,
     older_than: str | None,
     url: str | None,
     token: str | None,
 ) -> None:
     """Free space, least recently used images first (without limits: only unused layers)."""
     if keep_size is not None:
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-        scale = units.get(keep_size[-1:].upper())
-        try:
-            keep_bytes = int(float(keep_size[:-1] if scale else keep_size) * (scale or 1))
-        except ValueError:
-            raise click.BadParameter(f"--keep {keep_size!r}: expected a size like 500M") from None
+        keep_bytes = keep_size
     body = {
         "keep_bytes": keep_bytes,
         "older_than_s": _duration(older_than) if older_than is not None else None,

@@ -35,7 +35,7 @@ from nbremote._protocol import (
     encode_prefix,
 )
 from nbremote._shm import THRESHOLD, ShmRefused, externalize, internalize
-from tests.conftest import RunningRunner
+from tests.conftest import TOKEN, RunningRunner, start_runner
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -138,6 +138,18 @@ def test_a_frame_over_the_limits_is_answered_then_closed(
     with pytest.raises(ConnectionError):
         raw.recv()
     assert _healthy(runner)
+
+
+def test_the_runner_takes_its_frame_limit_from_the_command_line(tmp_path: Path) -> None:
+    running = start_runner(tmp_path / "runner", TOKEN, "--max-frame-size", "1M")
+    try:
+        channel, _ = _open(running)
+        channel.sock.sendall(_claim({"op": "exec", "id": "two-mib"}, [1 << 20, 1 << 20]))
+        done = _done(channel, "two-mib")
+        assert done["error"]["ename"] == "FrameTooLarge", done
+        channel.close()
+    finally:
+        running.stop()
 
 
 def test_a_header_over_the_limit_is_refused_before_it_is_read(raw: Channel) -> None:
