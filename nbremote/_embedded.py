@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from ._client import RunnerClient
 from .errors import NbremoteError, RunnerUnavailable
 
@@ -36,13 +38,7 @@ def _alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass  # not our child: its parent reaps it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return psutil.pid_exists(pid)
 
 
 def _runtime(home: Path) -> dict[str, object] | None:

@@ -17,6 +17,8 @@ import re
 import shutil
 from pathlib import Path
 
+import psutil
+
 from nbremote._shm import SHM_ROOT
 
 SCRATCH = "scratch"
@@ -49,15 +51,8 @@ def scratch_root(data_dir: Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():  # a folder of a previous runner that had our pid
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # Our own pid on a folder: a previous runner's, which had it before us.
+    return pid != os.getpid() and psutil.pid_exists(pid)
 
 
 def clear_leftovers(data_dir: Path) -> list[Path]:

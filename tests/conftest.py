@@ -8,7 +8,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,10 +68,13 @@ def runner_environment(token: str | None) -> dict[str, str]:
     return env | ({"NBREMOTE_TOKEN": token} if token else {})
 
 
-def start_runner(data_dir: Path, token: str | None = TOKEN, *extra: str) -> RunningRunner:
-    """Start ``nbremote runner --port 0`` (``token`` in its environment) and wait until its
-    health check answers."""
+def start_runner(
+    data_dir: Path, token: str | None = TOKEN, *extra: str, wrap: Sequence[str] = ()
+) -> RunningRunner:
+    """Start ``nbremote runner --port 0`` (``token`` in its environment; under the ``wrap``
+    command, if given) and wait until its health check answers."""
     command = [
+        *wrap,
         sys.executable,
         "-P",
         "-m",
@@ -144,14 +147,19 @@ def remote_session(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
     _session._current = None
 
 
-@pytest.fixture
-def shell(ipython: InteractiveShell, remote_session: _session.RemoteSession) -> InteractiveShell:
-    """A clean user namespace, with a session of its own on the shared runner."""
+def clean_shell(ipython: InteractiveShell) -> InteractiveShell:
+    """``ipython`` with an empty user namespace and the magics' memory of earlier cells gone."""
     ipython.reset(new_session=False)
     magics = ipython.magics_manager.registry["RemoteMagics"]
     magics.remote_only.clear()
     magics.last_worker = CellOptions()
     return ipython
+
+
+@pytest.fixture
+def shell(ipython: InteractiveShell, remote_session: _session.RemoteSession) -> InteractiveShell:
+    """A clean user namespace, with a session of its own on the shared runner."""
+    return clean_shell(ipython)
 
 
 @pytest.fixture

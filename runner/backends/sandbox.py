@@ -24,6 +24,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,16 @@ def _under(path: Path, folder: str) -> bool:
     return path == Path(folder) or Path(folder) in path.parents
 
 
+def _code_under_tmp() -> list[Path]:
+    """The runner's Python installation, environment and code where a worker's private /tmp
+    would hide them (a checkout or a venv under /tmp): to bind back read-only."""
+    import nbremote
+
+    code = [sys.prefix, sys.base_prefix, Path(nbremote.__file__).parent, Path(__file__).parents[1]]
+    resolved = {Path(path).resolve() for path in code}
+    return sorted(path for path in resolved if _under(path, "/tmp") and path != Path("/tmp"))
+
+
 def _root_binds() -> list[str]:
     """Every top-level entry of the host's root but /dev, /proc and /tmp, as it is."""
     args: list[str] = []
@@ -131,7 +142,7 @@ def bwrap_command(command: list[str], sandbox: Sandbox, cwd: Path) -> list[str]:
         args += ["--bind", sandbox.shm_dir, sandbox.shm_dir]
     for folder in sandbox.writable:
         args += ["--bind", str(folder), str(folder)]
-    for folder in sandbox.readonly:
+    for folder in [*sandbox.readonly, *_code_under_tmp()]:
         args += ["--ro-bind", str(folder), str(folder)]
     for path, source in sorted(sandbox.mounts.items()):
         args += ["--bind", str(source), path]

@@ -17,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbremote as nr
 from nbremote import _session
 from nbremote._session import RemoteSession
-from tests.conftest import TOKEN, RunningRunner, runner_environment, start_runner
+from tests.conftest import TOKEN, RunningRunner, start_runner
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 MOUNT = "/nbremote-test-data"  # made inside each worker's sandbox, never on the host
@@ -251,23 +251,13 @@ def test_a_full_disk_fails_the_upload_and_keeps_the_last_version(tmp_path: Path)
     data = tmp_path / "data"
     data.mkdir()
     # The runner in a sandbox of its own whose data dir is a 4 MiB tmpfs.
-    command = [
+    bwrap = [
         shutil.which("bwrap") or "bwrap", "--die-with-parent", "--dev-bind", "/", "/",
-        "--size", str(4 << 20),
-        "--tmpfs", str(data), "--", sys.executable, "-P", "-m", "nbremote", "runner",
-        "--port", "0", "--data-dir", str(data),
+        "--size", str(4 << 20), "--tmpfs", str(data), "--",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=runner_environment(TOKEN),
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().split("listening on ")[1].split()[0]
+    running = start_runner(data, TOKEN, wrap=bwrap)
     try:
-        _session.connect(url, TOKEN)
+        _session.connect(running.url, TOKEN)
         vol = nr.Volume.from_name("small", create_if_missing=True)
         (tmp_path / "ok").write_bytes(b"1" * 1_000_000)
         (tmp_path / "big").write_bytes(b"2" * 8_000_000)
@@ -279,6 +269,4 @@ def test_a_full_disk_fails_the_upload_and_keeps_the_last_version(tmp_path: Path)
     finally:
         _session.current_session().close()
         _session._current = None
-        proc.terminate()
-        proc.wait(timeout=20)
-        proc.stdout.close()
+        running.stop()

@@ -26,10 +26,9 @@ from nbremote_runner.service import RunnerConfig
 
 import nbremote as nr
 from nbremote import _session, _shm
-from nbremote._cell import CellOptions
 from nbremote._client import RunnerClient
 from nbremote.errors import RunnerUnavailable
-from tests.conftest import TOKEN, RunningRunner, start_runner
+from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
 
 app = nr.App("tls-tests")
 
@@ -139,11 +138,7 @@ def test_https_to_a_plain_runner_says_so(runner: RunningRunner) -> None:
 
 @pytest.fixture
 def tls_shell(ipython: InteractiveShell, tls_session: _session.RemoteSession) -> InteractiveShell:
-    ipython.reset(new_session=False)
-    magics = ipython.magics_manager.registry["RemoteMagics"]
-    magics.remote_only.clear()
-    magics.last_worker = CellOptions()
-    return ipython
+    return clean_shell(ipython)
 
 
 def test_a_cell_ships_megabytes_and_streams_output_over_tls(
