@@ -96,8 +96,8 @@ def _code_under_tmp() -> list[Path]:
     would hide them (a checkout or a venv under /tmp): to bind back read-only."""
     import nbremote
 
-    code = [sys.prefix, sys.base_prefix, Path(nbremote.__file__).parent, Path(__file__).parents[1]]
-    resolved = {Path(path).resolve() for path in code}
+    code = [Path(sys.prefix), Path(sys.base_prefix), Path(nbremote.__file__).parent]
+    resolved = {path.resolve() for path in [*code, Path(__file__).parents[1]]}
     return sorted(path for path in resolved if _under(path, "/tmp") and path != Path("/tmp"))
 
 
