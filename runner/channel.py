@@ -33,6 +33,7 @@ from nbremote._protocol import Buffer, Header
 from nbremote.schema import WorkerSpec
 
 from .backends import WorkerStartError
+from .errors import WorkerDied, error_done
 from .frame_checks import CLIENT_FRAMES, check
 from .frames import ConnectionClosed, Frame, FrameConnection
 from .gpus import STATUS
@@ -46,17 +47,6 @@ if TYPE_CHECKING:
 
 REQUESTS = ("exec", "pull", "call", "get", "lease")
 log = logging.getLogger(__name__)
-
-
-def failed(request_id: str, ename: str, evalue: str) -> Header:
-    """A ``done`` header for a request that failed on the runner's side."""
-    return {
-        "op": "done",
-        "id": request_id,
-        "ok": False,
-        "held": [],
-        "error": {"ename": ename, "evalue": evalue, "traceback": []},
-    }
 
 
 async def _build_line(send: Forward, request_id: str, line: str) -> None:
@@ -144,7 +134,7 @@ class Channel:
             done, out = await self.runner.serve_worker(header, buffers)
         except Exception as exc:  # the caller waits for an answer, whatever happened
             log.exception("serving a %s request failed", header["op"])
-            done, out = failed(header["id"], type(exc).__name__, str(exc)), []
+            done, out = error_done(header["id"], exc, held=[]), []
         self.send(done, out)
 
     async def _cell_worker(self, header: Header) -> Worker:
@@ -182,9 +172,10 @@ class Channel:
             async with self.runner.gpus.measured(worker, header, send):
                 return await worker.run(header, buffers, send, header.get("timeout"))
         except (ValidationError, WorkerStartError, LookupError) as exc:
-            return failed(request_id, type(exc).__name__, str(exc)), []
+            return error_done(request_id, exc, held=[]), []
         except asyncio.CancelledError:
-            return failed(request_id, "CancelledError", "the call was cancelled"), []
+            cancelled = asyncio.CancelledError("the call was cancelled")
+            return error_done(request_id, cancelled, held=[]), []
 
     async def _call(self, header: Header, buffers: list[bytearray], send: Forward) -> Frame:
         if "deployed" in header:
@@ -198,7 +189,7 @@ class Channel:
         retries = int((header.get("retries") or {}).get("max_retries", 0))
         for attempt in range(retries + 1):
             done, out = await pool.run(header, buffers, send, deadline)
-            died = (done.get("error") or {}).get("ename") == "WorkerDied"
+            died = (done.get("error") or {}).get("ename") == WorkerDied.__name__
             if not died or attempt == retries:
                 return done, out
         raise AssertionError("unreachable")
@@ -211,7 +202,7 @@ class Channel:
                 f"no call {header['call_id']!r} on this runner (finished calls are kept an hour)"
             ) from None
         if frame is None:
-            done = failed(header["id"], "TimeoutError", "the call is still running")
+            done = error_done(header["id"], TimeoutError("the call is still running"), held=[])
             return {**done, "pending": True}, []
         done, out = frame
         return {**done, "id": header["id"]}, out
@@ -223,7 +214,7 @@ class Channel:
             done, out = await self.dispatch(header, buffers)
         except Exception as exc:  # the caller waits for an answer, whatever happened
             log.exception("serving a %s request failed", header["op"])
-            done, out = failed(header["id"], type(exc).__name__, f"the runner failed: {exc}"), []
+            done, out = error_done(header["id"], exc, unforeseen=True, held=[]), []
         if header["op"] in ("exec", "pull"):
             error = done.get("error") or {}
             self.runner.state.record_run(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from tornado.iostream import SSLIOStream, StreamClosedError
-from tornado.web import HTTPError, RequestHandler, stream_request_body
+from tornado.web import RequestHandler, stream_request_body
 
 from nbremote import __version__
 from nbremote.schema import (
@@ -45,6 +45,8 @@ from nbremote.schema import (
 )
 
 from .channel import serve_channel
+from .errors import ApiError as ApiError  # re-exported: every handler module raises it
+from .errors import RunnerError
 from .frames import connect
 from .images import BUILD_LOG, ImageBuildError, PythonUnavailable
 from .tls import connect_stream
@@ -64,15 +66,6 @@ class Operation:
     request: type[BaseModel] | None = None
     status: int = 200
     existing: bool = False  # a create that answers 200 when the resource was already there
-
-
-class ApiError(HTTPError):
-    """An error answered as ``{"error": {"type", "message"}}`` with this status."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(status, reason=None)
-        self.kind = kind
-        self.message = message
 
 
 @stream_request_body
@@ -128,16 +121,26 @@ class BaseHandler(RequestHandler):
         # A body declared within the limit, or a chunked one that tornado cuts at the limit.
         self._chunks.append(chunk)
 
+    def translate(self, exc: BaseException | None) -> RunnerError | None:
+        """The error to answer for ``exc``, if it is one a client is told (a subclass may
+        translate more); None for a fault of the runner's (a bare 500)."""
+        return exc if isinstance(exc, RunnerError) else None
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            kind, message = exc.kind, exc.message
+        error = self.translate(kwargs.get("exc_info", (None, None, None))[1])
+        if error is not None:
+            self.set_status(error.status)
+            kind, message = error.kind, str(error)
         else:
             kind, message = self._reason, self._reason
         if status_code == 405:
             self.set_header("Allow", ", ".join(method.upper() for method in self.api))
         self.set_header("Content-Type", "application/json")
         self.finish(ErrorResponse(error=ErrorDetail(type=kind, message=message)).model_dump_json())
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if self.translate(value) is None:  # refusals are answers, not runner faults
+            super().log_exception(typ, value, tb)
 
     def parse(self, model: type[BaseModel]) -> Any:
         """The request body as ``model``; 422 naming the bad field if it does not fit."""
@@ -324,8 +327,8 @@ class ImagesHandler(BaseHandler):
         known = image_id(request.steps) in {d.id for d in images.definitions}
         try:
             definition = await images.register(request)
-        except PythonUnavailable as exc:
-            raise ApiError(422, "PythonUnavailable", str(exc)) from None
+        except PythonUnavailable:
+            raise  # a RunnerError: answered as itself
         except ValueError as exc:
             raise ApiError(422, "ValidationError", str(exc)) from None
         self.set_header("Location", f"{API}/images/{definition.id}")

@@ -28,6 +28,7 @@ from nbremote.schema import FILE_HASH, ImageStep
 
 from .backends.sandbox import Sandbox, bwrap_command
 from .children import die_with_runner
+from .errors import RunnerError
 
 Log = Callable[[str], Awaitable[None]]
 WORKER_NEEDS = ("ipython", "cloudpickle", "dill", "matplotlib-inline", "xxhash")
@@ -36,7 +37,7 @@ FILES_DIR = "nbremote-files"  # add_local_dir content, linked into each worker's
 CODE_DIR = "nbremote-code"  # links to the runner's nbremote and nbremote_runner packages
 
 
-class StepFailed(Exception):
+class StepFailed(RunnerError):
     """A step did not succeed; ``tail`` holds the last lines of its log."""
 
     def __init__(self, reason: str, tail: list[str] | None = None) -> None:

@@ -48,6 +48,7 @@ from nbremote.schema import (
 from . import image_build
 from .backends.base import WorkerStartError
 from .backends.sandbox import Sandbox
+from .errors import RunnerError
 from .image_build import Log, StepFailed
 
 # Where the request that causes a build wants its log lines (the channel sets it per request).
@@ -60,8 +61,10 @@ class ImageBuildError(WorkerStartError):
     """A step of an image failed; the message names the step and ends with its log's tail."""
 
 
-class PythonUnavailable(ValueError):
+class PythonUnavailable(RunnerError, ValueError):
     """The runner has no Python of the version an image asks for."""
+
+    status = 422
 
 
 @dataclass

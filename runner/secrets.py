@@ -22,16 +22,14 @@ from typing import Any
 
 from nbremote.schema import DescribeSecret, WorkerSpec
 
+from .errors import Refusal
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class SecretError(Exception):
+class SecretError(Refusal):
     """A secret request the runner refuses; ``kind`` is the API error type."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def check_values(values: dict[str, str]) -> None:

@@ -12,6 +12,13 @@ goes into the next one, so a thousand concurrent puts cost a few fsyncs, not a t
 write brings an ``undo`` of its in-memory change: when a transaction fails, the state undoes the
 failed writes (and any queued behind them) newest first, so what the runner holds in memory is
 again exactly what is on disk, and their callers get `WriteFailed` instead of an answer.
+
+The schema is versioned (``PRAGMA user_version``) so that a data dir survives upgrades: opening
+the database applies, in order, each of `MIGRATIONS` it has not had yet, each in its own
+transaction together with the bump of its version, so a migration that fails leaves the database
+as it was. Migration 1 is the schema from before versioning: a database with its tables and
+version 0 was made by such a runner, and is checked, then taken as version 1. A database newer
+than this code is refused (an older runner would misread it), naming both versions.
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import RunnerError
+
 log = logging.getLogger(__name__)
 
 Statement = tuple[str, tuple[Any, ...]]
 
-SCHEMA = """
+# The tables as runners made them before the schema had a version. Never edit a migration that
+# has shipped: data dirs were made with it; add the next one to MIGRATIONS instead.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     session TEXT NOT NULL,
@@ -69,7 +80,32 @@ CREATE TABLE IF NOT EXISTS volumes (
 """
 
 
-class WriteFailed(Exception):
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: the SQL that takes a database from ``version - 1`` to ``version``.
+
+    Args:
+        version: the schema version once applied (1, 2, ... in order).
+        summary: what it changes, for the error should it fail.
+        sql: its statements, separated by ``;``.
+    """
+
+    version: int
+    summary: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs, apps, Dicts and Queues, volumes", SCHEMA_V1),
+)
+
+
+class StateError(RunnerError, ValueError):
+    """The data dir's database cannot be used by this runner (too new, foreign, or a migration
+    failed); the runner does not start. A ValueError: the CLI shows it as a usage error."""
+
+
+class WriteFailed(RunnerError):
     """A write could not be committed; nothing of it was kept, on disk or in memory."""
 
 
@@ -103,10 +139,15 @@ class State:
         # FULL: a commit is fsynced before its writers are answered (NORMAL would lose the last
         # transactions on a power cut); group commit pays for it (bench/bench_stores.py).
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        migrate(self._db, self._path, MIGRATIONS)
 
     async def open(self) -> None:
-        """Open (creating if needed) the database file."""
+        """Open (creating if needed) the database file and bring its schema up to date.
+
+        Raises:
+            StateError: the database is newer than this runner, was not made by a runner, or a
+                migration failed (it is left at the version it had).
+        """
         await self._call(self._open)
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -243,3 +284,97 @@ class State:
         if self._db is not None:
             await self._call(self._db.close)
         self._executor.shutdown()
+
+
+# -- schema versions -----------------------------------------------------------------------------
+
+
+def user_version(db: sqlite3.Connection) -> int:
+    """The schema version a database is at (0: none recorded)."""
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(db: sqlite3.Connection, path: Path, migrations: tuple[Migration, ...]) -> None:
+    """Apply, in order, the ``migrations`` that ``db`` has not had yet.
+
+    Raises:
+        StateError: ``db`` is newer than ``migrations``, is not a runner's, or a migration failed.
+    """
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    found, latest = user_version(db), len(migrations)
+    if found > latest:
+        raise StateError(
+            f"{path} is at schema version {found}, but this runner knows versions up to {latest}: "
+            "a newer nbremote runner wrote it. Upgrade this runner (pip install -U nbremote), or "
+            "start it with another data dir (--data-dir or NBREMOTE_HOME)"
+        )
+    for migration in migrations[found:]:
+        _apply(db, path, migration, migrations[0])
+
+
+def _apply(db: sqlite3.Connection, path: Path, migration: Migration, first: Migration) -> None:
+    """Apply one migration and bump the version in one transaction; all of it, or nothing."""
+    db.execute("BEGIN IMMEDIATE")  # other runners sharing the data dir wait; one migrates
+    try:
+        found = user_version(db)
+        if found < migration.version:  # another runner may have applied it meanwhile
+            if found == 0:
+                _check_unversioned(db, path, first)
+            for statement in _statements(migration.sql):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {migration.version:d}")
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        before = migration.version - 1
+        raise StateError(
+            f"could not bring {path} from schema version {before} to {migration.version} "
+            f"({migration.summary}): {exc}. It is still at version {before}, unchanged: free "
+            "disk space or fix the data dir's permissions and start the runner again"
+        ) from exc
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _check_unversioned(db: sqlite3.Connection, path: Path, first: Migration) -> None:
+    """A database without a version: empty (new), or made before versioning, whose tables are
+    those of the first migration, or some of them (older runners had fewer); else refused."""
+    expected = _columns(_made_by(first))
+    for table, columns in _columns(db).items():
+        if table in expected and columns != expected[table]:
+            raise StateError(
+                f"{path} has no schema version and its table {table!r} has the columns "
+                f"{', '.join(columns)}, not {', '.join(expected[table])}: it was not made by an "
+                "nbremote runner. Move it away, or start the runner with another data dir"
+            )
+
+
+def _made_by(migration: Migration) -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(migration.sql)
+    return db
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, list[str]]:
+    tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {
+        table: [row[1] for row in db.execute(f"PRAGMA table_info({table!r})")]
+        for (table,) in tables
+    }
+
+
+def _statements(sql: str) -> list[str]:
+    """A script's statements, one by one (``executescript`` would commit the transaction)."""
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())  # a last one without ';': let SQLite say what is wrong
+    return statements

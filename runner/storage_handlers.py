@@ -7,7 +7,6 @@ Secrets are write-only: no answer carries a value.
 
 from __future__ import annotations
 
-import errno
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -24,48 +23,25 @@ from nbremote.schema import (
     SetSecret,
 )
 
-from .handlers import API, ApiError, BaseHandler, Operation
-from .secrets import SecretError
+from .errors import ApiError, RunnerError
+from .handlers import API, BaseHandler, Operation
 from .volume_tree import CHUNK, BlobWriter
-from .volumes import Volume, VolumeError, _message
+from .volumes import Volume, disk_error
 
 MAX_UPLOAD = 1 << 40
-STATUS = {"NotFound": 404, "Conflict": 409, "ValidationError": 422, "DiskFull": 507}
-
-
-def _api_error(exc: VolumeError | SecretError) -> ApiError:
-    return ApiError(STATUS.get(exc.kind, 400), exc.kind, str(exc))
 
 
 class StorageHandler(BaseHandler):
-    """Volume and secret errors answered as API errors."""
+    """Volume and secret resources: their files' OSErrors are answered too (a full disk)."""
 
     def volume(self, name: str) -> Volume:
         """The volume, or a 404 listing those there are."""
-        try:
-            return self.runner.volumes.get(name)
-        except VolumeError as exc:
-            raise _api_error(exc) from None
+        return self.runner.volumes.get(name)
 
-    @staticmethod
-    def _translate(exc: BaseException | None) -> ApiError | None:
-        if isinstance(exc, VolumeError | SecretError):
-            return _api_error(exc)
+    def translate(self, exc: BaseException | None) -> RunnerError | None:
         if isinstance(exc, OSError):  # a full disk, say: the committed versions are intact
-            kind = "DiskFull" if exc.errno == errno.ENOSPC else "OSError"
-            return ApiError(507 if kind == "DiskFull" else 500, kind, _message(exc))
-        return None
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        translated = self._translate(kwargs.get("exc_info", (None, None, None))[1])
-        if translated is not None:
-            self.set_status(translated.status_code)
-            kwargs["exc_info"] = (ApiError, translated, None)
-        super().write_error(status_code, **kwargs)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if self._translate(value) is None:  # refusals are answers, not runner faults
-            super().log_exception(typ, value, tb)
+            return disk_error(exc)
+        return super().translate(exc)
 
 
 class VolumesHandler(StorageHandler):

@@ -28,17 +28,14 @@ from typing import Any
 
 from nbremote._protocol import Header
 
+from .errors import Refusal, error_done
 from .state import State, Statement, WriteFailed
 
 Blob = tuple[bytes, list[int]]  # a pickled value's parts, back to back, and their lengths
 
 
-class StoreError(Exception):
+class StoreError(Refusal):
     """A request the stores refuse (unknown name, over the limit, unknown action)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def _blob(parts: Sequence[Any]) -> Blob:
@@ -142,13 +139,11 @@ class Stores:
 
     async def answer(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
         """The ``done`` frame answering a request, its errors included."""
-        done: Header = {"op": "done", "id": header.get("id"), "ok": True}
         try:
             fields, out = await self.handle(header, buffers)
         except StoreError as exc:
-            error = {"ename": exc.kind, "evalue": str(exc), "traceback": []}
-            return {**done, "ok": False, "error": error}, []
-        return {**done, **fields}, out
+            return error_done(header.get("id"), exc), []
+        return {"op": "done", "id": header.get("id"), "ok": True, **fields}, out
 
     async def handle(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
         """Serve one request; its answer (fields and buffers)."""

@@ -32,6 +32,7 @@ from typing import Any
 from nbremote._protocol import Header
 from nbremote.schema import CommitVolume, DescribeVolume, VolumeEntry
 
+from .errors import Refusal, error_done
 from .state import State
 from .volume_tree import (
     Blobs,
@@ -52,12 +53,8 @@ KEEP_VERSIONS = 3
 log = logging.getLogger(__name__)
 
 
-class VolumeError(Exception):
+class VolumeError(Refusal):
     """A volume request the runner refuses; ``kind`` is the API error type."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass
@@ -372,10 +369,10 @@ class Volumes:
         done: Header = {"op": "done", "id": header.get("id"), "ok": True}
         try:
             fields = await self._handle(header)
-        except (VolumeError, VolumePathError, OSError) as exc:
-            kind = exc.kind if isinstance(exc, VolumeError) else type(exc).__name__
-            error = {"ename": kind, "evalue": _message(exc), "traceback": []}
-            return {**done, "ok": False, "error": error}, []
+        except OSError as exc:  # in words, named by its class (a full disk: what to do)
+            return error_done(done["id"], VolumeError(type(exc).__name__, _message(exc))), []
+        except (VolumeError, VolumePathError) as exc:
+            return error_done(done["id"], exc), []
         return {**done, **fields}, []
 
     async def _handle(self, header: Header) -> Header:
@@ -409,6 +406,14 @@ class Volumes:
 def _entries(path: Path) -> list[dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = json.loads(path.read_text())["entries"]
     return list(entries.values())
+
+
+def disk_error(exc: OSError) -> VolumeError:
+    """An OSError of a volume's files as the API answers it: DiskFull (507) when the disk is
+    full, else OSError (500), in words rather than errno."""
+    if exc.errno == errno.ENOSPC:
+        return VolumeError("DiskFull", _message(exc))
+    return VolumeError("OSError", _message(exc), status=500)
 
 
 def _message(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from nbremote._protocol import Buffer, Header
 from nbremote.schema import DescribeObject, DescribeWorker
 
 from .backends import WorkerProcess
+from .errors import WorkerDied, error_done
 from .frame_checks import WORKER_FRAMES, check
 from .frames import ConnectionClosed, Frame
 
@@ -104,17 +105,14 @@ class Worker:
                 done.set_result(self._died(request_id))
 
     def _died(self, request_id: str) -> Frame:
-        error = {"ename": "WorkerDied", "evalue": self._death, "traceback": []}
-        header = {"op": "done", "id": request_id, "ok": False, "worker": self.id}
-        return {**header, "held": [], "error": error}, []
+        return error_done(request_id, WorkerDied(self._death), worker=self.id, held=[]), []
 
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
         try:
             reply, out = await self._serve(header, buffers)
         except Exception as exc:  # the worker waits for an answer, whatever happened
             log.exception("serving a worker's %s request failed", header["op"])
-            error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
-            reply, out = {"op": "done", "id": header["id"], "ok": False, "error": error}, []
+            reply, out = error_done(header["id"], exc), []
         with contextlib.suppress(ConnectionClosed):
             self.process.connection.send(reply, out)
 

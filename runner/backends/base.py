@@ -15,10 +15,11 @@ from pathlib import Path
 from nbremote._protocol import Header
 from nbremote.schema import WorkerSpec
 
+from ..errors import RunnerError
 from ..frames import FrameConnection
 
 
-class WorkerStartError(Exception):
+class WorkerStartError(RunnerError):
     """A worker could not be started; the message says why (exit status, log tail)."""
 
 

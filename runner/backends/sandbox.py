@@ -33,10 +33,12 @@ import psutil
 
 from nbremote.volume import check_mount_paths
 
+from ..errors import RunnerError
+
 INSTALL_HINT = "install bubblewrap (`apt-get install -y bubblewrap`, or your system's package)"
 
 
-class SandboxError(Exception):
+class SandboxError(RunnerError):
     """Mounts that cannot be made; the message says why and what to do."""
 
 
