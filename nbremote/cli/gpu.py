@@ -17,12 +17,12 @@ def gpus(url: str | None, token: str | None, as_json: bool) -> None:
     """Show the runner's GPUs: memory, utilization, who holds each; why there are none."""
     listed = runner_client(url, token).request("GET", "/api/v1/gpus")
     display_table(
-        ["INDEX", "NAME", "MEMORY USED", "UTIL", "HOLDER"],
+        ["INDEX", "NAME", "MEMORY", "UTIL", "HOLDER"],
         [_gpu_row(gpu) for gpu in listed["gpus"]],
         listed,
         as_json,
         empty=f"no GPUs: {listed['unavailable']}",
-        right={"INDEX", "MEMORY USED", "UTIL"},
+        right={"INDEX", "MEMORY", "UTIL"},
     )
     if not as_json:
         for waiting in listed["waiting"]:
