@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+from argparse import Namespace
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -23,6 +24,7 @@ from ._namespace import unpack
 from ._output import show
 from ._session import Request
 from ._spec import worker_spec
+from .cli._utils import format_bytes
 from .errors import NbremoteError, SerializationError
 from .image import Image
 from .secret import Secret
@@ -74,17 +76,6 @@ def _secrets(names: list[str], namespace: dict[str, Any]) -> list[Secret]:
         except NbremoteError as exc:
             raise UsageError(f"--secret: {exc}") from None
     return secrets
-
-
-def _human(nbytes: int | None) -> str:
-    if nbytes is None:
-        return "?"
-    size = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 @magics_class
@@ -215,28 +206,32 @@ class RemoteMagics(Magics):
     # -- %remote subcommands --------------------------------------------------------------------
 
     def _subcommand(self, line: str) -> None:
-        words = shlex.split(line)
-        if not words or words[0] not in SUBCOMMANDS:
+        verb, rest = [*line.split(maxsplit=1), "", ""][:2]
+        if verb not in SUBCOMMANDS:
             raise UsageError(
                 f"%remote takes one of: {', '.join(SUBCOMMANDS)} (or use %%remote over a cell)"
             )
-        verb, rest = words[0], words[1:]
-        getattr(self, f"_{verb}")(rest)
+        method = getattr(self, f"_{verb}")  # parsed by the parser its decorators built
+        try:
+            args = parse_argstring(method, rest)
+        except UsageError as exc:
+            # IPython's usage reads "::\n\n  %remote pull NAME ...": one line of it is enough.
+            usage = " ".join(method.parser.format_usage().split()).removeprefix(":: ")
+            raise UsageError(f"{exc}; usage: {usage}") from None
+        method(args)
 
-    def _connect(self, args: list[str]) -> None:
-        if not args or args[0].startswith("-"):
-            raise UsageError("usage: %remote connect URL [--token TOKEN]")
-        token = None
-        if "--token" in args:
-            position = args.index("--token")
-            if position + 1 >= len(args):
-                raise UsageError("--token needs a value")
-            token = args[position + 1]
-        session = _session.connect(args[0], token)
+    @magic_arguments("remote connect")
+    @argument("url", metavar="URL", help="the runner's URL")
+    @argument("--token", help="its token (else NBREMOTE_TOKEN)")
+    def _connect(self, args: Namespace) -> None:
+        """Point this kernel at another runner."""
+        session = _session.connect(args.url, args.token)
         self.remote_only.clear()
         print(f"nbremote: connected to {session.client.url}")
 
-    def _status(self, args: list[str]) -> None:
+    @magic_arguments("remote status")
+    def _status(self, args: Namespace) -> None:
+        """Show the runner, this notebook's session, its workers and what they hold."""
         session = _session.current_session()
         described = session.describe()
         print(f"runner   {session.client.url}  (workers run Python {described['python']})")
@@ -245,12 +240,13 @@ class RemoteMagics(Magics):
             print("worker   none yet: the next %%remote cell starts one")
         for worker in described["workers"]:
             state = "busy" if worker["busy"] else "idle"
+            rss = format_bytes(worker["rss_bytes"])
             print(
                 f"worker   pid {worker['pid']}, up {worker['uptime_s']:.0f} s, "
-                f"{_human(worker['rss_bytes'])} resident, {worker['cells_run']} cells, {state}"
+                f"{rss} resident, {worker['cells_run']} cells, {state}"
             )
             for obj in worker["objects"]:
-                print(f"  {obj['name']:<20} {obj['type']:<20} {_human(obj['nbytes'])}")
+                print(f"  {obj['name']:<20} {obj['type']:<20} {format_bytes(obj['nbytes'])}")
         if any(worker.get("gpus") for worker in described["workers"]):
             self._gpus(session)
 
@@ -262,15 +258,17 @@ class RemoteMagics(Magics):
                 continue
             used, total = device["memory_used_bytes"], device["memory_total_bytes"]
             busy = device["utilization_percent"]
-            figures = f"{_human(used)} of {_human(total)} used" + (
+            figures = f"{format_bytes(used)} of {format_bytes(total)} used" + (
                 f", {busy:.0f}% busy" if busy is not None else ""
             )
             who = "cells" if holder["kind"] == "cell" else holder["name"]
             print(f"gpu      {device['index']} {device['name']}: {figures} (for {who})")
 
-    def _pull(self, names: list[str]) -> None:
-        if not names:
-            raise UsageError("usage: %remote pull NAME [NAME ...]")
+    @magic_arguments("remote pull")
+    @argument("names", nargs="+", metavar="NAME", help="a name bound on the worker")
+    def _pull(self, args: Namespace) -> None:
+        """Bring names from the last cell's worker into the notebook."""
+        names: list[str] = args.names
         session = _session.current_session()
         last = self.last_worker
         spec = worker_spec(last.env, last.gpu, last.volumes, last.secrets, last.image)
@@ -282,9 +280,11 @@ class RemoteMagics(Magics):
         stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
         self._report(CellOutcome(list(values), [], stayed))
 
-    def _push(self, names: list[str]) -> None:
-        if not names:
-            raise UsageError("usage: %remote push NAME [NAME ...]")
+    @magic_arguments("remote push")
+    @argument("names", nargs="+", metavar="NAME", help="a name defined in this notebook")
+    def _push(self, args: Namespace) -> None:
+        """Send names of the notebook to the last cell's worker."""
+        names: list[str] = args.names
         missing = [name for name in names if name not in self.ipython.user_ns]
         if missing:
             raise UsageError(f"not defined in this notebook: {', '.join(missing)}")
@@ -296,7 +296,9 @@ class RemoteMagics(Magics):
         for name in names:
             self.remote_only.pop(name, None)
 
-    def _reset(self, args: list[str]) -> None:
+    @magic_arguments("remote reset")
+    def _reset(self, args: Namespace) -> None:
+        """Drop the remote namespace: the next cell starts a new worker."""
         _session.current_session().reset()
         self.remote_only.clear()
         print("nbremote: the remote namespace was dropped; the next cell starts a new worker")

@@ -1,0 +1,59 @@
+"""``nbremote run``, ``deploy`` and ``demo``: what a script or notebook does, from a shell."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._options import connect, runner_options
+
+
+@click.command("run")
+@click.argument("target", metavar="FILE.py[::NAME]")
+def run_command(target: str) -> None:
+    """Run a script's local entrypoint (or NAME: an entrypoint or a remote function)."""
+    from .._script import ScriptError, run_script
+
+    path, _, name = target.partition("::")
+    if not Path(path).is_file():
+        raise click.UsageError(f"{path}: no such file")
+    try:
+        result = run_script(Path(path), name or None)
+    except ScriptError as exc:
+        raise click.UsageError(str(exc)) from None
+    if result is not None:
+        click.echo(repr(result))
+
+
+@click.command()
+@click.argument(
+    "path", metavar="FILE.py", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@runner_options
+def deploy(path: Path, url: str | None, token: str | None) -> None:
+    """Deploy a script's apps: their functions and classes stay callable on the runner."""
+    from .._deploy import deploy as deploy_app
+    from .._script import load_apps
+
+    apps = [app for app in load_apps(path) if app.registered_functions or app.registered_classes]
+    if not apps:
+        raise click.UsageError(f"{path} defines no app with functions or classes")
+    client = connect(url, token)
+    for app in apps:
+        described = deploy_app(client, app)
+        names = ", ".join(f"{obj['name']} ({obj['kind']})" for obj in described["objects"])
+        click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
+
+
+@click.command()
+@click.argument("notebook", default="notebooks/quickstart.ipynb", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="Also save the executed notebook.")
+def demo(notebook: Path, output: Path | None) -> None:
+    """Run a notebook (the quickstart) headless on the embedded runner and show its outputs."""
+    from .._demo import run_demo
+
+    if not notebook.exists():
+        raise click.UsageError(f"{notebook} not found: run this from the nbremote checkout")
+    sys.exit(run_demo(notebook, output))
