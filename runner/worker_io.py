@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import select
 import socket
 import sys
 import threading
@@ -137,18 +138,49 @@ def start_flusher(streams: list[FrameStream]) -> None:
     threading.Thread(target=loop, name="nbremote-flush", daemon=True).start()
 
 
+class _FdCapture:
+    """What is written to a file descriptor (by C code or subprocesses), sent to a stream.
+
+    The pipe is read only under a lock, by a thread as data comes and by `flush_streams` at the
+    end of a cell: so what a finished subprocess wrote is in the cell's output, never late.
+    """
+
+    def __init__(self, fd: int, stream: FrameStream) -> None:
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self._read_end = read_end
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        threading.Thread(target=self._pump, name=f"nbremote-fd{fd}", daemon=True).start()
+
+    def drain(self) -> bool:
+        """Send what the pipe holds now; False once every writer has closed it."""
+        with self._lock:
+            while True:
+                try:
+                    chunk = os.read(self._read_end, 1 << 16)
+                except BlockingIOError:
+                    return True
+                if not chunk:
+                    return False
+                self._stream.write(self._decoder.decode(chunk))
+
+    def _pump(self) -> None:
+        while True:
+            select.select([self._read_end], [], [])
+            if not self.drain():
+                return
+
+
+_captures: list[_FdCapture] = []
+
+
 def capture_fd(fd: int, stream: FrameStream) -> None:
     """Send what is written to file descriptor ``fd`` (by C code or subprocesses) to ``stream``."""
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, fd)
-    os.close(write_end)
-
-    def pump() -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        while chunk := os.read(read_end, 1 << 16):
-            stream.write(decoder.decode(chunk))
-
-    threading.Thread(target=pump, name=f"nbremote-fd{fd}", daemon=True).start()
+    _captures.append(_FdCapture(fd, stream))
 
 
 def _outbox_of(shell: Any) -> Outbox:
@@ -214,5 +246,7 @@ class WorkerShell(InteractiveShell):
 
 def flush_streams() -> None:
     """Send buffered stdout/stderr text before rich output, to keep them in order."""
+    for capture in _captures:
+        capture.drain()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
