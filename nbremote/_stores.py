@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ._protocol import Buffer, Header
 from .errors import RunnerError
+from .wire.codec import Buffer, Header
 
 Transport = Callable[[Header, Sequence[Buffer]], tuple[Header, list[Any]]]
 S = TypeVar("S", bound="RunnerStore")

@@ -104,7 +104,7 @@ def runner(
         return
     from nbremote_runner.service import Runner, RunnerConfig, serve
 
-    from ._protocol import FrameLimits
+    from .wire.codec import FrameLimits
 
     data_dir = data_dir or nbremote_home()
     try:

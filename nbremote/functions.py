@@ -24,8 +24,8 @@ from ._session import Request
 from ._spec import worker_spec
 from .errors import NbremoteError, RemoteError, remote_error
 from .retries import Retries
-from .schema import FunctionScaling, GpuRequest
 from .secret import Secret
+from .wire.http import FunctionScaling, GpuRequest
 
 if TYPE_CHECKING:
     from .app import App

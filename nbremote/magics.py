@@ -26,7 +26,7 @@ from ._spec import worker_spec
 from .errors import NbremoteError, SerializationError
 from .image import Image
 from .secret import Secret
-from .volume import check_mount_paths
+from .wire.mounts import check_mount_paths
 
 SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
 

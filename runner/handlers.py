@@ -24,7 +24,7 @@ from tornado.iostream import SSLIOStream, StreamClosedError
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from nbremote import __version__
-from nbremote.schema import (
+from nbremote.wire.http import (
     CreateImage,
     CreateSession,
     DeployApp,

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nbremote.schema import (
+from nbremote.wire.http import (
     FILE_HASH,
     CreateImage,
     DescribeImage,

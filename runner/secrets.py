@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nbremote.schema import DescribeSecret, WorkerSpec
+from nbremote.wire.http import DescribeSecret, WorkerSpec
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -29,9 +29,9 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from nbremote import __version__
-from nbremote._protocol import FrameLimits, Header
-from nbremote._shm import create_dir
-from nbremote.schema import DescribeRunner, DescribeSession
+from nbremote.wire.codec import FrameLimits, Header
+from nbremote.wire.http import DescribeRunner, DescribeSession
+from nbremote.wire.shm import create_dir
 
 from .apps import DeployedApps
 from .backends import Backend, make_backend

@@ -21,7 +21,7 @@ import select
 import socket
 from typing import TYPE_CHECKING
 
-from nbremote._protocol import FrameReader, Header
+from nbremote.wire.codec import FrameReader, Header
 
 if TYPE_CHECKING:
     from .worker import Worker

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
-from nbremote.schema import WorkerSpec
+from nbremote.wire.http import WorkerSpec
 
 from ..children import die_with_runner
 from ..data_dir import scratch_root

@@ -28,8 +28,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nbremote._protocol import Header
-from nbremote.schema import (
+from nbremote.wire.codec import Header
+from nbremote.wire.http import (
     DescribeGpu,
     DescribeGpuHolder,
     DescribeGpuWait,

@@ -25,7 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbremote_runner.frames import connect
 
 from nbremote._client import Channel
-from nbremote._protocol import (
+from nbremote.wire.codec import (
     LENGTH,
     PREFIX,
     FrameLimits,
@@ -34,7 +34,7 @@ from nbremote._protocol import (
     FrameTooLarge,
     encode_prefix,
 )
-from nbremote._shm import THRESHOLD, ShmRefused, externalize, internalize
+from nbremote.wire.shm import THRESHOLD, ShmRefused, externalize, internalize
 from tests.conftest import TOKEN, RunningRunner, start_runner
 
 MiB = 1 << 20
@@ -330,7 +330,7 @@ def test_the_reader_refuses_a_hostile_frame_and_reads_on(shm: Path, target: Path
 def test_a_cell_cannot_make_the_kernel_delete_a_file(shell: InteractiveShell, target: Path) -> None:
     """The worker's code sends frames naming a file of the kernel's machine as shared memory."""
     code = (
-        "import nbremote._protocol as protocol\n"
+        "import nbremote.wire.codec as protocol\n"
         "def hostile(header, buffers, folder):\n"
         f"    return {{**header, 'shm': [[len(buffers), {str(target)!r}]]}}, [*buffers, b'']\n"
         "protocol.externalize = hostile\n"
