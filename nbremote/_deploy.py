@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from ._serialize import dumps_function
+from ._by_value import dumps_function
 from .errors import NbremoteError, RunnerError
 from .functions import FunctionOptions
 from .gpu import parse

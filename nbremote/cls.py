@@ -25,9 +25,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._calls import Bind
-from ._cls_runtime import instance, marked
-from ._serialize import dumps
 from .functions import Function, FunctionOptions
+from .wire.classes import instance, marked
+from .wire.serialize import dumps
 
 if TYPE_CHECKING:
     from .app import App

@@ -17,15 +17,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _session
+from ._by_value import dumps_function, frozen_captures, same_objects
 from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
 from ._output import show
-from ._serialize import Payload, dumps_function, frozen_captures, same_objects
 from ._session import Request
 from ._spec import worker_spec
 from .errors import NbremoteError, RemoteError, remote_error
 from .retries import Retries
 from .secret import Secret
 from .wire.http import FunctionScaling, GpuRequest
+from .wire.serialize import Payload
 
 if TYPE_CHECKING:
     from .app import App

@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
-from . import _stores
 from .errors import NbremoteError, RunnerError
 from .wire.mounts import check_mount_paths
+from .wire.transport import worker_transport
 
 API = "/api/v1/volumes"
 
@@ -57,7 +57,7 @@ def _client() -> Any:
 
 
 def _in_worker() -> bool:
-    return _stores._worker_transport is not None
+    return worker_transport() is not None
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -125,9 +125,10 @@ class Volume:
     # -- inside a container -------------------------------------------------------------------
 
     def _worker_request(self, action: str, **fields: Any) -> dict[str, Any]:
-        assert _stores._worker_transport is not None
+        transport = worker_transport()
+        assert transport is not None
         header = {"op": "volume", "name": self.name, "action": action, **fields}
-        done, _ = _stores._worker_transport(header, [])
+        done, _ = transport(header, [])
         if not done["ok"]:
             error = done["error"]
             raise RunnerError(error["ename"], error["evalue"])

@@ -35,10 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
 
-from nbremote._serialize import Payload, dumps, loads
-from nbremote._stores import use_worker_transport
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, FrameRefused, Header
+from nbremote.wire.serialize import Payload, dumps, loads
+from nbremote.wire.transport import use_worker_transport
 
 from .worker_calls import BatchResult, call_batch
 from .worker_io import (
@@ -348,7 +348,7 @@ class Worker:
         position = item["nbuf"]
         bind = item.get("bind")
         if bind is not None:  # a method: fn is its class
-            from nbremote._cls_runtime import MethodCall
+            from nbremote.wire.classes import MethodCall
 
             params = buffers[position : position + bind["nparams"]]
             position += bind["nparams"]
@@ -474,8 +474,8 @@ def main() -> None:
     started = time.perf_counter()
     try:
         Worker(sock, outbox).serve()
-        if "nbremote._cls_runtime" in sys.modules:  # the runner closed the socket: a clean stop
-            sys.modules["nbremote._cls_runtime"].shutdown()
+        if "nbremote.wire.classes" in sys.modules:  # the runner closed the socket: a clean stop
+            sys.modules["nbremote.wire.classes"].shutdown()
     except BaseException as exc:
         uptime = time.perf_counter() - started
         print(f"nbremote worker {os.getpid()} failed after {uptime:.1f}s: {exc!r}", file=log)

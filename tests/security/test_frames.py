@@ -403,10 +403,10 @@ def test_a_worker_cannot_commit_another_workers_copy(shell: InteractiveShell) ->
         shell.run_cell_magic("remote", f"--volume {other.name}:/theirs --out copies", copies)
         stolen = shell.user_ns["copies"]["/theirs"]["checkout"]
         attack = (
-            "from nbremote import _stores\n"
+            "from nbremote.wire.transport import worker_transport\n"
             f"header = {{'op': 'volume', 'name': {other.name!r}, 'action': 'commit',"
             f" 'checkouts': [{stolen!r}]}}\n"
-            "answer, _ = _stores._worker_transport(header, [])\n"
+            "answer, _ = worker_transport()(header, [])\n"
         )
         shell.run_cell_magic("remote", f"--volume {own.name}:/mine --out answer", attack)
         assert shell.user_ns["answer"]["ok"] is False
@@ -422,8 +422,8 @@ def _send(channel: Channel, header: dict[str, Any]) -> str:
 def test_a_workers_malformed_request_is_answered(shell: InteractiveShell) -> None:
     """A worker's own Dict request without an action: before, the worker waited forever."""
     code = (
-        "from nbremote import _stores\n"
-        "answer, _ = _stores._worker_transport({'op': 'dict', 'name': 'frames'}, [])\n"
+        "from nbremote.wire.transport import worker_transport\n"
+        "answer, _ = worker_transport()({'op': 'dict', 'name': 'frames'}, [])\n"
         "evalue = answer['error']['evalue']\n"
     )
     shell.run_cell_magic("remote", "--timeout 30", code)
