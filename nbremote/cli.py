@@ -102,7 +102,8 @@ def runner(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from nbremote_runner.service import Runner, RunnerConfig, serve
+    from nbremote_runner.server import serve
+    from nbremote_runner.service import Runner, RunnerConfig
 
     from .wire.codec import FrameLimits
 
