@@ -25,11 +25,9 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from nbremote import __version__
 from nbremote.wire.http import (
-    CreateImage,
     CreateSession,
     DeployApp,
     DescribeApp,
-    DescribeImage,
     DescribeRunner,
     DescribeSession,
     ErrorDetail,
@@ -37,8 +35,12 @@ from nbremote.wire.http import (
     Health,
     ListAppsResponse,
     ListGpusResponse,
-    ListImagesResponse,
     ListSessionsResponse,
+)
+from nbremote.wire.images import (
+    CreateImage,
+    DescribeImage,
+    ListImagesResponse,
     PruneImages,
     PruneImagesResponse,
     image_id,
