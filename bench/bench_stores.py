@@ -58,6 +58,8 @@ def old_stores(revision: str) -> ModuleType:
             text=True,
             check=True,
         ).stdout
+        # The frame module has moved since; the old stores only need its type alias.
+        source = source.replace("from nbremote._protocol import Header", "Header = dict")
         (package / name).write_text(source)
     sys.path.insert(0, str(folder))
     return importlib.import_module("stores_before.stores")

@@ -16,10 +16,10 @@ from itertools import islice
 from typing import Any
 
 from ._namespace import Packed
-from ._protocol import Header
-from ._serialize import Payload, dumps, loads
 from ._session import Frame, Request
 from .errors import RemoteError, SerializationError, remote_error
+from .wire.codec import Header
+from .wire.serialize import Payload, dumps, loads
 
 Input = tuple[tuple[Any, ...], dict[str, Any]]
 TARGET_BATCH_SECONDS = 0.02

@@ -16,13 +16,13 @@ from typing import Any
 
 from ._analysis import _parse, analyse_cell
 from ._namespace import pack, unpack
-from ._protocol import Header
 from ._session import OnFrame, RemoteSession, Request
 from ._sources import imported_modules, local_sources, modules_of
 from ._spec import worker_spec
 from .errors import SerializationError, WorkerDied, remote_error
-from .schema import GpuRequest
 from .secret import Secret
+from .wire.codec import Header
+from .wire.http import GpuRequest
 
 # IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
 _HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from ._protocol import Buffer, FrameReader, Header, send_frame
 from .errors import AuthenticationError, RunnerError, RunnerUnavailable
+from .wire.codec import Buffer, FrameReader, Header, send_frame
 
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0

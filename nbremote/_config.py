@@ -6,10 +6,8 @@ import ctypes
 import os
 from pathlib import Path
 
-
-def nbremote_home() -> Path:
-    """``NBREMOTE_HOME``, or ``~/.nbremote``: the embedded runner's data dir."""
-    return Path(os.environ.get("NBREMOTE_HOME") or Path.home() / ".nbremote")
+# Re-exported: the CLI finds the embedded runner here, as the rest of the client does.
+from .wire.home import nbremote_home as nbremote_home
 
 
 def resolve_runner(url: str | None = None, token: str | None = None) -> tuple[str, str | None]:

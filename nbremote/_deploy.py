@@ -1,64 +1,19 @@
-"""Deploying apps (``nbremote deploy``) and looking deployed objects up (``from_name``)."""
+"""Deploying apps (``nbremote deploy``): every function and class of an app, sent to the runner.
+
+Looking deployed objects up, and their settings as JSON, are `nbremote._options`'s.
+"""
 
 from __future__ import annotations
 
 import base64
 from typing import TYPE_CHECKING, Any
 
-from ._serialize import dumps_function
-from .errors import NbremoteError, RunnerError
-from .functions import FunctionOptions
-from .gpu import parse
-from .retries import Retries
-from .secret import Secret
+from ._by_value import dumps_function
+from ._options import FunctionOptions, settings_of
 
 if TYPE_CHECKING:
     from ._client import RunnerClient
     from .app import App
-
-
-def settings_of(options: FunctionOptions) -> dict[str, Any]:
-    """Function settings as JSON (secrets by name: a deployed app keeps no secret values).
-
-    Raises:
-        NbremoteError: a secret is a ``Secret.from_dict`` (its values would be stored).
-    """
-    if any(secret.inline for secret in options.secrets):
-        raise NbremoteError(
-            "a deployed app cannot carry Secret.from_dict values (the runner would store them): "
-            "create a named secret with `nbremote secrets set NAME K=V` and use "
-            "nr.Secret.from_name(NAME)"
-        )
-    retries = options.retries.to_wire() if options.retries else None
-    return {
-        "env": options.env,
-        "volumes": options.volumes,
-        "secrets": [secret.name for secret in options.secrets],
-        "timeout": options.timeout,
-        "retries": retries,
-        "max_containers": options.max_containers,
-        "min_containers": options.min_containers,
-        "scaledown_window": options.scaledown_window,
-        "gpu": str(options.gpu) if options.gpu else None,
-        "image": options.image.object_id if options.image else None,
-    }
-
-
-def options_from(settings: dict[str, Any]) -> FunctionOptions:
-    """Function settings back from JSON."""
-    from .image import Image
-
-    retries, image = settings.get("retries"), settings.get("image")
-    secrets = tuple(Secret.from_name(name) for name in settings.get("secrets", []))
-    return FunctionOptions(
-        **{
-            **settings,
-            "retries": Retries(**retries) if retries else None,
-            "gpu": parse(settings.get("gpu")),
-            "secrets": secrets,
-            "image": Image.from_id(image) if image else None,
-        }
-    )
 
 
 def _object(
@@ -92,28 +47,4 @@ def deploy(client: RunnerClient, app: App) -> dict[str, Any]:
     described: dict[str, Any] = client.request(
         "PUT", f"/api/v1/apps/{app.name}", {"objects": objects}
     )
-    return described
-
-
-def lookup(app_name: str, name: str, kind: str) -> dict[str, Any]:
-    """The runner's description of a deployed function or class.
-
-    Raises:
-        NbremoteError: the app is not deployed, or has no such object (listing what there is).
-    """
-    from . import _session
-
-    try:
-        app: dict[str, Any] = _session.current_session().client.request(
-            "GET", f"/api/v1/apps/{app_name}"
-        )
-    except RunnerError as exc:
-        raise NbremoteError(exc.message) from None
-    found = {obj["name"]: obj for obj in app["objects"] if obj["kind"] == kind}
-    if name not in found:
-        raise NbremoteError(
-            f"app {app_name!r} has no deployed {kind} {name!r}; its {kind}s: "
-            f"{', '.join(sorted(found)) or 'none'}"
-        )
-    described: dict[str, Any] = found[name]
     return described

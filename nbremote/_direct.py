@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ._client import Channel
-from ._protocol import Header
+from .wire.codec import Header
 
 LEASE_IDLE = 1.0  # as in nbremote_runner.worker_lease (the worker lets go after this)
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from ._protocol import Header
-from ._serialize import Payload, dumps, loads
 from .errors import SerializationError
+from .wire.codec import Header
+from .wire.serialize import Payload, dumps, loads
 
 
 class Packed:

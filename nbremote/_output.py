@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._protocol import Header
+from .wire.codec import Header
 
 
 def _shell() -> Any:

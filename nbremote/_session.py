@@ -20,9 +20,9 @@ from typing import Any
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
-from ._protocol import Buffer, Header
-from ._shm import usable
 from .errors import RunnerUnavailable, VersionMismatch
+from .wire.codec import Buffer, Header
+from .wire.shm import usable
 
 OnFrame = Callable[[Header, list[bytearray]], None]
 Frame = tuple[Header, list[bytearray]]

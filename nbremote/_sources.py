@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ._protocol import Header
+from .wire.codec import Header
 
 _SKIPPED = ("__pycache__", ".ipynb_checkpoints", ".git")
 # (path, mtime_ns, size) -> (text, hash, the top-level modules the file imports)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .schema import GpuRequest, WorkerSpec
 from .secret import Secret, spec_secrets
+from .wire.http import GpuRequest, WorkerSpec
 
 
 def worker_spec(

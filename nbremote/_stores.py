@@ -8,27 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from ._protocol import Buffer, Header
 from .errors import RunnerError
+from .wire.codec import Buffer, Header
+from .wire.transport import worker_transport
 
-Transport = Callable[[Header, Sequence[Buffer]], tuple[Header, list[Any]]]
 S = TypeVar("S", bound="RunnerStore")
-
-_worker_transport: Transport | None = None
-
-
-def use_worker_transport(transport: Transport) -> None:
-    """Route Dict and Queue requests through the worker's socket (called by the worker)."""
-    global _worker_transport
-    _worker_transport = transport
 
 
 def _request(header: Header, buffers: Sequence[Buffer]) -> tuple[Header, list[Any]]:
-    if _worker_transport is not None:
-        return _worker_transport(header, buffers)
+    transport = worker_transport()
+    if transport is not None:
+        return transport(header, buffers)
     from . import _session
     from ._output import show
     from ._session import Request

@@ -10,53 +10,13 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
-from . import gpu
-from ._deprecation import rename_deprecated
+from ._options import function_options
+from .cls import Cls
 from .errors import NbremoteError
-from .functions import Function, FunctionOptions
-from .image import Image
-from .retries import Retries
-from .secret import spec_secrets
-from .volume import mounts_of
+from .functions import Function
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
-
-# Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("schedule", "cpu", "memory")
-
-
-def function_options(
-    settings: dict[str, Any], where: str, target: object = None
-) -> FunctionOptions:
-    """Validated function settings from keyword arguments (old Modal names accepted), with
-    ``@nr.concurrent`` on ``target`` taken into account."""
-    settings = rename_deprecated(settings, where, stacklevel=4)
-    concurrent = getattr(target, "__nbremote_max_inputs__", None)
-    if concurrent is not None:
-        settings["max_inputs"] = concurrent
-    refused = sorted(name for name in NOT_YET if settings.pop(name, None) is not None)
-    if refused:
-        raise NbremoteError(
-            f"{where}: {', '.join(f'{name}=' for name in refused)} not supported by nbremote yet; "
-            "remove it to run on the runner's default environment"
-        )
-    known = {field for field in FunctionOptions.__dataclass_fields__}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise TypeError(
-            f"{where}: unexpected settings {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    image = settings.get("image")
-    if image is not None and not isinstance(image, Image):
-        raise TypeError(f"{where}: image= takes an nr.Image, got {type(image).__name__}")
-    settings["retries"] = Retries.parse(settings.get("retries"))
-    settings["env"] = dict(settings.get("env") or {})
-    settings["gpu"] = gpu.parse(settings.get("gpu"), where)
-    settings["volumes"] = mounts_of(settings.get("volumes"), where)
-    settings["secrets"] = tuple(settings.get("secrets") or ())
-    spec_secrets(settings["secrets"])  # refuse what is not a Secret now, not at call time
-    return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
 class App:
@@ -135,7 +95,6 @@ class App:
 
     def cls(self, user_cls: type | None = None, /, **settings: Any) -> Any:
         """Make a class's ``@nr.method()`` methods remote-callable (settings as for `function`)."""
-        from .cls import Cls
 
         def wrap(raw: type) -> Cls:
             where = f"@{self.name}.cls on {raw.__qualname__}"

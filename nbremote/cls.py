@@ -22,15 +22,13 @@ run once per container before its first call, ``@nr.exit()`` methods when it sto
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ._calls import Bind
-from ._cls_runtime import instance, marked
-from ._serialize import dumps
-from .functions import Function, FunctionOptions
-
-if TYPE_CHECKING:
-    from .app import App
+from ._options import AppLike, DeployedApp, FunctionOptions, function_options, lookup, options_from
+from .functions import Function
+from .wire.classes import instance, marked
+from .wire.serialize import dumps
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,7 +75,7 @@ class Cls:
     def __init__(
         self,
         user_cls: type | None,
-        app: App,
+        app: AppLike,
         options: FunctionOptions,
         *,
         name: str | None = None,
@@ -97,12 +95,9 @@ class Cls:
         Raises:
             NbremoteError: it is not deployed (the message lists what is).
         """
-        from ._deploy import lookup, options_from
-        from .app import App
-
         described = lookup(app_name, name, "class")
         options = options_from(described["settings"])
-        return Cls(None, App(app_name), options, name=name, methods=described["methods"])
+        return Cls(None, DeployedApp(app_name), options, name=name, methods=described["methods"])
 
     def __repr__(self) -> str:
         return f"<nbremote.Cls {self.__qualname__} of app {self.app.name!r}>"
@@ -113,8 +108,6 @@ class Cls:
 
     def with_options(self, **overrides: Any) -> Cls:
         """The same class with some settings changed (this one stays as it is)."""
-        from .app import function_options
-
         current = {
             name: getattr(self.options, name) for name in FunctionOptions.__dataclass_fields__
         }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._serialize import dumps, loads
 from ._stores import RunnerStore
+from .wire.serialize import dumps, loads
 
 _MISSING = object()
 

@@ -14,66 +14,19 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from . import _session
+from ._by_value import dumps_function, frozen_captures, same_objects
 from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
+from ._options import AppLike, DeployedApp, FunctionOptions, function_options, lookup, options_from
 from ._output import show
-from ._serialize import Payload, dumps_function, frozen_captures, same_objects
 from ._session import Request
-from ._spec import worker_spec
 from .errors import NbremoteError, RemoteError, remote_error
-from .retries import Retries
-from .schema import FunctionScaling, GpuRequest
-from .secret import Secret
-
-if TYPE_CHECKING:
-    from .app import App
-    from .image import Image
+from .wire.serialize import Payload
 
 R = TypeVar("R")
 WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
-
-
-@dataclasses.dataclass(frozen=True)
-class FunctionOptions:
-    """The settings of a remote function (see `App.function`)."""
-
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-    volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # mount path -> volume
-    secrets: tuple[Secret, ...] = ()
-    timeout: float | None = None
-    retries: Retries | None = None
-    max_containers: int | None = None
-    min_containers: int = 0
-    scaledown_window: float = 60.0
-    max_inputs: int = 1
-    gpu: GpuRequest | None = None
-    image: Image | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_inputs < 1:
-            raise ValueError(f"max_inputs={self.max_inputs!r}: must be at least 1")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"timeout={self.timeout!r}: must be a positive number of seconds")
-        if self.max_containers is not None and self.max_containers < 1:
-            raise ValueError(f"max_containers={self.max_containers!r}: must be at least 1")
-        if self.min_containers < 0:
-            raise ValueError(f"min_containers={self.min_containers!r}: must not be negative")
-        if self.scaledown_window <= 0:
-            raise ValueError(f"scaledown_window={self.scaledown_window!r}: must be positive")
-
-    def pool(self, app_name: str, name: str) -> dict[str, Any]:
-        """The runner's pool for the function (or class instance) ``name`` with these settings."""
-        spec = worker_spec(self.env, self.gpu, self.volumes, self.secrets, self.image)
-        scaling = FunctionScaling(
-            max_containers=self.max_containers,
-            min_containers=self.min_containers,
-            scaledown_window=self.scaledown_window,
-            max_inputs=self.max_inputs,
-        )
-        key = f"{app_name}:{name}:{spec.key()}:{scaling.model_dump_json()}"
-        return {"key": key, "spec": spec.wire(), "scaling": scaling.model_dump()}
 
 
 class FunctionCall(Generic[R]):
@@ -125,7 +78,7 @@ class Function(Generic[R]):
     def __init__(
         self,
         fn: Callable[..., R] | None,
-        app: App,
+        app: AppLike,
         options: FunctionOptions,
         *,
         name: str | None = None,
@@ -158,14 +111,16 @@ class Function(Generic[R]):
         Raises:
             NbremoteError: it is not deployed (the message lists what is).
         """
-        from ._deploy import lookup, options_from
-        from .app import App
-
         described = lookup(app_name, name, "function")
         deployed = {"app": app_name, "object": name}
         options = options_from(described["settings"])
         return Function(
-            None, App(app_name), options, name=name, pool_name=f"deployed:{name}", deployed=deployed
+            None,
+            DeployedApp(app_name),
+            options,
+            name=name,
+            pool_name=f"deployed:{name}",
+            deployed=deployed,
         )
 
     def _run_here(self, *args: Any, **kwargs: Any) -> R:
@@ -183,8 +138,6 @@ class Function(Generic[R]):
 
     def with_options(self, **overrides: Any) -> Function[R]:
         """The same function with some settings changed (this one stays as it is)."""
-        from .app import function_options
-
         current = {
             field.name: getattr(self.options, field.name)
             for field in dataclasses.fields(self.options)

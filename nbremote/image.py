@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NbremoteError
-from .schema import ImageStep, image_id
+from .wire.images import ImageStep, image_id
 
 MAX_LOCAL_BYTES = 64 << 20  # beyond this, data belongs in a Volume, not an image
 _SKIPPED = ("__pycache__", ".git", ".ipynb_checkpoints", ".venv", "node_modules")

@@ -28,7 +28,7 @@ from .cli._utils import format_bytes
 from .errors import NbremoteError, SerializationError
 from .image import Image
 from .secret import Secret
-from .volume import check_mount_paths
+from .wire.mounts import check_mount_paths
 
 SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
 

@@ -6,8 +6,8 @@ import queue
 from collections.abc import Iterable
 from typing import Any
 
-from ._serialize import dumps, loads
 from ._stores import RunnerStore
+from .wire.serialize import dumps, loads
 
 
 class Queue(RunnerStore):

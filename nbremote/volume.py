@@ -17,46 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
-from . import _stores
 from .errors import NbremoteError, RunnerError
+from .wire.mounts import check_mount_paths
+from .wire.transport import worker_transport
 
 API = "/api/v1/volumes"
-SYSTEM_PATHS = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
-    "/sbin", "/sys", "/tmp", "/usr", "/var",
-)  # fmt: skip
-
-
-def check_mount_paths(paths: Iterable[str]) -> None:
-    """Refuse mount paths that are not plain absolute paths, are system paths, or clash.
-
-    Raises:
-        ValueError: naming the path and a way out.
-    """
-    paths = list(paths)
-    for path in paths:
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"mount path {path!r} must be an absolute path, such as /models")
-        parts = path.split("/")[1:]
-        if path == "/" or any(part in ("", ".", "..") for part in parts):
-            raise ValueError(f"mount path {path!r} must be a plain absolute path, such as /models")
-        if any(path == system or path.startswith(system + "/") for system in SYSTEM_PATHS):
-            raise ValueError(
-                f"mount path {path} is a system path; mount at a path of its own, such as /models"
-            )
-    ordered = sorted(paths)
-    for first, second in itertools.pairwise(ordered):
-        if second == first or second.startswith(first + "/"):
-            raise ValueError(f"mount paths {first} and {second} clash; mount one volume per path")
 
 
 class FileEntryType(enum.Enum):
@@ -84,7 +57,7 @@ def _client() -> Any:
 
 
 def _in_worker() -> bool:
-    return _stores._worker_transport is not None
+    return worker_transport() is not None
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -152,9 +125,10 @@ class Volume:
     # -- inside a container -------------------------------------------------------------------
 
     def _worker_request(self, action: str, **fields: Any) -> dict[str, Any]:
-        assert _stores._worker_transport is not None
+        transport = worker_transport()
+        assert transport is not None
         header = {"op": "volume", "name": self.name, "action": action, **fields}
-        done, _ = _stores._worker_transport(header, [])
+        done, _ = transport(header, [])
         if not done["ok"]:
             error = done["error"]
             raise RunnerError(error["ename"], error["evalue"])

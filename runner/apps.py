@@ -16,8 +16,14 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbremote._protocol import Header
-from nbremote.schema import DeployApp, DescribeApp, DescribeAppObject, FunctionScaling, WorkerSpec
+from nbremote.wire.codec import Header
+from nbremote.wire.http import (
+    DeployApp,
+    DescribeApp,
+    DescribeAppObject,
+    FunctionScaling,
+    WorkerSpec,
+)
 
 from .gpus import GpuBroker, Holder
 from .pools import FunctionPool

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from nbremote._protocol import Buffer, Header
-from nbremote.schema import WorkerSpec
+from nbremote.wire.codec import Buffer, Header
+from nbremote.wire.http import WorkerSpec
 
 from .backends import WorkerStartError
 from .errors import WorkerDied, error_done

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from nbremote._shm import SHM_ROOT
+from nbremote.wire.shm import SHM_ROOT
 
 SCRATCH = "scratch"
 PRIVATE_UMASK = 0o077

@@ -7,7 +7,7 @@ once with an error ``done`` naming the field (``ename`` "ValidationError", ``eva
 with ``"id": null``: its sender cannot match the answer to a request, but whoever reads the raw
 stream sees why nothing happened.
 
-The models are the wire schema's (`nbremote.schema`, "Frame headers"), one discriminated union on
+The models are the wire schema's frame headers (`nbremote.wire.frames`), one discriminated union on
 ``op`` built once here. Measured (one core of a loaded 2-core box): ~3 µs for a ``call`` frame,
 ~6 µs for an ``exec`` frame with five inputs, ~1 µs for a worker's Dict request.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from nbremote._protocol import Header
-from nbremote.schema import ClientFrame, WorkerRequestFrame
+from nbremote.wire.codec import Header
+from nbremote.wire.frames import ClientFrame, WorkerRequestFrame
 
 CLIENT_FRAMES: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 WORKER_FRAMES: TypeAdapter[Any] = TypeAdapter(WorkerRequestFrame)

@@ -1,4 +1,4 @@
-"""`nbremote._protocol` frames over asyncio transports: the runner's side of the hot path.
+"""`nbremote.wire.codec` frames over asyncio transports: the runner's side of the hot path.
 
 A `FrameConnection` is a buffered protocol: bytes are received into one reusable buffer and
 parsed there, so a small frame costs one ``recv`` and no task switch, and each big buffer is
@@ -23,7 +23,7 @@ import contextlib
 import socket
 from collections.abc import Callable, Sequence
 
-from nbremote._protocol import (
+from nbremote.wire.codec import (
     LENGTH,
     PREFIX,
     Buffer,

@@ -24,12 +24,10 @@ from tornado.iostream import SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler, stream_request_body
 
 from nbremote import __version__
-from nbremote.schema import (
-    CreateImage,
+from nbremote.wire.http import (
     CreateSession,
     DeployApp,
     DescribeApp,
-    DescribeImage,
     DescribeRunner,
     DescribeSession,
     ErrorDetail,
@@ -37,8 +35,12 @@ from nbremote.schema import (
     Health,
     ListAppsResponse,
     ListGpusResponse,
-    ListImagesResponse,
     ListSessionsResponse,
+)
+from nbremote.wire.images import (
+    CreateImage,
+    DescribeImage,
+    ListImagesResponse,
     PruneImages,
     PruneImagesResponse,
     image_id,
@@ -187,7 +189,7 @@ class OpenAPIHandler(BaseHandler):
         from .openapi import openapi_document
 
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(openapi_document(ROUTES)))
+        self.finish(json.dumps(openapi_document(self.settings["routes"])))
 
 
 class RunnerHandler(BaseHandler):
@@ -421,7 +423,7 @@ class ChannelHandler(BaseHandler):
 SESSION = r"(?P<session_id>[A-Za-z0-9_-]+)"
 APP = r"(?P<name>[A-Za-z0-9_.-]+)"
 IMAGE = r"(?P<ref>[A-Za-z0-9_.-]+)"
-ROUTES: list[tuple[str, type[BaseHandler]]] = [
+RUNNER_ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/health", HealthHandler),
     (f"{API}/openapi.json", OpenAPIHandler),
     (f"{API}/runner", RunnerHandler),
@@ -438,8 +440,3 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/images/{IMAGE}", ImageHandler),
     (f"{API}/images/{IMAGE}/build", ImageBuildHandler),
 ]
-
-# Volumes and secrets have a module of their own; it builds on the classes above.
-from .storage_handlers import STORAGE_ROUTES  # noqa: E402
-
-ROUTES += STORAGE_ROUTES

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbremote
-from nbremote.schema import FILE_HASH, ImageStep
+from nbremote.wire.http import FILE_HASH
+from nbremote.wire.images import ImageStep
 
 from .backends.sandbox import Sandbox, bwrap_command
 from .children import die_with_runner

@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nbremote.schema import (
-    FILE_HASH,
+from nbremote.wire.http import FILE_HASH
+from nbremote.wire.images import (
     CreateImage,
     DescribeImage,
     DescribeLayer,

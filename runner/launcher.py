@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from nbremote.schema import WorkerSpec
+from nbremote.wire.http import WorkerSpec
 
 from .backends import Backend, WorkerProcess, WorkerSetup, WorkerStartError
 from .secrets import SecretError, Secrets

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from nbremote import __version__
-from nbremote.schema import ErrorResponse
+from nbremote.wire.http import ErrorResponse
 
 
 def _path(pattern: str) -> tuple[str, list[dict[str, Any]]]:

@@ -14,8 +14,8 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from nbremote._protocol import Buffer, Header
-from nbremote.schema import FunctionScaling, WorkerSpec
+from nbremote.wire.codec import Buffer, Header
+from nbremote.wire.http import FunctionScaling, WorkerSpec
 
 from .frames import Frame
 from .workers import Forward, Worker

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nbremote.schema import DescribeSecret, WorkerSpec
+from nbremote.wire.http import DescribeSecret, WorkerSpec
 
 from .errors import Refusal
 

@@ -1,8 +1,9 @@
-"""The runner service: configuration, start-up, the HTTP server, idle shutdown, stop.
+"""The runner service: configuration, start-up, idle shutdown, stop.
 
-`serve` runs a runner in the foreground until SIGINT/SIGTERM (or, for the embedded runner, until
-it has been idle for its ``idle_timeout``). An embedded runner announces itself in a runtime file,
-``runner.json`` in its data dir, which clients read to find it.
+`Runner.start` listens with the HTTP application it is given (`nbremote_runner.server` builds it
+from the route table and runs a runner in the foreground): handlers use the runner, so the runner
+does not import them. An embedded runner announces itself in a runtime file, ``runner.json`` in
+its data dir, which clients read to find it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from nbremote import __version__
-from nbremote._protocol import FrameLimits, Header
-from nbremote._shm import create_dir
-from nbremote.schema import DescribeRunner, DescribeSession
+from nbremote.wire.codec import FrameLimits, Header
+from nbremote.wire.http import DescribeRunner, DescribeSession
+from nbremote.wire.shm import create_dir
 
 from .apps import DeployedApps
 from .backends import Backend, make_backend
@@ -39,7 +38,6 @@ from .calls import CallRegistry
 from .data_dir import clear_leftovers, make_private, scratch_root
 from .frames import Frame
 from .gpus import GpuBroker, discover
-from .handlers import ROUTES, ApiError, BaseHandler
 from .images import Images
 from .launcher import Launcher
 from .secrets import Secrets
@@ -128,12 +126,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class NotFoundHandler(BaseHandler):
-    def prepare(self) -> None:
-        super().prepare()  # the token first: without it, nothing is said about what exists
-        raise ApiError(404, "NotFound", f"no route {self.request.path}")
-
-
 class Runner:
     """A running runner: HTTP API, sessions and their workers, state."""
 
@@ -166,8 +158,8 @@ class Runner:
         scheme = "https" if self.config.certfile else "http"
         return f"{scheme}://{host}:{self.port}"
 
-    async def start(self) -> None:
-        """Open the state, boot the spare worker, listen, and announce the runner."""
+    async def start(self, app: Application) -> None:
+        """Open the state, boot the spare worker, listen with ``app``, and announce the runner."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.state.open()
         await self.images.load()
@@ -183,7 +175,6 @@ class Runner:
         self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
         self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")
         await self.apps.load()
-        app = Application(ROUTES, runner=self, default_handler_class=NotFoundHandler)
         sockets = bind_sockets(
             self.config.port,
             address=self.config.host,
@@ -294,19 +285,3 @@ class Runner:
         if self.shm_dir is not None:
             shutil.rmtree(self.shm_dir, ignore_errors=True)
         shutil.rmtree(scratch_root(self.config.data_dir), ignore_errors=True)
-
-
-def serve(config: RunnerConfig, announce: Callable[[Runner], None]) -> None:
-    """Run a runner in the foreground until it is told to stop (or idles out)."""
-
-    async def main() -> None:
-        runner = Runner(config)
-        await runner.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runner.stopped.set)
-        announce(runner)
-        await runner.stopped.wait()
-        await runner.stop()
-
-    asyncio.run(main())

@@ -15,9 +15,9 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from nbremote._protocol import Header
-from nbremote._shm import host_id
-from nbremote.schema import DescribeSession, FunctionScaling, WorkerSpec
+from nbremote.wire.codec import Header
+from nbremote.wire.http import DescribeSession, FunctionScaling, WorkerSpec
+from nbremote.wire.shm import host_id
 
 from .backends import Backend
 from .gpus import GpuBroker, Holder

@@ -11,7 +11,7 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from nbremote.schema import (
+from nbremote.wire.http import (
     CommitVolume,
     CreateVolume,
     DescribeBlob,

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbremote._protocol import Header
+from nbremote.wire.codec import Header
 
 from .errors import Refusal, error_done
 from .state import State, Statement, WriteFailed

@@ -18,7 +18,7 @@ from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
-from nbremote._protocol import FrameLimits
+from nbremote.wire.codec import FrameLimits
 
 from .frames import FrameConnection
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import xxhash
 
-from nbremote.schema import CONTENT_HASH
+from nbremote.wire.http import CONTENT_HASH
 
 Entry = dict[str, Any]
 Manifest = dict[str, Entry]

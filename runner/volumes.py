@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbremote._protocol import Header
-from nbremote.schema import CommitVolume, DescribeVolume, VolumeEntry
+from nbremote.wire.codec import Header
+from nbremote.wire.http import CommitVolume, DescribeVolume, VolumeEntry
 
 from .errors import Refusal, error_done
 from .state import State

@@ -4,7 +4,7 @@ A backend starts it as ``python -P -m nbremote_runner.worker --fd N`` with one e
 the runner on descriptor N. It imports the standard library, IPython and nbremote's frame and
 pickle helpers only (never the runner), so that it starts fast inside any container.
 
-Frames (see `nbremote._protocol`):
+Frames (see `nbremote.wire.codec`):
   runner -> worker   exec {code, inputs, outputs, deletes, execution_count} · blobs · pull {names}
   worker -> runner   hello · need {hashes} · stream · display · clear_output · result · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
@@ -35,10 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
 
-from nbremote._protocol import FrameReader, FrameRefused, Header
-from nbremote._serialize import Payload, dumps, loads
-from nbremote._stores import use_worker_transport
 from nbremote.errors import SerializationError
+from nbremote.wire.codec import FrameReader, FrameRefused, Header
+from nbremote.wire.serialize import Payload, dumps, loads
+from nbremote.wire.transport import use_worker_transport
 
 from .worker_calls import BatchResult, call_batch
 from .worker_io import (
@@ -71,7 +71,7 @@ class Worker:
         from traitlets.config import Config
 
         self.sock = sock  # to the runner
-        # Shared-memory files are taken from the runner's folder only (see nbremote._shm).
+        # Shared-memory files are taken from the runner's folder only (see nbremote.wire.shm).
         self.runner_reader = FrameReader(sock, shm_dir=outbox.shm_dir)
         self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
@@ -348,7 +348,7 @@ class Worker:
         position = item["nbuf"]
         bind = item.get("bind")
         if bind is not None:  # a method: fn is its class
-            from nbremote._cls_runtime import MethodCall
+            from nbremote.wire.classes import MethodCall
 
             params = buffers[position : position + bind["nparams"]]
             position += bind["nparams"]
@@ -474,8 +474,8 @@ def main() -> None:
     started = time.perf_counter()
     try:
         Worker(sock, outbox).serve()
-        if "nbremote._cls_runtime" in sys.modules:  # the runner closed the socket: a clean stop
-            sys.modules["nbremote._cls_runtime"].shutdown()
+        if "nbremote.wire.classes" in sys.modules:  # the runner closed the socket: a clean stop
+            sys.modules["nbremote.wire.classes"].shutdown()
     except BaseException as exc:
         uptime = time.perf_counter() - started
         print(f"nbremote worker {os.getpid()} failed after {uptime:.1f}s: {exc!r}", file=log)

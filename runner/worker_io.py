@@ -26,7 +26,7 @@ from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
-from nbremote._protocol import Buffer, Header, send_frame
+from nbremote.wire.codec import Buffer, Header, send_frame
 
 from .worker_calls import builtin_base
 

@@ -19,14 +19,27 @@ import os
 import secrets
 import select
 import socket
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from nbremote._protocol import FrameReader, Header
+from nbremote.wire.codec import FrameReader, Header
 
-if TYPE_CHECKING:
-    from .worker import Worker
+from .worker_io import Outbox
 
 LEASE_IDLE = 1.0  # seconds without a call before the worker lets go (the client: after half)
+
+
+class Worker(Protocol):
+    """What a lease needs of the worker that serves it (`nbremote_runner.worker.Worker`, which
+    imports this module: the lease names the worker's shape, not the worker)."""
+
+    sock: socket.socket  # to the runner
+    outbox: Outbox
+    reader: FrameReader  # where the request being served comes from
+    runner_reader: FrameReader
+
+    def call(self, header: Header, buffers: list[bytearray]) -> None: ...
+
+    def fail(self, header: Header, exc: Exception) -> None: ...
 
 
 def serve_lease(worker: Worker, header: Header) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nbremote._protocol import Buffer, Header
-from nbremote.schema import DescribeObject, DescribeWorker
+from nbremote.wire.codec import Buffer, Header
+from nbremote.wire.http import DescribeObject, DescribeWorker
 
 from .backends import WorkerProcess
 from .errors import WorkerDied, error_done

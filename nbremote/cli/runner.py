@@ -63,9 +63,10 @@ def runner(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from nbremote_runner.service import Runner, RunnerConfig, serve
+    from nbremote_runner.server import serve
+    from nbremote_runner.service import Runner, RunnerConfig
 
-    from .._protocol import FrameLimits
+    from ..wire.codec import FrameLimits
 
     data_dir = data_dir or nbremote_home()
     try:

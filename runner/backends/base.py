@@ -12,8 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbremote._protocol import Header
-from nbremote.schema import WorkerSpec
+from nbremote.wire.codec import Header
+from nbremote.wire.http import WorkerSpec
 
 from ..errors import RunnerError
 from ..frames import FrameConnection

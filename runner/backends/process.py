@@ -27,7 +27,8 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
-from nbremote.schema import WorkerSpec
+from nbremote.wire.home import nbremote_home
+from nbremote.wire.http import WorkerSpec
 
 from ..children import die_with_runner
 from ..data_dir import scratch_root
@@ -154,8 +155,6 @@ class ProcessBackend(Backend):
     def _hidden(self) -> Sandbox:
         """A sandbox that hides what no user code may see: the data dir, the home with its
         runner.json, the token file."""
-        from nbremote._config import nbremote_home
-
         hidden = {self._data_dir.resolve(), nbremote_home().resolve()}
         return Sandbox(
             hidden=sorted(hidden), hidden_files=[p for p in self._private if not p.is_dir()]

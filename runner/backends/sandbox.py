@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from nbremote.volume import check_mount_paths
+from nbremote.wire.mounts import check_mount_paths
 
 from ..errors import RunnerError
 

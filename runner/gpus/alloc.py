@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nbremote.gpu import describe, matches
-from nbremote.schema import GpuChoice, GpuRequest
+from nbremote.wire.gpu import describe, matches
+from nbremote.wire.http import GpuChoice, GpuRequest
 
 from .discovery import Device
 
@@ -86,7 +86,7 @@ class Allocator:
         unavailable: why there are none, when there are none.
 
     Example:
-        >>> from nbremote.gpu import parse
+        >>> from nbremote.wire.gpu import parse_text as parse
         >>> alloc = Allocator([Device(0, "NVIDIA A100-SXM4-80GB")])
         >>> alloc.request("a", parse("A100"))
         [Grant(lease='a', devices=(0,))]

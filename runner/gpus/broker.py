@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nbremote._protocol import Header
-from nbremote.schema import (
+from nbremote.wire.codec import Header
+from nbremote.wire.http import (
     DescribeGpu,
     DescribeGpuHolder,
     DescribeGpuWait,
@@ -44,7 +44,6 @@ from .discovery import Device, Discovery, Reading
 from .usage import SAMPLE_PERIOD, Usage
 
 if TYPE_CHECKING:
-    from ..sessions import SparePool
     from ..workers import Worker
 
 Status = Callable[[str], Awaitable[None]]
@@ -52,6 +51,15 @@ Send = Callable[[Header, list[Any]], None]  # a request's frames to its caller (
 # Where a function call's queue position goes: set by the channel for the request it serves.
 STATUS: ContextVar[Status | None] = ContextVar("nbremote_gpu_status", default=None)
 POLL_PERIOD = 0.1  # how often holders' idleness is checked while requests wait
+
+
+class WorkerSource(Protocol):
+    """Where the broker gets its workers (the runner's `SparePool`; sessions import the broker,
+    so the broker names only what it calls)."""
+
+    async def take(self, spec: WorkerSpec) -> Worker: ...
+
+    async def close(self) -> None: ...
 
 
 class GpuUnavailable(WorkerStartError):
@@ -117,7 +125,7 @@ class GpuBroker:
         spare: starts the workers themselves.
     """
 
-    def __init__(self, discovery: Discovery, spare: SparePool) -> None:
+    def __init__(self, discovery: Discovery, spare: WorkerSource) -> None:
         self.discovery = discovery
         self._spare = spare
         self._alloc = Allocator(discovery.devices, discovery.unavailable)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbremote.gpu import parse
+from nbremote.wire.gpu import parse_text
 
 FAKE_NVML_ENV = "NBREMOTE_FAKE_NVML"
 
@@ -144,8 +144,7 @@ class DeclaredGpus(Discovery):
     def __init__(self, declared: str, readings: Discovery | None = None) -> None:
         devices: list[Device] = []
         for item in declared.split(","):
-            request = parse(item.strip(), where=f"--gpus {declared!r}")
-            assert request is not None
+            request = parse_text(item.strip(), where=f"--gpus {declared!r}")
             if len(request.choices) != 1 or request.choices[0].type == "any":
                 raise ValueError(
                     f"--gpus {declared!r}: {item.strip()!r} must name one type, such as "

@@ -23,9 +23,9 @@ import nbremote as nr
 from nbremote import _session
 from nbremote._cell import CellOptions, run_cell
 from nbremote._client import RunnerClient
-from nbremote._protocol import Header
 from nbremote.errors import RemoteError
 from nbremote.gpu import parse
+from nbremote.wire.codec import Header
 
 from ..conftest import RunningRunner, start_runner
 

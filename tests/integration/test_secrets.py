@@ -13,7 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import nbremote as nr
 from nbremote import _session
-from nbremote._deploy import settings_of
+from nbremote._options import settings_of
 from tests.conftest import RunningRunner, start_runner
 
 NAMED = "named-value-7f3a9c"  # values searched for in every answer, output and file

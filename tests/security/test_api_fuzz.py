@@ -13,8 +13,8 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from nbremote_runner.handlers import ROUTES
 from nbremote_runner.openapi import openapi_document
+from nbremote_runner.server import ROUTES
 from schemathesis.checks import (
     allow_header_conformance,
     content_type_conformance,

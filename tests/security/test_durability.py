@@ -22,7 +22,7 @@ from nbremote_runner.stores import Stores
 
 import nbremote as nr
 from nbremote import _session
-from nbremote._protocol import Header
+from nbremote.wire.codec import Header
 from tests.conftest import RunningRunner, start_runner
 
 # One client (url, token, role, name, BATCH, PAD) connects, writes until the runner goes away,
@@ -32,7 +32,7 @@ CLIENT = r"""
 import sys
 import nbremote as nr
 from nbremote import _session
-from nbremote._protocol import Header
+from nbremote.wire.codec import Header
 from nbremote_runner.state import State
 from nbremote_runner.stores import Stores
 

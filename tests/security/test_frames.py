@@ -25,7 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbremote_runner.frames import connect
 
 from nbremote._client import Channel
-from nbremote._protocol import (
+from nbremote.wire.codec import (
     LENGTH,
     PREFIX,
     FrameLimits,
@@ -34,7 +34,7 @@ from nbremote._protocol import (
     FrameTooLarge,
     encode_prefix,
 )
-from nbremote._shm import THRESHOLD, ShmRefused, externalize, internalize
+from nbremote.wire.shm import THRESHOLD, ShmRefused, externalize, internalize
 from tests.conftest import TOKEN, RunningRunner, start_runner
 
 MiB = 1 << 20
@@ -330,7 +330,7 @@ def test_the_reader_refuses_a_hostile_frame_and_reads_on(shm: Path, target: Path
 def test_a_cell_cannot_make_the_kernel_delete_a_file(shell: InteractiveShell, target: Path) -> None:
     """The worker's code sends frames naming a file of the kernel's machine as shared memory."""
     code = (
-        "import nbremote._protocol as protocol\n"
+        "import nbremote.wire.codec as protocol\n"
         "def hostile(header, buffers, folder):\n"
         f"    return {{**header, 'shm': [[len(buffers), {str(target)!r}]]}}, [*buffers, b'']\n"
         "protocol.externalize = hostile\n"
@@ -403,10 +403,10 @@ def test_a_worker_cannot_commit_another_workers_copy(shell: InteractiveShell) ->
         shell.run_cell_magic("remote", f"--volume {other.name}:/theirs --out copies", copies)
         stolen = shell.user_ns["copies"]["/theirs"]["checkout"]
         attack = (
-            "from nbremote import _stores\n"
+            "from nbremote.wire.transport import worker_transport\n"
             f"header = {{'op': 'volume', 'name': {other.name!r}, 'action': 'commit',"
             f" 'checkouts': [{stolen!r}]}}\n"
-            "answer, _ = _stores._worker_transport(header, [])\n"
+            "answer, _ = worker_transport()(header, [])\n"
         )
         shell.run_cell_magic("remote", f"--volume {own.name}:/mine --out answer", attack)
         assert shell.user_ns["answer"]["ok"] is False
@@ -422,8 +422,8 @@ def _send(channel: Channel, header: dict[str, Any]) -> str:
 def test_a_workers_malformed_request_is_answered(shell: InteractiveShell) -> None:
     """A worker's own Dict request without an action: before, the worker waited forever."""
     code = (
-        "from nbremote import _stores\n"
-        "answer, _ = _stores._worker_transport({'op': 'dict', 'name': 'frames'}, [])\n"
+        "from nbremote.wire.transport import worker_transport\n"
+        "answer, _ = worker_transport()({'op': 'dict', 'name': 'frames'}, [])\n"
         "evalue = answer['error']['evalue']\n"
     )
     shell.run_cell_magic("remote", "--timeout 30", code)

@@ -25,9 +25,10 @@ from IPython.utils.capture import capture_output
 from nbremote_runner.service import RunnerConfig
 
 import nbremote as nr
-from nbremote import _session, _shm
+from nbremote import _session
 from nbremote._client import RunnerClient
 from nbremote.errors import RunnerUnavailable
+from nbremote.wire import shm as _shm
 from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
 
 app = nr.App("tls-tests")

@@ -27,7 +27,9 @@ def test_modal_code_runs_under_the_modal_name() -> None:
 
 
 def test_the_worker_side_imports_stay_light() -> None:
-    code = "import sys, nbremote._protocol, nbremote._serialize; print('pydantic' in sys.modules)"
+    code = (
+        "import sys, nbremote.wire.codec, nbremote.wire.serialize; print('pydantic' in sys.modules)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -10,7 +10,7 @@ import threading
 import pytest
 from nbremote_runner.frames import ConnectionClosed, connect
 
-from nbremote._protocol import FrameReader, encode_prefix
+from nbremote.wire.codec import FrameReader, encode_prefix
 
 FRAMES = [
     ({"op": "call", "id": "a"}, []),

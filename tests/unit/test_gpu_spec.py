@@ -10,8 +10,9 @@ from nbremote_runner.gpus.discovery import DeclaredGpus, Reading, discover
 from nbremote_runner.gpus.usage import Usage
 
 import nbremote as nr
-from nbremote.gpu import matches, parse
-from nbremote.schema import GpuChoice, WorkerSpec
+from nbremote.gpu import parse
+from nbremote.wire.gpu import matches
+from nbremote.wire.http import GpuChoice, WorkerSpec
 
 GIB = 2**30
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import nbremote as nr
-from nbremote.schema import layer_ids
+from nbremote.wire.images import layer_ids
 
 
 def test_steps_chain_immutably_and_ids_address_content() -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from nbremote._protocol import FrameReader, send_frame
+from nbremote.wire.codec import FrameReader, send_frame
 
 
 def test_frames_roundtrip_with_buffers() -> None:

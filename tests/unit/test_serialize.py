@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbremote._serialize import dumps, loads
 from nbremote.errors import SerializationError
+from nbremote.wire.serialize import dumps, loads
 
 
 def roundtrip(value: object) -> object:

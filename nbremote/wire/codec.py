@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._shm import ShmRefused, externalize, internalize
+from .shm import ShmRefused, externalize, internalize
 
 PREFIX = struct.Struct("!II")
 LENGTH = struct.Struct("!Q")
@@ -157,7 +157,7 @@ class FrameReader:
         sock: the connected socket.
         limits: the biggest frame taken (`FrameTooLarge` beyond).
         shm_dir: the one folder whose shared-memory files frames may name (see
-            `nbremote._shm.internalize`); None: the other side is not on this machine, and a
+            `nbremote.wire.shm.internalize`); None: the other side is not on this machine, and a
             frame naming one is refused.
     """
 

@@ -3,7 +3,8 @@
 A method call carries the class, the constructor's arguments and the method's name; the worker
 makes a `MethodCall` of them, which finds or creates the instance its key names, running the
 class's ``@nr.enter()`` methods once, before the first call; `shutdown` runs the ``@nr.exit()``
-methods when the worker stops. Standard library only: it is imported inside every container
+methods when the worker stops. The client's `nbremote.cls` marks the methods and runs ``.local()``
+calls through the same instances. Standard library only: it is imported inside every container
 that serves a class.
 """
 

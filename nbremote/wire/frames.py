@@ -1,0 +1,249 @@
+"""Frame headers: one model per op of the hot path's binary frames (`nbremote.wire.codec`).
+
+Each frame carries a JSON header. The runner checks every header a kernel or a worker sends
+against these models before acting on it, so that a malformed frame gets an error naming its
+field instead of hanging its caller or killing a worker. Types are strict (JSON gives them
+exactly: no "1" for 1); fields the runner does not read pass through to the worker untouched.
+Validated on every call: keep them flat and cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _FramePart(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class _Frame(_FramePart):
+    id: str
+
+    def buffers_error(self, count: int) -> str | None:
+        """What is wrong with a frame of this header and ``count`` buffers (None: nothing)."""
+        return None
+
+
+def _too_few(field: str, needed: int, count: int) -> str | None:
+    if needed > count:
+        return f"{field}: says {needed} buffers, but the frame has {count}"
+    return None
+
+
+class FramePool(_FramePart):
+    """The warm pool a call runs in: ``key`` is ``app:name:...``."""
+
+    key: str = Field(pattern=r"^[^:]*:")
+    spec: dict[str, Any] | None = None
+    scaling: dict[str, Any] | None = None
+
+
+class FrameBind(_FramePart):
+    """A method call: which instance (``key``), which method, how many constructor buffers."""
+
+    key: str
+    method: str
+    nparams: int = Field(ge=0)
+
+
+class FrameFunction(_FramePart):
+    """The function of a call: pickled in ``nbuf`` buffers, or known by ``hash``."""
+
+    name: str
+    nbuf: int = Field(ge=0)
+    hash: str | None = None
+    bind: FrameBind | None = None
+
+
+class FrameRetries(_FramePart):
+    """A call's retry policy (`nbremote.Retries` as JSON)."""
+
+    max_retries: int = Field(default=0, ge=0, le=10)
+
+
+class FrameDeployed(_FramePart):
+    """A call of a deployed app's function or class."""
+
+    app: str
+    object: str
+
+
+class FrameItem(_FramePart):
+    """A named value of a cell: an imported module, or a pickled value (``nbuf`` buffers, or
+    none if the worker holds ``hash`` already)."""
+
+    name: str
+    module: str | None = None
+    hash: str | None = None
+    nbuf: int = Field(default=0, ge=0)
+
+
+class FrameBlob(_FramePart):
+    """A value a worker asked for by ``hash``, in ``nbuf`` buffers."""
+
+    name: str
+    hash: str
+    nbuf: int = Field(ge=0)
+
+
+class FrameSource(_FramePart):
+    """A local module's source file, sent along with a cell that imports it."""
+
+    path: str
+    module: str
+    hash: str
+    text: str
+
+
+class ExecFrame(_Frame):
+    """``exec``: run a cell on the session's worker."""
+
+    op: Literal["exec"]
+    code: str
+    inputs: list[FrameItem]
+    outputs: list[str]
+    deletes: list[str] = []
+    spec: dict[str, Any] | None = None
+    fresh: bool = False
+    timeout: float | None = Field(default=None, gt=0)
+    execution_count: int | None = None
+    sources: list[FrameSource] = []
+
+    def buffers_error(self, count: int) -> str | None:
+        return _too_few("inputs", sum(item.nbuf for item in self.inputs), count)
+
+
+class PullFrame(_Frame):
+    """``pull``: send named values of a worker's namespace back."""
+
+    op: Literal["pull"]
+    names: list[str]
+    spec: dict[str, Any] | None = None
+
+
+class _CallFields(_Frame):
+    pool: FramePool
+    function: FrameFunction
+    count: int = Field(default=1, ge=0)
+    first: int = Field(default=0, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    retries: FrameRetries | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+    deployed: FrameDeployed | None = None
+
+    def buffers_error(self, count: int) -> str | None:
+        bind = self.function.bind
+        needed = self.function.nbuf + (bind.nparams if bind is not None else 0)
+        return _too_few("function.nbuf", needed, count)
+
+
+class CallFrame(_CallFields):
+    """``call``: call a function on a batch of ``count`` inputs, in its pool."""
+
+    op: Literal["call"]
+
+
+class SpawnFrame(_CallFields):
+    """``spawn``: a call whose result is collected later by ``call_id``."""
+
+    op: Literal["spawn"]
+    call_id: str
+
+
+class GetFrame(_Frame):
+    """``get``: the result of a spawned call, waiting up to ``timeout`` seconds."""
+
+    op: Literal["get"]
+    call_id: str
+    timeout: float | None = Field(default=None, ge=0)
+
+
+class LeaseFrame(_Frame):
+    """``lease``: lend one of the pool's workers to this (same-host) kernel."""
+
+    op: Literal["lease"]
+    pool: FramePool
+
+
+class BlobsFrame(_Frame):
+    """``blobs``: the values a worker said it ``need``-s, for the request ``id``."""
+
+    op: Literal["blobs"]
+    items: list[FrameBlob]
+
+    def buffers_error(self, count: int) -> str | None:
+        return _too_few("items", sum(item.nbuf for item in self.items), count)
+
+
+class SignalFrame(_Frame):
+    """``interrupt`` or ``cancel`` the request ``id``."""
+
+    op: Literal["interrupt", "cancel"]
+
+
+class DictFrame(_Frame):
+    """A request on a runner-held `nbremote.Dict` (key buffers first, ``nkey`` of them)."""
+
+    op: Literal["dict"]
+    name: str
+    action: Literal["lookup", "put", "get", "contains", "pop", "len", "clear", "delete"]
+    create: bool = False
+    nkey: int | None = Field(default=None, ge=0)
+
+    def buffers_error(self, count: int) -> str | None:
+        if self.action in ("put", "get", "contains", "pop") and not count:
+            return f"buffers: a Dict {self.action!r} needs the key's buffers"
+        return _too_few("nkey", self.nkey or 0, count)
+
+
+class QueueFrame(_Frame):
+    """A request on a runner-held `nbremote.Queue` (``sizes``: buffers per value put)."""
+
+    op: Literal["queue"]
+    name: str
+    action: Literal["lookup", "put", "get", "len", "delete"]
+    create: bool = False
+    sizes: list[int] | None = None
+    n: int = Field(default=1, ge=0)
+    timeout: float | None = Field(default=None, ge=0)
+
+    def buffers_error(self, count: int) -> str | None:
+        if self.action != "put":
+            return None
+        if self.sizes is None:
+            return "sizes: a Queue put needs the number of buffers of each value"
+        if any(size < 1 for size in self.sizes) or sum(self.sizes) != count:
+            return f"sizes: {self.sizes} does not add up to the frame's {count} buffers"
+        return None
+
+
+class VolumeFrame(_Frame):
+    """A worker's request on a mounted `nbremote.Volume` (``checkouts``: its copies of it)."""
+
+    op: Literal["volume"]
+    name: str
+    action: Literal["lookup", "commit", "reload"]
+    create: bool = False
+    checkouts: list[str] = []
+
+
+WorkerRequestFrame = Annotated[DictFrame | QueueFrame | VolumeFrame, Field(discriminator="op")]
+"""What a worker asks the runner itself (answered by ``Runner.serve_worker``)."""
+
+ClientFrame = Annotated[
+    ExecFrame
+    | PullFrame
+    | CallFrame
+    | SpawnFrame
+    | GetFrame
+    | LeaseFrame
+    | BlobsFrame
+    | SignalFrame
+    | DictFrame
+    | QueueFrame,
+    Field(discriminator="op"),
+]
+"""Every frame a kernel sends on its session's channel (``volume`` requests come from workers
+only: they name a worker's own working copies)."""
