@@ -94,6 +94,9 @@ class Session:
     def pool_for(self, pool: Header) -> FunctionPool:
         """The warm-worker pool of a function, created on first use."""
         key = pool["key"]
+        opened = self.pools.get(key)
+        if opened is not None:
+            return opened
         app, name = key.split(":")[:2]
         holder = Holder("function", self.id, self.notebook, f"{app}.{name}", group=key)
         return self.pools.get_or_open(pool, holder)
