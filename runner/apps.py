@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbremote.wire.codec import Header
-from nbremote.wire.http import (
-    DeployApp,
-    DescribeApp,
-    DescribeAppObject,
-    FunctionScaling,
-    WorkerSpec,
-)
+from nbremote.wire.http import DeployApp, DescribeApp, DescribeAppObject
 
 from .gpus import GpuBroker, Holder
-from .pools import FunctionPool
+from .pools import FunctionPool, Pools
 from .state import State
 
 
@@ -39,7 +32,7 @@ class DeployedApp:
     objects: dict[str, tuple[DescribeAppObject, list[bytes]]]
     log_path: Path
     writer: Executor  # one thread: appends stay in order, off the event loop
-    pools: dict[str, FunctionPool] = field(default_factory=dict)
+    pools: Pools
     followers: set[asyncio.Queue[str]] = field(default_factory=set)
 
     def log(self, text: str) -> None:
@@ -54,7 +47,7 @@ class DeployedApp:
 
     def describe(self) -> DescribeApp:
         """The app as the API shows it."""
-        workers = sum(len(pool.workers) for pool in self.pools.values())
+        workers = len(self.pools.workers)
         objects = [described for described, _ in self.objects.values()]
         return DescribeApp(
             name=self.name, deployed_at=self.deployed_at, objects=objects, workers=workers
@@ -62,8 +55,7 @@ class DeployedApp:
 
     async def close(self) -> None:
         """Stop every worker of the app."""
-        pools, self.pools = list(self.pools.values()), {}
-        await asyncio.gather(*(pool.close() for pool in pools))
+        await self.pools.close()
 
 
 def _split(payload: str, sizes: list[int]) -> list[bytes]:
@@ -107,7 +99,9 @@ class DeployedApps:
         }
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = self._log_dir / f"{name}.log"
-        app = self.apps[name] = DeployedApp(name, deployed_at, objects, log, self._log_writer)
+        pools = Pools(self._broker)
+        app = DeployedApp(name, deployed_at, objects, log, self._log_writer, pools)
+        self.apps[name] = app
         return app
 
     async def deploy(self, name: str, request: DeployApp) -> tuple[DeployedApp, bool]:
@@ -153,21 +147,13 @@ class DeployedApps:
         described, parts = app.objects[deployed["object"]]
         header["function"].update(hash=described.hash, nbuf=len(parts))
         pool = header["pool"]
-        if pool["key"] not in app.pools:
-            spec = WorkerSpec.model_validate(pool.get("spec") or {})
-            scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
-            name = f"{app.name}.{deployed['object']}"
-            holder = Holder("app", name=name, group=pool["key"])
-            start = functools.partial(self._broker.take, holder=holder)
-            limit = self._broker.capacity(spec)
-            app.pools[pool["key"]] = FunctionPool(start, spec, scaling, limit)
-        return app, app.pools[pool["key"]], [*parts, *buffers]  # type: ignore[list-item]
+        holder = Holder("app", name=f"{app.name}.{deployed['object']}", group=pool["key"])
+        return app, app.pools.get_or_open(pool, holder), [*parts, *buffers]  # type: ignore[list-item]
 
     async def scale_down(self) -> None:
         """Scale every app's pools down."""
         for app in list(self.apps.values()):
-            for pool in list(app.pools.values()):
-                await pool.scale_down()
+            await app.pools.scale_down()
 
     async def close(self) -> None:
         """Stop every app's workers (the apps stay deployed)."""

@@ -1,30 +1,42 @@
-"""Warm workers for one function: up to ``max_containers`` at once, requests queued beyond.
+"""Warm workers for functions: the async driver of `PoolState`, and the pools of one holder.
 
-A pool leases each worker to one request at a time, reusing the most recently used idle worker
-first (so that the others can go idle and scale down), and starts a new worker only while the
-pool is below its bound. Idle workers beyond ``min_containers`` stop after ``scaledown_window``
-seconds; a worker whose call timed out is retired at once.
+`FunctionPool` does the I/O for one pool's state machine (`nbremote_runner.pool_state`, where
+the scaling rules live): it starts workers through the GPU broker, runs requests on them, reads
+the clock, and feeds what happened back in. `Pools` is every function pool of one holder — a
+notebook session, a deployed app, and later a job or an endpoint — built in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 
+from .backends import WorkerStartError
 from .frames import Frame
+from .gpus import GpuBroker, Holder
+from .pool_state import Abort, Action, Fail, Hand, PoolState, Start, Stop, max_workers
 from .workers import Forward, Worker
 
 StartWorker = Callable[[WorkerSpec], Awaitable[Worker]]
 
 
 class FunctionPool:
-    """The warm workers of one function (one spec, one scaling policy)."""
+    """The warm workers of one function (one spec, one scaling policy).
+
+    Args:
+        start: starts a worker for the spec (the GPU broker, for the pool's holder).
+        spec: what every worker of the pool runs.
+        scaling: the function's policy.
+        limit: a bound of the runner's own (how many workers of the spec its GPUs hold).
+    """
 
     def __init__(
         self,
@@ -36,96 +48,109 @@ class FunctionPool:
         self._start_worker = start
         self.spec = spec
         self.scaling = scaling
-        self._limit = limit  # a bound of the runner's own (the GPUs there are for this spec)
-        self.workers: list[Worker] = []  # most recently released last
-        self._leased: dict[Worker, int] = {}  # worker -> requests it serves now
-        self._starting = 0
-        self._changed = asyncio.Condition()
+        self._state = PoolState(scaling, max_workers(scaling, limit, os.cpu_count()))
+        self._workers: dict[str, Worker] = {}
+        self._waiters: dict[str, asyncio.Future[Worker]] = {}
+        # A start runs in its request's context: GPU queue notices and build logs go to it.
+        self._contexts: dict[str, contextvars.Context] = {}
+        self._starts: dict[int, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        for _ in range(scaling.min_containers):
-            self._background(self._start_idle(self._start()))
-
-    def _background(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._requests = itertools.count()
+        self._act(self._state.open())
 
     @property
     def max_containers(self) -> int:
-        """The bound on workers: as asked, else one per core (at least two); never more than
-        the runner's own limit (a pool that queued for GPUs held by its own idle workers would
-        wait for itself)."""
-        asked = self.scaling.max_containers or max(2, os.cpu_count() or 1)
-        return min(asked, self._limit) if self._limit is not None else asked
+        """The bound on workers, live or starting."""
+        return self._state.bound
 
     @property
-    def size(self) -> int:
-        """Live workers plus those starting."""
-        return len(self.workers) + self._starting
-
-    def _start(self) -> Awaitable[Worker]:
-        # Counted at once, not when the coroutine first runs: the bound must see it immediately.
-        self._starting += 1
-        return self._started()
-
-    async def _started(self) -> Worker:
-        try:
-            return await self._start_worker(self.spec)
-        finally:
-            self._starting -= 1
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def _start_idle(self, starting: Awaitable[Worker]) -> None:
-        worker = await starting
-        async with self._changed:
-            self.workers.append(worker)
-            self._changed.notify_all()
-
-    async def _acquire(self) -> Worker:
-        async with self._changed:
-            while True:
-                self.workers = [worker for worker in self.workers if worker.alive]
-                capacity = self.scaling.max_inputs
-                free = [w for w in self.workers if self._leased.get(w, 0) < capacity]
-                if free:
-                    self._leased[free[-1]] = self._leased.get(free[-1], 0) + 1
-                    return free[-1]
-                if self.size < self.max_containers:
-                    starting = self._start()
-                    break
-                await self._changed.wait()
-        worker = await starting
-        async with self._changed:
-            self.workers.append(worker)
-            self._leased[worker] = 1
-        return worker
-
-    async def _release(self, worker: Worker, retire: bool) -> None:
-        async with self._changed:
-            self._leased[worker] -= 1
-            if not self._leased[worker]:
-                del self._leased[worker]
-            if worker in self.workers:
-                self.workers.remove(worker)
-                if worker.alive and not retire:
-                    self.workers.append(worker)
-            self._changed.notify_all()
-        if retire:
-            self._background(worker.stop())
+    def workers(self) -> list[Worker]:
+        """The pool's live workers, least recently used first."""
+        return [self._workers[w] for w in self._state.workers if self._workers[w].alive]
 
     async def run(
         self, header: Header, buffers: Sequence[Buffer], forward: Forward, timeout: float | None
     ) -> Frame:
-        """Serve one request on a leased worker (waiting for one if the pool is at its bound)."""
-        worker = await self._acquire()
+        """Serve one request on a worker of the pool (waiting for one if the pool is full).
+
+        Raises:
+            WorkerStartError: the worker started for this request did not start.
+        """
+        request, worker = await self._acquire()
         retire = True
         try:
             done, out = await worker.run(header, buffers, forward, timeout)
             retire = bool(done.get("retire")) or not worker.alive
             return done, out
         finally:
-            await self._release(worker, retire)
+            self._act(self._state.release(worker.id, request, retire, time.monotonic()))
+
+    async def _acquire(self) -> tuple[str, Worker]:
+        while True:
+            self._sweep()
+            request = str(next(self._requests))
+            waiter = self._waiters[request] = asyncio.get_running_loop().create_future()
+            self._contexts[request] = contextvars.copy_context()
+            try:
+                self._act(self._state.acquire(request))
+                worker = await waiter
+            except asyncio.CancelledError:
+                self._act(self._state.withdraw(request))
+                raise
+            finally:
+                self._waiters.pop(request, None)
+                self._contexts.pop(request, None)
+            if worker.alive:
+                return request, worker
+            # Stopped by the GPU broker to make room as it was handed over: ask again.
+            self._act(self._state.died(worker.id))
+
+    def _sweep(self) -> None:
+        """Forget workers that are no longer alive but whose end has not been reported yet (the
+        broker marks one it evicts at once, before it has stopped)."""
+        for worker_id, worker in list(self._workers.items()):
+            if not worker.alive and worker_id in self._state.workers:
+                self._act(self._state.died(worker_id))
+
+    def _act(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Start):
+                self._start(action)
+            elif isinstance(action, Abort):
+                self._starts[action.start].cancel()
+            elif isinstance(action, Hand):
+                self._waiters[action.request].set_result(self._workers[action.worker])
+            elif isinstance(action, Fail):
+                error = action.error or WorkerStartError(action.reason)
+                self._waiters[action.request].set_exception(error)
+            elif isinstance(action, Stop):
+                self._soon(self._workers[action.worker].stop())
+
+    def _start(self, action: Start) -> None:
+        context = self._contexts.get(action.request or "")
+        task = asyncio.get_running_loop().create_task(self._started(action.start), context=context)
+        self._starts[action.start] = task
+        task.add_done_callback(lambda _: self._starts.pop(action.start, None))
+
+    async def _started(self, start: int) -> None:
+        try:
+            worker = await self._start_worker(self.spec)
+        except Exception as exc:  # the request it was for fails with it
+            self._act(self._state.start_failed(start, exc))
+            return
+        self._workers[worker.id] = worker
+        worker.on_gone(lambda: self._gone(worker))
+        self._act(self._state.started(start, worker.id, time.monotonic()))
+
+    def _gone(self, worker: Worker) -> None:
+        if self._workers.get(worker.id) is worker:
+            del self._workers[worker.id]
+            self._act(self._state.died(worker.id))
+
+    def _soon(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def interrupt(self, request_id: str) -> bool:
         """Interrupt the request if one of this pool's workers is serving it."""
@@ -137,25 +162,68 @@ class FunctionPool:
 
     async def scale_down(self) -> None:
         """Stop idle workers beyond ``min_containers`` that have idled past the window."""
-        now = time.monotonic()
-        async with self._changed:
-            idle = [w for w in self.workers if not self._leased.get(w)]
-            keep = max(0, self.scaling.min_containers - len(self._leased))
-            expired = [
-                w
-                for w in idle[: max(0, len(idle) - keep)]
-                if now - w.last_used > self.scaling.scaledown_window
-            ]
-            for worker in expired:
-                self.workers.remove(worker)
-        for worker in expired:
-            await worker.stop()
+        self._sweep()
+        stops = self._state.tick(time.monotonic())
+        await asyncio.gather(*(self._workers[stop.worker].stop() for stop in stops))
 
     async def close(self) -> None:
-        """Stop every worker of the pool."""
-        for task in list(self._tasks):
+        """Stop every worker of the pool; requests still waiting for one fail."""
+        actions = self._state.close()
+        self._act([action for action in actions if not isinstance(action, Stop)])
+        workers = [self._workers[a.worker] for a in actions if isinstance(a, Stop)]
+        for task in [*self._starts.values(), *self._tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        workers, self.workers = self.workers, []
         await asyncio.gather(*(worker.stop() for worker in workers))
+
+
+class Pools(Mapping[str, FunctionPool]):
+    """The function pools of one holder (a session, a deployed app), by pool key; each built on
+    first use, from what the call names.
+
+    Args:
+        broker: starts the workers, with their GPUs.
+    """
+
+    def __init__(self, broker: GpuBroker) -> None:
+        self._broker = broker
+        self._pools: dict[str, FunctionPool] = {}
+
+    def __getitem__(self, key: str) -> FunctionPool:
+        return self._pools[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pools)
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The live workers of every pool."""
+        return [worker for pool in self._pools.values() for worker in pool.workers]
+
+    def get_or_open(self, pool: Header, holder: Holder) -> FunctionPool:
+        """The pool a call names (``{key, spec, scaling}``), opened for ``holder`` if new."""
+        key = pool["key"]
+        if key not in self._pools:
+            spec = WorkerSpec.model_validate(pool.get("spec") or {})
+            scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
+
+            async def start(spec: WorkerSpec) -> Worker:
+                return await self._broker.take(spec, holder)
+
+            limit = self._broker.capacity(spec)  # never more workers than GPUs for them
+            self._pools[key] = FunctionPool(start, spec, scaling, limit)
+        return self._pools[key]
+
+    async def scale_down(self) -> None:
+        """Scale every pool down."""
+        for pool in list(self._pools.values()):
+            await pool.scale_down()
+
+    async def close(self) -> None:
+        """Stop every worker of every pool, and forget the pools."""
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools))

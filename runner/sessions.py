@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
 from nbremote.wire.codec import Header
-from nbremote.wire.http import DescribeSession, FunctionScaling, WorkerSpec
+from nbremote.wire.http import DescribeSession, WorkerSpec
 from nbremote.wire.shm import host_id
 
 from .backends import Backend
 from .gpus import GpuBroker, Holder
-from .pools import FunctionPool
+from .pools import FunctionPool, Pools
 from .workers import Serve, Worker
 
 Status = Callable[[str], Awaitable[None]]
@@ -78,15 +77,15 @@ class Session:
         self.channels = 0
         self.detached_since = time.monotonic()
         self._workers: dict[str, Worker] = {}  # the cell workers, by spec
-        self.pools: dict[str, FunctionPool] = {}  # the function workers, by function and spec
+        self.pools = Pools(pool)  # the function workers, by function and spec
         self._pool = pool
         self._lock = asyncio.Lock()
 
     @property
     def workers(self) -> list[Worker]:
         """The session's live workers, for cells and for functions."""
-        pooled = [worker for pool in self.pools.values() for worker in pool.workers]
-        return [worker for worker in [*self._workers.values(), *pooled] if worker.alive]
+        cells = [worker for worker in self._workers.values() if worker.alive]
+        return [*cells, *self.pools.workers]
 
     def serving(self, request_id: str) -> Worker | None:
         """The worker serving this request, if any."""
@@ -95,15 +94,12 @@ class Session:
     def pool_for(self, pool: Header) -> FunctionPool:
         """The warm-worker pool of a function, created on first use."""
         key = pool["key"]
-        if key not in self.pools:
-            spec = WorkerSpec.model_validate(pool.get("spec") or {})
-            scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
-            app, name = key.split(":")[:2]
-            holder = Holder("function", self.id, self.notebook, f"{app}.{name}", group=key)
-            start = functools.partial(self._pool.take, holder=holder)
-            limit = self._pool.capacity(spec)  # never more workers than GPUs for them
-            self.pools[key] = FunctionPool(start, spec, scaling, limit)
-        return self.pools[key]
+        opened = self.pools.get(key)
+        if opened is not None:
+            return opened
+        app, name = key.split(":")[:2]
+        holder = Holder("function", self.id, self.notebook, f"{app}.{name}", group=key)
+        return self.pools.get_or_open(pool, holder)
 
     def find(self, spec: WorkerSpec) -> Worker | None:
         """The live worker for ``spec``, if there is one."""
@@ -126,10 +122,7 @@ class Session:
     async def reset(self) -> None:
         """Stop every worker: the next cell starts with an empty namespace."""
         workers, self._workers = list(self._workers.values()), {}
-        pools, self.pools = list(self.pools.values()), {}
-        await asyncio.gather(
-            *(worker.stop() for worker in workers), *(pool.close() for pool in pools)
-        )
+        await asyncio.gather(*(worker.stop() for worker in workers), self.pools.close())
 
     def describe(self, python: str, shm_dir: str | None) -> DescribeSession:
         """The session as the API shows it."""
@@ -186,8 +179,7 @@ class SessionRegistry:
             if session.channels == 0 and now - session.detached_since > self.grace:
                 await self.drop(session.id)
                 continue
-            for pool in session.pools.values():
-                await pool.scale_down()
+            await session.pools.scale_down()
 
     async def close(self) -> None:
         """Stop every worker, the spare included."""

@@ -1,0 +1,245 @@
+"""The warm workers of one pool as a state machine without I/O: events in, actions out.
+
+Why: the scaling rules (bounds, reuse order, scale-down, what a failed start does) are the part
+of a pool worth testing exhaustively, and they are easy to test only apart from processes,
+sockets, locks and clocks. `PoolState` holds them; the driver (`nbremote_runner.pools`) starts
+and stops workers, runs requests, reads the clock and feeds the events back.
+
+Events: `open` (the pool is created), `acquire` (a request wants a worker), `release` (its run
+ended; ``retire`` when the worker must not serve again), `withdraw` (the request gave up: a
+cancel), `started` / `start_failed` (a worker start ended), `died` (a worker is gone, however it
+went), `tick` (the time passed in: scale down), `close`. Actions: `Start` (start a worker, for
+a request or to keep warm), `Abort` (stop that start: its request gave up), `Hand` (worker W
+serves request R), `Stop` (stop worker W), `Fail` (request R fails, and why).
+
+The policy, in full (the same as the pool's before it became a state machine):
+
+* A pool has at most ``max_workers`` workers, live or starting. Each serves up to ``max_inputs``
+  requests at once.
+* Requests wait in one first-come-first-served queue. The first waiting request gets the most
+  recently used worker with room (so that the others can go idle and scale down); if none has
+  room and the pool is below its bound, a worker is started **for that request**: it waits for
+  that start only, and gets that worker. Otherwise it waits for a worker to have room.
+* A worker whose run asked to retire (a timeout, a dead worker) stops at once; a worker that
+  died is forgotten. Either makes room: a waiting request then starts a worker of its own.
+* A request that gives up while its worker starts aborts that start (it may be waiting in the
+  GPU queue: its place there goes too).
+* A failed start fails the request it was for, with the start's error; the next waiting
+  request, if any, then tries a start of its own. Starts to keep warm (``min_containers``)
+  are made when the pool opens, and are not retried when they fail.
+* On a tick, idle workers beyond ``min_containers`` (counting those busy) that have been idle
+  longer than ``scaledown_window`` stop, the least recently used first.
+* Closing stops every worker and fails every waiting request; a start that ends after it stops
+  its worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nbremote.wire.http import FunctionScaling
+
+CLOSED = "the pool was closed (its session was reset or its app stopped) before a worker was free"
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start a worker; ``request`` is the request it is for (None: to keep the pool warm)."""
+
+    start: int
+    request: str | None
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Abandon start ``start``: the request it was for gave up."""
+
+    start: int
+
+
+@dataclass(frozen=True)
+class Hand:
+    """Worker ``worker`` serves request ``request`` now."""
+
+    worker: str
+    request: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop worker ``worker``: it is no longer the pool's."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Request ``request`` gets no worker. ``error`` is the start's own, when a start failed."""
+
+    request: str
+    reason: str
+    error: Exception | None = None
+
+
+Action = Start | Abort | Hand | Stop | Fail
+
+
+def max_workers(scaling: FunctionScaling, limit: int | None, cpus: int | None) -> int:
+    """The bound on a pool's workers: as asked, else one per core (at least two); never more
+    than the runner's own ``limit`` (a pool that queued for GPUs held by its own idle workers
+    would wait for itself)."""
+    asked = scaling.max_containers or max(2, cpus or 1)
+    return min(asked, limit) if limit is not None else asked
+
+
+@dataclass
+class _Worker:
+    requests: set[str] = field(default_factory=set)
+    last_used: float = 0.0
+
+
+class PoolState:
+    """The workers, starts and waiting requests of one pool.
+
+    Args:
+        scaling: the function's policy (``min_containers``, ``scaledown_window``, ``max_inputs``).
+        bound: the most workers at once, live or starting (see `max_workers`).
+
+    Example:
+        >>> state = PoolState(FunctionScaling(), bound=1)
+        >>> state.acquire("r1")
+        [Start(start=1, request='r1')]
+        >>> state.started(1, "w1", now=0.0)
+        [Hand(worker='w1', request='r1')]
+    """
+
+    def __init__(self, scaling: FunctionScaling, bound: int) -> None:
+        self.scaling = scaling
+        self.bound = bound
+        self.workers: dict[str, _Worker] = {}  # least recently used first
+        self.starts: dict[int, str | None] = {}  # start -> the request it is for
+        self.waiting: list[str] = []  # requests with neither a worker nor a start, oldest first
+        self.closed = False
+        self._next_start = 0
+
+    @property
+    def size(self) -> int:
+        """Workers live plus those starting: what the bound counts."""
+        return len(self.workers) + len(self.starts)
+
+    def serving(self, request: str) -> str | None:
+        """The worker serving ``request``, if any."""
+        return next((w for w, state in self.workers.items() if request in state.requests), None)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def open(self) -> list[Action]:
+        """The pool is created: start the workers it keeps warm."""
+        count = min(self.scaling.min_containers, self.bound)
+        return [self._start(None) for _ in range(count)]
+
+    def acquire(self, request: str) -> list[Action]:
+        """``request`` wants a worker."""
+        if self.closed:
+            return [Fail(request, CLOSED)]
+        self.waiting.append(request)
+        return self._serve()
+
+    def release(self, worker: str, request: str, retire: bool, now: float) -> list[Action]:
+        """``request``'s run on ``worker`` ended; ``retire``: the worker must not serve again."""
+        state = self.workers.get(worker)
+        if state is None:  # it died, or was stopped, while it ran
+            return self._serve()
+        state.requests.discard(request)
+        state.last_used = now
+        del self.workers[worker]  # back in as the most recently used
+        if retire:
+            return [Stop(worker), *self._serve()]
+        self.workers[worker] = state
+        return self._serve()
+
+    def withdraw(self, request: str) -> list[Action]:
+        """``request`` gave up (cancelled), wherever it was: waiting, starting, or served."""
+        if request in self.waiting:
+            self.waiting.remove(request)
+            return []
+        for start, owner in self.starts.items():
+            if owner == request:
+                del self.starts[start]
+                return [Abort(start), *self._serve()]
+        for state in self.workers.values():
+            state.requests.discard(request)
+        return self._serve()
+
+    def started(self, start: int, worker: str, now: float) -> list[Action]:
+        """Start ``start`` gave ``worker``: it serves the request it was started for."""
+        request = self.starts.pop(start, None)
+        if self.closed:
+            return [Stop(worker)]
+        self.workers[worker] = _Worker(last_used=now)
+        if request is None:
+            return self._serve()
+        self.workers[worker].requests.add(request)
+        return [Hand(worker, request), *self._serve()]
+
+    def start_failed(self, start: int, error: Exception) -> list[Action]:
+        """Start ``start`` failed: its request fails with ``error``; others may try again."""
+        request = self.starts.pop(start, None)
+        failed: list[Action] = [Fail(request, str(error), error)] if request is not None else []
+        return [*failed, *self._serve()]
+
+    def died(self, worker: str) -> list[Action]:
+        """``worker`` is gone (it died, or was stopped by someone else): forget it."""
+        if self.workers.pop(worker, None) is None:
+            return []
+        return self._serve()
+
+    def tick(self, now: float) -> list[Stop]:
+        """Scale down: stop workers idle past the window, beyond ``min_containers``."""
+        idle = [w for w, state in self.workers.items() if not state.requests]
+        busy = len(self.workers) - len(idle)
+        keep = max(0, self.scaling.min_containers - busy)
+        window = self.scaling.scaledown_window
+        expired = [
+            w for w in idle[: max(0, len(idle) - keep)] if now - self.workers[w].last_used > window
+        ]
+        for worker in expired:
+            del self.workers[worker]
+        return [Stop(worker) for worker in expired]
+
+    def close(self) -> list[Action]:
+        """Stop every worker; fail every request still waiting or starting."""
+        self.closed = True
+        owners = [request for request in self.starts.values() if request is not None]
+        failed = [Fail(request, CLOSED) for request in [*self.waiting, *owners]]
+        stops = [Stop(worker) for worker in self.workers]
+        self.waiting, self.workers = [], {}
+        self.starts = dict.fromkeys(self.starts)  # their workers stop when they come
+        return [*failed, *stops]
+
+    # -- the rule ------------------------------------------------------------------------------
+
+    def _start(self, request: str | None) -> Start:
+        self._next_start += 1
+        self.starts[self._next_start] = request
+        return Start(self._next_start, request)
+
+    def _free(self) -> str | None:
+        capacity = self.scaling.max_inputs
+        free = [w for w, state in self.workers.items() if len(state.requests) < capacity]
+        return free[-1] if free else None  # the most recently used
+
+    def _serve(self) -> list[Action]:
+        """Serve waiting requests in order while there is a worker with room or room to start."""
+        actions: list[Action] = []
+        while self.waiting and not self.closed:
+            worker = self._free()
+            if worker is not None:
+                request = self.waiting.pop(0)
+                self.workers[worker].requests.add(request)
+                actions.append(Hand(worker, request))
+            elif self.size < self.bound:
+                actions.append(self._start(self.waiting.pop(0)))
+            else:
+                break
+        return actions

@@ -1,0 +1,157 @@
+"""The pool driver: what the state machine decides reaches the right request, in its context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from nbremote_runner.pools import FunctionPool
+
+from nbremote.wire.http import FunctionScaling, WorkerSpec
+
+WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+_ids = itertools.count()
+
+
+class FakeWorker:
+    """What a pool uses of a worker; ``release`` lets the run in progress finish."""
+
+    def __init__(self) -> None:
+        self.id = f"w{next(_ids)}"
+        self.alive = True
+        self.release = asyncio.Event()
+        self._gone: list[Callable[[], None]] = []
+
+    async def run(self, header: dict[str, Any], *_: object) -> tuple[dict[str, Any], list[Any]]:
+        await self.release.wait()
+        self.release.clear()
+        return {"op": "done", "id": header["id"], "ok": True, "worker": self.id}, []
+
+    def on_gone(self, callback: Callable[[], None]) -> None:
+        self._gone.append(callback)
+
+    async def stop(self) -> None:
+        self.alive = False
+        for callback in self._gone:
+            callback()
+
+
+class Starter:
+    """Starts fake workers when told to; remembers whose context each start ran in."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.contexts: list[str] = []
+        self.error: Exception | None = None
+        self.started: list[FakeWorker] = []
+
+    async def __call__(self, spec: WorkerSpec) -> FakeWorker:
+        self.contexts.append(WHO.get())
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        self.started.append(FakeWorker())
+        return self.started[-1]
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 10))
+
+
+def make(starter: Starter, bound: int = 1) -> FunctionPool:
+    return FunctionPool(starter, WorkerSpec(), FunctionScaling(max_containers=bound))  # type: ignore[arg-type]
+
+
+async def call(pool: FunctionPool, who: str) -> str:
+    WHO.set(who)
+    done, _ = await pool.run({"id": who}, [], lambda *_: None, None)
+    return str(done["worker"])
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_start_runs_in_the_context_of_the_request_it_is_for() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = make(starter, bound=2)
+        first = asyncio.create_task(call(pool, "alice"))
+        second = asyncio.create_task(call(pool, "bob"))
+        await settle()
+        assert sorted(starter.contexts) == ["alice", "bob"]  # GPU queue notices go to each
+        for worker in starter.started:
+            worker.release.set()
+        assert {await first, await second} == {w.id for w in starter.started}
+
+    run(test)
+
+
+def test_a_failed_start_raises_its_own_error_in_the_request() -> None:
+    async def test() -> None:
+        starter = Starter()
+        starter.error = LookupError("no image 'x'")
+        with pytest.raises(LookupError, match="no image 'x'"):
+            await call(make(starter), "alice")
+
+    run(test)
+
+
+def test_a_request_cancelled_while_its_worker_starts_cancels_the_start() -> None:
+    async def test() -> None:
+        starter = Starter()
+        starter.gate.clear()  # the start waits (in the GPU queue, say)
+        pool = make(starter)
+        task = asyncio.create_task(call(pool, "alice"))
+        await settle()
+        task.cancel()
+        await settle()
+        starter.gate.set()
+        await settle()
+        assert starter.started == []  # its place in the queue went with it
+        assert pool.workers == []
+
+    run(test)
+
+
+def test_a_worker_stopped_by_someone_else_is_not_handed_out() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = make(starter, bound=2)
+        first = asyncio.create_task(call(pool, "alice"))
+        await settle()
+        [worker] = starter.started
+        worker.release.set()
+        assert await first == worker.id
+        worker.alive = False  # the GPU broker evicts it: it is not gone yet
+        second = asyncio.create_task(call(pool, "bob"))
+        await settle()
+        assert len(starter.started) == 2
+        starter.started[1].release.set()
+        assert await second == starter.started[1].id
+
+    run(test)
+
+
+def test_closing_fails_waiting_requests_and_stops_workers() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = make(starter)
+        busy = asyncio.create_task(call(pool, "alice"))
+        waiting = asyncio.create_task(call(pool, "bob"))
+        await settle()
+        [worker] = starter.started
+        await pool.close()
+        assert not worker.alive
+        with pytest.raises(Exception, match="pool was closed"):
+            await waiting
+        worker.release.set()
+        await busy  # its run ends as the worker's does; nothing hangs
+
+    run(test)
