@@ -31,8 +31,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from IPython.core.inputtransformer2 import TransformerManager
 from IPython.utils.text import DollarFormatter
+
+from ._ipython_syntax import ipython_call, parse_cell
 
 __all__ = ["CellNames", "analyse_cell"]
 
@@ -92,16 +93,8 @@ def analyse_cell(source: str) -> CellNames:
         {'np': 'import numpy as np'}
     """
     analyser = _Analyser()
-    analyser.visit(_parse(source))
+    analyser.visit(parse_cell(source))
     return analyser.result()
-
-
-def _parse(source: str) -> ast.Module:
-    """Parse cell source, after turning IPython syntax into the equivalent Python."""
-    return ast.parse(_TRANSFORMER.transform_cell(source), filename="<cell>")
-
-
-_TRANSFORMER = TransformerManager()  # IPython leaves it untyped
 
 
 class _Kind(enum.Enum):
@@ -454,7 +447,7 @@ class _Analyser(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
-        match _ipython_call(node):
+        match ipython_call(node):
             case ("run_line_magic", ["time" | "timeit" as magic, line]):
                 self._visit_timed_code(magic, line)
             case ("run_line_magic", [_, text]) | ("system" | "getoutput", [text]):
@@ -466,7 +459,7 @@ class _Analyser(ast.NodeVisitor):
         try:
             # IPython also splits the line into words and joins what follows the options.
             _, words = getopt.getopt(line.split(), *options)
-            body = _parse(" ".join(words)).body
+            body = parse_cell(" ".join(words)).body
         except (getopt.GetoptError, SyntaxError):
             return  # IPython reports the bad line when the magic runs
         if magic == "time":  # runs the code right here, in the notebook namespace
@@ -497,17 +490,3 @@ def _parameters(arguments: ast.arguments) -> list[ast.arg]:
         *arguments.kwonlyargs,
         *filter(None, [arguments.kwarg]),
     ]
-
-
-def _ipython_call(node: ast.Call) -> tuple[str, list[str]] | None:
-    """``get_ipython().method("text", ...)`` as ``(method, texts)``, other calls as None."""
-    match node:
-        case ast.Call(
-            func=ast.Attribute(value=ast.Call(func=ast.Name(id="get_ipython")), attr=method),
-            args=args,
-        ):
-            texts = [
-                a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)
-            ]
-            return (method, texts) if len(texts) == len(args) else None
-    return None

@@ -14,7 +14,8 @@ from collections.abc import Callable, Container, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._analysis import _parse, analyse_cell
+from ._analysis import analyse_cell
+from ._ipython_syntax import parse_cell
 from ._namespace import pack, unpack
 from ._session import OnFrame, RemoteSession, Request
 from ._sources import imported_modules, local_sources, modules_of
@@ -143,7 +144,7 @@ def run_cell(
 def _cell_sources(code: str, inputs: list[str], namespace: Mapping[str, Any]) -> list[Header]:
     """Files of the notebook's folder that the cell imports or its inputs come from."""
     try:
-        modules = imported_modules(_parse(code))
+        modules = imported_modules(parse_cell(code))
     except SyntaxError:
         modules = []
     return local_sources([*modules, *modules_of(inputs, namespace)])

@@ -50,7 +50,8 @@ from .channel import serve_channel
 from .errors import ApiError as ApiError  # re-exported: every handler module raises it
 from .errors import RunnerError
 from .frames import connect
-from .images import BUILD_LOG, ImageBuildError, PythonUnavailable
+from .image_types import ImageBuildError, PythonUnavailable
+from .images import BUILD_LOG
 from .tls import connect_stream
 
 if TYPE_CHECKING:

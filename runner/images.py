@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nbremote.wire.http import FILE_HASH
@@ -46,65 +45,14 @@ from nbremote.wire.images import (
 )
 
 from . import image_build
-from .backends.base import WorkerStartError
 from .backends.sandbox import Sandbox
-from .errors import RunnerError
 from .image_build import Log, StepFailed
+from .image_types import Definition, ImageBuildError, PythonUnavailable, Ready
 
 # Where the request that causes a build wants its log lines (the channel sets it per request).
 BUILD_LOG: contextvars.ContextVar[Log | None] = contextvars.ContextVar("build_log", default=None)
 TOUCH_EVERY = 60.0  # seconds between writes of an image's last use
 IMAGE_ID = re.compile(r"im-[0-9a-f]{24}")  # what `image_id` makes; only these name a defs file
-
-
-class ImageBuildError(WorkerStartError):
-    """A step of an image failed; the message names the step and ends with its log's tail."""
-
-
-class PythonUnavailable(RunnerError, ValueError):
-    """The runner has no Python of the version an image asks for."""
-
-    status = 422
-
-
-@dataclass
-class Definition:
-    """An image the runner knows."""
-
-    id: str
-    steps: list[ImageStep]
-    name: str | None = None
-    created_at: float = field(default_factory=time.time)
-    last_used: float | None = None
-
-    @property
-    def python_version(self) -> str | None:
-        """The major.minor of its base, if it names one."""
-        base = self.steps[0].options
-        version = base.get("python_version") or base.get("add_python")
-        return ".".join(version.split(".")[:2]) if version else None
-
-    def to_json(self) -> str:
-        """The definition as stored in ``defs/``."""
-        document = asdict(self) | {"steps": [step.model_dump() for step in self.steps]}
-        return json.dumps(document)
-
-    @classmethod
-    def from_json(cls, text: str) -> Definition:
-        """A definition read back from ``defs/``."""
-        document = json.loads(text)
-        document["steps"] = [ImageStep.model_validate(step) for step in document["steps"]]
-        return cls(**document)
-
-
-@dataclass(frozen=True)
-class Ready:
-    """A built image, as a worker needs it."""
-
-    id: str
-    python: Path
-    env: dict[str, str]
-    files: Path  # add_local_dir content, linked into the worker's working directory
 
 
 class _Build:

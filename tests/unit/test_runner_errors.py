@@ -19,7 +19,7 @@ from nbremote_runner.errors import ApiError, Refusal, RunnerError, WorkerDied, e
 from nbremote_runner.gpus.broker import GpuUnavailable
 from nbremote_runner.handlers import BaseHandler
 from nbremote_runner.image_build import StepFailed
-from nbremote_runner.images import ImageBuildError, PythonUnavailable
+from nbremote_runner.image_types import ImageBuildError, PythonUnavailable
 from nbremote_runner.secrets import SecretError
 from nbremote_runner.state import StateError, WriteFailed
 from nbremote_runner.stores import StoreError
