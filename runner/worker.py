@@ -36,11 +36,12 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from nbremote.errors import SerializationError
-from nbremote.wire.codec import FrameReader, FrameRefused, Header
+from nbremote.wire.codec import FrameReader, Header
 from nbremote.wire.serialize import Payload, dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
 from .worker_calls import BatchResult, call_batch
+from .worker_inbox import Inbox
 from .worker_io import (
     FrameStream,
     Outbox,
@@ -83,7 +84,7 @@ class Worker:
         self.running = False
         self.cells_run = 0
         self._store_lock = threading.Lock()
-        self._replies: dict[str, queue.Queue[tuple[Header, list[Any]]]] = {}
+        self.inbox = Inbox()
         self._threads: ThreadPoolExecutor | None = None
         self._handlers = {
             "exec": self.exec_cell,
@@ -113,30 +114,22 @@ class Worker:
                 return self.runner_reader.read()
         reply_id = uuid.uuid4().hex
         box: queue.Queue[tuple[Header, list[Any]]] = queue.Queue(maxsize=1)
-        self._replies[reply_id] = box
+        self.inbox.replies[reply_id] = box
         try:
             self.outbox.send(op, buffers, to=reply_id, via=self.sock, **header)
             return box.get()
         finally:
-            del self._replies[reply_id]
+            del self.inbox.replies[reply_id]
 
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""
         self.outbox.send("hello", pid=os.getpid(), python=platform.python_version())
         while True:
             try:
-                header, buffers = self.reader.read()
-            except FrameRefused as exc:  # read whole, so the next frame can be: say why
-                self._handle(exc.header, [], str(exc))
-                continue
+                header, buffers, refused = self.inbox.next_request(self.reader)
             except ConnectionError:
                 return
-            if header.get("op") == "done":  # the runner's answer to a thread's Dict request
-                box = self._replies.get(header.get("id", ""))
-                if box is not None:
-                    box.put((header, buffers))
-                continue
-            self._handle(header, buffers)
+            self._handle(header, buffers, refused)
             del header, buffers  # the frame's buffers live on only in what was bound
 
     def _handle(self, header: Header, buffers: list[bytearray], refused: str = "") -> None:
@@ -207,7 +200,7 @@ class Worker:
                     values[item["name"]] = obj
         if missing:
             self.outbox.send("need", hashes=[item["hash"] for item in missing])
-            header, blobs = self.reader.read()
+            header, blobs = self.inbox.blobs(self.reader)
             self._bind_sent(header["items"], blobs, {})
             for item in missing:
                 values[item["name"]] = self.cache[item["hash"]]
@@ -336,7 +329,7 @@ class Worker:
         """The function to call: sent along, or kept from an earlier call, or asked for."""
         if not parts and item["hash"] not in self.functions:
             self.outbox.send("need", hashes=[item["hash"]])
-            _, parts = self.reader.read()
+            _, parts = self.inbox.blobs(self.reader)
         if parts:
             self.functions[item["hash"]] = loads(item["name"], parts)
         return self.functions[item["hash"]]

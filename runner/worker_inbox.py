@@ -1,0 +1,51 @@
+"""What arrives on a worker's socket, sorted for the thread that serves requests.
+
+The serving thread is the only reader. It takes requests in order; while a request waits for the
+blobs answering its ``need``, requests that arrive first (concurrent inputs) wait their turn; and
+the runner's answers to other threads' Dict or Queue requests are handed to those threads.
+
+Standard library only: this runs inside every container.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+from typing import Any
+
+from nbremote.wire.codec import FrameReader, FrameRefused, Header
+
+Frame = tuple[Header, list[Any]]
+Request = tuple[Header, list[Any], str]  # the frame, and why it is refused ("" if it is not)
+
+
+class Inbox:
+    """Requests in order, blobs for a ``need``, and replies for the threads that wait on them."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, queue.Queue[Frame]] = {}  # request id -> the thread's mailbox
+        self._deferred: collections.deque[Request] = collections.deque()
+
+    def next_request(self, reader: FrameReader) -> Request:
+        """The next request to serve: one that had to wait first, else the next on ``reader``."""
+        return self._deferred.popleft() if self._deferred else self._read(reader)
+
+    def blobs(self, reader: FrameReader) -> Frame:
+        """The ``blobs`` frame answering the ``need`` just sent; requests before it wait."""
+        while True:
+            header, buffers, refused = self._read(reader)
+            if header.get("op") == "blobs" and not refused:
+                return header, buffers
+            self._deferred.append((header, buffers, refused))
+
+    def _read(self, reader: FrameReader) -> Request:
+        while True:
+            try:
+                header, buffers = reader.read()
+            except FrameRefused as exc:  # read whole, so the next frame can be: say why
+                return exc.header, [], str(exc)
+            if header.get("op") != "done":
+                return header, buffers, ""
+            box = self.replies.get(header.get("id", ""))
+            if box is not None:  # the runner's answer to a thread's Dict request
+                box.put((header, buffers))
