@@ -36,6 +36,7 @@ from .apps import DeployedApps
 from .backends import Backend, make_backend
 from .calls import CallRegistry
 from .data_dir import clear_leftovers, make_private, scratch_root
+from .dispatch import Dispatcher
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .images import Images
@@ -175,6 +176,7 @@ class Runner:
         self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
         self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")
         await self.apps.load()
+        self.dispatcher = Dispatcher(self.state, self.gpus, self.apps, self.calls)
         sockets = bind_sockets(
             self.config.port,
             address=self.config.host,
