@@ -163,7 +163,7 @@ def test_summary_line_takes_the_process_memory_peak_and_the_mean_utilization() -
         "GPUs 0,1 (2\N{MULTIPLICATION SIGN} A100-80GB): peak memory 3.0 GiB, mean utilization 20%"
     )
     assert (
-        Usage(gpus.devices[:1], pid=1)
+        Usage(gpus.devices[:1], pids=frozenset({1}))
         .summary()
         .startswith("GPU 0 (A100-80GB): peak memory n/a, mean utilization n/a")
     )
