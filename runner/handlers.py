@@ -378,8 +378,8 @@ class ImageBuildHandler(BaseHandler):
 
         BUILD_LOG.set(line)
         try:
-            ready = await self.runner.images.ensure(ref)
-            self.write(f"result: ok {ready.id}\n")
+            image = await self.runner.backend.prepare_image(ref)
+            self.write(f"result: ok {image}\n")
         except ImageBuildError as exc:
             self.write(f"result: error {exc}\n")
 

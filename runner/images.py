@@ -1,4 +1,6 @@
-"""The image cache: image definitions, and their layers built on demand under the data dir.
+"""The image registry, shared by every backend: definitions, the files their steps copy, and the
+layer cache's layout (what it holds, what to prune). Building an image is a backend's (the process
+backend's venvs: `nbremote_runner.backends.venvs`).
 
 Layout under ``<data dir>/images``::
 
@@ -9,9 +11,8 @@ Layout under ``<data dir>/images``::
     layers/.tmp-<key>-...    a layer being built; renamed to layers/<key> when complete
 
 A layer's key hashes the layer id (its parent's id and its step) with what the runner adds (the
-base Python, the worker's packages): a layer directory exists only once it is complete, so a
-build killed half-way leaves nothing that counts as built. Builds of one image in this process
-are shared; builds of one layer across processes are serialized by its lock file.
+base Python, the worker's packages). A layer being built holds its lock file, which a prune
+respects.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,16 +39,14 @@ from nbremote.wire.images import (
     CreateImage,
     DescribeImage,
     DescribeLayer,
-    ImageStep,
     PruneImagesResponse,
     image_id,
     layer_ids,
 )
 
 from . import image_build
-from .backends.sandbox import Sandbox
-from .image_build import Log, StepFailed
-from .image_types import Definition, ImageBuildError, PythonUnavailable, Ready
+from .image_build import Log
+from .image_types import Definition, PythonUnavailable
 
 # Where the request that causes a build wants its log lines (the channel sets it per request).
 BUILD_LOG: contextvars.ContextVar[Log | None] = contextvars.ContextVar("build_log", default=None)
@@ -55,37 +54,17 @@ TOUCH_EVERY = 60.0  # seconds between writes of an image's last use
 IMAGE_ID = re.compile(r"im-[0-9a-f]{24}")  # what `image_id` makes; only these name a defs file
 
 
-class _Build:
-    """One build in progress, and whoever follows its log."""
-
-    def __init__(self) -> None:
-        self.listeners: list[Log] = []
-        self.task: asyncio.Task[Ready] | None = None
-
-    async def indented(self, line: str) -> None:
-        """A line of a step's own output."""
-        await self.emit(f"    {line}")
-
-    async def emit(self, line: str) -> None:
-        for listener in list(self.listeners):
-            with contextlib.suppress(Exception):  # a caller that went away misses lines
-                await listener(line)
-
-
 class Images:
-    """The runner's image definitions and layer cache."""
+    """The runner's image definitions and layer cache (see the module's docstring)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.defs = root / "defs"
         self.blobs = root / "blobs"
         self.layers = root / "layers"
-        self.sandbox: Sandbox | None = None  # where build steps run (set by the backend)
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="nbremote-images")
         self._defs: dict[str, Definition] = {}
         self._keys: dict[str, list[str]] = {}  # image id -> its layers' keys
-        self._ready: dict[str, Ready] = {}
-        self._builds: dict[str, _Build] = {}
         self._pythons: dict[str, str] = {}
         self._touched: dict[str, float] = {}
         self.in_use: Callable[[], collections.Counter[str]] = collections.Counter
@@ -93,12 +72,13 @@ class Images:
         # changes under it (it used to look up an image registered meanwhile: KeyError).
         self._registry = asyncio.Lock()
 
-    async def _io(self, fn: Callable[..., object], *args: object) -> object:
+    async def io(self, fn: Callable[..., object], *args: object) -> object:
+        """``fn(*args)`` in the registry's threads (file work stays off the event loop)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def load(self) -> None:
         """Read the definitions back (off the event loop)."""
-        await self._io(self._load)
+        await self.io(self._load)
 
     def _load(self) -> None:
         for folder in (self.defs, self.blobs, self.layers):
@@ -124,7 +104,7 @@ class Images:
         steps = request.steps
         ident = image_id(steps)
         needed = {sha for step in steps for sha in step.files.values()} - set(request.files)
-        absent = await self._io(lambda: [sha for sha in needed if not (self.blobs / sha).exists()])
+        absent = await self.io(lambda: [sha for sha in needed if not (self.blobs / sha).exists()])
         if absent:
             raise ValueError("files: the content of a file that a step copies was not sent")
         version = steps[0].options.get("python_version")
@@ -136,9 +116,9 @@ class Images:
             for other in self._defs.values():
                 if other.name == request.name and other.id != ident:
                     other.name = None
-                    await self._io(self._save, other)
+                    await self.io(self._save, other)
         self._defs[ident] = definition
-        await self._io(self._store, definition, request.files)
+        await self.io(self._store, definition, request.files)
         return definition
 
     def _store(self, definition: Definition, files: dict[str, str]) -> None:
@@ -233,135 +213,13 @@ class Images:
             self._keys[definition.id] = keys
         return keys
 
-    # -- building ------------------------------------------------------------------------------
-
-    async def ensure(self, ref: str) -> Ready:
-        """The image built: from the cache, or built now (its log to `BUILD_LOG`'s callback);
-        a build of it already under way is joined, not repeated.
-
-        Raises:
-            LookupError: no such image. ImageBuildError: a step failed.
-        """
-        definition = self.lookup(ref)
-        ready = self._ready.get(definition.id)
-        if ready is not None and ready.python.parent.parent.parent.is_dir():
-            self._touch(definition)
-            return ready
-        log = BUILD_LOG.get()
-        build = self._builds.get(definition.id)
-        if build is None:
-            build = self._builds[definition.id] = _Build()
-            build.task = asyncio.create_task(self._build(definition, build))
-            build.task.add_done_callback(lambda _: self._builds.pop(definition.id, None))
-        elif log is not None:
-            await log(f"waiting for the build of image {definition.id} already under way")
-        if log is not None:
-            build.listeners.append(log)
-        try:
-            assert build.task is not None
-            ready = await asyncio.shield(build.task)
-        finally:
-            if log is not None:
-                build.listeners.remove(log)
-        self._touch(definition)
-        return ready
-
-    def _touch(self, definition: Definition) -> None:
+    def touch(self, definition: Definition) -> None:
+        """Record a use of the image (written to its definition at most every `TOUCH_EVERY`)."""
         now = time.time()
         definition.last_used = now
         if now - self._touched.get(definition.id, 0.0) > TOUCH_EVERY:
             self._touched[definition.id] = now
             self._executor.submit(self._save, definition)
-
-    async def _build(self, definition: Definition, build: _Build) -> Ready:
-        keys = await self.layer_keys(definition)
-        steps, total = definition.steps, len(definition.steps)
-        version = steps[0].options.get("python_version")
-        context = image_build.LayerContext(
-            python=await self.find_python(version) if version else "",
-            blobs=self.blobs,
-            sandbox=self.sandbox,
-        )
-        started = time.monotonic()
-        parent: Path | None = None
-        for number, (step, key) in enumerate(zip(steps, keys, strict=True), 1):
-            where = f"step {number}/{total}"
-            if not (self.layers / key).is_dir():
-                async with self._lock(key, build, where):
-                    if (self.layers / key).is_dir():
-                        await build.emit(f"{where} built by another runner: {step.describe()}")
-                    else:
-                        await build.emit(f"{where} {step.describe()}")
-                        await self._build_layer(key, step, parent, context, build, where)
-            else:
-                await build.emit(f"{where} cached: {step.describe()}")
-            if step.kind == "env":
-                context.env.update(step.options)
-            parent = self.layers / key / "env"
-        assert parent is not None
-        await build.emit(f"image {definition.id} ready ({time.monotonic() - started:.1f} s)")
-        env = context.env | {
-            "VIRTUAL_ENV": str(parent),
-            "PATH": f"{parent / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-            "NBREMOTE_IMAGE": definition.id,
-        }
-        ready = Ready(definition.id, parent / "bin" / "python", env, parent / image_build.FILES_DIR)
-        self._ready[definition.id] = ready
-        return ready
-
-    async def _build_layer(
-        self,
-        key: str,
-        step: ImageStep,
-        parent: Path | None,
-        context: image_build.LayerContext,
-        build: _Build,
-        where: str,
-    ) -> None:
-        tmp = self.layers / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        final = self.layers / key
-        started = time.monotonic()
-        try:
-            await self._io(self._clear_leftovers, key)
-            await image_build.build_layer(step, tmp, parent, context, build.indented)
-            await self._io(image_build.relocate_scripts, tmp / "env", self.layers, final / "env")
-            size = await self._io(image_build.new_bytes, tmp / "env", parent)
-            seconds = time.monotonic() - started
-            layer = {"step": step.describe(), "bytes": size, "build_seconds": seconds}
-            (tmp / "layer.json").write_text(json.dumps(layer | {"built_at": time.time()}))
-            os.rename(tmp, final)  # atomic: the layer exists only once it is complete
-        except StepFailed as exc:
-            tail = "\n".join(exc.tail[-15:])
-            raise ImageBuildError(
-                f"{where} ({step.describe()}) failed: {exc.reason}" + (f"\n{tail}" if tail else "")
-            ) from None
-        finally:
-            if tmp.exists():
-                await asyncio.shield(self._io(shutil.rmtree, tmp, True))
-
-    def _clear_leftovers(self, key: str) -> None:
-        """Half-built copies of a layer whose lock we hold: their builders are gone."""
-        for leftover in self.layers.glob(f".tmp-{key}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-    @contextlib.asynccontextmanager
-    async def _lock(self, key: str, build: _Build, where: str) -> AsyncIterator[None]:
-        """The layer's lock file, polled (a cancelled build must not leave a thread waiting)."""
-        fd = os.open(self.layers / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            waited = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not waited:
-                        await build.emit(f"{where}: waiting for another runner building it")
-                        waited = True
-                    await asyncio.sleep(0.1)
-            yield
-        finally:
-            os.close(fd)
 
     # -- listing and removal -----------------------------------------------------------------
 
@@ -375,7 +233,7 @@ class Images:
     async def describe(self, definition: Definition) -> DescribeImage:
         """An image as the API shows it."""
         keys = await self.layer_keys(definition)
-        infos = await self._io(lambda: [self._layer_info(key) for key in keys])
+        infos = await self.io(lambda: [self._layer_info(key) for key in keys])
         layers = [
             DescribeLayer(
                 step=step.describe(),
@@ -416,14 +274,13 @@ class Images:
     async def _forget(self, definitions: list[Definition]) -> int:
         for definition in definitions:
             self._defs.pop(definition.id, None)
-            self._ready.pop(definition.id, None)
-            await self._io(lambda d=definition: (self.defs / f"{d.id}.json").unlink(True))
+            await self.io(lambda d=definition: (self.defs / f"{d.id}.json").unlink(True))
         return await self._sweep()
 
     async def _sweep(self) -> int:
         """Delete layers (and leftovers) no known image uses; the bytes freed."""
         keep = {key for d in self._defs.values() for key in await self.layer_keys(d)}
-        freed: int = await self._io(self._delete_unused, keep)  # type: ignore[assignment]
+        freed: int = await self.io(self._delete_unused, keep)  # type: ignore[assignment]
         return freed
 
     def _delete_unused(self, keep: set[str]) -> int:
@@ -455,7 +312,7 @@ class Images:
     async def _prune(self, keep_bytes: int | None, older_than: float | None) -> PruneImagesResponse:
         busy = self.in_use()
         keys = {d.id: await self.layer_keys(d) for d in self.definitions}
-        infos = await self._io(lambda: {k: self._layer_info(k) for ks in keys.values() for k in ks})
+        infos = await self.io(lambda: {k: self._layer_info(k) for ks in keys.values() for k in ks})
         sizes = {key: int(info.get("bytes", 0)) for key, info in infos.items()}  # type: ignore[attr-defined]
 
         def total(remaining: list[Definition]) -> int:
@@ -478,10 +335,5 @@ class Images:
         )
 
     async def close(self) -> None:
-        """Stop builds in progress (their half-built layers are removed)."""
-        for build in list(self._builds.values()):
-            if build.task is not None:
-                build.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await build.task
+        """Let go of the registry's threads (backends stop their builds first)."""
         self._executor.shutdown()

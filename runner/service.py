@@ -33,14 +33,15 @@ from nbremote.wire.http import DescribeRunner, DescribeSession
 from nbremote.wire.shm import create_dir
 
 from .apps import DeployedApps
-from .backends import Backend, make_backend
+from .backends import Backend
+from .backends.kinds import make_backend
 from .calls import CallRegistry
+from .containers import ContainerStarter
 from .data_dir import clear_leftovers, make_private, scratch_root
 from .dispatch import Dispatcher
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .images import Images
-from .launcher import Launcher
 from .secrets import Secrets
 from .sessions import Session, SessionRegistry, SparePool
 from .state import State
@@ -170,8 +171,8 @@ class Runner:
         await self.volumes.load()
         self.secrets = Secrets(self.config.data_dir / "secrets.json")
         self.secrets.load()
-        launcher = Launcher(self.backend, self.volumes, self.secrets)
-        spare = SparePool(launcher, self.serve_worker, self.config.spare_worker)
+        starter = ContainerStarter(self.backend, self.volumes, self.secrets)
+        spare = SparePool(starter, self.serve_worker, self.config.spare_worker)
         self.gpus = GpuBroker(self.discovery, spare)
         self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
         self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")
@@ -282,6 +283,7 @@ class Runner:
         await self.apps.close()
         await self.sessions.close()
         self.volumes.close()
+        await self.backend.close()  # its image builds, before the registry's threads go
         await self.images.close()
         await self.state.close()
         if self.shm_dir is not None:

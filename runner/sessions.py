@@ -18,7 +18,7 @@ from nbremote.wire.codec import Header
 from nbremote.wire.http import DescribeSession, WorkerSpec
 from nbremote.wire.shm import host_id
 
-from .backends import Backend
+from .containers import ContainerStarter
 from .gpus import GpuBroker, Holder
 from .pools import FunctionPool, Pools
 from .workers import Serve, Worker
@@ -30,7 +30,7 @@ DEFAULT_SPEC = WorkerSpec()
 class SparePool:
     """One booted worker for the default spec, handed out on demand and replaced in background."""
 
-    def __init__(self, backend: Backend, serve: Serve, enabled: bool = True) -> None:
+    def __init__(self, backend: ContainerStarter, serve: Serve, enabled: bool = True) -> None:
         self._backend = backend
         self._serve = serve
         self._enabled = enabled

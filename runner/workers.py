@@ -1,6 +1,6 @@
 """The runner's side of a warm worker: one request at a time, its frames routed to the caller.
 
-A `Worker` wraps a backend's `WorkerProcess`. Each frame the worker sends is handed, as it
+A `Worker` wraps a backend's `WorkerHandle`. Each frame the worker sends is handed, as it
 arrives, to the caller of its request (no task in between: relaying is on the hot path); ``done``
 ends the request. If the worker's connection closes mid-request, the caller gets a ``done`` that
 says the worker died and how.
@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import DescribeObject, DescribeWorker
 
-from .backends import WorkerProcess
-from .errors import WorkerDied, error_done
+from .backends import WorkerHandle
+from .errors import RunnerError, WorkerDied, error_done
 from .frame_checks import WORKER_FRAMES, check
 from .frames import ConnectionClosed, Frame
 
@@ -40,7 +40,7 @@ class Worker:
     """A warm worker and the requests it is serving (one at a time, or several for concurrent
     inputs: the worker's frames carry their request's id)."""
 
-    def __init__(self, process: WorkerProcess, serve: Serve) -> None:
+    def __init__(self, process: WorkerHandle, serve: Serve) -> None:
         self.process = process
         self._serve = serve  # answers what the worker itself asks for (Dict and Queue requests)
         self.started_at = time.time()
@@ -99,13 +99,24 @@ class Worker:
         await self.process.connection.closed
         self.alive = False
         status = await self.process.exit_status()
-        self._death = f"the worker (pid {self.process.pid}) died while running this: {status}"
+        pid = self.process.stats().pid
+        self._death = f"the worker (pid {pid}) died while running this: {status}"
         for request_id, (_, done) in list(self._requests.items()):
             if not done.done():
                 done.set_result(self._died(request_id))
 
     def _died(self, request_id: str) -> Frame:
         return error_done(request_id, WorkerDied(self._death), worker=self.id, held=[]), []
+
+    def _not_leasable(self, request_id: str) -> Frame:
+        """A lease its backend cannot offer (a client cannot reach the worker's own socket):
+        the client then sends its calls through the runner."""
+        refusal = RunnerError(
+            f"worker {self.id} cannot be reached directly on this runner's backend; "
+            "calls go through the runner",
+            kind="NotLeasable",
+        )
+        return error_done(request_id, refusal, worker=self.id, held=[]), []
 
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
         try:
@@ -141,6 +152,8 @@ class Worker:
         """Serve one request, forwarding the frames it produces; return its ``done`` frame."""
         if self._death:
             return self._died(header["id"])
+        if header.get("op") == "lease" and not self.process.direct:
+            return self._not_leasable(header["id"])
         done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._requests[header["id"]] = (forward, done)
         try:
@@ -196,13 +209,14 @@ class Worker:
 
     def describe(self) -> DescribeWorker:
         """The worker as the API shows it."""
+        stats = self.process.stats()
         return DescribeWorker(
             id=self.id,
-            pid=self.process.pid,
+            pid=stats.pid,
             spec=self.process.spec,
             started_at=self.started_at,
             uptime_s=time.time() - self.started_at,
-            rss_bytes=self.process.rss_bytes(),
+            rss_bytes=stats.rss_bytes,
             busy=self.busy,
             cells_run=self.cells_run,
             objects=self.namespace,

@@ -1,9 +1,24 @@
-"""The contract between the runner and a place where workers run.
+"""The contract between the runner and a place where workers run (a backend).
 
-A backend starts a worker for a `WorkerSpec` and hands back a `WorkerProcess`: a frame stream to
-the worker program (`nbremote_runner.worker`, already past its ``hello``), plus the few process
-controls the runner needs. Everything above this line (sessions, the warm pool, routing frames) is
-backend-agnostic.
+A backend owns the whole container: given a `WorkerRequest` it prepares the image for its kind
+(a venv for the process backend; a container image, a Ray runtime env for the others), starts the
+worker program (``python -P -m nbremote_runner.worker``) with the request's environment, mounts,
+devices and limits, waits for its ``hello`` and hands back a `WorkerHandle`. Everything the
+runner knows of a running worker goes through that handle: its frame stream, interrupt, stop,
+exit status, stats, and whether a same-host client may reach it directly.
+
+What the runner does around a backend (`nbremote_runner.containers`): it resolves the spec's
+secrets into the request's environment, checks out each volume and names the working copies in
+the request's mounts, and commits or drops them when the worker ends. The GPU broker chooses the
+devices. Nothing outside the backends reads a worker's host pid or signals it.
+
+A backend must:
+
+- raise `WorkerStartError` (saying why: exit status, the log) when a worker does not start, and
+  leave nothing behind (no process, no scratch folder);
+- keep what the runner itself holds (its data dir, its token) out of the worker's reach, and none
+  of the runner's ``NBREMOTE_*`` settings in its environment;
+- stop its workers when the runner goes, however it goes.
 """
 
 from __future__ import annotations
@@ -24,20 +39,64 @@ class WorkerStartError(RunnerError):
 
 
 @dataclass(frozen=True)
-class WorkerSetup:
-    """What the runner prepared for a worker beyond its spec.
+class Limits:
+    """Resource limits of a worker (none enforced yet: a place for docker's and Ray's)."""
+
+    memory_bytes: int | None = None
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRequest:
+    """Everything a backend needs to start one worker.
 
     Args:
-        env: environment variables from its secrets (never logged or shown).
+        spec: the worker's spec as the client asked for it.
+        env: environment variables beyond the spec's own (its secrets: never logged or shown).
         mounts: mount path -> host folder to bind there (volumes' working copies).
+        devices: the GPUs it may use (UUIDs where NVML gave them, else indices), already named in
+            its environment as ``CUDA_VISIBLE_DEVICES``.
+        limits: its resource limits.
     """
 
+    spec: WorkerSpec
     env: dict[str, str] = field(default_factory=dict, repr=False)
     mounts: dict[str, Path] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    limits: Limits = Limits()
+
+    @property
+    def image(self) -> str | None:
+        """The image (id or name in the runner's registry) the backend prepares, if any."""
+        return self.spec.image
 
 
-class WorkerProcess(abc.ABC):
-    """A running worker: its frame stream, its hello, and controls over its process."""
+@dataclass(frozen=True)
+class WorkerStats:
+    """What the runner shows and measures of a running worker.
+
+    Args:
+        pid: the worker's process id as the API shows it (on the backend's host).
+        rss_bytes: its resident memory, if known.
+        gpu_pids: the host pids NVML lists for its GPU use (to tell its memory from others').
+    """
+
+    pid: int
+    rss_bytes: int | None = None
+    gpu_pids: frozenset[int] = frozenset()
+
+
+class WorkerHandle(abc.ABC):
+    """A running worker: its frame stream, its hello, and the controls the runner needs.
+
+    Attributes:
+        direct: whether a same-host client can reach the worker's own (abstract Unix) socket,
+            so that the runner may lease it (`nbremote_runner.worker_lease`); a backend whose
+            worker lives in another network namespace or host says False.
+        checkouts: ids of the volume working copies this worker may commit (set by the runner).
+    """
+
+    direct: bool = False
 
     def __init__(
         self, worker_id: str, spec: WorkerSpec, connection: FrameConnection, hello: Header
@@ -46,14 +105,7 @@ class WorkerProcess(abc.ABC):
         self.spec = spec
         self.connection = connection
         self.hello = hello
-        self.checkouts: frozenset[str] = frozenset()  # its volume working copies (their ids)
-
-    @property
-    def pid(self) -> int:
-        """The worker's process id on the runner's host (as the worker reported it, unless a
-        backend knows better: in a PID namespace the worker's own pid is another)."""
-        pid: int = self.hello["pid"]
-        return pid
+        self.checkouts: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def interrupt(self) -> None:
@@ -65,30 +117,41 @@ class WorkerProcess(abc.ABC):
 
     @abc.abstractmethod
     async def exit_status(self) -> str:
-        """After the stream closed: how the worker ended ("exit code 1", "signal SIGKILL")."""
+        """After the stream closed: how the worker ended ("exit code 1", "killed by signal
+        SIGKILL"); "still running" if it has not ended."""
 
     @abc.abstractmethod
-    def rss_bytes(self) -> int | None:
-        """Resident memory of the worker, if known."""
+    def stats(self) -> WorkerStats:
+        """Its pid, memory and GPU pids now."""
 
 
 class Backend(abc.ABC):
-    """Starts workers."""
+    """Prepares images and starts workers (see the module's docstring)."""
 
     name: str
 
     @abc.abstractmethod
-    async def start_worker(
-        self, spec: WorkerSpec, setup: WorkerSetup | None = None
-    ) -> WorkerProcess:
-        """Start a worker for ``spec`` (with ``setup``) and wait for its hello.
+    async def prepare_image(self, ref: str) -> str:
+        """Make the image ``ref`` ready for this backend's workers (its build log to
+        `nbremote_runner.images.BUILD_LOG`); its id.
 
         Raises:
-            WorkerStartError: the worker exited or did not answer in time, or its mounts cannot
-                be made.
+            LookupError: no such image. ImageBuildError: it could not be made.
+        """
+
+    @abc.abstractmethod
+    async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
+        """Start a worker for ``request`` (its image prepared first) and wait for its hello.
+
+        Raises:
+            WorkerStartError: the worker exited or did not answer in time, its image could not
+                be made, or its mounts cannot be made.
         """
 
     @property
     @abc.abstractmethod
     def python_version(self) -> str:
         """The Python version of the default worker environment."""
+
+    async def close(self) -> None:  # noqa: B027 (a backend with nothing to close keeps this)
+        """Stop what the backend does in the background (image builds)."""

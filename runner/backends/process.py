@@ -33,18 +33,23 @@ from nbremote.wire.http import WorkerSpec
 from ..children import die_with_runner
 from ..data_dir import scratch_root
 from ..frames import ConnectionClosed, FrameConnection, connect
-from .base import Backend, WorkerProcess, WorkerSetup, WorkerStartError
+from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
 from .sandbox import Sandbox, SandboxError, bwrap_command, host_pid, unavailable
+from .venvs import VenvBuilder
 
 if TYPE_CHECKING:
+    from ..image_types import Ready
     from ..images import Images
 
 HELLO_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 
 
-class LocalWorker(WorkerProcess):
-    """A worker that is a child process of the runner (maybe through bwrap)."""
+class LocalWorker(WorkerHandle):
+    """A worker that is a child process of the runner (maybe through bwrap). A same-host client
+    shares its network namespace, so it may be leased (`direct`)."""
+
+    direct = True
 
     def __init__(
         self,
@@ -60,13 +65,8 @@ class LocalWorker(WorkerProcess):
         super().__init__(worker_id, spec, connection, hello)
         self._proc = proc
         self._scratch = scratch
-        self._host_pid = host_pid
+        self._host_pid = host_pid  # in a sandbox, the pid the worker reported is another
         self._sandboxed = sandboxed
-
-    @property
-    def pid(self) -> int:
-        """The worker's pid on the host (in a sandbox, its own pid is another)."""
-        return self._host_pid
 
     def interrupt(self) -> None:
         if self._proc.poll() is None:  # the worker itself: under bwrap, _proc is bwrap
@@ -95,11 +95,12 @@ class LocalWorker(WorkerProcess):
             await asyncio.sleep(0.01)
         return "still running"
 
-    def rss_bytes(self) -> int | None:
+    def stats(self) -> WorkerStats:
         try:
-            return psutil.Process(self._host_pid).memory_info().rss
+            rss: int | None = psutil.Process(self._host_pid).memory_info().rss
         except psutil.Error:
-            return None
+            rss = None
+        return WorkerStats(self._host_pid, rss, frozenset({self._host_pid}))
 
 
 def describe_exit(code: int, sandboxed: bool = False) -> str:
@@ -124,7 +125,7 @@ class ProcessBackend(Backend):
     Args:
         data_dir: the runner's data dir (hidden from sandboxed workers).
         shm_dir: the runner's shared-memory folder for frames.
-        images: the image cache, for specs that name an image.
+        images: the image registry, for specs that name an image (built here as venvs).
         sandbox: sandbox workers with bwrap; None: wherever bwrap works.
         private: more files and folders to hide from sandboxed workers (a token file).
     """
@@ -142,11 +143,13 @@ class ProcessBackend(Backend):
         self._data_dir = Path(data_dir)
         self._scratch_root = scratch_root(self._data_dir)
         self._shm_dir = shm_dir  # workers share the runner's machine, so its shm folder
-        self.images = images  # a spec with an image runs in that image's venv
         self._private = list(private)
         self.sandboxed = _sandboxing(sandbox)
-        if images is not None and self.sandboxed:  # image build steps run user code as well
-            images.sandbox = dataclasses.replace(self._hidden(), writable=[images.root])
+        # A spec with an image runs in that image's venv; its build steps run user code as well.
+        self.venvs: VenvBuilder | None = None
+        if images is not None:
+            hidden = dataclasses.replace(self._hidden(), writable=[images.root])
+            self.venvs = VenvBuilder(images, hidden if self.sandboxed else None)
 
     @property
     def python_version(self) -> str:
@@ -160,32 +163,40 @@ class ProcessBackend(Backend):
             hidden=sorted(hidden), hidden_files=[p for p in self._private if not p.is_dir()]
         )
 
-    def _sandbox(self, scratch: Path, image: Path | None, setup: WorkerSetup) -> Sandbox:
+    def _sandbox(self, scratch: Path, image: Path | None, request: WorkerRequest) -> Sandbox:
         return dataclasses.replace(
             self._hidden(),
             writable=[scratch],
             readonly=[image] if image is not None else [],
-            mounts=setup.mounts,
+            mounts=request.mounts,
             shm_dir=self._shm_dir,
         )
 
-    async def start_worker(
-        self, spec: WorkerSpec, setup: WorkerSetup | None = None
-    ) -> WorkerProcess:
-        setup = setup or WorkerSetup()
+    async def _venv(self, ref: str) -> Ready:
+        if self.venvs is None:
+            raise WorkerStartError("this runner has no image cache")
+        return await self.venvs.ensure(ref)  # builds it if need be
+
+    async def prepare_image(self, ref: str) -> str:
+        return (await self._venv(ref)).id
+
+    async def close(self) -> None:
+        if self.venvs is not None:
+            await self.venvs.close()
+
+    async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
+        spec = request.spec
         base = worker_environment(dict(os.environ))
         python, env = sys.executable, {**base, **spec.env}
         files: Path | None = None
         image: Path | None = None  # the image's venv, which a sandbox must show
-        if spec.image is not None:
-            if self.images is None:
-                raise WorkerStartError("this runner has no image cache")
-            ready = await self.images.ensure(spec.image)  # builds it if need be
+        if request.image is not None:
+            ready = await self._venv(request.image)
             python, files = str(ready.python), ready.files
             image = ready.python.parent.parent
             env = {k: v for k, v in base.items() if k != "PYTHONPATH"}
             env |= ready.env | spec.env
-        env |= setup.env
+        env |= request.env
         worker_id = uuid.uuid4().hex[:12]
         env["NBREMOTE_TASK_ID"] = worker_id  # which worker this is (its pid may be 2 in each)
         scratch = self._scratch_root / worker_id
@@ -198,10 +209,10 @@ class ProcessBackend(Backend):
             env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
         command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
-        sandboxed = self.sandboxed or bool(setup.mounts)
+        sandboxed = self.sandboxed or bool(request.mounts)
         if sandboxed:
             try:
-                sandbox = self._sandbox(scratch, image, setup)
+                sandbox = self._sandbox(scratch, image, request)
                 command = bwrap_command(command, sandbox, scratch)
             except SandboxError as exc:
                 ours.close()

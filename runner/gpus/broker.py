@@ -259,7 +259,7 @@ class GpuBroker:
             yield
             return
         devices = [self._devices[index] for index in self._alloc.devices_of(lease.id)]
-        usage = Usage(devices, worker.process.pid)
+        usage = Usage(devices, worker.process.stats().gpu_pids)
         self._usages.add(usage)
         if self._sampling is None:
             self._sampling = self._soon(self._sample())

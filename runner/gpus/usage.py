@@ -14,17 +14,17 @@ GIB = 2**30
 class Usage:
     """Readings of a worker's devices during one run: peak memory, mean utilization, time.
 
-    Memory is the worker process's own use where NVML lists it, else the device's (the devices
+    Memory is the worker's own use where NVML lists its processes, else the device's (the devices
     are the worker's alone while it holds them).
 
     Args:
         devices: the worker's GPUs.
-        pid: the worker's process id.
+        pids: the host pids of the worker's processes, as NVML lists them (its backend says).
     """
 
-    def __init__(self, devices: list[Device], pid: int) -> None:
+    def __init__(self, devices: list[Device], pids: frozenset[int]) -> None:
         self.devices = devices
-        self.pid = pid
+        self.pids = pids
         self.started = time.monotonic()
         self.peak_bytes: int | None = None
         self._utilization: list[float] = []
@@ -38,7 +38,8 @@ class Usage:
                 continue
             if reading.utilization_percent is not None:
                 self._utilization.append(reading.utilization_percent)
-            used = reading.processes.get(self.pid, reading.memory_used_bytes)
+            own = [used for pid, used in reading.processes.items() if pid in self.pids]
+            used = sum(own) if own else reading.memory_used_bytes
             if used is not None:
                 memory.append(used)
         if memory:

@@ -151,19 +151,19 @@ def test_a_declared_inventory_needs_no_nvml() -> None:
 
 def test_summary_line_takes_the_process_memory_peak_and_the_mean_utilization() -> None:
     gpus = DeclaredGpus("A100-80GB:2")
-    usage = Usage(gpus.devices[:1], pid=42)
+    usage = Usage(gpus.devices[:1], pids=frozenset({42}))
     usage.add({0: Reading(50.0, 3 * GIB, {})})
     usage.add({0: Reading(100.0, 9 * GIB, {42: 6 * GIB})})  # its own use, not the device's
     usage.add({0: Reading(None, None, {})})  # a reading that failed counts for nothing
     line = usage.summary()
     assert line.startswith("GPU 0 (A100-80GB): peak memory 6.0 GiB, mean utilization 75%, ")
-    both = Usage(gpus.devices, pid=42)
+    both = Usage(gpus.devices, pids=frozenset({42}))
     both.add({0: Reading(10.0, GIB, {}), 1: Reading(30.0, 2 * GIB, {})})
     assert both.summary().startswith(
         "GPUs 0,1 (2\N{MULTIPLICATION SIGN} A100-80GB): peak memory 3.0 GiB, mean utilization 20%"
     )
     assert (
-        Usage(gpus.devices[:1], pid=1)
+        Usage(gpus.devices[:1], pids=frozenset({1}))
         .summary()
         .startswith("GPU 0 (A100-80GB): peak memory n/a, mean utilization n/a")
     )

@@ -1,10 +1,10 @@
-"""Starting workers with what their spec names: secrets in their environment, volumes mounted.
+"""The runner's part of starting a worker, around its backend: secrets in, volumes checked out.
 
-`Launcher` sits between the warm pools and the backend. A spec without volumes or secrets goes
-straight to the backend. Otherwise the secrets are resolved first (a missing one fails the
-request before any process starts), each volume gets a working copy, and the backend binds the
-copies at their mount paths. When the worker stops cleanly its changes are committed; when it
-dies they are dropped; either way its copies are removed.
+`ContainerStarter` turns a `WorkerSpec` into the backend's `WorkerRequest`. A spec without
+volumes or secrets goes straight to the backend. Otherwise the secrets are resolved first (a
+missing one fails the request before any process starts), each volume gets a working copy, and
+the backend binds the copies at their mount paths. When the worker stops cleanly its changes are
+committed; when it dies they are dropped; either way its copies are removed.
 """
 
 from __future__ import annotations
@@ -13,31 +13,30 @@ import json
 
 from nbremote.wire.http import WorkerSpec
 
-from .backends import Backend, WorkerProcess, WorkerSetup, WorkerStartError
+from .backends import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
 from .secrets import SecretError, Secrets
 from .volumes import Checkout, VolumeError, Volumes
 
+DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"  # where the GPU broker pins a worker's devices
 
-class MountedWorker(WorkerProcess):
+
+class MountedWorker(WorkerHandle):
     """A backend's worker that has volume working copies to commit or drop when it ends."""
 
-    def __init__(self, inner: WorkerProcess, checkouts: list[Checkout], volumes: Volumes) -> None:
+    def __init__(self, inner: WorkerHandle, checkouts: list[Checkout], volumes: Volumes) -> None:
         super().__init__(inner.id, inner.spec, inner.connection, inner.hello)
+        self.direct = inner.direct
         self._inner = inner
         self._checkouts = checkouts
         self.checkouts = frozenset(checkout.id for checkout in checkouts)
         self._volumes = volumes
         self._stopping = False
 
-    @property
-    def pid(self) -> int:
-        return self._inner.pid  # on the host: a sandboxed worker's own pid is another
-
     def interrupt(self) -> None:
         self._inner.interrupt()
 
-    def rss_bytes(self) -> int | None:
-        return self._inner.rss_bytes()
+    def stats(self) -> WorkerStats:
+        return self._inner.stats()
 
     async def stop(self) -> None:
         self._stopping = True  # the stream closes first: exit_status must not drop the copies
@@ -58,24 +57,35 @@ class MountedWorker(WorkerProcess):
             await self._volumes.release(checkout.id, commit)
 
 
-class Launcher(Backend):
-    """A backend that also resolves secrets and mounts volumes (see the module's docstring)."""
+def devices(spec: WorkerSpec) -> tuple[str, ...]:
+    """The GPUs the broker pinned ``spec`` to (UUIDs or indices), from its environment."""
+    pinned = spec.env.get(DEVICES_VARIABLE, "")
+    return tuple(device for device in pinned.split(",") if device)
+
+
+class ContainerStarter:
+    """Starts workers on a backend with what their spec names (see the module's docstring).
+
+    Args:
+        backend: where the workers run.
+        volumes: whose working copies are mounted.
+        secrets: whose values go in the workers' environment.
+    """
 
     def __init__(self, backend: Backend, volumes: Volumes, secrets: Secrets) -> None:
         self.backend = backend
-        self.name = backend.name
         self._volumes = volumes
         self._secrets = secrets
 
-    @property
-    def python_version(self) -> str:
-        return self.backend.python_version
+    async def start_worker(self, spec: WorkerSpec) -> WorkerHandle:
+        """A started worker for ``spec``.
 
-    async def start_worker(
-        self, spec: WorkerSpec, setup: WorkerSetup | None = None
-    ) -> WorkerProcess:
+        Raises:
+            WorkerStartError: a secret or volume it names does not exist, or the backend could
+                not start it.
+        """
         if not spec.volumes and not spec.secrets:
-            return await self.backend.start_worker(spec, setup)
+            return await self.backend.start_worker(WorkerRequest(spec, devices=devices(spec)))
         try:
             env = self._secrets.environment(spec)
             for name in spec.volumes.values():
@@ -91,8 +101,13 @@ class Launcher(Backend):
                 env["NBREMOTE_VOLUMES"] = json.dumps(
                     {path: {"name": c.volume.name, "checkout": c.id} for path, c in mounts.items()}
                 )
-            setup = WorkerSetup(env, {path: c.root for path, c in mounts.items()})
-            inner = await self.backend.start_worker(spec, setup)
+            request = WorkerRequest(
+                spec,
+                env=env,
+                mounts={path: c.root for path, c in mounts.items()},
+                devices=devices(spec),
+            )
+            inner = await self.backend.start_worker(request)
         except BaseException:
             for checkout in checkouts:
                 await self._volumes.release(checkout.id, commit=False)

@@ -1,0 +1,26 @@
+"""The backends by name, as ``nbremote runner --backend NAME`` chooses one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..images import Images
+from .base import Backend
+from .process import ProcessBackend
+
+
+def make_backend(
+    name: str,
+    data_dir: str,
+    shm_dir: str | None,
+    images: Images | None = None,
+    private: Sequence[Path] = (),
+) -> Backend:
+    """The backend called ``name``, or a ValueError listing those that exist. ``images``: the
+    shared registry whose images it prepares; ``private``: files of the runner its workers must
+    not see (besides the data dir)."""
+    backends = {"process": ProcessBackend}
+    if name not in backends:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
+    return backends[name](data_dir, shm_dir, images, private=private)
