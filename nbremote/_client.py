@@ -306,13 +306,11 @@ class RunnerClient:
         try:
             return model.model_validate_json(data)
         except ValidationError as exc:
-            from . import __version__
-
             raise RunnerError(
                 "UnexpectedAnswer",
                 f"the runner at {self.url} answered {what} with a document that is not a "
                 f"{model.__name__} ({_first_error(exc)}): is it another version of nbremote "
-                f"than this client's {__version__}? Install the same version on both sides",
+                "than this client's? Install the same version on both sides",
             ) from None
 
     def stream(self, path: str, method: str = "GET") -> Iterator[bytes]:
