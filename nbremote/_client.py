@@ -5,6 +5,10 @@ answer never hop between threads, which keeps a warm round trip well under a mil
 makes output land in the cell that asked for it. An ``https://`` runner gets the same sockets
 wrapped in TLS, verified against the system's CA bundle, or the PEM file ``NBREMOTE_CA_BUNDLE``
 names (a team's private CA, say).
+
+JSON calls send and read the models of `nbremote.wire.http` (`RunnerClient.call`): a request is
+checked before it leaves, and an answer that does not fit its model (a runner of another version)
+fails here, naming the field, rather than as a KeyError somewhere in the caller.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, TypeVar, overload
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
 
 from .errors import AuthenticationError, RunnerError, RunnerUnavailable
 from .wire.codec import Buffer, FrameReader, Header, send_frame
@@ -27,6 +33,32 @@ CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
 UPLOAD_CHUNK = 1 << 20
 CA_BUNDLE_ENV = "NBREMOTE_CA_BUNDLE"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first fault of a validation as the runner words it: ``field.path: message``."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{field}: {first['msg']}"
+
+
+def build(model: type[M], **fields: Any) -> M:
+    """A request body, checked before it is sent.
+
+    Raises:
+        RunnerError: a field does not fit: the ``ValidationError`` the runner would answer (422)
+            with the same message, so a bad name reads the same whether caught here or there.
+
+    Example:
+        >>> build(CreateVolume, name="data").name  # doctest: +SKIP
+        'data'
+    """
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise RunnerError("ValidationError", _first_error(exc)) from None
 
 
 def client_context() -> ssl.SSLContext:
@@ -192,14 +224,14 @@ class RunnerClient:
             )
         raise RunnerError(kind, message)
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """Call the API; the decoded JSON answer (None for 204).
+    def _exchange(self, method: str, path: str, body: dict[str, Any] | BaseModel | None) -> bytes:
+        """Send one JSON request on the kept-alive connection; the answer's body.
 
         Raises:
-            RunnerUnavailable: connection refused, reset or timed out.
-            AuthenticationError: the token was refused.
-            RunnerError: any other error answer.
+            RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
         """
+        if isinstance(body, BaseModel):
+            body = body.model_dump(mode="json")
         payload = json.dumps(body).encode() if body is not None else None
         with self._lock:
             for attempt in (1, 2):  # a kept-alive connection may have been closed meanwhile
@@ -217,7 +249,69 @@ class RunnerClient:
                     if attempt == 2 or isinstance(exc, final):
                         raise self._unreachable(exc) from exc
         self._check(response.status, data)
+        return data
+
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | BaseModel | None = None
+    ) -> Any:
+        """Call the API untyped: the decoded JSON answer (None for 204). For documents no
+        model describes (``/openapi.json``) and for tests that send what a client never would;
+        the client's own calls go through `call`.
+
+        Raises:
+            RunnerUnavailable: connection refused, reset or timed out.
+            AuthenticationError: the token was refused.
+            RunnerError: any other error answer.
+        """
+        data = self._exchange(method, path, body)
         return json.loads(data) if data else None
+
+    @overload
+    def call(
+        self, method: str, path: str, body: BaseModel | None = None, response: None = None
+    ) -> None: ...
+
+    @overload
+    def call(
+        self, method: str, path: str, body: BaseModel | None = None, *, response: type[M]
+    ) -> M: ...
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None = None,
+        response: type[M] | None = None,
+    ) -> M | None:
+        """Call the API with a model as the body; the answer read as ``response`` (None: the
+        answer's body, if any, is not read: a 204).
+
+        Example:
+            >>> client.call("GET", "/api/v1/gpus", response=ListGpusResponse)  # doctest: +SKIP
+
+        Raises:
+            RunnerUnavailable, AuthenticationError: as for `request`.
+            RunnerError: an error answer, or (``UnexpectedAnswer``) one that does not fit
+                ``response``: a runner of another nbremote version.
+        """
+        data = self._exchange(method, path, body)
+        return None if response is None else self.read(response, data, f"{method} {path}")
+
+    def read(self, model: type[M], data: bytes, what: str) -> M:
+        """An answer's body as ``model``.
+
+        Raises:
+            RunnerError: (``UnexpectedAnswer``) it does not fit, naming the field.
+        """
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            raise RunnerError(
+                "UnexpectedAnswer",
+                f"the runner at {self.url} answered {what} with a document that is not a "
+                f"{model.__name__} ({_first_error(exc)}): is it another version of nbremote "
+                "than this client's? Install the same version on both sides",
+            ) from None
 
     def stream(self, path: str, method: str = "GET") -> Iterator[bytes]:
         """The body of an answer as it arrives (logs that keep coming), on a connection of its own.
@@ -240,10 +334,15 @@ class RunnerClient:
             conn.close()
 
     def upload(
-        self, path: str, file: IO[bytes], size: int, progress: Callable[[int], object]
-    ) -> Any:
+        self,
+        path: str,
+        file: IO[bytes],
+        size: int,
+        progress: Callable[[int], object],
+        response: type[M],
+    ) -> M:
         """POST ``size`` bytes read from ``file`` as they are read (never whole in memory), on
-        a connection of its own; the decoded JSON answer.
+        a connection of its own; the answer read as ``response``.
 
         Raises:
             RunnerUnavailable, AuthenticationError, RunnerError: as for `request`.
@@ -265,14 +364,14 @@ class RunnerClient:
                     conn.send(chunk)
                     left -= len(chunk)
                     progress(len(chunk))
-            response = conn.getresponse()
-            data = response.read()
+            answer = conn.getresponse()
+            data = answer.read()
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from exc
         finally:
             conn.close()
-        self._check(response.status, data)
-        return json.loads(data) if data else None
+        self._check(answer.status, data)
+        return self.read(response, data, f"POST {path}")
 
     def close(self) -> None:
         """Close the kept-alive HTTP connection."""

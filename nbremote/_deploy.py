@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._by_value import dumps_function
 from ._options import FunctionOptions, settings_of
+from .wire.http import DeployApp, DeployObject, DescribeApp
+from .wire.images import DescribeImage
 
 if TYPE_CHECKING:
     from ._client import RunnerClient
@@ -18,25 +20,25 @@ if TYPE_CHECKING:
 
 def _object(
     name: str, kind: str, target: Any, options: FunctionOptions, methods: list[str]
-) -> dict[str, Any]:
+) -> DeployObject:
     payload = dumps_function(f"{kind} {name}", target)
-    return {
-        "name": name,
-        "kind": kind,
-        "methods": methods,
-        "settings": settings_of(options),
-        "payload": base64.b64encode(b"".join(bytes(part) for part in payload.parts)).decode(),
-        "sizes": [part.nbytes for part in payload.parts],
-        "hash": payload.hash,
-    }
+    return DeployObject(
+        name=name,
+        kind=kind,
+        methods=methods,
+        settings=settings_of(options),
+        payload=base64.b64encode(b"".join(bytes(part) for part in payload.parts)).decode(),
+        sizes=[part.nbytes for part in payload.parts],
+        hash=payload.hash,
+    )
 
 
-def deploy(client: RunnerClient, app: App) -> dict[str, Any]:
+def deploy(client: RunnerClient, app: App) -> DescribeApp:
     """Send every function and class of ``app`` to the runner; the runner's description of it."""
     images = [fn.options.image for fn in app.registered_functions.values()]
     images += [cls.options.image for cls in app.registered_classes.values()]
     for image in {image for image in images if image is not None and image.steps}:
-        client.request("POST", "/api/v1/images", image.create_request())
+        client.call("POST", "/api/v1/images", image.create_request(), response=DescribeImage)
     objects = [
         _object(name, "function", fn.raw_f, fn.options, [])
         for name, fn in app.registered_functions.items()
@@ -44,7 +46,5 @@ def deploy(client: RunnerClient, app: App) -> dict[str, Any]:
         _object(name, "class", cls.user_cls, cls.options, cls.methods)
         for name, cls in app.registered_classes.items()
     ]
-    described: dict[str, Any] = client.request(
-        "PUT", f"/api/v1/apps/{app.name}", {"objects": objects}
-    )
-    return described
+    body = DeployApp(objects=objects)
+    return client.call("PUT", f"/api/v1/apps/{app.name}", body, response=DescribeApp)

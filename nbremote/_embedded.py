@@ -24,6 +24,7 @@ import psutil
 
 from ._client import RunnerClient
 from .errors import NbremoteError, RunnerUnavailable
+from .wire.http import Health
 
 RUNTIME_FILE = "runner.json"
 START_TIMEOUT = 60.0
@@ -59,7 +60,7 @@ def find(home: Path) -> tuple[str, str | None] | None:
     token = token if isinstance(token, str) else None
     try:
         with RunnerClient(url, token) as client:
-            client.request("GET", "/api/v1/health")
+            client.call("GET", "/api/v1/health", response=Health)
     except NbremoteError:
         return None
     return url, token

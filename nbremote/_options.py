@@ -20,7 +20,7 @@ from .image import Image
 from .retries import Retries
 from .secret import Secret, spec_secrets
 from .volume import mounts_of
-from .wire.http import FunctionScaling, GpuRequest
+from .wire.http import DescribeApp, DescribeAppObject, FunctionScaling, GpuRequest
 
 
 class AppLike(Protocol):
@@ -157,23 +157,21 @@ def options_from(settings: dict[str, Any]) -> FunctionOptions:
     )
 
 
-def lookup(app_name: str, name: str, kind: str) -> dict[str, Any]:
+def lookup(app_name: str, name: str, kind: str) -> DescribeAppObject:
     """The runner's description of a deployed function or class.
 
     Raises:
         NbremoteError: the app is not deployed, or has no such object (listing what there is).
     """
     try:
-        app: dict[str, Any] = _session.current_session().client.request(
-            "GET", f"/api/v1/apps/{app_name}"
-        )
+        client = _session.current_session().client
+        app = client.call("GET", f"/api/v1/apps/{app_name}", response=DescribeApp)
     except RunnerError as exc:
         raise NbremoteError(exc.message) from None
-    found = {obj["name"]: obj for obj in app["objects"] if obj["kind"] == kind}
+    found = {obj.name: obj for obj in app.objects if obj.kind == kind}
     if name not in found:
         raise NbremoteError(
             f"app {app_name!r} has no deployed {kind} {name!r}; its {kind}s: "
             f"{', '.join(sorted(found)) or 'none'}"
         )
-    described: dict[str, Any] = found[name]
-    return described
+    return found[name]

@@ -22,6 +22,8 @@ from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
 from .errors import RunnerUnavailable, VersionMismatch
 from .wire.codec import Buffer, Header
+from .wire.http import CreateSession, DescribeRunner, DescribeSession
+from .wire.images import DescribeImage
 from .wire.shm import usable
 
 OnFrame = Callable[[Header, list[bytearray]], None]
@@ -91,13 +93,12 @@ class RemoteSession:
     def _open(self) -> Channel:
         if self._channel is not None and not self._channel.broken:
             return self._channel
-        described = self.client.request(
-            "POST", "/api/v1/sessions", {"id": self.id, "notebook": self.notebook}
-        )
-        check_python(described["python"])
-        self.worker_python = described["python"]
+        body = CreateSession(id=self.id, notebook=self.notebook)
+        described = self.client.call("POST", "/api/v1/sessions", body, response=DescribeSession)
+        check_python(described.python)
+        self.worker_python = described.python
         self._channel = self.client.open_channel(self.id)
-        self._channel.shm_dir = usable(described.get("shm_dir"), described.get("host"))
+        self._channel.shm_dir = usable(described.shm_dir, described.host)
         return self._channel
 
     def held(self, spec_key: str) -> set[str]:
@@ -115,10 +116,12 @@ class RemoteSession:
         if self.id in image._registered:
             return
         if image.steps:
-            described = self.client.request("POST", "/api/v1/images", image.create_request(name))
+            body = image.create_request(name)
+            described = self.client.call("POST", "/api/v1/images", body, response=DescribeImage)
         else:
-            described = self.client.request("GET", f"/api/v1/images/{image.object_id}")
-        python = described.get("python_version")
+            path = f"/api/v1/images/{image.object_id}"
+            described = self.client.call("GET", path, response=DescribeImage)
+        python = described.python_version
         if python is not None:
             local = ".".join(platform.python_version_tuple()[:2])
             if python != local:
@@ -330,17 +333,17 @@ class RemoteSession:
                 f"lost the connection to the runner at {self.client.url} ({exc})"
             ) from exc
 
-    def describe(self) -> Any:
+    def describe(self) -> DescribeSession:
         """The runner's description of this session (workers, their memory, their objects)."""
         self._open()
-        return self.client.request("GET", f"/api/v1/sessions/{self.id}")
+        return self.client.call("GET", f"/api/v1/sessions/{self.id}", response=DescribeSession)
 
     def reset(self) -> None:
         """Stop this session's workers: the remote namespace starts empty again."""
         with self._lock:
             self._end_leases()
             if self._channel is not None:
-                self.client.request("DELETE", f"/api/v1/sessions/{self.id}/workers")
+                self.client.call("DELETE", f"/api/v1/sessions/{self.id}/workers")
             self._held.clear()
 
     def close(self) -> None:
@@ -380,7 +383,8 @@ def connect(url: str, token: str | None) -> RemoteSession:
     global _current
     client = RunnerClient(url, token)
     try:
-        client.request("GET", "/api/v1/runner")  # fail now, with the reason, if it is wrong
+        # Fail now, with the reason, if it is wrong.
+        client.call("GET", "/api/v1/runner", response=DescribeRunner)
     except BaseException:
         client.close()
         raise

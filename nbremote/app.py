@@ -52,9 +52,12 @@ class App:
         """
         from . import _session
         from .errors import RunnerError
+        from .wire.http import DescribeApp
 
         try:
-            _session.current_session().client.request("GET", f"/api/v1/apps/{name}")
+            _session.current_session().client.call(
+                "GET", f"/api/v1/apps/{name}", response=DescribeApp
+            )
         except RunnerError as exc:
             if not create_if_missing:
                 raise NbremoteError(exc.message) from None

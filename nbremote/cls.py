@@ -96,8 +96,8 @@ class Cls:
             NbremoteError: it is not deployed (the message lists what is).
         """
         described = lookup(app_name, name, "class")
-        options = options_from(described["settings"])
-        return Cls(None, DeployedApp(app_name), options, name=name, methods=described["methods"])
+        options = options_from(described.settings)
+        return Cls(None, DeployedApp(app_name), options, name=name, methods=described.methods)
 
     def __repr__(self) -> str:
         return f"<nbremote.Cls {self.__qualname__} of app {self.app.name!r}>"

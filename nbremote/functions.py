@@ -113,7 +113,7 @@ class Function(Generic[R]):
         """
         described = lookup(app_name, name, "function")
         deployed = {"app": app_name, "object": name}
-        options = options_from(described["settings"])
+        options = options_from(described.settings)
         return Function(
             None,
             DeployedApp(app_name),

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._client import build
 from .errors import NbremoteError
-from .wire.images import ImageStep, image_id
+from .wire.images import CreateImage, ImageStep, image_id
 
 MAX_LOCAL_BYTES = 64 << 20  # beyond this, data belongs in a Volume, not an image
 _SKIPPED = ("__pycache__", ".git", ".ipynb_checkpoints", ".venv", "node_modules")
@@ -287,11 +288,14 @@ class Image:
             if os.environ.get("NBREMOTE_IMAGE") == self.object_id:
                 raise
 
-    def create_request(self, name: str | None = None) -> dict[str, Any]:
-        """The body of ``POST /api/v1/images`` for this image."""
+    def create_request(self, name: str | None = None) -> CreateImage:
+        """The body of ``POST /api/v1/images`` for this image.
+
+        Raises:
+            RunnerError: ``name`` is not an image name (letters, digits, ``_.-``).
+        """
         files = {sha: base64.b64encode(data).decode() for sha, data in self._files.items()}
-        steps = [step.model_dump() for step in self._steps]
-        return {"steps": steps, "files": files, **({"name": name} if name else {})}
+        return build(CreateImage, steps=list(self._steps), files=files, name=name or None)
 
 
 def _module_source(module: str) -> Path:

@@ -28,6 +28,7 @@ from .cli._utils import format_bytes
 from .errors import NbremoteError, SerializationError
 from .image import Image
 from .secret import Secret
+from .wire.http import ListGpusResponse
 from .wire.mounts import check_mount_paths
 
 SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
@@ -234,35 +235,36 @@ class RemoteMagics(Magics):
         """Show the runner, this notebook's session, its workers and what they hold."""
         session = _session.current_session()
         described = session.describe()
-        print(f"runner   {session.client.url}  (workers run Python {described['python']})")
+        print(f"runner   {session.client.url}  (workers run Python {described.python})")
         print(f"session  {session.id}" + (f"  {session.notebook}" if session.notebook else ""))
-        if not described["workers"]:
+        if not described.workers:
             print("worker   none yet: the next %%remote cell starts one")
-        for worker in described["workers"]:
-            state = "busy" if worker["busy"] else "idle"
-            rss = format_bytes(worker["rss_bytes"])
+        for worker in described.workers:
+            state = "busy" if worker.busy else "idle"
+            rss = format_bytes(worker.rss_bytes)
             print(
-                f"worker   pid {worker['pid']}, up {worker['uptime_s']:.0f} s, "
-                f"{rss} resident, {worker['cells_run']} cells, {state}"
+                f"worker   pid {worker.pid}, up {worker.uptime_s:.0f} s, "
+                f"{rss} resident, {worker.cells_run} cells, {state}"
             )
-            for obj in worker["objects"]:
-                print(f"  {obj['name']:<20} {obj['type']:<20} {format_bytes(obj['nbytes'])}")
-        if any(worker.get("gpus") for worker in described["workers"]):
+            for obj in worker.objects:
+                print(f"  {obj.name:<20} {obj.type:<20} {format_bytes(obj.nbytes)}")
+        if any(worker.gpus for worker in described.workers):
             self._gpus(session)
 
     def _gpus(self, session: _session.RemoteSession) -> None:
         """The GPUs this notebook's workers hold, with their latest readings."""
-        for device in session.client.request("GET", "/api/v1/gpus")["gpus"]:
-            holder = device["holder"] or {}
-            if holder.get("session") != session.id:
+        listed = session.client.call("GET", "/api/v1/gpus", response=ListGpusResponse)
+        for device in listed.gpus:
+            holder = device.holder
+            if holder is None or holder.session != session.id:
                 continue
-            used, total = device["memory_used_bytes"], device["memory_total_bytes"]
-            busy = device["utilization_percent"]
+            used, total = device.memory_used_bytes, device.memory_total_bytes
+            busy = device.utilization_percent
             figures = f"{format_bytes(used)} of {format_bytes(total)} used" + (
                 f", {busy:.0f}% busy" if busy is not None else ""
             )
-            who = "cells" if holder["kind"] == "cell" else holder["name"]
-            print(f"gpu      {device['index']} {device['name']}: {figures} (for {who})")
+            who = "cells" if holder.kind == "cell" else holder.name
+            print(f"gpu      {device.index} {device.name}: {figures} (for {who})")
 
     @magic_arguments("remote pull")
     @argument("names", nargs="+", metavar="NAME", help="a name bound on the worker")

@@ -22,12 +22,15 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from .errors import NbremoteError, RunnerError
 from .wire.mounts import check_mount_paths
 from .wire.transport import worker_transport
+
+if TYPE_CHECKING:
+    from ._client import RunnerClient
 
 API = "/api/v1/volumes"
 
@@ -50,7 +53,7 @@ class FileEntry:
     size: int
 
 
-def _client() -> Any:
+def _client() -> RunnerClient:
     from . import _session
 
     return _session.current_session().client
@@ -102,10 +105,15 @@ class Volume:
         volume = cls(name)
         if _in_worker():
             volume._worker_request("lookup", create=create_if_missing)
-        elif create_if_missing:
-            _client().request("POST", API, {"name": name, "exist_ok": True})
         else:
-            _client().request("GET", f"{API}/{quote(name)}")
+            from ._client import build
+            from .wire.http import CreateVolume, DescribeVolume
+
+            if create_if_missing:
+                body = build(CreateVolume, name=name, exist_ok=True)
+                _client().call("POST", API, body, response=DescribeVolume)
+            else:
+                _client().call("GET", f"{API}/{quote(name)}", response=DescribeVolume)
         return volume
 
     @classmethod
@@ -120,7 +128,7 @@ class Volume:
 
     def delete(self) -> None:
         """Remove the volume and every file in it."""
-        _client().request("DELETE", f"{API}/{quote(self.name)}")
+        _client().call("DELETE", f"{API}/{quote(self.name)}")
 
     # -- inside a container -------------------------------------------------------------------
 
@@ -161,7 +169,7 @@ class Volume:
 
     # -- from a notebook or script ------------------------------------------------------------
 
-    def _outside(self, what: str) -> Any:
+    def _outside(self, what: str) -> RunnerClient:
         if _in_worker():
             raise NbremoteError(
                 f"Volume.{what} works from a notebook or script; inside a container, use the "
@@ -175,12 +183,12 @@ class Volume:
         Raises:
             RunnerError: nothing is there, or the path leaves the volume.
         """
+        from .wire.http import ListVolumeFilesResponse
+
         query = urlencode({"path": path, "recursive": int(recursive)})
-        listed = self._outside("listdir").request("GET", f"{API}/{quote(self.name)}/files?{query}")
-        return [
-            FileEntry(e["path"], FileEntryType(e["type"]), e["mtime"], e["size"])
-            for e in listed["entries"]
-        ]
+        url = f"{API}/{quote(self.name)}/files?{query}"
+        listed = self._outside("listdir").call("GET", url, response=ListVolumeFilesResponse)
+        return [FileEntry(e.path, FileEntryType(e.type), e.mtime, e.size) for e in listed.entries]
 
     def iterdir(self, path: str = "/", *, recursive: bool = False) -> Iterator[FileEntry]:
         """As `listdir`, one entry at a time."""
@@ -205,12 +213,14 @@ class Volume:
 
     def remove_file(self, path: str, recursive: bool = False) -> None:
         """Remove a file (or, with ``recursive``, a folder and what it holds)."""
-        self._commit({"remove": [path], "recursive": recursive}, "remove_file")
+        self._commit("remove_file", remove=[path], recursive=recursive)
 
     def copy_files(self, src_paths: Sequence[str], dst_path: str) -> None:
         """Copy files or folders within the volume (into ``dst_path`` if it is a folder)."""
-        copy = {"sources": list(src_paths), "destination": dst_path}
-        self._commit({"copy_files": [copy]}, "copy_files")
+        from .wire.http import CopyFiles
+
+        copy = CopyFiles(sources=list(src_paths), destination=dst_path)
+        self._commit("copy_files", copy_files=[copy])
 
     def batch_upload(self, force: bool = False) -> BatchUpload:
         """Upload many files as one commit: ``with vol.batch_upload() as b: b.put_file(...)``.
@@ -221,8 +231,14 @@ class Volume:
         self._outside("batch_upload")
         return BatchUpload(self, force)
 
-    def _commit(self, body: dict[str, Any], what: str) -> Any:
-        return self._outside(what).request("POST", f"{API}/{quote(self.name)}/versions", body)
+    def _commit(self, what: str, **fields: Any) -> None:
+        """A new version of the volume: `CommitVolume` of ``fields``."""
+        from ._client import build
+        from .wire.http import CommitVolume, DescribeVolume
+
+        body = build(CommitVolume, **fields)
+        path = f"{API}/{quote(self.name)}/versions"
+        self._outside(what).call("POST", path, body, response=DescribeVolume)
 
 
 class BatchUpload:
@@ -256,6 +272,8 @@ class BatchUpload:
             self._upload()
 
     def _upload(self) -> None:
+        from .wire.http import DescribeBlob
+
         client = _client()
         total = sum(_size(local) for local, _ in self._files)
         put: dict[str, str] = {}
@@ -267,12 +285,11 @@ class BatchUpload:
                         if hasattr(local, "read")
                         else stack.enter_context(open(local, "rb"))
                     )
-                    blob = client.upload(
-                        f"{API}/{quote(self._volume.name)}/blobs", file, _size(local), bar.update
-                    )
-                put[remote] = blob["hash"]
+                    path = f"{API}/{quote(self._volume.name)}/blobs"
+                    blob = client.upload(path, file, _size(local), bar.update, DescribeBlob)
+                put[remote] = blob.hash
         if put:
-            self._volume._commit({"put": put, "force": self._force}, "batch_upload")
+            self._volume._commit("batch_upload", put=put, force=self._force)
 
 
 def _size(local: str | os.PathLike[str] | IO[bytes]) -> int:

@@ -20,20 +20,17 @@ def apps() -> None:
 @json_option
 def apps_ls(url: str | None, token: str | None, as_json: bool) -> None:
     """List deployed apps with their functions, classes and warm workers."""
-    listed = runner_client(url, token).request("GET", "/api/v1/apps")["apps"]
+    from ..wire.http import ListAppsResponse
+
+    listed = runner_client(url, token).call("GET", "/api/v1/apps", response=ListAppsResponse)
     rows = [
-        [
-            app["name"],
-            len(app["objects"]),
-            app["workers"],
-            ", ".join(o["name"] for o in app["objects"]),
-        ]
-        for app in listed
+        [app.name, len(app.objects), app.workers, ", ".join(o.name for o in app.objects)]
+        for app in listed.apps
     ]
     display_table(
         ["NAME", "OBJECTS", "WORKERS", "FUNCTIONS AND CLASSES"],
         rows,
-        listed,
+        listed.model_dump(mode="json")["apps"],
         as_json,
         empty="no deployed apps",
         right={"OBJECTS", "WORKERS"},
@@ -62,5 +59,5 @@ def apps_logs(name: str, follow: bool, url: str | None, token: str | None) -> No
 def apps_stop(name: str, url: str | None, token: str | None) -> None:
     """Stop an app: its workers stop (running @nr.exit methods) and it is no longer deployed."""
     with usage_errors():
-        runner_client(url, token).request("DELETE", f"/api/v1/apps/{name}")
+        runner_client(url, token).call("DELETE", f"/api/v1/apps/{name}")
     click.echo(f"stopped app {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +13,7 @@ from ._utils import display_table, format_ago, format_bytes
 
 if TYPE_CHECKING:
     from ..image import Image
+    from ..wire.images import DescribeImage
 
 
 @click.group()
@@ -25,26 +26,28 @@ def images() -> None:
 @json_option
 def images_ls(url: str | None, token: str | None, as_json: bool) -> None:
     """List images, most recently used first, with their size and last use."""
-    listed = runner_client(url, token).request("GET", "/api/v1/images")["images"]
+    from ..wire.images import ListImagesResponse
+
+    listed = runner_client(url, token).call("GET", "/api/v1/images", response=ListImagesResponse)
     display_table(
         ["ID", "NAME", "PYTHON", "STATE", "SIZE", "LAST USED", "WORKERS"],
-        [_image_row(image) for image in listed],
-        listed,
+        [_image_row(image) for image in listed.images],
+        listed.model_dump(mode="json")["images"],
         as_json,
         empty="no images",
         right={"SIZE", "WORKERS"},
     )
 
 
-def _image_row(image: dict[str, Any]) -> list[str]:
+def _image_row(image: DescribeImage) -> list[str]:
     return [
-        image["id"],
-        image["name"] or "-",
-        f"py{image['python_version'] or '?'}",
-        "built" if image["built"] else "not built",
-        format_bytes(image["bytes"]),
-        format_ago(image["last_used"]),
-        str(image["in_use"] or ""),
+        image.id,
+        image.name or "-",
+        f"py{image.python_version or '?'}",
+        "built" if image.built else "not built",
+        format_bytes(image.bytes),
+        format_ago(image.last_used),
+        str(image.in_use or ""),
     ]
 
 
@@ -56,12 +59,15 @@ def images_build(target: str | None, pip: str | None, url: str | None, token: st
     """Build the images a script defines (or the one called NAME), printing the build log."""
     if (target is None) == (pip is None):
         raise click.UsageError("give FILE.py[::NAME] or --pip PACKAGES (one of them)")
+    from ..wire.images import DescribeImage
+
     found = _pip_image(pip) if pip is not None else _script_images(target or "")
     client = runner_client(url, token)
     failed = False
     for label, image in found.items():
-        described = client.request("POST", "/api/v1/images", image.create_request(label))
-        for chunk in client.stream(f"/api/v1/images/{described['id']}/build", method="POST"):
+        body = image.create_request(label)
+        described = client.call("POST", "/api/v1/images", body, response=DescribeImage)
+        for chunk in client.stream(f"/api/v1/images/{described.id}/build", method="POST"):
             for line in chunk.decode(errors="replace").splitlines():
                 failed = failed or line.startswith("result: error")
                 click.echo(line.removeprefix("result: ok ").removeprefix("result: error "))
@@ -102,7 +108,7 @@ def images_rm(refs: tuple[str, ...], url: str | None, token: str | None) -> None
     client = runner_client(url, token)
     for ref in refs:
         with usage_errors():
-            client.request("DELETE", f"/api/v1/images/{ref}")
+            client.call("DELETE", f"/api/v1/images/{ref}")
         click.echo(f"removed image {ref}")
 
 
@@ -119,12 +125,16 @@ def images_prune(
     token: str | None,
 ) -> None:
     """Free space, least recently used images first (without limits: only unused layers)."""
+    from .._client import build
+    from ..wire.images import PruneImages, PruneImagesResponse
+
     if keep_size is not None:
         keep_bytes = keep_size
-    body = {"keep_bytes": keep_bytes, "older_than_s": older_than}
-    pruned = runner_client(url, token).request("POST", "/api/v1/images/prune", body)
+    body = build(PruneImages, keep_bytes=keep_bytes, older_than_s=older_than)
+    client = runner_client(url, token)
+    pruned = client.call("POST", "/api/v1/images/prune", body, response=PruneImagesResponse)
     click.echo(
-        f"removed {len(pruned['removed'])} images ({', '.join(pruned['removed']) or 'none'}), "
-        f"freed {format_bytes(pruned['freed_bytes'])}; "
-        f"the cache holds {format_bytes(pruned['kept_bytes'])}"
+        f"removed {len(pruned.removed)} images ({', '.join(pruned.removed) or 'none'}), "
+        f"freed {format_bytes(pruned.freed_bytes)}; "
+        f"the cache holds {format_bytes(pruned.kept_bytes)}"
     )

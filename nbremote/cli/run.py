@@ -43,7 +43,7 @@ def deploy(path: Path, url: str | None, token: str | None) -> None:
     client = connect(url, token)
     for app in apps:
         described = deploy_app(client, app)
-        names = ", ".join(f"{obj['name']} ({obj['kind']})" for obj in described["objects"])
+        names = ", ".join(f"{obj.name} ({obj.kind})" for obj in described.objects)
         click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
 
 

@@ -25,6 +25,7 @@ def secrets_set(
 ) -> None:
     """Create or replace a secret from KEY=VALUE pairs (and/or a .env file)."""
     from ..secret import parse_dotenv
+    from ..wire.http import DescribeSecret, SetSecret
 
     values: dict[str, str] = {}
     if from_dotenv is not None:
@@ -39,8 +40,9 @@ def secrets_set(
         raise click.UsageError("give KEY=VALUE pairs or --from-dotenv FILE")
     client = connect(url, token)
     with usage_errors():
-        described = client.request("PUT", f"/api/v1/secrets/{name}", {"values": values})
-    click.echo(f"secret {name!r} set: {', '.join(described['keys'])}")
+        body = SetSecret(values=values)
+        described = client.call("PUT", f"/api/v1/secrets/{name}", body, response=DescribeSecret)
+    click.echo(f"secret {name!r} set: {', '.join(described.keys)}")
 
 
 @secrets.command("ls")
@@ -48,11 +50,13 @@ def secrets_set(
 @json_option
 def secrets_ls(url: str | None, token: str | None, as_json: bool) -> None:
     """List secrets: names, keys and dates (never values)."""
-    listed = connect(url, token).request("GET", "/api/v1/secrets")["secrets"]
+    from ..wire.http import ListSecretsResponse
+
+    listed = connect(url, token).call("GET", "/api/v1/secrets", response=ListSecretsResponse)
     display_table(
         ["NAME", "UPDATED", "KEYS"],
-        [[s["name"], format_when(s["updated_at"]), ", ".join(s["keys"])] for s in listed],
-        listed,
+        [[s.name, format_when(s.updated_at), ", ".join(s.keys)] for s in listed.secrets],
+        listed.model_dump(mode="json")["secrets"],
         as_json,
         empty="no secrets",
     )
@@ -64,5 +68,5 @@ def secrets_ls(url: str | None, token: str | None, as_json: bool) -> None:
 def secrets_rm(name: str, url: str | None, token: str | None) -> None:
     """Delete a secret (workers started with it keep their environment until they stop)."""
     with usage_errors():
-        connect(url, token).request("DELETE", f"/api/v1/secrets/{name}")
+        connect(url, token).call("DELETE", f"/api/v1/secrets/{name}")
     click.echo(f"deleted secret {name!r}")

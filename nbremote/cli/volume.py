@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +13,7 @@ from ._utils import display_table, format_bytes, format_when
 
 if TYPE_CHECKING:
     from ..volume import FileEntry, Volume
+    from ..wire.http import DescribeVolume
 
 
 def _volume(name: str) -> Volume:
@@ -31,24 +32,26 @@ def volumes() -> None:
 @json_option
 def volumes_ls(url: str | None, token: str | None, as_json: bool) -> None:
     """List volumes with their size and last commit."""
-    listed = connect(url, token).request("GET", "/api/v1/volumes")["volumes"]
+    from ..wire.http import ListVolumesResponse
+
+    listed = connect(url, token).call("GET", "/api/v1/volumes", response=ListVolumesResponse)
     display_table(
         ["NAME", "FILES", "SIZE", "MODIFIED", "VERSION"],
-        [_volume_row(volume) for volume in listed],
-        listed,
+        [_volume_row(volume) for volume in listed.volumes],
+        listed.model_dump(mode="json")["volumes"],
         as_json,
         empty="no volumes",
         right={"FILES", "SIZE", "VERSION"},
     )
 
 
-def _volume_row(volume: dict[str, Any]) -> list[str]:
+def _volume_row(volume: DescribeVolume) -> list[str]:
     return [
-        volume["name"],
-        str(volume["files"]),
-        format_bytes(volume["size"]),
-        format_when(volume["modified_at"]),
-        str(volume["version"]),
+        volume.name,
+        str(volume.files),
+        format_bytes(volume.size),
+        format_when(volume.modified_at),
+        str(volume.version),
     ]
 
 
@@ -57,8 +60,12 @@ def _volume_row(volume: dict[str, Any]) -> list[str]:
 @runner_options
 def volumes_create(name: str, url: str | None, token: str | None) -> None:
     """Create a volume."""
+    from .._client import build
+    from ..wire.http import CreateVolume, DescribeVolume
+
     with usage_errors():
-        connect(url, token).request("POST", "/api/v1/volumes", {"name": name})
+        body = build(CreateVolume, name=name)
+        connect(url, token).call("POST", "/api/v1/volumes", body, response=DescribeVolume)
     click.echo(f"created volume {name!r}")
 
 
@@ -68,7 +75,7 @@ def volumes_create(name: str, url: str | None, token: str | None) -> None:
 def volumes_rm(name: str, url: str | None, token: str | None) -> None:
     """Delete a volume and every file in it."""
     with usage_errors():
-        connect(url, token).request("DELETE", f"/api/v1/volumes/{name}")
+        connect(url, token).call("DELETE", f"/api/v1/volumes/{name}")
     click.echo(f"deleted volume {name!r}")
 
 

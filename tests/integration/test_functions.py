@@ -214,19 +214,19 @@ def test_min_containers_and_scaledown_window(remote_session: RemoteSession) -> N
 
     warm.remote()
     time.sleep(1.0)
-    assert len(remote_session.describe()["workers"]) == 2  # kept warm while idle
+    assert len(remote_session.describe().workers) == 2  # kept warm while idle
 
     @app.function(scaledown_window=1)
     def cold() -> int:
         return os.getpid()
 
     cold.remote()
-    workers = len(remote_session.describe()["workers"])
+    workers = len(remote_session.describe().workers)
     # Gone about a window after its last use (a direct call's lease first lets go: <= 1 s).
     deadline = time.monotonic() + 6
-    while len(remote_session.describe()["workers"]) == workers and time.monotonic() < deadline:
+    while len(remote_session.describe().workers) == workers and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(remote_session.describe()["workers"]) == workers - 1
+    assert len(remote_session.describe().workers) == workers - 1
 
 
 def test_old_modal_names_warn_and_map_to_new_ones() -> None:

@@ -106,8 +106,8 @@ def test_a_gpu_cell_is_pinned_to_its_device_and_ends_with_a_summary(
 
     # The worker's own memory, as NVML lists its process, is what the summary counts.
     notebook.namespace["fake"] = str(fake)
-    [worker] = [w for w in notebook.session.describe()["workers"] if w["gpus"]]
-    notebook.namespace["host_pid"] = worker["pid"]  # NVML lists host pids, not a sandbox's
+    [worker] = [w for w in notebook.session.describe().workers if w.gpus]
+    notebook.namespace["host_pid"] = worker.pid  # NVML lists host pids, not a sandbox's
     notebook.run(
         "import json, os, time\n"
         "device = dict(json.load(open(fake))['devices'][0], utilization=20, used_mib=9000,\n"
@@ -242,7 +242,7 @@ def test_an_idle_function_worker_is_stopped_to_make_room(
         notebooks[0].run("z = 3")  # the idle function worker makes way, at once
         assert time.monotonic() - started < 20 and notebooks[0].namespace["z"] == 3
         assert gpus(runner)["gpus"][0]["holder"]["kind"] == "cell"
-        assert caller.describe()["workers"] == []
+        assert caller.describe().workers == []
     finally:
         caller.reset()
         caller.close()

@@ -101,11 +101,11 @@ def test_secrets_are_injected_and_never_shown(
 def test_a_missing_secret_fails_before_any_worker_starts(
     remote_session: _session.RemoteSession,
 ) -> None:
-    workers = len(remote_session.describe()["workers"])
+    workers = len(remote_session.describe().workers)
     uses = environment.with_options(secrets=[nr.Secret.from_name("never-set")])
     with pytest.raises(nr.RemoteError, match=r"no secret named 'never-set'.*nbremote secrets set"):
         uses.remote("X")
-    assert len(remote_session.describe()["workers"]) == workers
+    assert len(remote_session.describe().workers) == workers
 
 
 def test_bad_secrets_are_refused_without_showing_values() -> None:

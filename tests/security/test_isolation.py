@@ -305,7 +305,7 @@ def _quietly(fn: Any, *args: Any) -> None:
 
 def test_a_restarted_runner_removes_what_a_killed_one_left(fresh_runner: RunningRunner) -> None:
     session, pid = started_worker(fresh_runner)
-    shm = session.describe()["shm_dir"]
+    shm = session.describe().shm_dir
     shm_dir = Path(shm) if shm else None
     scratch = [path for path in (fresh_runner.data_dir / "scratch").rglob("*") if path.is_dir()]
     assert scratch
