@@ -72,6 +72,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from nbremote import _embedded, _session
+from nbremote.wire.http import DescribeRunner
 
 MIB = 1024 * 1024
 COLD_TIMEOUT = 120.0
@@ -324,12 +325,12 @@ def peak_rss(pid: int) -> int:
 def nbremote_memory() -> Memory:
     """The runner's memory, and the worker's as the runner describes it."""
     session = _session.current_session()
-    runner_pid = session.client.request("GET", "/api/v1/runner")["pid"]
-    workers = session.describe()["workers"]
+    runner_pid = session.client.call("GET", "/api/v1/runner", response=DescribeRunner).pid
+    workers = session.describe().workers
     check(len(workers) == 1, f"expected one worker, the runner describes {len(workers)}")
-    worker_rss = workers[0]["rss_bytes"]
+    worker_rss = workers[0].rss_bytes
     check(worker_rss is not None, "the runner does not know its worker's memory")
-    return Memory(rss(runner_pid), worker_rss, peak_rss(runner_pid), peak_rss(workers[0]["pid"]))
+    return Memory(rss(runner_pid), worker_rss, peak_rss(runner_pid), peak_rss(workers[0].pid))
 
 
 def ipyparallel_memory(cluster: Any, engine: Any) -> Memory:
