@@ -3,10 +3,10 @@ receipt naming the op and the field: never a KeyError deep inside the receiver."
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
-import re
 import threading
 from typing import Any
 

@@ -121,7 +121,9 @@ def test_each_check_names_the_missing_or_wrong_field(op: str) -> None:
         _fill_parents(TABLE[op], path, base)
         name = ".".join(path)
         bad = _set(base, path, _wrong(rule))
-        assert problem(bad) == f"{name}: expected {rule.expected}, got {type(_wrong(rule)).__name__}"
+        assert (
+            problem(bad) == f"{name}: expected {rule.expected}, got {type(_wrong(rule)).__name__}"
+        )
         if op in PYDANTIC:
             with pytest.raises(ValidationError):
                 _ADAPTER.validate_python(bad)
@@ -135,7 +137,9 @@ def test_each_check_names_the_missing_or_wrong_field(op: str) -> None:
 def test_a_list_item_is_checked_and_named_by_position() -> None:
     frame = _valid("exec") | {"inputs": [{"name": "x"}, {"name": 3}]}
     assert problem(frame) == "inputs[1].name: expected str, got int"
-    assert problem(_valid("need") | {"hashes": ["a", None]}) == "hashes[1]: expected str, got NoneType"
+    assert (
+        problem(_valid("need") | {"hashes": ["a", None]}) == "hashes[1]: expected str, got NoneType"
+    )
 
 
 def test_true_is_no_count() -> None:
@@ -154,7 +158,7 @@ def test_op_itself() -> None:
     assert problem({"id": "r"}) == "op: missing"
     assert problem({"op": 3}) == "op: expected str, got int"
     assert problem({"op": "something-newer", "id": "r"}) is None  # left to the receiver
-    with pytest.raises(ops.FrameInvalid, match="'stream' frame .*text: missing"):
+    with pytest.raises(ops.FrameInvalid, match=r"'stream' frame .*text: missing"):
         ops.check({"op": "stream", "id": "r", "name": "stdout"})
 
 
