@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ._client import Channel
 from .wire.codec import Header
+from .wire.ops import Op
 
 LEASE_IDLE = 1.0  # as in nbremote_runner.worker_lease (the worker lets go after this)
 
@@ -48,7 +49,7 @@ def direct_eligible(header: Header, shm_dir: str | None) -> bool:
     """Whether a request may go to a leased worker rather than through the runner."""
     return (
         shm_dir is not None  # the runner, so its workers, share this machine
-        and header.get("op") == "call"
+        and header.get("op") == Op.CALL
         and header.get("count") == 1
         and "deployed" not in header
         and not header.get("timeout")  # the runner's safety net over timeouts stays in the loop
@@ -72,5 +73,5 @@ def connect_lease(leased: Header, lease_id: str, shm_dir: str | None) -> Lease:
         raise
     channel = Channel(sock)
     channel.shm_dir = shm_dir
-    channel.send({"op": "hello", "token": leased["token"]})
+    channel.send({"op": Op.HELLO, "token": leased["token"]})
     return Lease(lease_id, channel)

@@ -20,10 +20,11 @@ from typing import Any
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
-from .errors import RunnerUnavailable, VersionMismatch
+from .errors import RunnerError, RunnerUnavailable, VersionMismatch
 from .wire.codec import Buffer, Header
 from .wire.http import CreateSession, DescribeRunner, DescribeSession
 from .wire.images import DescribeImage
+from .wire.ops import Op, problem
 from .wire.shm import usable
 
 OnFrame = Callable[[Header, list[bytearray]], None]
@@ -148,11 +149,16 @@ class RemoteSession:
         channel: Channel,
         wanted: set[str],
         on_frame: OnFrame,
-        until: tuple[str, ...] = ("done",),
+        until: tuple[str, ...] = (Op.DONE,),
     ) -> Frame:
         """Serve frames until a ``done`` (or another op of ``until``) for one of ``wanted``;
         frames of other pending requests (a call made while iterating a map, say) are kept for
-        them."""
+        them.
+
+        Raises:
+            RunnerError: a frame for one of ``wanted`` cannot be read (a field missing, or of
+                the wrong type); that request is cancelled, the session goes on.
+        """
         while True:
             stashed = next((rid for rid in wanted if self._stash.get(rid)), None)
             if stashed is not None:
@@ -160,20 +166,37 @@ class RemoteSession:
             else:
                 frame, buffers = channel.recv()
             request_id = frame.get("id", "")
-            request = self._pending.get(request_id)
+            request = self._pending.get(request_id) if isinstance(request_id, str) else None
             if request is None:
-                continue  # a cancelled request's late frames
+                continue  # a cancelled request's late frames (or one for no request)
             if request_id not in wanted:
                 self._stash.setdefault(request_id, deque()).append((frame, buffers))
-            elif frame["op"] in until:
-                if frame["op"] == "done":
+                continue
+            wrong = problem(frame)
+            if wrong is not None:
+                raise self._refuse(channel, request_id, frame, wrong)
+            if frame["op"] in until:
+                if frame["op"] == Op.DONE:
                     self._settle(request_id, request, frame)
                 return frame, buffers
-            elif frame["op"] == "need" and request.packed is not None:
+            elif frame["op"] == Op.NEED and request.packed is not None:
                 blobs, blob_buffers = request.packed.blobs(frame["hashes"])
                 channel.send({**blobs, "id": request_id}, blob_buffers)
             else:
                 on_frame(frame, buffers)
+
+    def _refuse(self, channel: Channel, request_id: str, frame: Header, wrong: str) -> RunnerError:
+        """Give up a request whose answer cannot be read: cancel it, and say why."""
+        self._pending.pop(request_id, None)
+        self._stash.pop(request_id, None)
+        if not channel.broken:
+            channel.send({"op": Op.CANCEL, "id": request_id})
+        return RunnerError(
+            "InvalidFrame",
+            f"a {frame.get('op')!r} frame answering this request cannot be read ({wrong}): is "
+            "the runner (or its worker) on a version of nbremote this kernel does not speak? The "
+            "request was cancelled; upgrade the older of the two",
+        )
 
     def _settle(self, request_id: str, request: Request, done: Header) -> None:
         """Forget a finished request; note what its worker holds now."""
@@ -208,7 +231,7 @@ class RemoteSession:
                         self._abandon(channel, [request_id])
                         raise
                     interrupted = True
-                    channel.send({"op": "interrupt", "id": request_id})
+                    channel.send({"op": Op.INTERRUPT, "id": request_id})
 
     def _call_direct(self, channel: Channel, request: Request, on_frame: OnFrame) -> Frame | None:
         """Serve a call on a worker leased to this kernel (see `nbremote._direct`); None when it
@@ -225,13 +248,16 @@ class RemoteSession:
                 frame = self._next_done(lease.channel, {request_id}, on_frame)
                 lease.last_used = time.monotonic()
                 return frame
+            except RunnerError:  # a frame of the leased worker's that cannot be read
+                self._end_lease(pool["key"])
+                raise
             except KeyboardInterrupt:
                 if interrupted:
                     self._pending.pop(request_id, None)
                     self._end_lease(pool["key"])
                     raise
                 interrupted = True
-                channel.send({"op": "interrupt", "id": lease.lease_id})
+                channel.send({"op": Op.INTERRUPT, "id": lease.lease_id})
             except OSError:
                 break
         # The worker's socket closed: the lease's done (from the runner) says whether it died.
@@ -256,11 +282,11 @@ class RemoteSession:
         self._pending[lease_id] = Request({"op": "lease"})
         try:
             channel.send({"op": "lease", "id": lease_id, "pool": pool})
-            leased, _ = self._next_done(channel, {lease_id}, on_frame, ("leased", "done"))
+            leased, _ = self._next_done(channel, {lease_id}, on_frame, (Op.LEASED, Op.DONE))
         except BaseException:
             self._pending.pop(lease_id, None)
             raise
-        if leased["op"] == "done":
+        if leased["op"] == Op.DONE:
             return None  # no worker to lease: the call through the runner will say why
         try:
             lease = self._leases[pool["key"]] = connect_lease(leased, lease_id, channel.shm_dir)
@@ -322,7 +348,7 @@ class RemoteSession:
             self._pending.pop(request_id, None)
             self._stash.pop(request_id, None)
             if not channel.broken:
-                channel.send({"op": "cancel", "id": request_id})
+                channel.send({"op": Op.CANCEL, "id": request_id})
 
     @contextlib.contextmanager
     def _connection_errors(self) -> Iterator[None]:

@@ -37,11 +37,12 @@ from typing import Any
 
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, Header
+from nbremote.wire.ops import FrameInvalid, Op
 from nbremote.wire.serialize import Payload, dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
 from .worker_calls import BatchResult, call_batch
-from .worker_inbox import Inbox
+from .worker_inbox import Inbox, checked_reply
 from .worker_io import (
     FrameStream,
     Outbox,
@@ -87,10 +88,10 @@ class Worker:
         self.inbox = Inbox()
         self._threads: ThreadPoolExecutor | None = None
         self._handlers = {
-            "exec": self.exec_cell,
-            "pull": self.pull,
-            "call": self.call,
-            "lease": self.lease,
+            Op.EXEC: self.exec_cell,
+            Op.PULL: self.pull,
+            Op.CALL: self.call,
+            Op.LEASE: self.lease,
         }
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -111,7 +112,7 @@ class Worker:
         if self.running or threading.current_thread() is threading.main_thread():
             with self._store_lock:  # the code may use its Dicts from several threads
                 self.outbox.send(op, buffers, via=self.sock, **header)
-                return self.runner_reader.read()
+                return checked_reply(*self.runner_reader.read())
         reply_id = uuid.uuid4().hex
         box: queue.Queue[tuple[Header, list[Any]]] = queue.Queue(maxsize=1)
         self.inbox.replies[reply_id] = box
@@ -153,13 +154,15 @@ class Worker:
         """Answer a request that could not be served with an error ``done`` naming why."""
         if isinstance(exc, _InputError):
             error = exc.error
+        elif isinstance(exc, FrameInvalid):  # refused on receipt (a leased client's call)
+            error = _InputError("ValidationError", str(exc)).error
         elif isinstance(exc, KeyError | TypeError | ValueError | IndexError):
             field = f"{exc.args[0]}: missing" if isinstance(exc, KeyError) else repr(exc)
             evalue = f"the {header.get('op')!r} request cannot be served: {field}"
             error = _InputError("ValidationError", evalue).error
         else:
             error = _InputError(type(exc).__name__, str(exc)).error
-        self.outbox.send("done", ok=False, error=error)
+        self.outbox.send(Op.DONE, ok=False, error=error)
 
     def lease(self, header: Header, buffers: list[bytearray]) -> None:
         """Serve a same-host client's calls straight from its socket (see `worker_lease`)."""
@@ -199,7 +202,7 @@ class Worker:
                 else:
                     values[item["name"]] = obj
         if missing:
-            self.outbox.send("need", hashes=[item["hash"] for item in missing])
+            self.outbox.send(Op.NEED, hashes=[item["hash"] for item in missing])
             header, blobs = self.inbox.blobs(self.reader)
             self._bind_sent(header["items"], blobs, {})
             for item in missing:
@@ -264,7 +267,7 @@ class Worker:
     ) -> None:
         self._prune_cache()
         self.outbox.send(
-            "done",
+            Op.DONE,
             buffers,
             ok=ok,
             error=error,
@@ -328,7 +331,7 @@ class Worker:
     def _function(self, item: Header, parts: list[bytearray]) -> Any:
         """The function to call: sent along, or kept from an earlier call, or asked for."""
         if not parts and item["hash"] not in self.functions:
-            self.outbox.send("need", hashes=[item["hash"]])
+            self.outbox.send(Op.NEED, hashes=[item["hash"]])
             _, parts = self.inbox.blobs(self.reader)
         if parts:
             self.functions[item["hash"]] = loads(item["name"], parts)
@@ -359,7 +362,7 @@ class Worker:
             fn, inputs = self._resolve_call(header, buffers)
         except SerializationError as exc:
             self.outbox.send(
-                "done", ok=False, error=_InputError("SerializationError", str(exc)).error
+                Op.DONE, ok=False, error=_InputError("SerializationError", str(exc)).error
             )
             return
         concurrency = int(header.get("concurrency") or 1)
@@ -396,7 +399,7 @@ class Worker:
             )
         except KeyboardInterrupt:
             cancelled = _InputError("CancelledError", "the call was cancelled").error
-            self.outbox.send("done", ok=False, error=cancelled)
+            self.outbox.send(Op.DONE, ok=False, error=cancelled)
             return
         finally:
             self.running = self.running and not inline
@@ -405,7 +408,7 @@ class Worker:
         # No namespace summary here: a call's round trip must stay in the microseconds.
         elapsed = time.perf_counter() - started
         self.outbox.send(
-            "done",
+            Op.DONE,
             payload.parts,
             ok=True,
             errors=batch.errors,

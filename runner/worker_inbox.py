@@ -14,6 +14,7 @@ import queue
 from typing import Any
 
 from nbremote.wire.codec import FrameReader, FrameRefused, Header
+from nbremote.wire.ops import FrameInvalid, Op, problem
 
 Frame = tuple[Header, list[Any]]
 Request = tuple[Header, list[Any], str]  # the frame, and why it is refused ("" if it is not)
@@ -34,7 +35,7 @@ class Inbox:
         """The ``blobs`` frame answering the ``need`` just sent; requests before it wait."""
         while True:
             header, buffers, refused = self._read(reader)
-            if header.get("op") == "blobs" and not refused:
+            if header.get("op") == Op.BLOBS and not refused:
                 return header, buffers
             self._deferred.append((header, buffers, refused))
 
@@ -44,8 +45,22 @@ class Inbox:
                 header, buffers = reader.read()
             except FrameRefused as exc:  # read whole, so the next frame can be: say why
                 return exc.header, [], str(exc)
-            if header.get("op") != "done":
-                return header, buffers, ""
-            box = self.replies.get(header.get("id", ""))
+            if header.get("op") != Op.DONE:
+                wrong = problem(header)  # a frame missing a field is refused, naming it
+                refused = "" if wrong is None else str(FrameInvalid(header.get("op"), wrong))
+                return header, buffers, refused
+            request_id = header.get("id")
+            box = self.replies.get(request_id) if isinstance(request_id, str) else None
             if box is not None:  # the runner's answer to a thread's Dict request
-                box.put((header, buffers))
+                box.put(checked_reply(header, buffers))
+
+
+def checked_reply(header: Header, buffers: list[Any]) -> Frame:
+    """The runner's answer to a Dict, Queue or Volume request, or an error ``done`` saying why
+    it cannot be read (the asker raises it, rather than a KeyError)."""
+    wrong = problem(header)
+    if wrong is None:
+        return header, buffers
+    evalue = str(FrameInvalid(header.get("op"), wrong))
+    error = {"ename": "ValidationError", "evalue": evalue, "traceback": []}
+    return {"op": Op.DONE, "id": header.get("id"), "ok": False, "error": error}, []

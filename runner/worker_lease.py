@@ -22,6 +22,7 @@ import socket
 from typing import Protocol
 
 from nbremote.wire.codec import FrameReader, Header
+from nbremote.wire.ops import Op, check
 
 from .worker_io import Outbox
 
@@ -50,12 +51,12 @@ def serve_lease(worker: Worker, header: Header) -> None:
         listener.bind(f"\0{address}")  # abstract: nothing on disk
         listener.listen(1)
         listener.settimeout(LEASE_IDLE)
-        worker.outbox.send("leased", address=address, token=token)
+        worker.outbox.send(Op.LEASED, address=address, token=token)
         client = _accept(listener, token, worker.outbox.shm_dir)
     if client is not None:
         with client[0]:
             _serve_client(worker, header["id"], *client)
-    worker.outbox.send("done", ok=True)
+    worker.outbox.send(Op.DONE, ok=True)
 
 
 def _accept(
@@ -94,13 +95,16 @@ def _serve_client(worker: Worker, lease_id: str, conn: socket.socket, reader: Fr
                 call, buffers = reader.read()
             except OSError:
                 return  # the client let go
-            worker.outbox.serve(call.get("id"), bool(call.get("shm_ok")))
+            call_id = call.get("id")
+            call_id = call_id if isinstance(call_id, str) else None
+            worker.outbox.serve(call_id, bool(call.get("shm_ok")))
             try:
-                if call.get("op") == "call":
+                if call.get("op") == Op.CALL:
+                    check(call)  # refused naming the field, answered, and the lease goes on
                     worker.call(call, buffers)
             except OSError:
                 return  # the client went away mid-call (a second Ctrl-C)
-            except Exception as exc:  # a call it cannot serve: its error, and the lease goes on
+            except Exception as exc:  # a call it cannot serve (FrameInvalid too): its error
                 worker.fail(call, exc)
             finally:
                 worker.outbox.serve(lease_id)

@@ -20,6 +20,7 @@ class _FramePart(BaseModel):
 
 class _Frame(_FramePart):
     id: str
+    shm_ok: bool = False  # whether the answer may come through shared memory
 
     def buffers_error(self, count: int) -> str | None:
         """What is wrong with a frame of this header and ``count`` buffers (None: nothing)."""

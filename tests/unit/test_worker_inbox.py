@@ -16,7 +16,8 @@ def test_a_request_arriving_before_the_blobs_waits_its_turn() -> None:
         inbox = Inbox()
         reply: queue.Queue[object] = queue.Queue()
         inbox.replies["dict-1"] = reply  # type: ignore[assignment]
-        send_frame(theirs, {"op": "call", "id": "second"}, [b"args"])
+        call = {"pool": {"key": "a:f"}, "function": {"name": "f", "nbuf": 0}}
+        send_frame(theirs, {"op": "call", "id": "second", **call}, [b"args"])
         send_frame(theirs, {"op": "done", "id": "dict-1", "ok": True})
         send_frame(theirs, {"op": "blobs", "id": "first", "items": []}, [b"function"])
         reader = FrameReader(ours)
