@@ -1,9 +1,10 @@
-"""Warm workers for functions: the async driver of `PoolState`, and the pools of one holder.
+"""Warm workers: the async driver of `PoolState`, and the pools of one holder.
 
 `FunctionPool` does the I/O for one pool's state machine (`nbremote_runner.pool_state`, where
 the scaling rules live): it starts workers through the GPU broker, runs requests on them, reads
-the clock, and feeds what happened back in. `Pools` is every function pool of one holder — a
-notebook session, a deployed app, and later a job or an endpoint — built in one place.
+the clock, and feeds what happened back in. `Pools` is every pool of one holder — a notebook
+session's cell workers (one pool per spec, policy `CELL`) and its function pools, a deployed
+app's pools, and later a job's or an endpoint's — built in one place.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextvars
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import FunctionScaling, WorkerSpec
@@ -84,6 +85,25 @@ class FunctionPool:
             return done, out
         finally:
             self._act(self._state.release(worker.id, request, retire, time.monotonic()))
+
+    @contextlib.asynccontextmanager
+    async def holding(self) -> AsyncIterator[Worker]:
+        """A worker of the pool, held while the block runs (a cell runs on it there; the pool
+        keeps it unless it died).
+
+        Raises:
+            WorkerStartError: the worker started for this request did not start.
+        """
+        request, worker = await self._acquire()
+        try:
+            yield worker
+        finally:
+            self._act(self._state.release(worker.id, request, not worker.alive, time.monotonic()))
+
+    def renew(self) -> None:
+        """Stop the pool's live workers: the next request gets a new one (``--fresh``)."""
+        self._sweep()
+        self._act(self._state.renew())
 
     async def _acquire(self) -> tuple[str, Worker]:
         while True:
@@ -210,8 +230,24 @@ class Pools(Mapping[str, FunctionPool]):
         if key not in self._pools:
             spec = WorkerSpec.model_validate(pool.get("spec") or {})
             scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
+            self.open(key, spec, scaling, holder)
+        return self._pools[key]
+
+    def open(
+        self,
+        key: str,
+        spec: WorkerSpec,
+        scaling: FunctionScaling,
+        holder: Holder,
+        starting: Callable[[], Awaitable[None]] | None = None,
+    ) -> FunctionPool:
+        """The pool ``key``, opened for ``holder`` if new; ``starting`` is awaited before each
+        start (a cell says "starting a worker")."""
+        if key not in self._pools:
 
             async def start(spec: WorkerSpec) -> Worker:
+                if starting is not None:
+                    await starting()
                 return await self._broker.take(spec, holder)
 
             limit = self._broker.capacity(spec)  # never more workers than GPUs for them
