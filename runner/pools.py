@@ -100,10 +100,14 @@ class FunctionPool:
         finally:
             self._act(self._state.release(worker.id, request, not worker.alive, time.monotonic()))
 
-    def renew(self) -> None:
-        """Stop the pool's live workers: the next request gets a new one (``--fresh``)."""
+    async def renew(self) -> None:
+        """Stop the pool's live workers: the next request gets a new one (``--fresh``). Returns
+        once they have stopped, so that their GPUs pass to the new one without a wait."""
         self._sweep()
-        self._act(self._state.renew())
+        actions = self._state.renew()
+        self._act([action for action in actions if not isinstance(action, Stop)])
+        stops = [self._workers[a.worker].stop() for a in actions if isinstance(a, Stop)]
+        await asyncio.gather(*stops)
 
     async def _acquire(self) -> tuple[str, Worker]:
         while True:

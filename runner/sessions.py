@@ -131,7 +131,7 @@ class Session:
         holder = Holder("cell", self.id, self.notebook, group=f"{self.id}:{key}")
         pool = self.cells.open(key, spec, CELL, holder, _starting)
         if fresh:
-            pool.renew()
+            await pool.renew()
         token = _STARTING.set(status)  # read by the start, in this request's context
         try:
             async with pool.holding() as worker:
