@@ -100,6 +100,16 @@ class FunctionPool:
         finally:
             self._act(self._state.release(worker.id, request, not worker.alive, time.monotonic()))
 
+    def idle(self, worker: Worker) -> bool:
+        """Whether ``worker`` is alive, the pool's, and serving nothing (the GPU broker asks)."""
+        return worker.alive and self._state.idle(worker.id)
+
+    def evict(self, worker: Worker) -> bool:
+        """Stop ``worker`` if it is idle, to give its GPUs to another holder; whether it went."""
+        actions = self._state.evict(worker.id)
+        self._act(actions)
+        return any(isinstance(action, Stop) for action in actions)
+
     async def renew(self) -> None:
         """Stop the pool's live workers: the next request gets a new one (``--fresh``). Returns
         once they have stopped, so that their GPUs pass to the new one without a wait."""
@@ -252,10 +262,10 @@ class Pools(Mapping[str, FunctionPool]):
             async def start(spec: WorkerSpec) -> Worker:
                 if starting is not None:
                     await starting()
-                return await self._broker.take(spec, holder)
+                return await self._broker.take(spec, holder, owner=opened)
 
             limit = self._broker.capacity(spec)  # never more workers than GPUs for them
-            self._pools[key] = FunctionPool(start, spec, scaling, limit)
+            opened = self._pools[key] = FunctionPool(start, spec, scaling, limit)
         return self._pools[key]
 
     async def scale_down(self) -> None:

@@ -249,6 +249,35 @@ def test_a_worker_used_again_restarts_its_window() -> None:
     assert state.tick(now=30.5) == [Stop("w1")]
 
 
+# -- eviction (the GPU broker wants the devices) -------------------------------------------------
+
+
+def test_an_idle_worker_is_evicted_forgotten_and_replaced_for_the_next_request() -> None:
+    state = pool(bound=1)
+    warm(state, "w1")
+    assert state.idle("w1")
+    assert state.evict("w1") == [Stop("w1")]
+    assert not state.idle("w1") and state.workers == {}
+    assert state.died("w1") == []  # its end, reported after: nothing more
+    assert state.acquire("r") == [Start(2, "r")]
+
+
+def test_a_worker_handed_to_a_request_is_not_idle_and_is_not_evicted() -> None:
+    state = pool(bound=1)
+    warm(state, "w1")
+    assert state.acquire("r") == [Hand("w1", "r")]  # handed, its run not begun yet
+    assert not state.idle("w1")
+    assert state.evict("w1") == []
+    assert state.release("w1", "r", retire=False, now=1.0) == []
+    assert state.idle("w1")
+
+
+def test_evicting_a_worker_the_pool_does_not_have_does_nothing() -> None:
+    state = pool()
+    assert not state.idle("w9")
+    assert state.evict("w9") == []
+
+
 # -- renewing (a cell's --fresh) ---------------------------------------------------------------
 
 

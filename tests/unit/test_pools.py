@@ -227,7 +227,7 @@ class FakeBroker:
     def capacity(self, spec: WorkerSpec) -> None:
         return None
 
-    async def take(self, spec: WorkerSpec, holder: Holder) -> FakeWorker:
+    async def take(self, spec: WorkerSpec, holder: Holder, owner: object) -> FakeWorker:
         self.holders.append(holder)
         return await self.starter(spec)
 
@@ -254,5 +254,26 @@ def test_a_session_says_when_a_cell_starts_a_worker_and_fresh_or_reset_start_ane
         assert [h.kind for h in broker.holders] == ["cell", "cell"]
         await session.reset()
         assert not fresh.alive and session.find(spec) is None and session.workers == []
+
+    run(test)
+
+
+def test_the_pool_decides_an_eviction_an_idle_worker_stops_a_busy_one_stays() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = make(starter, bound=2)
+        first = asyncio.create_task(call(pool, "alice"))
+        await settle()
+        [busy] = starter.started
+        assert not pool.idle(busy) and not pool.evict(busy)  # the broker learns it stays
+        busy.release.set()
+        await first
+        assert pool.idle(busy) and pool.evict(busy)
+        await settle()
+        assert not busy.alive and pool.workers == []
+        second = asyncio.create_task(call(pool, "bob"))  # never handed the evicted one
+        await settle()
+        starter.started[-1].release.set()
+        assert await second == starter.started[1].id
 
     run(test)
