@@ -136,12 +136,12 @@ class FunctionPool:
                 self._contexts.pop(request, None)
             if worker.alive:
                 return request, worker
-            # Stopped by the GPU broker to make room as it was handed over: ask again.
+            # It died as it was handed over (its end not reported yet): ask again.
             self._act(self._state.died(worker.id))
 
     def _sweep(self) -> None:
-        """Forget workers that are no longer alive but whose end has not been reported yet (the
-        broker marks one it evicts at once, before it has stopped)."""
+        """Forget workers that are no longer alive but whose end has not been reported yet (a
+        stop in progress marks its worker at once, before it has gone)."""
         for worker_id, worker in list(self._workers.items()):
             if not worker.alive and worker_id in self._state.workers:
                 self._act(self._state.died(worker_id))
