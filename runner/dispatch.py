@@ -163,8 +163,8 @@ class Dispatcher:
                     return await self._get(header)
                 if header["op"] in ("call", "lease"):  # a lease is a long call, in a pool
                     return await self._call(header, buffers, forward, session)
-                worker = await self._cell_worker(header, forward, _needs(session, header))
-                async with self.gpus.measured(worker, header, forward):
+                cell = self._cell_worker(header, forward, _needs(session, header))
+                async with cell as worker, self.gpus.measured(worker, header, forward):
                     return await worker.run(header, buffers, forward, header.get("timeout"))
         except (ValidationError, WorkerStartError, LookupError) as exc:
             return error_done(request_id, exc, held=[]), []
@@ -172,18 +172,23 @@ class Dispatcher:
             cancelled = asyncio.CancelledError("the call was cancelled")
             return error_done(request_id, cancelled, held=[]), []
 
-    async def _cell_worker(self, header: Header, forward: Forward, session: Session) -> Worker:
+    @asynccontextmanager
+    async def _cell_worker(
+        self, header: Header, forward: Forward, session: Session
+    ) -> AsyncIterator[Worker]:
         spec = WorkerSpec.model_validate(header.get("spec") or {})
-        if header["op"] == "pull":
+        if header["op"] == "pull":  # reads the warm worker's namespace: starts none
             worker = session.find(spec)
             if worker is None:
                 raise LookupError("there is no warm worker yet: run a %%remote cell first")
-            return worker
+            yield worker
+            return
 
         async def status(text: str) -> None:
             forward({"op": "status", "id": header["id"], "text": text}, [])
 
-        return await session.worker_for(spec, bool(header.get("fresh")), status)
+        async with session.cell_worker(spec, bool(header.get("fresh")), status) as worker:
+            yield worker
 
     async def _call(
         self,

@@ -8,9 +8,11 @@ and stops workers, runs requests, reads the clock and feeds the events back.
 Events: `open` (the pool is created), `acquire` (a request wants a worker), `release` (its run
 ended; ``retire`` when the worker must not serve again), `withdraw` (the request gave up: a
 cancel), `started` / `start_failed` (a worker start ended), `died` (a worker is gone, however it
-went), `tick` (the time passed in: scale down), `close`. Actions: `Start` (start a worker, for
-a request or to keep warm), `Abort` (stop that start: its request gave up), `Hand` (worker W
-serves request R), `Stop` (stop worker W), `Fail` (request R fails, and why).
+went), `renew` (the holder wants a new worker: a cell's ``--fresh``), `evict` (the GPU broker
+wants an idle worker's devices), `tick` (the time passed in: scale down), `close`. Actions:
+`Start` (start a worker, for a request or to keep warm), `Abort` (stop that start: its request
+gave up), `Hand` (worker W serves request R), `Stop` (stop worker W), `Fail` (request R fails,
+and why).
 
 The policy, in full (the same as the pool's before it became a state machine):
 
@@ -29,16 +31,27 @@ The policy, in full (the same as the pool's before it became a state machine):
   are made when the pool opens, and are not retried when they fail.
 * On a tick, idle workers beyond ``min_containers`` (counting those busy) that have been idle
   longer than ``scaledown_window`` stop, the least recently used first.
+* An eviction stops the worker only if it is idle (serving no request, nor handed one): the pool
+  answers whether it went. `idle` says which workers the broker may name.
+* Renewing stops every live worker at once (requests running there end as their worker does);
+  the next request starts a new one. Starts in progress are kept: their workers are new.
 * Closing stops every worker and fails every waiting request; a start that ends after it stops
   its worker.
+
+A notebook's cell worker is a pool with the policy `CELL`: one worker, any number of requests
+at once (the worker runs one cell at a time itself; a ``pull`` or an interrupt may come beside
+it), none kept warm, never scaled down while its session lives.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
 
 from nbremote.wire.http import FunctionScaling
 
+CELL = FunctionScaling(max_containers=1, max_inputs=sys.maxsize, scaledown_window=math.inf)
 CLOSED = "the pool was closed (its session was reset or its app stopped) before a worker was free"
 
 
@@ -127,6 +140,11 @@ class PoolState:
         """Workers live plus those starting: what the bound counts."""
         return len(self.workers) + len(self.starts)
 
+    def idle(self, worker: str) -> bool:
+        """Whether ``worker`` is the pool's and serves nothing: the GPU broker may evict it."""
+        state = self.workers.get(worker)
+        return state is not None and not state.requests
+
     def serving(self, request: str) -> str | None:
         """The worker serving ``request``, if any."""
         return next((w for w, state in self.workers.items() if request in state.requests), None)
@@ -193,6 +211,20 @@ class PoolState:
         if self.workers.pop(worker, None) is None:
             return []
         return self._serve()
+
+    def evict(self, worker: str) -> list[Action]:
+        """The GPU broker wants ``worker``'s devices: it stops if idle, else it stays (no
+        Stop: the broker learns it was not free)."""
+        if not self.idle(worker):
+            return []
+        del self.workers[worker]
+        return [Stop(worker), *self._serve()]
+
+    def renew(self) -> list[Action]:
+        """The holder wants a new worker (``%%remote --fresh``): stop every live one."""
+        stops: list[Action] = [Stop(worker) for worker in self.workers]
+        self.workers = {}
+        return [*stops, *self._serve()]
 
     def tick(self, now: float) -> list[Stop]:
         """Scale down: stop workers idle past the window, beyond ``min_containers``."""

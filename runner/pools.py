@@ -1,9 +1,10 @@
-"""Warm workers for functions: the async driver of `PoolState`, and the pools of one holder.
+"""Warm workers: the async driver of `PoolState`, and the pools of one holder.
 
 `FunctionPool` does the I/O for one pool's state machine (`nbremote_runner.pool_state`, where
 the scaling rules live): it starts workers through the GPU broker, runs requests on them, reads
-the clock, and feeds what happened back in. `Pools` is every function pool of one holder — a
-notebook session, a deployed app, and later a job or an endpoint — built in one place.
+the clock, and feeds what happened back in. `Pools` is every pool of one holder — a notebook
+session's cell workers (one pool per spec, policy `CELL`) and its function pools, a deployed
+app's pools, and later a job's or an endpoint's — built in one place.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextvars
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import FunctionScaling, WorkerSpec
@@ -85,6 +86,39 @@ class FunctionPool:
         finally:
             self._act(self._state.release(worker.id, request, retire, time.monotonic()))
 
+    @contextlib.asynccontextmanager
+    async def holding(self) -> AsyncIterator[Worker]:
+        """A worker of the pool, held while the block runs (a cell runs on it there; the pool
+        keeps it unless it died).
+
+        Raises:
+            WorkerStartError: the worker started for this request did not start.
+        """
+        request, worker = await self._acquire()
+        try:
+            yield worker
+        finally:
+            self._act(self._state.release(worker.id, request, not worker.alive, time.monotonic()))
+
+    def idle(self, worker: Worker) -> bool:
+        """Whether ``worker`` is alive, the pool's, and serving nothing (the GPU broker asks)."""
+        return worker.alive and self._state.idle(worker.id)
+
+    def evict(self, worker: Worker) -> bool:
+        """Stop ``worker`` if it is idle, to give its GPUs to another holder; whether it went."""
+        actions = self._state.evict(worker.id)
+        self._act(actions)
+        return any(isinstance(action, Stop) for action in actions)
+
+    async def renew(self) -> None:
+        """Stop the pool's live workers: the next request gets a new one (``--fresh``). Returns
+        once they have stopped, so that their GPUs pass to the new one without a wait."""
+        self._sweep()
+        actions = self._state.renew()
+        self._act([action for action in actions if not isinstance(action, Stop)])
+        stops = [self._workers[a.worker].stop() for a in actions if isinstance(a, Stop)]
+        await asyncio.gather(*stops)
+
     async def _acquire(self) -> tuple[str, Worker]:
         while True:
             self._sweep()
@@ -102,12 +136,12 @@ class FunctionPool:
                 self._contexts.pop(request, None)
             if worker.alive:
                 return request, worker
-            # Stopped by the GPU broker to make room as it was handed over: ask again.
+            # It died as it was handed over (its end not reported yet): ask again.
             self._act(self._state.died(worker.id))
 
     def _sweep(self) -> None:
-        """Forget workers that are no longer alive but whose end has not been reported yet (the
-        broker marks one it evicts at once, before it has stopped)."""
+        """Forget workers that are no longer alive but whose end has not been reported yet (a
+        stop in progress marks its worker at once, before it has gone)."""
         for worker_id, worker in list(self._workers.items()):
             if not worker.alive and worker_id in self._state.workers:
                 self._act(self._state.died(worker_id))
@@ -210,12 +244,28 @@ class Pools(Mapping[str, FunctionPool]):
         if key not in self._pools:
             spec = WorkerSpec.model_validate(pool.get("spec") or {})
             scaling = FunctionScaling.model_validate(pool.get("scaling") or {})
+            self.open(key, spec, scaling, holder)
+        return self._pools[key]
+
+    def open(
+        self,
+        key: str,
+        spec: WorkerSpec,
+        scaling: FunctionScaling,
+        holder: Holder,
+        starting: Callable[[], Awaitable[None]] | None = None,
+    ) -> FunctionPool:
+        """The pool ``key``, opened for ``holder`` if new; ``starting`` is awaited before each
+        start (a cell says "starting a worker")."""
+        if key not in self._pools:
 
             async def start(spec: WorkerSpec) -> Worker:
-                return await self._broker.take(spec, holder)
+                if starting is not None:
+                    await starting()
+                return await self._broker.take(spec, holder, owner=opened)
 
             limit = self._broker.capacity(spec)  # never more workers than GPUs for them
-            self._pools[key] = FunctionPool(start, spec, scaling, limit)
+            opened = self._pools[key] = FunctionPool(start, spec, scaling, limit)
         return self._pools[key]
 
     async def scale_down(self) -> None:

@@ -1,10 +1,11 @@
 """Notebook sessions and the warm workers that belong to them.
 
-A session is one notebook kernel. It owns at most one warm worker per `WorkerSpec` (its remote
+A session is one notebook kernel. It holds at most one warm worker per `WorkerSpec` (its remote
 namespace lives there), created on first use and kept until the session is reset, the worker dies,
-or the kernel has been gone for `SessionRegistry.grace` seconds. A spare worker for the default
-spec is kept booted, so that a new notebook's first cell does not wait for Python and IPython to
-start.
+or the kernel has been gone for `SessionRegistry.grace` seconds: a pool of its own per spec, with
+the policy `CELL` (`nbremote_runner.pool_state`), beside the session's function pools. A spare
+worker for the default spec is kept booted, so that a new notebook's first cell does not wait for
+Python and IPython to start.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
 
 from nbremote.wire.codec import Header
 from nbremote.wire.http import DescribeSession, WorkerSpec
@@ -20,11 +22,21 @@ from nbremote.wire.shm import host_id
 
 from .containers import ContainerStarter
 from .gpus import GpuBroker, Holder
+from .pool_state import CELL
 from .pools import FunctionPool, Pools
 from .workers import Serve, Worker
 
 Status = Callable[[str], Awaitable[None]]
 DEFAULT_SPEC = WorkerSpec()
+# Where "starting a worker" goes: the cell whose request a start is for (a start runs in the
+# context of its request).
+_STARTING: ContextVar[Status | None] = ContextVar("nbremote_cell_starting", default=None)
+
+
+async def _starting() -> None:
+    status = _STARTING.get()
+    if status is not None:
+        await status("starting a worker")
 
 
 class SparePool:
@@ -76,16 +88,14 @@ class Session:
         self.created_at = time.time()
         self.channels = 0
         self.detached_since = time.monotonic()
-        self._workers: dict[str, Worker] = {}  # the cell workers, by spec
+        self.cells = Pools(pool)  # the cell workers, one pool of one per spec
         self.pools = Pools(pool)  # the function workers, by function and spec
         self._pool = pool
-        self._lock = asyncio.Lock()
 
     @property
     def workers(self) -> list[Worker]:
         """The session's live workers, for cells and for functions."""
-        cells = [worker for worker in self._workers.values() if worker.alive]
-        return [*cells, *self.pools.workers]
+        return [*self.cells.workers, *self.pools.workers]
 
     def serving(self, request_id: str) -> Worker | None:
         """The worker serving this request, if any."""
@@ -102,27 +112,36 @@ class Session:
         return self.pools.get_or_open(pool, holder)
 
     def find(self, spec: WorkerSpec) -> Worker | None:
-        """The live worker for ``spec``, if there is one."""
-        worker = self._workers.get(spec.key())
-        return worker if worker is not None and worker.alive else None
+        """The live cell worker for ``spec``, if there is one (a ``pull`` starts none)."""
+        pool = self.cells.get(spec.key())
+        workers = pool.workers if pool is not None else []
+        return workers[0] if workers else None
 
-    async def worker_for(self, spec: WorkerSpec, fresh: bool, status: Status) -> Worker:
-        """The session's worker for ``spec``; a new one if none is alive or ``fresh`` is asked."""
-        async with self._lock:
-            worker = self.find(spec)
-            if worker is not None and not fresh:
-                return worker
-            if worker is not None:
-                await worker.stop()
-            await status("starting a worker")
-            holder = Holder("cell", self.id, self.notebook, group=f"{self.id}:{spec.key()}")
-            worker = self._workers[spec.key()] = await self._pool.take(spec, holder)
-            return worker
+    @contextlib.asynccontextmanager
+    async def cell_worker(
+        self, spec: WorkerSpec, fresh: bool, status: Status
+    ) -> AsyncIterator[Worker]:
+        """The session's worker for ``spec``, held while a cell runs on it; a new one if none
+        is alive or ``fresh`` is asked (``status`` hears when one starts).
+
+        Raises:
+            WorkerStartError: the worker did not start.
+        """
+        key = spec.key()
+        holder = Holder("cell", self.id, self.notebook, group=f"{self.id}:{key}")
+        pool = self.cells.open(key, spec, CELL, holder, _starting)
+        if fresh:
+            await pool.renew()
+        token = _STARTING.set(status)  # read by the start, in this request's context
+        try:
+            async with pool.holding() as worker:
+                yield worker
+        finally:
+            _STARTING.reset(token)
 
     async def reset(self) -> None:
         """Stop every worker: the next cell starts with an empty namespace."""
-        workers, self._workers = list(self._workers.values()), {}
-        await asyncio.gather(*(worker.stop() for worker in workers), self.pools.close())
+        await asyncio.gather(self.cells.close(), self.pools.close())
 
     def describe(self, python: str, shm_dir: str | None) -> DescribeSession:
         """The session as the API shows it."""

@@ -8,7 +8,9 @@ stops the idle workers the allocator names, then starts the worker pinned to its
 worker is gone, however it went.
 
 Which workers may be stopped to make room: function and deployed-app workers not serving a
-request (they come back on the next call, like a scale-down). Cell workers are never stopped for
+request (they come back on the next call, like a scale-down). Their pool (the lease's `Owner`)
+says which are idle and stops one when asked: it is the pool's state that decides, so a worker
+being handed to a request is never stopped under it. Cell workers are never stopped for
 another request, even idle ones of other notebooks: their namespace is a notebook's state, and
 losing it silently is worse than waiting; ``%remote reset`` (or the kernel going away) frees them,
 and the waiting cell says who holds its GPUs.
@@ -62,6 +64,16 @@ class WorkerSource(Protocol):
     async def close(self) -> None: ...
 
 
+class Owner(Protocol):
+    """Who holds a worker the broker started (its pool): the one to ask whether the worker is
+    idle, and to stop it to make room (the pool decides; the broker never reads a worker's
+    requests itself)."""
+
+    def idle(self, worker: Worker) -> bool: ...
+
+    def evict(self, worker: Worker) -> bool: ...
+
+
 class GpuUnavailable(WorkerStartError):
     """The GPUs asked for can never be had on this runner (the message says what it has)."""
 
@@ -103,6 +115,7 @@ class _Lease:
     request: GpuRequest
     status: Status | None
     granted: asyncio.Future[tuple[int, ...]]
+    owner: Owner | None = None
     worker: Worker | None = None
     told_idle: bool = False
 
@@ -144,9 +157,14 @@ class GpuBroker:
         return None if spec.gpu is None else max(1, self._alloc.capacity(spec.gpu))
 
     async def take(
-        self, spec: WorkerSpec, holder: Holder | None = None, status: Status | None = None
+        self,
+        spec: WorkerSpec,
+        holder: Holder | None = None,
+        status: Status | None = None,
+        owner: Owner | None = None,
     ) -> Worker:
-        """A new worker for ``spec``; with a GPU request, once its GPUs are free.
+        """A new worker for ``spec``; with a GPU request, once its GPUs are free. ``owner`` (its
+        pool) says when the worker is idle and stops it to make room; without one it never goes.
 
         Raises:
             GpuUnavailable: this runner can never give the GPUs asked for.
@@ -156,7 +174,7 @@ class GpuBroker:
             return await self._spare.take(spec)
         request, holder = spec.gpu, holder or Holder("function")
         granted = asyncio.get_running_loop().create_future()
-        lease = _Lease(uuid.uuid4().hex, holder, request, status or STATUS.get(), granted)
+        lease = _Lease(uuid.uuid4().hex, holder, request, status or STATUS.get(), granted, owner)
         self._leases[lease.id] = lease
         try:
             self._event(lambda: self._alloc.request(lease.id, request, holder.group))
@@ -178,7 +196,8 @@ class GpuBroker:
         """Feed the allocator an event (after what changed in holders' idleness), and act."""
         actions = self._sync_idle()
         actions += event()
-        for action in actions:
+        while actions:
+            action = actions.pop(0)
             lease = self._leases.get(action.lease)
             if lease is None:
                 continue
@@ -189,17 +208,17 @@ class GpuBroker:
             elif isinstance(action, Queued):
                 self._tell(lease, action.position)
             elif isinstance(action, Evict):
-                self._evict(lease)
+                actions += self._evict(lease)
         if self._alloc.queue and self._polling is None:
             self._polling = self._soon(self._poll())
 
     def _sync_idle(self) -> list[Action]:
         actions: list[Action] = []
         for lease in list(self._leases.values()):
-            worker = lease.worker
-            if worker is None or not lease.holder.evictable:
+            worker, owner = lease.worker, lease.owner
+            if worker is None or owner is None or not lease.holder.evictable:
                 continue
-            idle = worker.alive and not worker.busy
+            idle = owner.idle(worker)
             if idle != lease.told_idle:
                 lease.told_idle = idle
                 actions += self._alloc.idle(lease.id, idle)
@@ -214,11 +233,14 @@ class GpuBroker:
         finally:
             self._polling = None
 
-    def _evict(self, lease: _Lease) -> None:
-        worker = lease.worker
-        assert worker is not None and not worker.busy  # only idle holders are named
-        worker.alive = False  # at once: no pool may hand it out while it stops
-        self._soon(worker.stop())
+    def _evict(self, lease: _Lease) -> list[Action]:
+        """Ask the lease's owner to stop its idle worker; its devices come back when it is gone.
+        If it has turned busy since it was reported idle, the allocator hears so."""
+        worker, owner = lease.worker, lease.owner
+        if worker is not None and owner is not None and owner.evict(worker):
+            return []
+        lease.told_idle = False
+        return self._alloc.idle(lease.id, False)
 
     def _tell(self, lease: _Lease, position: int) -> None:
         if lease.status is None:
@@ -297,7 +319,7 @@ class GpuBroker:
             session=lease.holder.session,
             notebook=lease.holder.notebook,
             name=lease.holder.name,
-            idle=worker is not None and not worker.busy,
+            idle=worker is not None and lease.owner is not None and lease.owner.idle(worker),
         )
 
     async def describe(self) -> ListGpusResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from nbremote_runner.pool_state import (
+    CELL,
     CLOSED,
     Abort,
     Fail,
@@ -246,6 +247,98 @@ def test_a_worker_used_again_restarts_its_window() -> None:
     state.release("w1", "r", retire=False, now=20.0)
     assert state.tick(now=25.0) == []
     assert state.tick(now=30.5) == [Stop("w1")]
+
+
+# -- eviction (the GPU broker wants the devices) -------------------------------------------------
+
+
+def test_an_idle_worker_is_evicted_forgotten_and_replaced_for_the_next_request() -> None:
+    state = pool(bound=1)
+    warm(state, "w1")
+    assert state.idle("w1")
+    assert state.evict("w1") == [Stop("w1")]
+    assert not state.idle("w1") and state.workers == {}
+    assert state.died("w1") == []  # its end, reported after: nothing more
+    assert state.acquire("r") == [Start(2, "r")]
+
+
+def test_a_worker_handed_to_a_request_is_not_idle_and_is_not_evicted() -> None:
+    state = pool(bound=1)
+    warm(state, "w1")
+    assert state.acquire("r") == [Hand("w1", "r")]  # handed, its run not begun yet
+    assert not state.idle("w1")
+    assert state.evict("w1") == []
+    assert state.release("w1", "r", retire=False, now=1.0) == []
+    assert state.idle("w1")
+
+
+def test_evicting_a_worker_the_pool_does_not_have_does_nothing() -> None:
+    state = pool()
+    assert not state.idle("w9")
+    assert state.evict("w9") == []
+
+
+# -- renewing (a cell's --fresh) ---------------------------------------------------------------
+
+
+def test_renewing_stops_every_live_worker_and_the_next_request_starts_one() -> None:
+    state = pool(bound=2)
+    warm(state, "w1", "w2")
+    state.acquire("busy")
+    assert state.renew() == [Stop("w1"), Stop("w2")]
+    assert state.release("w2", "busy", retire=False, now=1.0) == []  # its run ends: ignored
+    assert state.acquire("r") == [Start(3, "r")]
+
+
+def test_renewing_keeps_a_start_in_progress_its_worker_is_new() -> None:
+    state = pool(bound=1)
+    state.acquire("r1")
+    assert state.renew() == []
+    assert state.started(1, "w1", now=0.0) == [Hand("w1", "r1")]
+
+
+def test_renewing_a_full_pool_lets_a_waiting_request_start_its_own() -> None:
+    state = pool(bound=1)
+    warm(state, "w1")
+    state.acquire("busy")
+    state.acquire("waiting")
+    assert state.renew() == [Stop("w1"), Start(2, "waiting")]
+
+
+# -- the cell policy ---------------------------------------------------------------------------
+
+
+def cell() -> PoolState:
+    return PoolState(CELL, max_workers(CELL, None, cpus=8))
+
+
+def test_a_cell_pool_has_one_worker_that_every_request_shares() -> None:
+    state = cell()
+    assert state.acquire("exec") == [Start(1, "exec")]
+    assert state.acquire("pull") == []  # waits for that start, not one of its own
+    assert state.started(1, "w1", now=0.0) == [Hand("w1", "exec"), Hand("w1", "pull")]
+    assert state.acquire("interrupt") == [Hand("w1", "interrupt")]  # beside the running cell
+
+
+def test_a_cell_pool_keeps_its_worker_however_long_it_idles() -> None:
+    state = cell()
+    assert cell().open() == []  # none kept warm before the first cell
+    warm(state, "w1")
+    assert state.tick(now=1e12) == []
+    assert state.acquire("r") == [Hand("w1", "r")]
+
+
+def test_a_cell_pool_whose_worker_died_starts_a_new_one_for_the_next_cell() -> None:
+    state = cell()
+    warm(state, "w1")
+    state.acquire("running")
+    assert state.died("w1") == []
+    assert state.release("w1", "running", retire=True, now=1.0) == []
+    assert state.acquire("next") == [Start(2, "next")]
+
+
+def test_a_cell_pool_with_gpus_is_bounded_by_one_even_if_more_fit() -> None:
+    assert max_workers(CELL, limit=4, cpus=8) == 1
 
 
 # -- closing -----------------------------------------------------------------------------------

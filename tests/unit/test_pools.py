@@ -9,7 +9,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from nbremote_runner.gpus import Holder
+from nbremote_runner.pool_state import CELL
 from nbremote_runner.pools import FunctionPool
+from nbremote_runner.sessions import Session
 
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 
@@ -153,5 +156,124 @@ def test_closing_fails_waiting_requests_and_stops_workers() -> None:
             await waiting
         worker.release.set()
         await busy  # its run ends as the worker's does; nothing hangs
+
+    run(test)
+
+
+def cell_pool(starter: Starter) -> FunctionPool:
+    return FunctionPool(starter, WorkerSpec(), CELL)  # type: ignore[arg-type]
+
+
+def test_a_cell_pool_keeps_its_worker_after_the_cell_and_gives_it_to_the_next() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = cell_pool(starter)
+        async with pool.holding() as first:
+            pass
+        async with pool.holding() as second, pool.holding() as beside:
+            assert first is second is beside  # one worker: the namespace stays
+        assert len(starter.started) == 1
+
+    run(test)
+
+
+def test_a_cell_whose_worker_died_gets_a_new_one_next_time() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = cell_pool(starter)
+        async with pool.holding() as first:
+            await first.stop()  # it dies mid-cell
+        async with pool.holding() as second:
+            assert second is not first and second.alive
+        assert pool.workers == [second]
+
+    run(test)
+
+
+def test_renewing_stops_the_cell_worker_and_the_next_cell_gets_a_new_one() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = cell_pool(starter)
+        async with pool.holding() as first:
+            pass
+        await pool.renew()
+        assert not first.alive  # stopped before the next starts: its GPUs pass on at once
+        async with pool.holding() as second:
+            assert second is not first
+        assert not first.alive and pool.workers == [second]
+
+    run(test)
+
+
+def test_a_cell_start_runs_in_the_context_of_the_cell_it_is_for() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = cell_pool(starter)
+        WHO.set("alice")  # the cell's "starting a worker" status goes to alice
+        async with pool.holding():
+            pass
+        assert starter.contexts == ["alice"]
+
+    run(test)
+
+
+class FakeBroker:
+    """What a session's pools use of the GPU broker: it starts workers, and has no GPUs."""
+
+    def __init__(self) -> None:
+        self.starter = Starter()
+        self.holders: list[Holder] = []
+
+    def capacity(self, spec: WorkerSpec) -> None:
+        return None
+
+    async def take(self, spec: WorkerSpec, holder: Holder, owner: object) -> FakeWorker:
+        self.holders.append(holder)
+        return await self.starter(spec)
+
+
+def test_a_session_says_when_a_cell_starts_a_worker_and_fresh_or_reset_start_anew() -> None:
+    async def test() -> None:
+        broker = FakeBroker()
+        session = Session("s1", "nb.ipynb", broker)  # type: ignore[arg-type]
+        heard: list[str] = []
+
+        async def status(text: str) -> None:
+            heard.append(text)
+
+        spec = WorkerSpec()
+        async with session.cell_worker(spec, False, status) as first:
+            assert session.find(spec) is first
+        async with session.cell_worker(spec, False, status) as again:
+            assert again is first
+        assert heard == ["starting a worker"]  # once: the second cell found it warm
+        async with session.cell_worker(spec, True, status) as fresh:
+            assert fresh is not first
+        await settle()
+        assert not first.alive and heard == ["starting a worker"] * 2
+        assert [h.kind for h in broker.holders] == ["cell", "cell"]
+        await session.reset()
+        assert not fresh.alive and session.find(spec) is None and session.workers == []
+
+    run(test)
+
+
+def test_the_pool_decides_an_eviction_an_idle_worker_stops_a_busy_one_stays() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = make(starter, bound=2)
+        first = asyncio.create_task(call(pool, "alice"))
+        await settle()
+        [busy] = starter.started
+        assert not pool.idle(busy) and not pool.evict(busy)  # the broker learns it stays
+        busy.release.set()
+        await first
+        assert pool.idle(busy) and pool.evict(busy)
+        await settle()
+        assert not busy.alive and pool.workers == []
+        second = asyncio.create_task(call(pool, "bob"))  # never handed the evicted one
+        await settle()
+        starter.started[-1].release.set()
+        assert await second == starter.started[1].id
 
     run(test)
