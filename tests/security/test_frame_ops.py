@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 import threading
 from typing import Any
 
@@ -16,7 +14,7 @@ from nbremote._client import Channel, RunnerClient
 from nbremote._session import RemoteSession, Request
 from nbremote.errors import RunnerError
 from nbremote.wire.codec import FrameReader, encode_prefix, send_frame
-from tests.security.test_frames import ANSWER_TIMEOUT, _next
+from tests.security.test_frames import ANSWER_TIMEOUT, _next, bare_worker
 
 
 def _fake_runner(sock: socket.socket, answers: list[list[dict[str, Any]]]) -> None:
@@ -54,14 +52,7 @@ def test_the_client_refuses_a_runner_frame_missing_a_field_and_goes_on() -> None
 
 
 def test_a_worker_names_the_field_of_a_request_it_cannot_read() -> None:
-    ours, theirs = socket.socketpair()
-    ours.settimeout(ANSWER_TIMEOUT)
-    command = [sys.executable, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
-    proc = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
-    theirs.close()
-    try:
-        reader = FrameReader(ours)
-        _next(reader, "hello")
+    with bare_worker() as (ours, reader):
         call = {"op": "call", "id": "c1", "pool": {"key": "a:f"}}
         for header in (
             {"op": "exec", "id": "e1", "code": 3, "inputs": [], "outputs": []},
@@ -84,6 +75,3 @@ def test_a_worker_names_the_field_of_a_request_it_cannot_read() -> None:
             assert re.search(evalue, done["error"]["evalue"]), done["error"]
         ours.sendall(encode_prefix({"op": "pull", "id": "p", "names": []}, []))
         assert _next(reader, "done")["ok"] is True  # still serving
-    finally:
-        ours.close()
-        assert proc.wait(ANSWER_TIMEOUT) == 0

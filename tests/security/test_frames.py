@@ -8,6 +8,7 @@ channel, a hostile runner) could do before, and checks what they would notice no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -432,9 +433,9 @@ def test_a_workers_malformed_request_is_answered(shell: InteractiveShell) -> Non
     assert shell.user_ns["still"] == "serving"
 
 
-def test_a_worker_answers_a_request_it_cannot_serve() -> None:
-    """A real worker process, sent what the runner's checks would stop (a leased kernel talks to
-    its worker without them): each request gets an error ``done``, and the worker goes on."""
+@contextlib.contextmanager
+def bare_worker() -> Iterator[tuple[socket.socket, FrameReader]]:
+    """A real worker process past its hello, on a socket of the test's own (no runner)."""
     ours, theirs = socket.socketpair()
     ours.settimeout(ANSWER_TIMEOUT)
     command = [sys.executable, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
@@ -443,6 +444,16 @@ def test_a_worker_answers_a_request_it_cannot_serve() -> None:
     try:
         reader = FrameReader(ours)
         assert _next(reader, "hello")["op"] == "hello"
+        yield ours, reader
+    finally:
+        ours.close()
+        assert proc.wait(ANSWER_TIMEOUT) == 0
+
+
+def test_a_worker_answers_a_request_it_cannot_serve() -> None:
+    """A real worker process, sent what the runner's checks would stop (a leased kernel talks to
+    its worker without them): each request gets an error ``done``, and the worker goes on."""
+    with bare_worker() as (ours, reader):
         for header in (
             {"op": "exec", "id": "e1", "inputs": [], "outputs": []},
             {"op": "teleport", "id": "e2"},
@@ -455,9 +466,6 @@ def test_a_worker_answers_a_request_it_cannot_serve() -> None:
             assert (done["id"], done["ok"]) == (request_id, False)
         ours.sendall(encode_prefix({"op": "pull", "id": "e4", "names": []}, []))
         assert _next(reader, "done")["ok"] is True  # still serving
-    finally:
-        ours.close()
-        assert proc.wait(ANSWER_TIMEOUT) == 0
 
 
 def _next(reader: FrameReader, op: str) -> dict[str, Any]:
