@@ -9,10 +9,10 @@ Events: `open` (the pool is created), `acquire` (a request wants a worker), `rel
 ended; ``retire`` when the worker must not serve again), `withdraw` (the request gave up: a
 cancel), `started` / `start_failed` (a worker start ended), `died` (a worker is gone, however it
 went), `renew` (the holder wants a new worker: a cell's ``--fresh``), `evict` (the GPU broker
-wants an idle worker's devices), `tick` (the time passed in: scale down), `close`. Actions:
-`Start` (start a worker, for a request or to keep warm), `Abort` (stop that start: its request
-gave up), `Hand` (worker W serves request R), `Stop` (stop worker W), `Fail` (request R fails,
-and why).
+wants an idle worker's devices), `take` (another pool's start takes the spare), `tick` (the time
+passed in: scale down), `close`. Actions: `Start` (start a worker, for a request or to keep
+warm), `Abort` (stop that start: its request gave up), `Hand` (worker W serves request R),
+`Stop` (stop worker W), `Fail` (request R fails, and why).
 
 The policy, in full (the same as the pool's before it became a state machine):
 
@@ -41,6 +41,13 @@ The policy, in full (the same as the pool's before it became a state machine):
 A notebook's cell worker is a pool with the policy `CELL`: one worker, any number of requests
 at once (the worker runs one cell at a time itself; a ``pull`` or an interrupt may come beside
 it), none kept warm, never scaled down while its session lives.
+
+The runner's spare is a pool with the policy `SPARE`: one worker of the default spec kept
+started, so that a new notebook's first cell does not wait for Python to boot. It serves no
+request of its own: a `take` hands its worker, or the start in progress that will give one, to
+another pool's start for good (it leaves the pool), and starts the next spare. With neither,
+the take fails (its taker starts a worker itself) and the next spare starts. A spare that dies
+or fails to start is not replaced until the next take.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ from dataclasses import dataclass, field
 from nbremote.wire.http import FunctionScaling
 
 CELL = FunctionScaling(max_containers=1, max_inputs=sys.maxsize, scaledown_window=math.inf)
+SPARE = FunctionScaling(min_containers=1, max_containers=1, scaledown_window=math.inf)
+NO_SPARE = "no spare worker is ready or starting"
 CLOSED = "the pool was closed (its session was reset or its app stopped) before a worker was free"
 
 
@@ -132,6 +141,7 @@ class PoolState:
         self.workers: dict[str, _Worker] = {}  # least recently used first
         self.starts: dict[int, str | None] = {}  # start -> the request it is for
         self.waiting: list[str] = []  # requests with neither a worker nor a start, oldest first
+        self.taken: dict[int, str] = {}  # start -> the request that took it: no longer the pool's
         self.closed = False
         self._next_start = 0
 
@@ -153,8 +163,7 @@ class PoolState:
 
     def open(self) -> list[Action]:
         """The pool is created: start the workers it keeps warm."""
-        count = min(self.scaling.min_containers, self.bound)
-        return [self._start(None) for _ in range(count)]
+        return self._keep_warm()
 
     def acquire(self, request: str) -> list[Action]:
         """``request`` wants a worker."""
@@ -176,11 +185,31 @@ class PoolState:
         self.workers[worker] = state
         return self._serve()
 
+    def take(self, request: str) -> list[Action]:
+        """Another pool's ``request`` takes the most recently used idle worker, else a start in
+        progress (its worker goes to ``request`` when it comes), for good; a start replaces it."""
+        if self.closed:
+            return [Fail(request, CLOSED)]
+        idle = [w for w, state in self.workers.items() if not state.requests]
+        if idle:
+            del self.workers[idle[-1]]
+            return [Hand(idle[-1], request), *self._keep_warm()]
+        start = next((start for start, owner in self.starts.items() if owner is None), None)
+        if start is None:
+            return [Fail(request, NO_SPARE), *self._keep_warm()]
+        del self.starts[start]
+        self.taken[start] = request
+        return self._keep_warm()
+
     def withdraw(self, request: str) -> list[Action]:
         """``request`` gave up (cancelled), wherever it was: waiting, starting, or served."""
         if request in self.waiting:
             self.waiting.remove(request)
             return []
+        for start, taker in self.taken.items():
+            if taker == request:
+                del self.taken[start]
+                return [Abort(start)]
         for start, owner in self.starts.items():
             if owner == request:
                 del self.starts[start]
@@ -191,6 +220,8 @@ class PoolState:
 
     def started(self, start: int, worker: str, now: float) -> list[Action]:
         """Start ``start`` gave ``worker``: it serves the request it was started for."""
+        if start in self.taken:  # taken: the worker is its taker's, not the pool's
+            return [Hand(worker, self.taken.pop(start))]
         request = self.starts.pop(start, None)
         if self.closed:
             return [Stop(worker)]
@@ -202,7 +233,7 @@ class PoolState:
 
     def start_failed(self, start: int, error: Exception) -> list[Action]:
         """Start ``start`` failed: its request fails with ``error``; others may try again."""
-        request = self.starts.pop(start, None)
+        request = self.starts.pop(start, None) or self.taken.pop(start, None)
         failed: list[Action] = [Fail(request, str(error), error)] if request is not None else []
         return [*failed, *self._serve()]
 
@@ -243,10 +274,13 @@ class PoolState:
         """Stop every worker; fail every request still waiting or starting."""
         self.closed = True
         owners = [request for request in self.starts.values() if request is not None]
+        owners += self.taken.values()
         failed = [Fail(request, CLOSED) for request in [*self.waiting, *owners]]
         stops = [Stop(worker) for worker in self.workers]
         self.waiting, self.workers = [], {}
-        self.starts = dict.fromkeys(self.starts)  # their workers stop when they come
+        # Their workers stop when they come.
+        self.starts = dict.fromkeys([*self.starts, *self.taken])
+        self.taken = {}
         return [*failed, *stops]
 
     # -- the rule ------------------------------------------------------------------------------
@@ -255,6 +289,11 @@ class PoolState:
         self._next_start += 1
         self.starts[self._next_start] = request
         return Start(self._next_start, request)
+
+    def _keep_warm(self) -> list[Action]:
+        """Start workers to keep ``min_containers`` (within the bound), counting those starting."""
+        count = min(self.scaling.min_containers, self.bound) - self.size
+        return [self._start(None) for _ in range(count)]
 
     def _free(self) -> str | None:
         capacity = self.scaling.max_inputs

@@ -4,7 +4,9 @@
 the scaling rules live): it starts workers through the GPU broker, runs requests on them, reads
 the clock, and feeds what happened back in. `Pools` is every pool of one holder — a notebook
 session's cell workers (one pool per spec, policy `CELL`) and its function pools, a deployed
-app's pools, and later a job's or an endpoint's — built in one place.
+app's pools, and later a job's or an endpoint's — built in one place. `SparePool` is the
+runner's spare: a pool of policy `SPARE` that keeps one booted worker of the default spec for the
+GPU broker to take, so that a new notebook's first cell does not wait for Python to start.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 
 from .backends import WorkerStartError
+from .containers import ContainerStarter
 from .frames import Frame
 from .gpus import GpuBroker, Holder
-from .pool_state import Abort, Action, Fail, Hand, PoolState, Start, Stop, max_workers
-from .workers import Forward, Worker
+from .pool_state import SPARE, Abort, Action, Fail, Hand, PoolState, Start, Stop, max_workers
+from .workers import Forward, Serve, Worker
 
 StartWorker = Callable[[WorkerSpec], Awaitable[Worker]]
+DEFAULT_SPEC = WorkerSpec()
 
 
 class FunctionPool:
@@ -119,25 +123,41 @@ class FunctionPool:
         stops = [self._workers[a.worker].stop() for a in actions if isinstance(a, Stop)]
         await asyncio.gather(*stops)
 
+    async def take(self) -> Worker:
+        """The pool's idle worker, or the one it is starting, handed over for good: it is no
+        longer the pool's, and the pool starts the next (the runner's spare, policy `SPARE`).
+
+        Raises:
+            WorkerStartError: the pool has no worker ready or starting, or its start failed.
+        """
+        self._sweep()
+        _, worker = await self._wait(self._state.take)
+        self._workers.pop(worker.id, None)  # its end is its taker's business now
+        return worker
+
     async def _acquire(self) -> tuple[str, Worker]:
         while True:
             self._sweep()
-            request = str(next(self._requests))
-            waiter = self._waiters[request] = asyncio.get_running_loop().create_future()
-            self._contexts[request] = contextvars.copy_context()
-            try:
-                self._act(self._state.acquire(request))
-                worker = await waiter
-            except asyncio.CancelledError:
-                self._act(self._state.withdraw(request))
-                raise
-            finally:
-                self._waiters.pop(request, None)
-                self._contexts.pop(request, None)
+            request, worker = await self._wait(self._state.acquire)
             if worker.alive:
                 return request, worker
             # It died as it was handed over (its end not reported yet): ask again.
             self._act(self._state.died(worker.id))
+
+    async def _wait(self, event: Callable[[str], list[Action]]) -> tuple[str, Worker]:
+        """Feed ``event`` a new request, and wait for the worker handed to it."""
+        request = str(next(self._requests))
+        waiter = self._waiters[request] = asyncio.get_running_loop().create_future()
+        self._contexts[request] = contextvars.copy_context()
+        try:
+            self._act(event(request))
+            return request, await waiter
+        except asyncio.CancelledError:
+            self._act(self._state.withdraw(request))
+            raise
+        finally:
+            self._waiters.pop(request, None)
+            self._contexts.pop(request, None)
 
     def _sweep(self) -> None:
         """Forget workers that are no longer alive but whose end has not been reported yet (a
@@ -277,3 +297,39 @@ class Pools(Mapping[str, FunctionPool]):
         """Stop every worker of every pool, and forget the pools."""
         pools, self._pools = list(self._pools.values()), {}
         await asyncio.gather(*(pool.close() for pool in pools))
+
+
+class SparePool:
+    """Every worker of the runner starts here (the GPU broker's `WorkerSource`): the default
+    spec's from the spare pool when it has one ready or starting, any other directly.
+
+    Args:
+        backend: starts worker processes.
+        serve: serves a worker's own requests (its Dict, Queue and volume calls).
+        enabled: keep a spare (``RunnerConfig.spare_worker``).
+    """
+
+    def __init__(self, backend: ContainerStarter, serve: Serve, enabled: bool = True) -> None:
+        self._backend = backend
+        self._serve = serve
+        self._spare = FunctionPool(self._start, DEFAULT_SPEC, SPARE) if enabled else None
+
+    async def _start(self, spec: WorkerSpec) -> Worker:
+        return Worker(await self._backend.start_worker(spec), self._serve)
+
+    async def take(self, spec: WorkerSpec) -> Worker:
+        """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
+        if spec == DEFAULT_SPEC and self._spare is not None:
+            try:
+                worker = await self._spare.take()
+                if worker.alive:
+                    return worker
+            except Exception:
+                pass  # none ready, or it failed to boot: start one in the caller's sight instead
+        return await self._start(spec)
+
+    async def close(self) -> None:
+        """Stop the spare."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await spare.close()

@@ -42,8 +42,9 @@ from .dispatch import Dispatcher
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .images import Images
+from .pools import SparePool
 from .secrets import Secrets
-from .sessions import Session, SessionRegistry, SparePool
+from .sessions import Session, SessionRegistry
 from .state import State
 from .stores import Stores
 from .tls import server_context

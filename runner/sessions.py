@@ -3,9 +3,9 @@
 A session is one notebook kernel. It holds at most one warm worker per `WorkerSpec` (its remote
 namespace lives there), created on first use and kept until the session is reset, the worker dies,
 or the kernel has been gone for `SessionRegistry.grace` seconds: a pool of its own per spec, with
-the policy `CELL` (`nbremote_runner.pool_state`), beside the session's function pools. A spare
-worker for the default spec is kept booted, so that a new notebook's first cell does not wait for
-Python and IPython to start.
+the policy `CELL` (`nbremote_runner.pool_state`), beside the session's function pools. Its first
+cell worker for the default spec is the runner's spare (`nbremote_runner.pools.SparePool`),
+already booted.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from nbremote.wire.codec import Header
 from nbremote.wire.http import DescribeSession, WorkerSpec
 from nbremote.wire.shm import host_id
 
-from .containers import ContainerStarter
 from .gpus import GpuBroker, Holder
 from .pool_state import CELL
 from .pools import FunctionPool, Pools
-from .workers import Serve, Worker
+from .workers import Worker
 
 Status = Callable[[str], Awaitable[None]]
-DEFAULT_SPEC = WorkerSpec()
 # Where "starting a worker" goes: the cell whose request a start is for (a start runs in the
 # context of its request).
 _STARTING: ContextVar[Status | None] = ContextVar("nbremote_cell_starting", default=None)
@@ -37,46 +35,6 @@ async def _starting() -> None:
     status = _STARTING.get()
     if status is not None:
         await status("starting a worker")
-
-
-class SparePool:
-    """One booted worker for the default spec, handed out on demand and replaced in background."""
-
-    def __init__(self, backend: ContainerStarter, serve: Serve, enabled: bool = True) -> None:
-        self._backend = backend
-        self._serve = serve
-        self._enabled = enabled
-        self._spare: asyncio.Task[Worker] | None = None
-        self.refill()
-
-    def refill(self) -> None:
-        """Start booting a spare if there is none."""
-        if self._enabled and self._spare is None:
-            self._spare = asyncio.create_task(self._start(DEFAULT_SPEC))
-
-    async def _start(self, spec: WorkerSpec) -> Worker:
-        return Worker(await self._backend.start_worker(spec), self._serve)
-
-    async def take(self, spec: WorkerSpec) -> Worker:
-        """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
-        if spec == DEFAULT_SPEC and self._spare is not None:
-            spare, self._spare = self._spare, None
-            self.refill()
-            try:
-                worker = await spare
-                if worker.alive:
-                    return worker
-            except Exception:
-                pass  # a spare that failed to boot: start one in the caller's sight instead
-        return await self._start(spec)
-
-    async def close(self) -> None:
-        """Stop the spare."""
-        self._enabled = False
-        if self._spare is not None:
-            spare, self._spare = self._spare, None
-            with contextlib.suppress(Exception):  # a spare that failed to boot has nothing to stop
-                await (await spare).stop()
 
 
 class Session:

@@ -56,7 +56,7 @@ POLL_PERIOD = 0.1  # how often holders' idleness is checked while requests wait
 
 
 class WorkerSource(Protocol):
-    """Where the broker gets its workers (the runner's `SparePool`; sessions import the broker,
+    """Where the broker gets its workers (the runner's `SparePool`; pools import the broker,
     so the broker names only what it calls)."""
 
     async def take(self, spec: WorkerSpec) -> Worker: ...

@@ -6,6 +6,8 @@ import pytest
 from nbremote_runner.pool_state import (
     CELL,
     CLOSED,
+    NO_SPARE,
+    SPARE,
     Abort,
     Fail,
     Hand,
@@ -339,6 +341,80 @@ def test_a_cell_pool_whose_worker_died_starts_a_new_one_for_the_next_cell() -> N
 
 def test_a_cell_pool_with_gpus_is_bounded_by_one_even_if_more_fit() -> None:
     assert max_workers(CELL, limit=4, cpus=8) == 1
+
+
+# -- the spare policy --------------------------------------------------------------------------
+
+
+def spare() -> PoolState:
+    state = PoolState(SPARE, max_workers(SPARE, None, cpus=8))
+    assert state.open() == [Start(1, None)]  # booted at once, for no request
+    return state
+
+
+def test_taking_the_spare_hands_it_over_for_good_and_starts_the_next() -> None:
+    state = spare()
+    assert state.started(1, "w1", now=0.0) == []
+    assert state.take("cell") == [Hand("w1", "cell"), Start(2, None)]
+    assert not state.idle("w1")  # the taker's now: never evicted, stopped or handed again
+    assert state.evict("w1") == []
+    assert state.died("w1") == []
+    assert state.started(2, "w2", now=1.0) == []
+    assert state.idle("w2")
+
+
+def test_taking_a_booting_spare_gives_the_taker_that_boot_and_starts_the_next_beside_it() -> None:
+    state = spare()
+    assert state.take("cell") == [Start(2, None)]
+    assert state.started(1, "w1", now=0.0) == [Hand("w1", "cell")]
+    assert state.started(2, "w2", now=0.0) == []
+    assert (state.idle("w1"), state.idle("w2")) == (False, True)
+
+
+def test_taking_when_no_spare_is_left_fails_and_starts_the_next() -> None:
+    state = spare()
+    state.started(1, "w1", now=0.0)
+    assert state.died("w1") == []  # not replaced until the next take
+    assert state.take("cell") == [Fail("cell", NO_SPARE), Start(2, None)]
+    assert state.take("other") == [Start(3, None)]  # takes start 2; one more is kept booting
+
+
+def test_a_taken_boot_that_fails_fails_its_taker_and_a_failed_spare_is_not_retried() -> None:
+    state = spare()
+    error = RuntimeError("no python")
+    assert state.take("cell") == [Start(2, None)]
+    assert state.start_failed(1, error) == [Fail("cell", "no python", error)]
+    assert state.start_failed(2, error) == []
+    assert state.size == 0
+
+
+def test_a_taker_that_gives_up_aborts_the_boot_it_took_and_leaves_the_next_spare() -> None:
+    state = spare()
+    state.take("cell")
+    assert state.withdraw("cell") == [Abort(1)]
+    assert state.started(2, "w2", now=0.0) == []
+    assert state.take("next") == [Hand("w2", "next"), Start(3, None)]
+
+
+def test_the_spare_is_never_scaled_down() -> None:
+    state = spare()
+    state.started(1, "w1", now=0.0)
+    assert state.tick(now=1e12) == []
+
+
+def test_closing_the_spare_stops_it_and_fails_a_taker_still_waiting_for_its_boot() -> None:
+    state = spare()
+    state.take("cell")  # takes start 1; start 2 boots the next spare
+    assert state.close() == [Fail("cell", CLOSED)]
+    assert state.started(1, "w1", now=0.0) == [Stop("w1")]
+    assert state.started(2, "w2", now=0.0) == [Stop("w2")]
+    assert state.take("late") == [Fail("late", CLOSED)]
+
+
+def test_closing_stops_an_idle_spare() -> None:
+    state = spare()
+    state.started(1, "w1", now=0.0)
+    assert state.close() == [Stop("w1")]
 
 
 # -- closing -----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from nbremote_runner.gpus import Holder
-from nbremote_runner.pool_state import CELL
-from nbremote_runner.pools import FunctionPool
+from nbremote_runner.pool_state import CELL, SPARE
+from nbremote_runner.pools import FunctionPool, SparePool
 from nbremote_runner.sessions import Session
 
 from nbremote.wire.http import FunctionScaling, WorkerSpec
@@ -275,5 +275,115 @@ def test_the_pool_decides_an_eviction_an_idle_worker_stops_a_busy_one_stays() ->
         await settle()
         starter.started[-1].release.set()
         assert await second == starter.started[1].id
+
+    run(test)
+
+
+# -- the spare ---------------------------------------------------------------------------------
+
+
+def test_the_spare_boots_at_once_and_a_take_hands_it_over_and_boots_the_next() -> None:
+    async def test() -> None:
+        starter = Starter()
+        pool = FunctionPool(starter, WorkerSpec(), SPARE)  # type: ignore[arg-type]
+        await settle()
+        [booted] = starter.started
+        assert await pool.take() is booted
+        await settle()
+        assert pool.workers == [starter.started[1]]
+        await booted.stop()  # the taker's worker ends: the pool's spare stays
+        assert pool.workers == [starter.started[1]]
+        await pool.close()
+        assert not starter.started[1].alive
+
+    run(test)
+
+
+def test_taking_a_booting_spare_waits_for_that_boot() -> None:
+    async def test() -> None:
+        starter = Starter()
+        starter.gate.clear()
+        pool = FunctionPool(starter, WorkerSpec(), SPARE)  # type: ignore[arg-type]
+        taking = asyncio.create_task(pool.take())
+        await settle()
+        assert len(starter.contexts) == 2  # the boot taken, and the next one beside it
+        starter.gate.set()
+        assert await taking is starter.started[0]
+        await settle()
+        assert pool.workers == [starter.started[1]]
+
+    run(test)
+
+
+def spare(monkeypatch: pytest.MonkeyPatch, starter: Starter, enabled: bool = True) -> SparePool:
+    async def start(_: SparePool, spec: WorkerSpec) -> FakeWorker:
+        return await starter(spec)
+
+    monkeypatch.setattr(SparePool, "_start", start)
+    return SparePool(None, None, enabled)  # type: ignore[arg-type]
+
+
+def test_the_runner_spare_goes_to_the_default_spec_and_other_specs_start_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def test() -> None:
+        starter = Starter()
+        source = spare(monkeypatch, starter)
+        await settle()
+        [booted] = starter.started
+        own = await source.take(WorkerSpec(env={"A": "1"}))
+        assert own is not booted and booted.alive
+        assert await source.take(WorkerSpec()) is booted
+        await settle()
+        [next_spare] = [w for w in starter.started if w not in (booted, own)]
+        await source.close()  # runner stop
+        assert not next_spare.alive
+        assert booted.alive  # the taker's: its session stops it
+
+    run(test)
+
+
+def test_a_dead_spare_gives_the_caller_a_start_of_its_own_and_the_next_spare_boots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def test() -> None:
+        starter = Starter()
+        source = spare(monkeypatch, starter)
+        await settle()
+        dead = starter.started[0]
+        await dead.stop()
+        own = await source.take(WorkerSpec())
+        await settle()
+        assert own is not dead and own.alive
+        [next_spare] = [w for w in starter.started if w not in (dead, own)]
+        assert await source.take(WorkerSpec()) is next_spare
+        await source.close()
+
+    run(test)
+
+
+def test_a_spare_that_failed_to_boot_gives_the_caller_a_start_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def test() -> None:
+        starter = Starter()
+        starter.error = RuntimeError("boot failed")
+        source = spare(monkeypatch, starter)
+        await settle()
+        starter.error = None
+        assert await source.take(WorkerSpec()) in starter.started
+        await source.close()
+
+    run(test)
+
+
+def test_without_a_spare_every_worker_starts_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test() -> None:
+        starter = Starter()
+        source = spare(monkeypatch, starter, enabled=False)
+        await settle()
+        assert starter.started == []
+        assert await source.take(WorkerSpec()) is starter.started[0]
+        await source.close()
 
     run(test)
