@@ -19,6 +19,7 @@ from ._namespace import Packed
 from ._session import Frame, Request
 from .errors import RemoteError, SerializationError, remote_error
 from .wire.codec import Header
+from .wire.ops import Op
 from .wire.serialize import Payload, dumps, loads
 
 Input = tuple[tuple[Any, ...], dict[str, Any]]
@@ -88,7 +89,7 @@ class CallTarget:
         return self.payload.hash if self.payload is not None else ""
 
     def request(
-        self, inputs: list[Input], first: int, send_function: bool, op: str = "call"
+        self, inputs: list[Input], first: int, send_function: bool, op: str = Op.CALL
     ) -> Request:
         """A request for ``inputs`` (numbered from ``first``).
 

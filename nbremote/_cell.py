@@ -24,6 +24,7 @@ from .errors import SerializationError, WorkerDied, remote_error
 from .secret import Secret
 from .wire.codec import Header
 from .wire.http import GpuRequest
+from .wire.ops import Op
 
 # IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
 _HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
@@ -117,7 +118,7 @@ def run_cell(
             "or create it inside the remote cell",
         ) from None
     header: Header = {
-        "op": "exec",
+        "op": Op.EXEC,
         "code": code,
         "inputs": packed.items,
         "outputs": outputs,

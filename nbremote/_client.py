@@ -8,7 +8,9 @@ names (a team's private CA, say).
 
 JSON calls send and read the models of `nbremote.wire.http` (`RunnerClient.call`): a request is
 checked before it leaves, and an answer that does not fit its model (a runner of another version)
-fails here, naming the field, rather than as a KeyError somewhere in the caller.
+fails here, naming the field, rather than as a KeyError somewhere in the caller. An answer may
+carry fields this client does not know: a newer runner adds fields, which is backward compatible,
+so they are dropped here (the runner still refuses unknown fields in the requests it receives).
 """
 
 from __future__ import annotations
@@ -300,11 +302,15 @@ class RunnerClient:
     def read(self, model: type[M], data: bytes, what: str) -> M:
         """An answer's body as ``model``.
 
+        Fields ``model`` does not know, at any depth, are dropped: a newer runner may add some.
+
         Raises:
-            RunnerError: (``UnexpectedAnswer``) it does not fit, naming the field.
+            RunnerError: (``UnexpectedAnswer``) a field is missing or of the wrong type, named.
         """
         try:
-            return model.model_validate_json(data)
+            # The models forbid extra fields, for the runner's sake (a typo in a request is a
+            # 422); an answer overrides that here, the one place answers are read.
+            return model.model_validate_json(data, extra="ignore")
         except ValidationError as exc:
             raise RunnerError(
                 "UnexpectedAnswer",

@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import SerializationError
 from .wire.codec import Header
+from .wire.ops import Op
 from .wire.serialize import Payload, dumps, loads
 
 
@@ -47,7 +48,7 @@ class Packed:
             payload = self.payloads[content_hash]
             items.append({"hash": content_hash, "name": "", "nbuf": len(payload.parts)})
             buffers.extend(payload.parts)
-        return {"op": "blobs", "items": items}, buffers
+        return {"op": Op.BLOBS, "items": items}, buffers
 
 
 def pack(names: Iterable[str], namespace: Mapping[str, Any], known: set[str]) -> Packed:

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from .wire.codec import Header
+from .wire.ops import Op
 
 
 def _shell() -> Any:
@@ -19,16 +20,16 @@ def _shell() -> Any:
 def show(frame: Header, buffers: list[bytearray]) -> None:
     """Reproduce one output frame (stream, display, result, clear_output, notice) here."""
     op = frame["op"]
-    if op == "notice":  # from the runner itself: a GPU queue position, a GPU cell's summary
+    if op == Op.NOTICE:  # from the runner itself: a GPU queue position, a GPU cell's summary
         print(f"nbremote: {frame['text']}", file=sys.stderr, flush=True)
         return
-    if op == "stream":
+    if op == Op.STREAM:
         stream = sys.stdout if frame["name"] == "stdout" else sys.stderr
         stream.write(frame["text"])
         stream.flush()
         return
     shell = _shell()
-    if op in ("display", "result"):
+    if op in (Op.DISPLAY, Op.RESULT):
         sys.stdout.flush()
         if shell is None:
             print(frame["data"].get("text/plain", ""))
@@ -39,5 +40,5 @@ def show(frame: Header, buffers: list[bytearray]) -> None:
             transient=frame.get("transient") or None,
             update=frame.get("update", False),
         )
-    elif op == "clear_output" and shell is not None:
+    elif op == Op.CLEAR_OUTPUT and shell is not None:
         shell.display_pub.clear_output(frame["wait"])

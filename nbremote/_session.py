@@ -139,7 +139,7 @@ class RemoteSession:
         request_id = request.header["id"] = uuid.uuid4().hex
         # Whether the worker may answer through shared memory (not for spawns: their result
         # may be collected by another process, and a mapped file can be taken only once).
-        request.header["shm_ok"] = channel.shm_dir is not None and request.header["op"] != "spawn"
+        request.header["shm_ok"] = channel.shm_dir is not None and request.header["op"] != Op.SPAWN
         self._pending[request_id] = request
         channel.send(request.header, request.buffers)
         return request_id
@@ -214,7 +214,7 @@ class RemoteSession:
         """
         with self._lock, self._connection_errors():
             channel = self._open()
-            if request.header["op"] in ("call", "spawn"):
+            if request.header["op"] in (Op.CALL, Op.SPAWN):
                 if self._direct and direct_eligible(request.header, channel.shm_dir):
                     done = self._call_direct(channel, request, on_frame)
                     if done is not None:
@@ -279,9 +279,9 @@ class RemoteSession:
             return lease
         self._end_lease(pool["key"])
         lease_id = uuid.uuid4().hex
-        self._pending[lease_id] = Request({"op": "lease"})
+        self._pending[lease_id] = Request({"op": Op.LEASE})
         try:
-            channel.send({"op": "lease", "id": lease_id, "pool": pool})
+            channel.send({"op": Op.LEASE, "id": lease_id, "pool": pool})
             leased, _ = self._next_done(channel, {lease_id}, on_frame, (Op.LEASED, Op.DONE))
         except BaseException:
             self._pending.pop(lease_id, None)

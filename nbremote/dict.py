@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._stores import RunnerStore
+from .wire.ops import Op
 from .wire.serialize import dumps, loads
 
 _MISSING = object()
@@ -25,7 +26,7 @@ class Dict(RunnerStore):
         >>> d["best"] = 0.93                                       # doctest: +SKIP
     """
 
-    kind = "dict"
+    kind = Op.DICT
 
     def put(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value``.

@@ -23,6 +23,7 @@ from ._options import AppLike, DeployedApp, FunctionOptions, function_options, l
 from ._output import show
 from ._session import Request
 from .errors import NbremoteError, RemoteError, remote_error
+from .wire.ops import Op
 from .wire.serialize import Payload
 
 R = TypeVar("R")
@@ -58,7 +59,7 @@ class FunctionCall(Generic[R]):
             TimeoutError: the call is still running after ``timeout`` seconds (it goes on).
             RemoteError: the function raised.
         """
-        header = {"op": "get", "call_id": self._id, "timeout": timeout}
+        header = {"op": Op.GET, "call_id": self._id, "timeout": timeout}
         frame = _session.current_session().call(Request(header), show)
         if frame[0].get("pending"):
             raise TimeoutError(f"call {self._id} is still running after {timeout:g} s; it goes on")
@@ -69,7 +70,7 @@ class FunctionCall(Generic[R]):
 
     def cancel(self) -> None:
         """Stop the call (interrupting it if it runs); ``get`` then raises CancelledError."""
-        _session.current_session().notify({"op": "cancel", "id": self._id})
+        _session.current_session().notify({"op": Op.CANCEL, "id": self._id})
 
 
 class Function(Generic[R]):
@@ -205,7 +206,7 @@ class Function(Generic[R]):
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:
         """Start a call and return at once; collect it with ``.get()``."""
         call_id = uuid.uuid4().hex
-        request = self._target().request([(args, kwargs)], 0, True, op="spawn")
+        request = self._target().request([(args, kwargs)], 0, True, op=Op.SPAWN)
         request.header["call_id"] = call_id
         done, _ = _session.current_session().call(request, show)
         if not done["ok"]:

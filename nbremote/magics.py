@@ -30,6 +30,7 @@ from .image import Image
 from .secret import Secret
 from .wire.http import ListGpusResponse
 from .wire.mounts import check_mount_paths
+from .wire.ops import Op
 
 SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
 
@@ -274,7 +275,7 @@ class RemoteMagics(Magics):
         session = _session.current_session()
         last = self.last_worker
         spec = worker_spec(last.env, last.gpu, last.volumes, last.secrets, last.image)
-        header = {"op": "pull", "names": names, "spec": spec.wire()}
+        header = {"op": Op.PULL, "names": names, "spec": spec.wire()}
         done, buffers = session.call(Request(header, spec_key=spec.key(), image=last.image), show)
         raise_for(done)
         values, failed = unpack(done["outputs"], buffers, self.ipython.user_ns)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._stores import RunnerStore
+from .wire.ops import Op
 from .wire.serialize import dumps, loads
 
 
@@ -19,7 +20,7 @@ class Queue(RunnerStore):
         0
     """
 
-    kind = "queue"
+    kind = Op.QUEUE
 
     def put_many(self, values: Iterable[Any]) -> None:
         """Append each value.

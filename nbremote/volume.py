@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 
 from .errors import NbremoteError, RunnerError
 from .wire.mounts import check_mount_paths
+from .wire.ops import Op
 from .wire.transport import worker_transport
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Volume:
     def _worker_request(self, action: str, **fields: Any) -> dict[str, Any]:
         transport = worker_transport()
         assert transport is not None
-        header = {"op": "volume", "name": self.name, "action": action, **fields}
+        header = {"op": Op.VOLUME, "name": self.name, "action": action, **fields}
         done, _ = transport(header, [])
         if not done["ok"]:
             error = done["error"]

@@ -29,6 +29,7 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbremote.wire.codec import Buffer, Header
+from nbremote.wire.ops import Op
 
 from .dispatch import REQUESTS
 from .errors import error_done
@@ -82,22 +83,22 @@ class Channel:
             task = asyncio.create_task(self._answer(header, buffers))
             self.tasks[request_id] = task
             task.add_done_callback(lambda _: self.tasks.pop(request_id, None))
-        elif op == "spawn":
+        elif op == Op.SPAWN:
             self.runner.dispatcher.spawn(header, buffers, self.session)
-            self.send({"op": "done", "id": request_id, "ok": True, "call_id": header["call_id"]})
-        elif op in ("dict", "queue"):  # Dict and Queue requests from the notebook
+            self.send({"op": Op.DONE, "id": request_id, "ok": True, "call_id": header["call_id"]})
+        elif op in (Op.DICT, Op.QUEUE):  # Dict and Queue requests from the notebook
             self._soon(self._store(header, buffers))
-        elif op == "blobs":
+        elif op == Op.BLOBS:
             worker = self.session.serving(request_id)
             if worker is not None:
                 worker.send(header, buffers)
-        elif op == "interrupt":
+        elif op == Op.INTERRUPT:
             worker = self.session.serving(request_id)
             if worker is not None:
                 worker.interrupt()
             elif request_id in self.tasks:  # not running yet (a GPU queue, an image build): stop
                 self.tasks[request_id].cancel()
-        elif op == "cancel" and not self.runner.dispatcher.cancel_spawned(request_id):
+        elif op == Op.CANCEL and not self.runner.dispatcher.cancel_spawned(request_id):
             running = self.tasks.get(request_id)
             if running is not None:
                 running.cancel()

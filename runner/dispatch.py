@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import WorkerSpec
+from nbremote.wire.ops import Op
 
 from .apps import DeployedApp, DeployedApps
 from .backends import WorkerStartError
@@ -38,8 +39,8 @@ from .sessions import Session
 from .state import State
 from .workers import INTERRUPT_GRACE, Forward, Worker
 
-REQUESTS = ("exec", "pull", "call", "get", "lease")  # what `Dispatcher.serve` answers
-HISTORY = ("exec", "pull")  # what goes into the run history
+REQUESTS = (Op.EXEC, Op.PULL, Op.CALL, Op.GET, Op.LEASE)  # what `Dispatcher.serve` answers
+HISTORY = (Op.EXEC, Op.PULL)  # what goes into the run history
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +52,7 @@ def _logging(app: DeployedApp, forward: Forward) -> Forward:
     """``forward``, keeping what the app's code prints in the app's log on the way."""
 
     def logged(header: Header, buffers: Sequence[Buffer]) -> None:
-        if header.get("op") == "stream":  # the app's code may send anything: no KeyError here
+        if header.get("op") == Op.STREAM:  # the app's code may send anything: no KeyError here
             app.log(str(header.get("text", "")))
         forward(header, buffers)
 
@@ -65,10 +66,10 @@ async def _reporting_to(forward: Forward, request_id: str) -> AsyncIterator[None
     caller serving several requests in a row, a scheduler say, does not mix them up)."""
 
     async def notice(text: str) -> None:
-        forward({"op": "notice", "id": request_id, "text": text}, [])
+        forward({"op": Op.NOTICE, "id": request_id, "text": text}, [])
 
     async def build_line(line: str) -> None:
-        forward({"op": "stream", "id": request_id, "name": "stderr", "text": f"{line}\n"}, [])
+        forward({"op": Op.STREAM, "id": request_id, "name": "stderr", "text": f"{line}\n"}, [])
 
     status, build = STATUS.set(notice), BUILD_LOG.set(build_line)
     try:
@@ -146,7 +147,7 @@ class Dispatcher:
     def spawn(self, header: Header, buffers: list[bytearray], session: Session | None) -> None:
         """Start a ``spawn`` request as the call ``header["call_id"]``: it runs apart from
         whoever spawned it (its output is discarded), and `get` requests collect its result."""
-        work = self.serve({**header, "op": "call"}, buffers, discard, session)
+        work = self.serve({**header, "op": Op.CALL}, buffers, discard, session)
         self.calls.start(header["call_id"], work)
 
     def cancel_spawned(self, call_id: str) -> bool:
@@ -159,9 +160,9 @@ class Dispatcher:
         request_id = header["id"]
         try:
             async with _reporting_to(forward, request_id):
-                if header["op"] == "get":
+                if header["op"] == Op.GET:
                     return await self._get(header)
-                if header["op"] in ("call", "lease"):  # a lease is a long call, in a pool
+                if header["op"] in (Op.CALL, Op.LEASE):  # a lease is a long call, in a pool
                     return await self._call(header, buffers, forward, session)
                 cell = self._cell_worker(header, forward, _needs(session, header))
                 async with cell as worker, self.gpus.measured(worker, header, forward):
@@ -177,7 +178,7 @@ class Dispatcher:
         self, header: Header, forward: Forward, session: Session
     ) -> AsyncIterator[Worker]:
         spec = WorkerSpec.model_validate(header.get("spec") or {})
-        if header["op"] == "pull":  # reads the warm worker's namespace: starts none
+        if header["op"] == Op.PULL:  # reads the warm worker's namespace: starts none
             worker = session.find(spec)
             if worker is None:
                 raise LookupError("there is no warm worker yet: run a %%remote cell first")
@@ -185,7 +186,7 @@ class Dispatcher:
             return
 
         async def status(text: str) -> None:
-            forward({"op": "status", "id": header["id"], "text": text}, [])
+            forward({"op": Op.STATUS, "id": header["id"], "text": text}, [])
 
         async with session.cell_worker(spec, bool(header.get("fresh")), status) as worker:
             yield worker

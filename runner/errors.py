@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbremote.wire.ops import Op
+
 # The status of each kind an error may name (clients read ``type``; HTTP clients the status too).
 STATUS = {"NotFound": 404, "Conflict": 409, "ValidationError": 422, "DiskFull": 507}
 
@@ -91,4 +93,4 @@ def error_done(
     kind = exc.kind if isinstance(exc, RunnerError) else type(exc).__name__
     message = f"the runner failed: {exc}" if unforeseen else str(exc)
     error = {"ename": kind, "evalue": message, "traceback": []}
-    return {"op": "done", "id": request_id, "ok": False, **fields, "error": error}
+    return {"op": Op.DONE, "id": request_id, "ok": False, **fields, "error": error}

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from nbremote.wire.codec import Header
 from nbremote.wire.frames import ClientFrame, WorkerRequestFrame
+from nbremote.wire.ops import Op
 
 CLIENT_FRAMES: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 WORKER_FRAMES: TypeAdapter[Any] = TypeAdapter(WorkerRequestFrame)
@@ -29,7 +30,7 @@ _SHOWN = 3  # errors named in one answer; the rest are counted
 def rejected(request_id: Any, evalue: str) -> Header:
     """The error ``done`` for a frame that is not valid (``id`` null if it has no usable one)."""
     return {
-        "op": "done",
+        "op": Op.DONE,
         "id": request_id if isinstance(request_id, str) else None,
         "ok": False,
         "held": [],

@@ -34,6 +34,7 @@ from nbremote.wire.codec import (
     decode_header,
     encode_prefix,
 )
+from nbremote.wire.ops import Op
 
 Frame = tuple[Header, list[bytearray]]
 OnFrame = Callable[[Header, list[bytearray]], None]
@@ -164,7 +165,7 @@ class FrameConnection(asyncio.BufferedProtocol):
         with contextlib.suppress(ConnectionClosed):
             self.send(
                 {
-                    "op": "done",
+                    "op": Op.DONE,
                     "id": request_id if isinstance(request_id, str) else None,
                     "ok": False,
                     "held": [],

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbremote.wire.codec import Header
+from nbremote.wire.ops import Op
 
 from .errors import Refusal, error_done
 from .state import State, Statement, WriteFailed
@@ -143,7 +144,7 @@ class Stores:
             fields, out = await self.handle(header, buffers)
         except StoreError as exc:
             return error_done(header.get("id"), exc), []
-        return {"op": "done", "id": header.get("id"), "ok": True, **fields}, out
+        return {"op": Op.DONE, "id": header.get("id"), "ok": True, **fields}, out
 
     async def handle(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
         """Serve one request; its answer (fields and buffers)."""
@@ -154,7 +155,7 @@ class Stores:
         if action == "delete":
             await self._delete(kind, name)
             return {}, []
-        if kind == "dict":
+        if kind == Op.DICT:
             return await self._dict(name, action, header, buffers)
         return await self._queue(name, action, header, buffers)
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from nbremote.wire.codec import Header
 from nbremote.wire.http import CommitVolume, DescribeVolume, VolumeEntry
+from nbremote.wire.ops import Op
 
 from .errors import Refusal, error_done
 from .state import State
@@ -366,7 +367,7 @@ class Volumes:
 
     async def answer(self, header: Header, buffers: list[Any]) -> tuple[Header, list[Any]]:
         """The ``done`` frame answering a worker's volume request."""
-        done: Header = {"op": "done", "id": header.get("id"), "ok": True}
+        done: Header = {"op": Op.DONE, "id": header.get("id"), "ok": True}
         try:
             fields = await self._handle(header)
         except OSError as exc:  # in words, named by its class (a full disk: what to do)

@@ -124,7 +124,7 @@ class Worker:
 
     def serve(self) -> None:
         """Announce this worker, then answer requests one at a time."""
-        self.outbox.send("hello", pid=os.getpid(), python=platform.python_version())
+        self.outbox.send(Op.HELLO, pid=os.getpid(), python=platform.python_version())
         while True:
             try:
                 header, buffers, refused = self.inbox.next_request(self.reader)

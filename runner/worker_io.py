@@ -27,6 +27,7 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbremote.wire.codec import Buffer, Header, send_frame
+from nbremote.wire.ops import Op
 
 from .worker_calls import builtin_base
 
@@ -123,7 +124,7 @@ class FrameStream(io.TextIOBase):
         with self._lock:
             pending, self._pending, self._size = self._pending, {}, 0
         for request_id, pieces in pending.items():
-            self._outbox.send("stream", to=request_id, name=self.name, text="".join(pieces))
+            self._outbox.send(Op.STREAM, to=request_id, name=self.name, text="".join(pieces))
 
 
 def start_flusher(streams: list[FrameStream]) -> None:
@@ -203,12 +204,12 @@ class FramePublisher(DisplayPublisher):
     ) -> None:
         flush_streams()
         _outbox_of(self.shell).send(
-            "display", data=data, metadata=metadata or {}, transient=transient or {}, update=update
+            Op.DISPLAY, data=data, metadata=metadata or {}, transient=transient or {}, update=update
         )
 
     def clear_output(self, wait: bool = False) -> None:
         flush_streams()
-        _outbox_of(self.shell).send("clear_output", wait=wait)
+        _outbox_of(self.shell).send(Op.CLEAR_OUTPUT, wait=wait)
 
 
 class FrameDisplayHook(DisplayHook):
@@ -221,7 +222,7 @@ class FrameDisplayHook(DisplayHook):
         self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None
     ) -> None:
         flush_streams()
-        _outbox_of(self.shell).send("result", data=format_dict, metadata=md_dict or {})
+        _outbox_of(self.shell).send(Op.RESULT, data=format_dict, metadata=md_dict or {})
 
 
 class WorkerShell(InteractiveShell):

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import DescribeObject, DescribeWorker
+from nbremote.wire.ops import Op
 
 from .backends import WorkerHandle
 from .errors import RunnerError, WorkerDied, error_done
@@ -30,7 +31,7 @@ from .frames import ConnectionClosed, Frame
 
 Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller gone loses it
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
-WORKER_REQUESTS = ("dict", "queue", "volume")  # frames a worker sends for the runner to answer
+WORKER_REQUESTS = (Op.DICT, Op.QUEUE, Op.VOLUME)  # frames a worker sends for the runner to answer
 
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Worker:
             if invalid is not None:
                 self.send(invalid, [])
                 return
-            if op == "volume":  # a worker commits or reloads its own working copies only
+            if op == Op.VOLUME:  # a worker commits or reloads its own working copies only
                 owned = self.process.checkouts
                 header["checkouts"] = [c for c in header.get("checkouts", ()) if c in owned]
             task = asyncio.create_task(self._answer(header, buffers))
@@ -87,7 +88,7 @@ class Worker:
         if request is None:
             return  # output of a request whose caller has gone
         forward, done = request
-        if op != "done":
+        if op != Op.DONE:
             forward(header, buffers)
         elif not done.done():
             header["worker"] = self.id
@@ -152,7 +153,7 @@ class Worker:
         """Serve one request, forwarding the frames it produces; return its ``done`` frame."""
         if self._death:
             return self._died(header["id"])
-        if header.get("op") == "lease" and not self.process.direct:
+        if header.get("op") == Op.LEASE and not self.process.direct:
             return self._not_leasable(header["id"])
         done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._requests[header["id"]] = (forward, done)

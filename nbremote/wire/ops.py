@@ -393,7 +393,7 @@ def problem(header: dict[str, Any]) -> str | None:
     if rules is None:
         return None  # an op this table does not know: the receiver decides
     wrong = _fields_problem(header, rules, "")
-    if wrong is None and op == "done" and header["ok"] is False and not header.get("error"):
+    if wrong is None and op == Op.DONE and header["ok"] is False and not header.get("error"):
         return "error: missing (a done that is not ok says why)"
     return wrong
 

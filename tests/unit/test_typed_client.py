@@ -1,9 +1,11 @@
 """The client sends and reads the wire models: `RunnerClient.call` and every use of it.
 
 A runner of another version answers documents the client's models do not describe; the client
-must say so, naming the field, rather than fail later with a KeyError. And no module of the
-client may go back to reading the runner's answers by string keys: an AST scan of ``nbremote/``
-finds any JSON call made without a model.
+must say so, naming the field, rather than fail later with a KeyError, unless all that is new is
+an added field (backward compatible: it is dropped). Requests stay strict: a misspelt field is
+refused, named, before it leaves (and by the runner, which reads the same models). And no module
+of the client may go back to reading the runner's answers by string keys: an AST scan of
+``nbremote/`` finds any JSON call made without a model.
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from nbremote._client import RunnerClient, build
 from nbremote.errors import RunnerError
-from nbremote.wire.http import CreateVolume, DescribeSecret, DescribeVolume, Health
+from nbremote.wire.http import (
+    CreateVolume,
+    DescribeSecret,
+    DescribeVolume,
+    Health,
+    ListVolumesResponse,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "nbremote"
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -93,7 +102,7 @@ def test_a_call_without_a_response_model_answers_none(fake: Any) -> None:
     [
         ({k: v for k, v in VOLUME.items() if k != "version"}, "version: Field required"),
         ({**VOLUME, "size": "big"}, "size: Input should be a valid integer"),
-        ({**VOLUME, "owner": "ana"}, "owner: Extra inputs are not permitted"),
+        ({**VOLUME, "files": None}, "files: Input should be a valid integer"),
     ],
 )
 def test_an_answer_of_another_version_is_refused_naming_the_field(
@@ -106,6 +115,25 @@ def test_an_answer_of_another_version_is_refused_naming_the_field(
     assert "answered GET /api/v1/volumes/data" in refused.value.message
     assert f"not a DescribeVolume ({field}" in refused.value.message
     assert "same version on both sides" in refused.value.message
+
+
+def test_an_added_field_is_tolerated_at_any_depth(fake: Any) -> None:
+    """A newer runner's answer with fields this client does not know reads as before."""
+    document = {"volumes": [{**VOLUME, "owner": "ana", "tags": {"a": 1}}], "next_page": "x"}
+    fake.answer = (200, json.dumps(document).encode())
+    with _client(fake) as client:
+        listed = client.call("GET", "/api/v1/volumes", response=ListVolumesResponse)
+    assert listed == ListVolumesResponse(volumes=[DescribeVolume(**VOLUME)])
+
+
+def test_a_request_with_a_misspelt_field_is_still_refused_naming_it() -> None:
+    with pytest.raises(RunnerError) as refused:
+        build(CreateVolume, name="data", exsit_ok=True)
+    assert refused.value.kind == "ValidationError"
+    assert refused.value.message == "exsit_ok: Extra inputs are not permitted"
+    # The models themselves stay strict: the runner reads requests with them.
+    with pytest.raises(ValidationError, match="owner"):
+        DescribeVolume.model_validate({**VOLUME, "owner": "ana"})
 
 
 def test_an_answer_that_is_not_json_is_refused_too(fake: Any) -> None:
