@@ -30,6 +30,7 @@ from tornado.web import Application
 from nbremote import __version__
 from nbremote.wire.codec import FrameLimits, Header
 from nbremote.wire.http import DescribeRunner, DescribeSession
+from nbremote.wire.ops import Op
 from nbremote.wire.shm import create_dir
 
 from .apps import DeployedApps
@@ -215,7 +216,7 @@ class Runner:
 
     async def serve_worker(self, header: Header, buffers: list[Any]) -> Frame:
         """Answer what a worker asks the runner itself: Dict, Queue and volume requests."""
-        if header["op"] == "volume":
+        if header["op"] == Op.VOLUME:
             return await self.volumes.answer(header, buffers)
         return await self.stores.answer(header, buffers)
 

@@ -39,6 +39,7 @@ from nbremote.wire.http import (
     ListGpusResponse,
     WorkerSpec,
 )
+from nbremote.wire.ops import Op
 
 from ..backends import WorkerStartError
 from .alloc import Action, Allocator, Evict, Grant, Queued, Reject, wanted
@@ -277,7 +278,7 @@ class GpuBroker:
         """Around a cell run: sample its worker's GPUs, and end with a summary line (a
         ``notice`` frame the client prints) if it finished."""
         lease = self._lease_of(worker)
-        if lease is None or header["op"] != "exec":
+        if lease is None or header["op"] != Op.EXEC:
             yield
             return
         devices = [self._devices[index] for index in self._alloc.devices_of(lease.id)]
@@ -291,7 +292,7 @@ class GpuBroker:
             self._usages.discard(usage)
         usage.add(await self._read([device.index for device in devices]))
         text = usage.summary()
-        send({"op": "notice", "id": header["id"], "text": text}, [])
+        send({"op": Op.NOTICE, "id": header["id"], "text": text}, [])
 
     async def _read(self, indices: list[int]) -> dict[int, Reading]:
         loop = asyncio.get_running_loop()

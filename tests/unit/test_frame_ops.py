@@ -171,9 +171,6 @@ def test_none_type_is_named_null() -> None:
 # -- no op spelled as a string literal in frame code ---------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
-# Being reshaped by another change at the same time; they still spell ops as literals.
-# TODO: drop once that change lands and these files use `Op` too.
-NOT_YET = {"runner/gpus/broker.py", "runner/service.py"}
 
 
 def _is_op_key(node: ast.AST | None) -> bool:
@@ -233,7 +230,5 @@ def test_no_frame_op_is_spelled_as_a_string_literal() -> None:
     for package in ("nbremote", "runner"):
         for path in sorted((ROOT / package).rglob("*.py")):
             name = path.relative_to(ROOT).as_posix()
-            if name in NOT_YET:
-                continue
             found += [f"{name}:{line}" for line in op_literals(path.read_text())]
     assert not found, f"frame ops spelled as strings at {found}: use nbremote.wire.ops.Op members"
