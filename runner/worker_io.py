@@ -11,6 +11,7 @@ Standard library and IPython only: this runs inside every container.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import io
 import os
@@ -189,6 +190,17 @@ def _outbox_of(shell: Any) -> Outbox:
     return outbox
 
 
+def json_mime(data: dict[str, Any]) -> dict[str, Any]:
+    """Rich output with its binary data (a ``_repr_png_``'s bytes, SymPy's images) base64-encoded,
+    as ipykernel sends it to the notebook."""
+    return {
+        mime: base64.b64encode(value).decode("ascii")
+        if isinstance(value, bytes | bytearray | memoryview)
+        else value
+        for mime, value in data.items()
+    }
+
+
 class FramePublisher(DisplayPublisher):
     """``display()`` output, matplotlib figures included, as ``display`` frames."""
 
@@ -204,7 +216,11 @@ class FramePublisher(DisplayPublisher):
     ) -> None:
         flush_streams()
         _outbox_of(self.shell).send(
-            Op.DISPLAY, data=data, metadata=metadata or {}, transient=transient or {}, update=update
+            Op.DISPLAY,
+            data=json_mime(data),
+            metadata=metadata or {},
+            transient=transient or {},
+            update=update,
         )
 
     def clear_output(self, wait: bool = False) -> None:
@@ -222,7 +238,7 @@ class FrameDisplayHook(DisplayHook):
         self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None
     ) -> None:
         flush_streams()
-        _outbox_of(self.shell).send(Op.RESULT, data=format_dict, metadata=md_dict or {})
+        _outbox_of(self.shell).send(Op.RESULT, data=json_mime(format_dict), metadata=md_dict or {})
 
 
 class WorkerShell(InteractiveShell):

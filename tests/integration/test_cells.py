@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import sys
@@ -156,6 +157,18 @@ def test_rich_output_last_expression_and_display(shell: InteractiveShell) -> Non
     html = [output.data.get("text/html", "") for output in captured.outputs]
     assert "<b>bold</b>" in html[0]
     assert "<table" in html[1]
+
+
+def test_binary_rich_output_arrives_base64_encoded(shell: InteractiveShell) -> None:
+    """A ``_repr_png_`` returning bytes (SymPy's images do) shows as ipykernel would send it."""
+    with capture_output() as captured:
+        remote(
+            shell,
+            "class Picture:\n    def _repr_png_(self):\n        return b'\\x89PNG data'\n"
+            "from IPython.display import display\ndisplay(Picture())\nPicture()",
+        )
+    pngs = [output.data["image/png"] for output in captured.outputs]
+    assert [base64.b64decode(png) for png in pngs] == [b"\x89PNG data"] * 2
 
 
 def test_matplotlib_figures_show_as_images(shell: InteractiveShell) -> None:
