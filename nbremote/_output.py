@@ -17,6 +17,24 @@ def _shell() -> Any:
     return get_ipython()
 
 
+class RemoteResult:
+    """A remote cell's last expression, as the worker formatted it. The shell's displayhook
+    shows it like a local result (``execute_result``, ``Out[n]``); ``_`` and ``Out[n]`` hold this,
+    not the value itself, which stays on the worker unless the cell bound it to a name."""
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.data = data
+        self.metadata = metadata
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        return str(self.data.get("text/plain", ""))
+
+
 def show(frame: Header, buffers: list[bytearray]) -> None:
     """Reproduce one output frame (stream, display, result, clear_output, notice) here."""
     op = frame["op"]
@@ -29,6 +47,10 @@ def show(frame: Header, buffers: list[bytearray]) -> None:
         stream.flush()
         return
     shell = _shell()
+    if op == Op.RESULT and shell is not None:
+        sys.stdout.flush()
+        shell.displayhook(RemoteResult(frame["data"], frame["metadata"]))
+        return
     if op in (Op.DISPLAY, Op.RESULT):
         sys.stdout.flush()
         if shell is None:

@@ -154,9 +154,21 @@ def test_rich_output_last_expression_and_display(shell: InteractiveShell) -> Non
             "import pandas as pd\nfrom IPython.display import HTML, display\n"
             "display(HTML('<b>bold</b>'))\npd.DataFrame({'a': [1, 2]})",
         )
-    html = [output.data.get("text/html", "") for output in captured.outputs]
-    assert "<b>bold</b>" in html[0]
-    assert "<table" in html[1]
+    [shown] = [output.data.get("text/html", "") for output in captured.outputs]
+    assert "<b>bold</b>" in shown  # display() is display data; the last expression is a result
+    assert "<table" in shell.user_ns["_"].data["text/html"]
+
+
+def test_the_last_expression_is_the_cells_result(shell: InteractiveShell) -> None:
+    """As locally: ``Out[n]`` and ``_`` (not a display), and a trailing ';' silences it."""
+    with capture_output() as captured:
+        remote(shell, "1 + 1")
+    assert [repr(value) for value in shell.user_ns["Out"].values()] == ["2"]
+    assert repr(shell.user_ns["_"]) == "2"
+    assert captured.outputs == [] and "Out[" in captured.stdout
+    with capture_output() as silenced:
+        remote(shell, "40 + 2;")
+    assert silenced.stdout == "" and repr(shell.user_ns["_"]) == "2"
 
 
 def test_binary_rich_output_arrives_base64_encoded(shell: InteractiveShell) -> None:
@@ -168,6 +180,7 @@ def test_binary_rich_output_arrives_base64_encoded(shell: InteractiveShell) -> N
             "from IPython.display import display\ndisplay(Picture())\nPicture()",
         )
     pngs = [output.data["image/png"] for output in captured.outputs]
+    pngs.append(shell.user_ns["_"].data["image/png"])  # the last expression: the cell's result
     assert [base64.b64decode(png) for png in pngs] == [b"\x89PNG data"] * 2
 
 
