@@ -93,6 +93,7 @@ def _under(path: Path, folder: str) -> bool:
     return path == Path(folder) or Path(folder) in path.parents
 
 
+@functools.cache
 def _code_under_tmp() -> list[Path]:
     """The runner's Python installation, environment and code where a worker's private /tmp
     would hide them (a checkout or a venv under /tmp): to bind back read-only."""
@@ -100,6 +101,7 @@ def _code_under_tmp() -> list[Path]:
 
     code = [Path(sys.prefix), Path(sys.base_prefix), Path(nbremote.__file__).parent]
     resolved = {path.resolve() for path in [*code, Path(__file__).parents[1]]}
+    # Asked once: it does not change while the runner lives, and every worker start needs it.
     return sorted(path for path in resolved if _under(path, "/tmp") and path != Path("/tmp"))
 
 
