@@ -119,10 +119,8 @@ def test_inline_figure_settings_of_the_notebook_and_of_the_cell(kernel: Kernel) 
     # %config in the notebook applies to remote cells as to local ones
     kernel.run("%config InlineBackend.figure_format = 'retina'")
     local, remote = kernel.both(plot)
-    assert _figure(remote)["data"].keys() == _figure(local)["data"].keys() == {
-        "image/png",
-        "text/plain",
-    }
+    png = {"image/png", "text/plain"}
+    assert _figure(remote)["data"].keys() == _figure(local)["data"].keys() == png
     assert _figure(remote)["metadata"] == _figure(local)["metadata"]  # retina: width, height
     kernel.run("%config InlineBackend.figure_format = 'png'")
 
