@@ -17,6 +17,7 @@ from typing import Any
 from ._analysis import analyse_cell
 from ._ipython_syntax import parse_cell
 from ._namespace import pack, unpack
+from ._output import inline_settings, notebook_shell
 from ._session import OnFrame, RemoteSession, Request
 from ._sources import imported_modules, local_sources, modules_of
 from ._spec import worker_spec
@@ -131,6 +132,9 @@ def run_cell(
     sources = _cell_sources(code, inputs, namespace)
     if sources:
         header["sources"] = sources
+    inline = inline_settings(notebook_shell())  # figures drawn as the notebook's would be
+    if inline:
+        header["inline"] = inline
     request = Request(header, packed.buffers, packed, spec_key, image=options.image)
     done, buffers = session.call(request, on_frame)
     raise_for(done)

@@ -1,15 +1,23 @@
-"""Remote output frames reproduced where the caller is: the cell's output, or the terminal."""
+"""Remote output frames reproduced where the caller is: the cell's output, or the terminal.
+
+Each goes through the kernel's own machinery, so the notebook holds what a local cell leaves:
+a result through the displayhook, rich output through the display publisher, a traceback the
+cell showed and went on through the shell's ``_showtraceback`` (an error output), the pager's
+text through IPython's pager (a page payload in ipykernel).
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
+from .errors import remote_error
 from .wire.codec import Header
 from .wire.ops import Op
 
 
-def _shell() -> Any:
+def notebook_shell() -> Any:
+    """The running IPython shell, or None (a script, a terminal without IPython)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -46,7 +54,13 @@ def show(frame: Header, buffers: list[bytearray]) -> None:
         stream.write(frame["text"])
         stream.flush()
         return
-    shell = _shell()
+    shell = notebook_shell()
+    if op == Op.ERROR:
+        _show_error(shell, frame)
+        return
+    if op == Op.PAGE:
+        _page(shell, frame)
+        return
     if op == Op.RESULT and shell is not None:
         sys.stdout.flush()
         shell.displayhook(RemoteResult(frame["data"], frame["metadata"]))
@@ -64,3 +78,74 @@ def show(frame: Header, buffers: list[bytearray]) -> None:
         )
     elif op == Op.CLEAR_OUTPUT and shell is not None:
         shell.display_pub.clear_output(frame["wait"])
+
+
+def _show_error(shell: Any, frame: Header) -> None:
+    """A traceback the remote cell showed without failing, shown by the shell as its own."""
+    traceback = frame["traceback"]
+    if shell is None:
+        print("\n".join(traceback), file=sys.stderr, flush=True)
+        return
+    error = remote_error(frame["ename"], frame["evalue"], traceback, frame.get("builtin"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    shell._showtraceback(type(error), error, traceback)
+    if frame.get("during_result") and hasattr(shell, "_last_traceback_during_displayhook"):
+        # ipykernel fails a cell whose last expression could not be formatted: so does this one.
+        shell._last_traceback_during_displayhook = True
+
+
+def _page(shell: Any, frame: Header) -> None:
+    if shell is None:
+        print(frame["data"].get("text/plain", ""))
+        return
+    from IPython.core import page
+
+    sys.stdout.flush()
+    page.page(frame["data"], frame.get("start", 0))
+
+
+def inline_settings(shell: Any) -> dict[str, Any] | None:
+    """The notebook's matplotlib inline settings for a remote cell, if the notebook has any of
+    its own (``%config InlineBackend.figure_format = 'svg'``, ``set_matplotlib_formats``).
+
+    What ``%config`` wrote (kept in the shell's config until the backend starts), with the running
+    backend's values over it; None when the notebook never touched them, so that a ``%config``
+    run inside a remote cell lasts.
+    """
+    config = getattr(shell, "config", None)
+    settings = dict(config["InlineBackend"]) if config and "InlineBackend" in config else {}
+    backend_module = sys.modules.get("matplotlib_inline.config")
+    backend = getattr(backend_module, "InlineBackend", None)
+    if backend is not None and backend.initialized():
+        touched = bool(settings)  # then all of them: a setting put back to its default too
+        running = backend.instance()
+        for name, default in _INLINE_DEFAULTS.items():
+            value = getattr(running, name)
+            if touched or value != default:
+                settings[name] = value
+        settings.pop("figure_format", None)  # figure_formats says it, and wins
+    return _json_only(settings) or None
+
+
+_INLINE_DEFAULTS: dict[str, Any] = {
+    "figure_formats": {"png"},
+    "print_figure_kwargs": {"bbox_inches": "tight"},
+    "rc": {},
+    "close_figures": True,
+}
+
+
+def _json_only(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a frame can carry (sets as lists; what JSON cannot write is left here)."""
+    import json
+
+    kept = {}
+    for name, value in settings.items():
+        value = sorted(value) if isinstance(value, set) else value
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        kept[name] = value
+    return kept

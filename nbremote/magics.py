@@ -193,6 +193,9 @@ class RemoteMagics(Magics):
         self.last_worker = dataclasses.replace(options, inputs=None, outputs=None, fresh=False)
         # The magic line stays as a comment, so remote tracebacks count lines as the cell does.
         code = f"# %%remote {line}\n{cell}"
+        # The prompt's number (In[n]): IPython has counted the next cell before running this one.
+        running = self.ipython.displayhook.exec_result
+        count = running.execution_count if running is not None else self.ipython.execution_count
         outcome = run_cell(
             _session.current_session(),
             code,
@@ -201,7 +204,7 @@ class RemoteMagics(Magics):
             show,
             hidden=self.ipython.user_ns_hidden,
             stays_remote=self._stays_remote,
-            execution_count=self.ipython.execution_count,
+            execution_count=count,
         )
         self._report(outcome)
 

@@ -6,7 +6,8 @@ pickle helpers only (never the runner), so that it starts fast inside any contai
 
 Frames (see `nbremote.wire.codec`):
   runner -> worker   exec {code, inputs, outputs, deletes, execution_count} · blobs · pull {names}
-  worker -> runner   hello · need {hashes} · stream · display · clear_output · result · done
+  worker -> runner   hello · need {hashes} · stream · display · clear_output · result · error ·
+                     page · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
   `nbremote_runner.worker_lease`) until it lets go
 
@@ -43,15 +44,9 @@ from nbremote.wire.transport import use_worker_transport
 
 from .worker_calls import BatchResult, call_batch
 from .worker_inbox import Inbox, checked_reply
-from .worker_io import (
-    FrameStream,
-    Outbox,
-    WorkerShell,
-    capture_fd,
-    flush_streams,
-    start_flusher,
-)
+from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
+from .worker_shell import WorkerShell
 from .worker_sources import LocalSources
 
 _MISSING = object()
@@ -293,17 +288,17 @@ class Worker:
         ns = self.shell.user_ns
         ns.update(values)
         shell = self.shell
+        # The notebook's prompt number: IPython names the cell `Cell In[n]` after it.
         shell.execution_count = header.get("execution_count") or shell.execution_count
-        shell.last_error = None
         self.cells_run += 1
         self.running = True
         try:
             # Stored like a local cell: `_` and Out work, and a trailing ';' silences the result.
-            result = shell.run_cell(header["code"], store_history=True)
+            result = shell.run_remote_cell(header["code"], header.get("inline"))
         finally:
             self.running = False
         flush_streams()
-        if shell.last_error is not None or not result.success:
+        if not result.success:  # other tracebacks it showed went out as `error` frames
             error = shell.last_error or {
                 "ename": "Error",
                 "evalue": repr(result.error_in_exec),

@@ -1,4 +1,5 @@
-"""How a worker's output leaves it: frames for print, stderr, display() and the last expression.
+"""How a worker's output leaves it: ``stream`` frames for print and stderr, in order with the
+rich output that the shell sends (`nbremote_runner.worker_shell`).
 
 Everything the running cell produces goes through one `Outbox` on the worker's socket, in the
 order it was produced: Python-level writes to ``sys.stdout``/``sys.stderr`` are buffered and sent
@@ -23,14 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from IPython.core.displayhook import DisplayHook
-from IPython.core.displaypub import DisplayPublisher
-from IPython.core.interactiveshell import InteractiveShell
-
 from nbremote.wire.codec import Buffer, Header, send_frame
 from nbremote.wire.ops import Op
-
-from .worker_calls import builtin_base
 
 FLUSH_INTERVAL = 0.05
 _FLUSH_SIZE = 1 << 16
@@ -100,6 +95,11 @@ class FrameStream(io.TextIOBase):
         self._pending: dict[str, list[str]] = {}
         self._size = 0
         self._lock = threading.Lock()
+
+    # As ipykernel's streams: libraries pick their characters by it (%timeit's "±" and "µs",
+    # tqdm's block bars); every text frame is UTF-8 JSON anyway.
+    encoding = "utf-8"
+    errors = "strict"
 
     def writable(self) -> bool:
         return True
@@ -185,11 +185,6 @@ def capture_fd(fd: int, stream: FrameStream) -> None:
     _captures.append(_FdCapture(fd, stream))
 
 
-def _outbox_of(shell: Any) -> Outbox:
-    outbox: Outbox = shell.outbox
-    return outbox
-
-
 def json_mime(data: dict[str, Any]) -> dict[str, Any]:
     """Rich output with its binary data (a ``_repr_png_``'s bytes, SymPy's images) base64-encoded,
     as ipykernel sends it to the notebook."""
@@ -199,66 +194,6 @@ def json_mime(data: dict[str, Any]) -> dict[str, Any]:
         else value
         for mime, value in data.items()
     }
-
-
-class FramePublisher(DisplayPublisher):
-    """``display()`` output, matplotlib figures included, as ``display`` frames."""
-
-    def publish(
-        self,
-        data: dict[str, Any],
-        metadata: dict[str, Any] | None = None,
-        source: Any = None,
-        *,
-        transient: dict[str, Any] | None = None,
-        update: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        flush_streams()
-        _outbox_of(self.shell).send(
-            Op.DISPLAY,
-            data=json_mime(data),
-            metadata=metadata or {},
-            transient=transient or {},
-            update=update,
-        )
-
-    def clear_output(self, wait: bool = False) -> None:
-        flush_streams()
-        _outbox_of(self.shell).send(Op.CLEAR_OUTPUT, wait=wait)
-
-
-class FrameDisplayHook(DisplayHook):
-    """The value of a cell's last expression as a ``result`` frame (shown like Out[n])."""
-
-    def write_output_prompt(self) -> None:
-        pass
-
-    def write_format_data(
-        self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None
-    ) -> None:
-        flush_streams()
-        _outbox_of(self.shell).send(Op.RESULT, data=json_mime(format_dict), metadata=md_dict or {})
-
-
-class WorkerShell(InteractiveShell):
-    """The IPython shell a worker runs cells in; errors are kept for the ``done`` frame."""
-
-    display_pub_class = FramePublisher
-    displayhook_class = FrameDisplayHook
-
-    def __init__(self, outbox: Outbox, **kwargs: Any) -> None:
-        self.outbox = outbox
-        self.last_error: dict[str, Any] | None = None
-        super().__init__(**kwargs)
-
-    def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
-        self.last_error = {
-            "ename": getattr(etype, "__name__", str(etype)),
-            "evalue": str(evalue),
-            "builtin": builtin_base(etype) if isinstance(etype, type) else None,
-            "traceback": stb,
-        }
 
 
 def flush_streams() -> None:

@@ -45,6 +45,8 @@ class Op(enum.StrEnum):
     DISPLAY = "display"
     CLEAR_OUTPUT = "clear_output"
     RESULT = "result"
+    ERROR = "error"
+    PAGE = "page"
     STATUS = "status"
     NOTICE = "notice"
     NEED = "need"
@@ -123,6 +125,7 @@ class ExecFrame(_Request):
     timeout: NotRequired[float | None]
     execution_count: NotRequired[int | None]
     sources: NotRequired[list[FrameSource]]
+    inline: NotRequired[dict[str, Any] | None]
 
 
 class PullFrame(_Request):
@@ -234,6 +237,25 @@ class ResultFrame(_Answer):
     metadata: dict[str, Any]
 
 
+class ErrorFrame(_Answer):
+    """A traceback the cell showed and went on (the one that fails it comes in ``done``)."""
+
+    op: Literal["error"]
+    ename: str
+    evalue: str
+    traceback: list[str]
+    builtin: NotRequired[str | None]
+    during_result: NotRequired[bool]  # raised formatting the last expression
+
+
+class PageFrame(_Answer):
+    """What the cell sent to IPython's pager (``x?``, ``help``): a mime bundle."""
+
+    op: Literal["page"]
+    data: dict[str, Any]
+    start: NotRequired[int]
+
+
 class ClearOutputFrame(_Answer):
     op: Literal["clear_output"]
     wait: bool
@@ -294,6 +316,8 @@ FRAMES: dict[str, type] = {
     Op.DISPLAY: DisplayFrame,
     Op.CLEAR_OUTPUT: ClearOutputFrame,
     Op.RESULT: ResultFrame,
+    Op.ERROR: ErrorFrame,
+    Op.PAGE: PageFrame,
     Op.STATUS: StatusFrame,
     Op.NOTICE: StatusFrame,
     Op.NEED: NeedFrame,

@@ -1,0 +1,164 @@
+"""The worker's IPython shell, made to look to libraries and to the notebook like ipykernel's.
+
+Libraries decide how to draw from what the shell looks like: pandas sizes frames for a notebook
+when ``get_ipython()`` has a ``kernel`` and its class name says "zmq", rich and others test for
+the class name ``ZMQInteractiveShell``, old tqdm for an ``IPKernelApp`` config section. The
+shell here answers those tests as ipykernel's does, honestly enough: it does serve a Jupyter
+frontend, through frames instead of ZMQ.
+
+What the shell shows goes out as frames, each in order with the streams:
+  - ``display()`` and figures: ``display``; the last expression: ``result`` (Out[n]);
+  - the pager (``x?``, ``help``): ``page``, which the kernel turns into its own page payload;
+  - every traceback IPython shows without the cell failing (an exception in a ``_repr_html_``,
+    ``%tb``): ``error``, an error output. The one that fails the cell is kept for ``done``, so
+    that the kernel raises it (``%tb`` and ``sys.last_value`` then work there).
+
+Standard library and IPython only: this runs inside every container.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core import page
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from traitlets.config import Config
+
+from nbremote.wire.ops import Op
+
+from .worker_calls import builtin_base
+from .worker_io import Outbox, flush_streams, json_mime
+
+
+def _outbox_of(shell: Any) -> Outbox:
+    outbox: Outbox = shell.outbox
+    return outbox
+
+
+class FramePublisher(DisplayPublisher):
+    """``display()`` output, matplotlib figures included, as ``display`` frames."""
+
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        flush_streams()
+        _outbox_of(self.shell).send(
+            Op.DISPLAY,
+            data=json_mime(data),
+            metadata=metadata or {},
+            transient=transient or {},
+            update=update,
+        )
+
+    def clear_output(self, wait: bool = False) -> None:
+        flush_streams()
+        _outbox_of(self.shell).send(Op.CLEAR_OUTPUT, wait=wait)
+
+
+class FrameDisplayHook(DisplayHook):
+    """The value of a cell's last expression as a ``result`` frame (shown like Out[n])."""
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(
+        self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None
+    ) -> None:
+        flush_streams()
+        _outbox_of(self.shell).send(Op.RESULT, data=json_mime(format_dict), metadata=md_dict or {})
+
+
+class KernelStandIn:
+    """What libraries read of ``get_ipython().kernel`` to know they draw for a notebook.
+
+    pandas only asks whether it is there; nothing here pretends to speak ZMQ.
+    """
+
+    implementation = "nbremote"
+    session = None
+    eventloop = None
+
+
+class ZMQInteractiveShell(InteractiveShell):
+    """The IPython shell a worker runs cells in, named as ipykernel's so that libraries that
+    test the class name (pandas, rich) draw for a notebook, which is where the output goes.
+
+    Errors that fail the cell are kept for the ``done`` frame; other tracebacks are sent.
+    """
+
+    display_pub_class = FramePublisher
+    displayhook_class = FrameDisplayHook
+
+    def __init__(self, outbox: Outbox, **kwargs: Any) -> None:
+        self.outbox = outbox
+        self.kernel = KernelStandIn()
+        self.last_error: dict[str, Any] | None = None
+        config: Config = kwargs.pop("config", None) or Config()
+        config.setdefault("IPKernelApp", Config())  # what older tqdm tests for a notebook
+        super().__init__(config=config, **kwargs)
+        self.set_hook("show_in_pager", page.as_hook(self._page), 99)
+
+    def _page(self, data: Any, start: int = 0, *args: Any, **kwargs: Any) -> None:
+        """The pager's text (``x?``, ``help``) as a ``page`` frame, as ipykernel payloads it."""
+        bundle = data if isinstance(data, dict) else {"text/plain": str(data)}
+        flush_streams()
+        self.outbox.send(Op.PAGE, data=json_mime(bundle), start=max(0, int(start)))
+
+    def run_remote_cell(self, code: str, settings: dict[str, Any] | None) -> ExecutionResult:
+        """Run a notebook's cell as a kernel would (stored, so ``_`` and Out work)."""
+        if settings:
+            self.apply_inline(settings)
+        self.last_error = None
+        self.displayhook.exec_result = None  # a stale one would misfile this cell's errors
+        return self._settled(self.run_cell(code, store_history=True))
+
+    def _settled(self, result: ExecutionResult) -> ExecutionResult:
+        if result.success and self.last_error is not None:
+            self._send_error(self.last_error)  # taken for fatal, but the cell went on after it
+            self.last_error = None
+        return result
+
+    def apply_inline(self, settings: dict[str, Any]) -> None:
+        """Take the notebook's matplotlib inline settings (figure formats, ...), as ``%config``
+        does: into the shell's config, for the backend if it starts later, and into the
+        backend if it is running."""
+        change = Config({"InlineBackend": settings})
+        for configurable in self.configurables:
+            configurable.update_config(change)
+
+    def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        error = {
+            "ename": getattr(etype, "__name__", str(etype)),
+            "evalue": str(evalue),
+            "builtin": builtin_base(etype) if isinstance(etype, type) else None,
+            "traceback": stb,
+        }
+        result = self.displayhook.exec_result
+        # IPython records the cell's own error before showing it; before the code runs (a
+        # syntax error) there is no result yet, and every error then fails the cell.
+        fatal = result is None or any(
+            evalue is error for error in (result.error_in_exec, result.error_before_exec)
+        )
+        if not fatal:
+            # ipykernel fails a cell whose last expression could not be formatted: say so.
+            self._send_error(error, during_result=self.displayhook.is_active)
+            return
+        if self.last_error is not None:
+            self._send_error(self.last_error)
+        self.last_error = error
+
+    def _send_error(self, error: dict[str, Any], during_result: bool = False) -> None:
+        flush_streams()
+        self.outbox.send(Op.ERROR, **error, during_result=during_result)
+
+
+WorkerShell = ZMQInteractiveShell

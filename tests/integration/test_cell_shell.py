@@ -1,0 +1,165 @@
+"""A ``%%remote`` cell's shell looks like the kernel's: each test runs the same code locally and
+under ``%%remote`` in one real Jupyter kernel (jupyter_client), and compares what the notebook
+gets: outputs, the execute reply's status, its payloads and its prompt number."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+from tests.conftest import RunningRunner
+
+_KEPT = ("stream", "display_data", "execute_result", "error")
+
+
+@dataclass
+class Ran:
+    """What the notebook got for one cell."""
+
+    reply: dict[str, Any]
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        """The output types in order (a stream's name in place of "stream")."""
+        return [o["content"].get("name", o["msg_type"]) for o in self.outputs]
+
+    def text(self, name: str = "stdout") -> str:
+        return "".join(
+            o["content"]["text"] for o in self.outputs if o["content"].get("name") == name
+        )
+
+    def data(self) -> list[dict[str, Any]]:
+        return [o["content"] for o in self.outputs if o["msg_type"] == "display_data"]
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [o["content"] for o in self.outputs if o["msg_type"] == "error"]
+
+
+class Kernel:
+    """One kernel of this module's, with nbremote loaded and pointed at the test runner."""
+
+    def __init__(self, client: BlockingKernelClient) -> None:
+        self.client = client
+
+    def run(self, code: str) -> Ran:
+        ran = Ran({})
+
+        def keep(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] in _KEPT:
+                ran.outputs.append(msg)
+
+        ran.reply = self.client.execute_interactive(code, output_hook=keep, timeout=120)["content"]
+        return ran
+
+    def both(self, code: str) -> tuple[Ran, Ran]:
+        """``code`` run locally, then as a ``%%remote`` cell."""
+        return self.run(code), self.run(f"%%remote\n{code}")
+
+
+@pytest.fixture(scope="module")
+def kernel(runner: RunningRunner) -> Iterator[Kernel]:
+    env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
+    manager: KernelManager
+    manager, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        started = Kernel(client)
+        assert started.run("%load_ext nbremote").reply["status"] == "ok"
+        yield started
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_streams_are_utf8_not_ttys_as_in_a_kernel(kernel: Kernel) -> None:
+    local, remote = kernel.both("import sys\nprint(sys.stdout.encoding, sys.stderr.isatty())")
+    assert remote.text().lower() == local.text().lower() == "utf-8 false\n"
+
+
+def test_timeit_and_tqdm_draw_with_unicode_as_in_a_kernel(kernel: Kernel) -> None:
+    local, remote = kernel.both("%timeit -n 3 -r 2 sum(range(10))")
+    assert "±" in local.text() and "±" in remote.text()
+    local, remote = kernel.both("from tqdm import tqdm\nfor _ in tqdm(range(3)): pass")
+    assert "█" in local.text("stderr") and "█" in remote.text("stderr")
+
+
+def test_pandas_sees_a_notebook(kernel: Kernel) -> None:
+    code = "import pandas as pd\nprint(pd.get_option('display.max_columns'))"
+    local, remote = kernel.both(code)
+    assert remote.text() == local.text() == "20\n"
+
+
+def test_help_goes_to_the_pager_as_in_a_kernel(kernel: Kernel) -> None:
+    local, remote = kernel.both("len?")
+    assert remote.outputs == local.outputs == []  # not printed into the cell
+    (page,) = remote.reply["payload"]
+    (expected,) = local.reply["payload"]
+    assert page["source"] == expected["source"] == "page"
+    assert "Return the number of items" in page["data"]["text/plain"]
+    assert page["data"].keys() == expected["data"].keys()
+
+
+def _figure(ran: Ran) -> dict[str, Any]:
+    (figure,) = [d for d in ran.data() if "text/plain" in d["data"]]
+    return figure
+
+
+def test_inline_figure_settings_of_the_notebook_and_of_the_cell(kernel: Kernel) -> None:
+    plot = "import matplotlib.pyplot as plt\nplt.plot([1, 2]);"
+    # %config in a remote cell lasts for that worker's next cells
+    kernel.run("%%remote\n%config InlineBackend.figure_format = 'svg'")
+    assert "image/svg+xml" in _figure(kernel.run(f"%%remote\n{plot}"))["data"]
+    # %config in the notebook applies to remote cells as to local ones
+    kernel.run("%config InlineBackend.figure_format = 'retina'")
+    local, remote = kernel.both(plot)
+    png = {"image/png", "text/plain"}
+    assert _figure(remote)["data"].keys() == _figure(local)["data"].keys() == png
+    assert _figure(remote)["metadata"] == _figure(local)["metadata"]  # retina: width, height
+    kernel.run("%config InlineBackend.figure_format = 'png'")
+
+
+BAD_HTML = """
+class Bad:
+    def _repr_html_(self):
+        raise ValueError("no html")
+    def __repr__(self):
+        return "Bad()"
+display(Bad())
+print("went on")
+"""
+
+
+def test_a_traceback_the_cell_goes_on_after_is_shown_and_does_not_fail_it(kernel: Kernel) -> None:
+    local, remote = kernel.both(BAD_HTML)
+    assert remote.kinds == local.kinds == ["error", "display_data", "stdout"]
+    assert remote.reply["status"] == local.reply["status"] == "ok"
+    assert remote.errors()[0]["ename"] == "ValueError"
+    assert "no html" in "".join(remote.errors()[0]["traceback"])
+
+
+def test_tb_shows_the_last_error_without_failing(kernel: Kernel) -> None:
+    kernel.run("%%remote\n1 / 0")
+    ran = kernel.run("%%remote\n%tb\nprint('still here')")
+    assert ran.kinds == ["error", "stdout"]
+    assert ran.errors()[0]["ename"] == "ZeroDivisionError"
+    assert ran.reply["status"] == "ok"
+
+
+def test_a_failed_cell_shows_its_error_once_named_after_its_prompt(kernel: Kernel) -> None:
+    local, remote = kernel.both("x = 1\n1 / 0")
+    assert remote.kinds == local.kinds == ["error"]
+    assert remote.reply["status"] == local.reply["status"] == "error"
+    (error,) = remote.errors()
+    assert f"Cell In[{remote.reply['execution_count']}]" in _plain(error["traceback"])
+    assert f"Cell In[{local.reply['execution_count']}]" in _plain(local.errors()[0]["traceback"])
+
+
+def _plain(traceback: list[str]) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", "".join(traceback))
