@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import socket
 import sys
+import types
 
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
@@ -133,3 +134,21 @@ def test_a_worker_that_died_in_a_function_is_one_message(shell: InteractiveShell
     assert isinstance(result.error_in_exec, WorkerDied)
     assert "----> 1 die.remote()" in shown and "exit code 4" in shown
     assert "nbremote/" not in shown
+
+
+def test_the_stayed_on_the_worker_notice_is_said_once_per_name(shell: InteractiveShell) -> None:
+    said = [run(shell, "%%remote\ngen = (i for i in range(3))")[1] for _ in range(3)]
+    assert "'gen' stayed on the worker" in said[0]
+    assert said[1:] == ["", ""]  # the same cell again prints nothing, as it would locally
+
+
+def test_a_remote_import_is_bound_here_and_loads_on_first_use(shell: InteractiveShell) -> None:
+    assert "tabnanny" not in sys.modules and "json.tool" not in sys.modules
+    _, shown = run(shell, "%%remote\nimport tabnanny, json.tool as jt")
+    assert shown == ""
+    module = shell.user_ns["tabnanny"]
+    assert type(module) is not types.ModuleType  # found, not yet run here: no pause
+    run(shell, "checker = tabnanny.check\nimport tabnanny as again\nmain = jt.main")
+    assert callable(shell.user_ns["checker"]) and callable(shell.user_ns["main"])
+    assert shell.user_ns["again"] is module is sys.modules["tabnanny"]
+    assert type(module) is types.ModuleType  # the ordinary module once used
