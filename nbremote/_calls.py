@@ -17,7 +17,7 @@ from typing import Any
 
 from ._namespace import Packed
 from ._session import Frame, Request
-from .errors import RemoteError, SerializationError, remote_error
+from .errors import NbremoteError, RemoteError, SerializationError, WorkerDied, remote_error
 from .wire.codec import Header
 from .wire.ops import Op
 from .wire.serialize import Payload, dumps, loads
@@ -132,28 +132,43 @@ class CallTarget:
         return Request(header, parts, packed, tag=(first, len(inputs)), image=self.image)
 
 
-def decode(frame: Frame, first: int) -> list[Any]:
-    """The outcome of each input of a batch: its result, or a `RemoteError` it raised.
+def decode(frame: Frame, first: int, numbered: bool = True) -> list[Any]:
+    """The outcome of each input of a batch: its result, or a `RemoteError` it raised (noted
+    with the input's number, if ``numbered``, and how many attempts it had, if more than one).
 
     Raises:
-        RemoteError: the whole request failed (the worker died, the call was cancelled).
+        WorkerDied: the worker died while running the batch.
+        RemoteError: the whole request failed otherwise (the call was cancelled, say).
     """
     done, buffers = frame
     if not done["ok"]:
-        error = done["error"]
-        raise remote_error(
-            error["ename"],
-            error["evalue"],
-            error["traceback"] or [error["evalue"]],
-            error.get("builtin"),
-        )
+        raise request_error(done["error"])
     outcomes: list[Any] = loads("the results", buffers)
     for offset, error in done.get("errors", {}).items():
         lines = error["traceback"] or [f"{error['ename']}: {error['evalue']}"]
         exc = remote_error(error["ename"], error["evalue"], lines, error.get("builtin"))
-        exc.add_note(f"(input #{first + int(offset)}, after {error.get('attempts', 1)} attempt(s))")
-        outcomes[int(offset)] = exc
+        attempts = error.get("attempts", 1)
+        if numbered:
+            exc.add_note(f"(input #{first + int(offset)}, after {attempts} attempt(s))")
+        elif attempts > 1:
+            exc.add_note(f"(after {attempts} attempts)")
+        outcomes[int(offset)] = exc.attach_frames()
     return outcomes
+
+
+def request_error(error: Header) -> NbremoteError:
+    """The error of a request that failed as a whole (its worker died, it was cancelled)."""
+    if error["ename"] == "WorkerDied":
+        return WorkerDied(
+            f"{error['evalue']}. The next call starts a new worker; if the function ran out of "
+            "memory, give it more (memory=MB), or send it less at a time"
+        )
+    return remote_error(
+        error["ename"],
+        error["evalue"],
+        error["traceback"] or [error["evalue"]],
+        error.get("builtin"),
+    ).attach_frames()
 
 
 class Batcher:

@@ -8,11 +8,11 @@ that hash.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+from ._lazy_import import import_lazily
 from .errors import SerializationError
 from .wire.codec import Header
 from .wire.ops import Op
@@ -75,7 +75,7 @@ def unpack(
         if "module" in item:
             # A package of the worker's image only stays bound there, quietly.
             with contextlib.suppress(ImportError):
-                values[name] = importlib.import_module(item["module"])
+                values[name] = import_lazily(item["module"])  # here on first use
             continue
         count = item["nbuf"]
         if count == 0:  # unchanged: what was sent is still right

@@ -75,9 +75,13 @@ class RemoteSession:
         notebook: what to call this session in listings (the notebook's path, if known).
     """
 
-    def __init__(self, client: RunnerClient, notebook: str | None = None) -> None:
+    def __init__(
+        self, client: RunnerClient, notebook: str | None = None, embedded: bool = False
+    ) -> None:
         self.client = client
         self.notebook = notebook
+        # On the embedded runner, workers run this kernel's interpreter (`WorkerSpec.python`).
+        self.embedded = embedded
         self.id = uuid.uuid4().hex
         self.worker_python: str | None = None
         # spec key -> (worker id, hashes that worker holds), as its last answer said
@@ -96,7 +100,8 @@ class RemoteSession:
             return self._channel
         body = CreateSession(id=self.id, notebook=self.notebook)
         described = self.client.call("POST", "/api/v1/sessions", body, response=DescribeSession)
-        check_python(described.python)
+        if not self.embedded:  # else its workers run this kernel's own Python
+            check_python(described.python)
         self.worker_python = described.python
         self._channel = self.client.open_channel(self.id)
         self._channel.shm_dir = usable(described.shm_dir, described.host)
@@ -400,7 +405,8 @@ def current_session() -> RemoteSession:
         from ._config import resolve_runner
 
         url, token = resolve_runner()
-        _current = RemoteSession(RunnerClient(url, token), notebook_name())
+        embedded = not os.environ.get("NBREMOTE_URL")  # as resolve_runner decided
+        _current = RemoteSession(RunnerClient(url, token), notebook_name(), embedded)
     return _current
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,4 +27,16 @@ def worker_spec(
         secrets=names,
         inline_secrets=inline,
         image=image.object_id if image is not None else None,
+        python=kernel_python() if image is None else None,
     )
+
+
+def kernel_python() -> str | None:
+    """This kernel's interpreter when its runner is the embedded one (same host, same user), so
+    that workers import what the kernel imports whichever virtualenv started that runner; None
+    for any other runner (a path there means nothing)."""
+    from . import _session
+
+    current = _session._current
+    embedded = current.embedded if current is not None else not os.environ.get("NBREMOTE_URL")
+    return sys.executable if embedded else None

@@ -23,6 +23,13 @@ import functools
 class NbremoteError(Exception):
     """Root of every nbremote error."""
 
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows it: the user's own lines and the message, without nbremote's
+        frames nor the socket errors behind it (``__cause__`` still holds those)."""
+        from ._remote_tb import render
+
+        return render(self)
+
 
 class RunnerUnavailable(NbremoteError):
     """The runner could not be reached, or did not answer in time."""
@@ -82,10 +89,25 @@ class RemoteError(NbremoteError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
+        self.rebuilt = False  # whether the remote frames are in __traceback__ (`attach_frames`)
 
     def _render_traceback_(self) -> list[str]:
-        """Used by IPython to display the remote traceback in place of the local one."""
+        """Used by IPython to display the remote traceback: the calling cell and the rebuilt
+        remote frames, or else (a cell's error) the worker's own rendering of it."""
+        if self.rebuilt:
+            return super()._render_traceback_()
         return self.traceback
+
+    def attach_frames(self) -> RemoteError:
+        """Rebuild the remote frames of ``traceback`` (Python's format) as this error's own
+        traceback, so that it shows and debugs like a local error; ``self`` returned."""
+        from ._remote_tb import attach, parse
+
+        frames = parse("".join(self.traceback))
+        if frames:
+            attach(self, frames)
+            self.rebuilt = True
+        return self
 
 
 @functools.cache

@@ -63,7 +63,7 @@ class FunctionCall(Generic[R]):
         frame = _session.current_session().call(Request(header), show)
         if frame[0].get("pending"):
             raise TimeoutError(f"call {self._id} is still running after {timeout:g} s; it goes on")
-        outcome: R = decode(frame, 0)[0]
+        outcome: R = decode(frame, 0, numbered=False)[0]
         if isinstance(outcome, RemoteError):
             raise outcome
         return outcome
@@ -200,7 +200,7 @@ class Function(Generic[R]):
         request = target.request([(args, kwargs)], 0, target.payload_hash not in sent)
         frame = session.call(request, show)
         sent.add(target.payload_hash)
-        outcome: R = next(raise_first(decode(frame, 0)))
+        outcome: R = next(raise_first(decode(frame, 0, numbered=False)))
         return outcome
 
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:

@@ -107,7 +107,10 @@ class RemoteMagics(Magics):
         for name in outcome.bound:
             self.remote_only.pop(name, None)
         for name, reason in outcome.stayed_remote.items():
+            told = name in self.remote_only  # said once while it stays there, not at each cell
             self.remote_only[name] = id(self.ipython.user_ns.get(name))
+            if told:
+                continue
             print(
                 f"nbremote: {name!r} stayed on the worker: {reason}. Keep using it in %%remote "
                 f"cells, or turn it into something picklable and `%remote pull {name}`",

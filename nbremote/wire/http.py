@@ -111,6 +111,11 @@ class WorkerSpec(_Model):
         default_factory=dict, exclude=True, repr=False
     )
     image: str | None = Field(default=None, description="an image id or name (None: the runner's)")
+    python: str | None = Field(
+        default=None,
+        description="the kernel's interpreter, for workers of an embedded runner on its host "
+        "(None: the runner's)",
+    )
 
     def key(self) -> str:
         """A stable string that identifies workers interchangeable for this spec."""

@@ -34,6 +34,7 @@ from ..children import die_with_runner
 from ..data_dir import scratch_root
 from ..frames import ConnectionClosed, FrameConnection, connect
 from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
+from .interpreters import worker_python
 from .sandbox import Sandbox, SandboxError, bwrap_command, host_pid, unavailable
 from .venvs import VenvBuilder
 
@@ -187,7 +188,7 @@ class ProcessBackend(Backend):
     async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
         spec = request.spec
         base = worker_environment(dict(os.environ))
-        python, env = sys.executable, {**base, **spec.env}
+        python, env = await worker_python(spec.python), {**base, **spec.env}
         files: Path | None = None
         image: Path | None = None  # the image's venv, which a sandbox must show
         if request.image is not None:

@@ -1,0 +1,65 @@
+"""Which Python a process-backend worker runs: the kernel's own, when the kernel says which.
+
+An embedded runner is shared by every kernel of its ``NBREMOTE_HOME``, whichever virtualenv each
+kernel runs in. A worker started with the runner's interpreter could not import the packages of a
+kernel from another virtualenv. So a kernel of an embedded runner (same host, same user) names its
+interpreter in the worker spec (`WorkerSpec.python`), and its workers run that interpreter, once
+it is known to run this nbremote's worker; else the worker does not start, and the error names
+both environments and the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from nbremote import __version__
+
+from .base import WorkerStartError
+
+_PROBE = "import nbremote, nbremote_runner.worker; print(nbremote.__version__)"
+_checked: dict[str, str | None] = {}  # interpreter -> why it cannot run workers (None: it can)
+
+
+async def _problem(python: str) -> str | None:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            python,
+            "-P",
+            "-c",
+            _PROBE,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except (OSError, TimeoutError) as exc:
+        return f"it cannot be run ({exc})"
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit code {proc.returncode}"
+    version = out.decode().strip()
+    if version != __version__:
+        return f"it has nbremote {version}, the runner {__version__}"
+    return None
+
+
+async def worker_python(python: str | None) -> str:
+    """The interpreter for a worker of a spec naming ``python`` (None: the runner's own).
+
+    Raises:
+        WorkerStartError: ``python`` cannot run this nbremote's worker (naming both).
+    """
+    if not python or python == sys.executable:
+        return sys.executable
+    if python not in _checked:
+        _checked[python] = await _problem(python)
+    problem = _checked[python]
+    if problem is not None:
+        raise WorkerStartError(
+            f"this kernel's Python ({python}) cannot run nbremote's worker: {problem}. The "
+            f"embedded runner runs {sys.executable}. Install nbremote {__version__} in the "
+            "kernel's environment, or give this environment a runner of its own (set "
+            "NBREMOTE_HOME to another folder)"
+        )
+    return python
