@@ -146,7 +146,12 @@ class Runner:
         self.images.in_use = self._images_in_use
         private = [config.token_file] if config.token_file else []
         self.backend: Backend = make_backend(
-            config.backend, str(config.data_dir), self.shm_dir, self.images, private
+            config.backend,
+            str(config.data_dir),
+            self.shm_dir,
+            self.images,
+            private,
+            embedded=config.embedded,
         )
         self.stopped = asyncio.Event()
         self.calls = CallRegistry()

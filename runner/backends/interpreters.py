@@ -11,6 +11,7 @@ both environments and the way out.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from nbremote import __version__
@@ -44,14 +45,25 @@ async def _problem(python: str) -> str | None:
     return None
 
 
-async def worker_python(python: str | None) -> str:
+async def worker_python(python: str | None, allowed: bool) -> str:
     """The interpreter for a worker of a spec naming ``python`` (None: the runner's own).
 
+    ``allowed``: this runner is a user's embedded runner, whose clients are that user's kernels.
+    Any other runner refuses a path from a client: it would run a program of the client's
+    choosing outside any sandbox (the check below runs it).
+
     Raises:
-        WorkerStartError: ``python`` cannot run this nbremote's worker (naming both).
+        WorkerStartError: ``python`` is refused here, or cannot run this nbremote's worker.
     """
     if not python or python == sys.executable:
         return sys.executable
+    if not allowed:
+        raise WorkerStartError(
+            "this runner starts workers with its own Python; a kernel's interpreter "
+            f"({python!r}) is used by an embedded runner only. Use an nr.Image for other packages"
+        )
+    if not (os.path.isabs(python) and os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise WorkerStartError(f"this kernel's Python ({python!r}) is not an executable file")
     if python not in _checked:
         _checked[python] = await _problem(python)
     problem = _checked[python]

@@ -16,11 +16,15 @@ def make_backend(
     shm_dir: str | None,
     images: Images | None = None,
     private: Sequence[Path] = (),
+    embedded: bool = False,
 ) -> Backend:
     """The backend called ``name``, or a ValueError listing those that exist. ``images``: the
     shared registry whose images it prepares; ``private``: files of the runner its workers must
-    not see (besides the data dir)."""
+    not see (besides the data dir); ``embedded``: a kernel's embedded runner, whose workers run
+    the interpreter their kernel names."""
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
-    return backends[name](data_dir, shm_dir, images, private=private)
+    return backends[name](
+        data_dir, shm_dir, images, private=private, kernel_interpreters=embedded
+    )

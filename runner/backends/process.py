@@ -129,6 +129,7 @@ class ProcessBackend(Backend):
         images: the image registry, for specs that name an image (built here as venvs).
         sandbox: sandbox workers with bwrap; None: wherever bwrap works.
         private: more files and folders to hide from sandboxed workers (a token file).
+        kernel_interpreters: honour a spec's ``python`` (an embedded runner's kernels only).
     """
 
     name = "process"
@@ -140,8 +141,11 @@ class ProcessBackend(Backend):
         images: Images | None = None,
         sandbox: bool | None = None,
         private: Sequence[Path] = (),
+        kernel_interpreters: bool = False,
     ) -> None:
         self._data_dir = Path(data_dir)
+        # An embedded runner's workers run the interpreter their kernel names (see interpreters).
+        self.kernel_interpreters = kernel_interpreters
         self._scratch_root = scratch_root(self._data_dir)
         self._shm_dir = shm_dir  # workers share the runner's machine, so its shm folder
         self._private = list(private)
@@ -188,7 +192,7 @@ class ProcessBackend(Backend):
     async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
         spec = request.spec
         base = worker_environment(dict(os.environ))
-        python, env = await worker_python(spec.python), {**base, **spec.env}
+        python, env = await worker_python(spec.python, self.kernel_interpreters), {**base, **spec.env}
         files: Path | None = None
         image: Path | None = None  # the image's venv, which a sandbox must show
         if request.image is not None:

@@ -66,7 +66,7 @@ def test_a_kernel_of_another_venv_gets_workers_of_its_own_python(
 def test_a_python_that_cannot_run_workers_is_named_with_the_runners(tmp_path: Path) -> None:
     python = make_venv(tmp_path / "bare", with_project=False)
     with pytest.raises(WorkerStartError) as caught:
-        asyncio.run(worker_python(str(python)))
+        asyncio.run(worker_python(str(python), allowed=True))
     message = str(caught.value)
     assert str(python) in message and sys.executable in message
     assert "No module named 'nbremote'" in message and "NBREMOTE_HOME" in message
