@@ -192,7 +192,8 @@ class ProcessBackend(Backend):
     async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
         spec = request.spec
         base = worker_environment(dict(os.environ))
-        python, env = await worker_python(spec.python, self.kernel_interpreters), {**base, **spec.env}
+        python = await worker_python(spec.python, self.kernel_interpreters)
+        env = {**base, **spec.env}
         files: Path | None = None
         image: Path | None = None  # the image's venv, which a sandbox must show
         if request.image is not None:
