@@ -25,6 +25,4 @@ def make_backend(
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(backends))}")
-    return backends[name](
-        data_dir, shm_dir, images, private=private, kernel_interpreters=embedded
-    )
+    return backends[name](data_dir, shm_dir, images, private=private, kernel_interpreters=embedded)
