@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Container, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +23,8 @@ from .errors import SerializationError, WorkerDied, remote_error
 from .secret import Secret
 from .wire.codec import Header
 from .wire.http import GpuRequest
+from .wire.names import travels
 from .wire.ops import Op
-
-# IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
-_HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
 
 
 @dataclass
@@ -54,10 +51,6 @@ class CellOutcome:
     stayed_remote: dict[str, str]
 
 
-def _travels(name: str, hidden: Container[str]) -> bool:
-    return name not in hidden and not _HISTORY_NAME.match(name)
-
-
 def plan(
     code: str,
     namespace: MutableMapping[str, Any],
@@ -76,14 +69,14 @@ def plan(
         else [
             name
             for name in names.reads
-            if name in namespace and _travels(name, hidden) and not stays_remote(name)
+            if name in namespace and travels(name, hidden) and not stays_remote(name)
         ]
     )
     if options.outputs is not None:
         outputs = options.outputs
     else:
         outputs = [
-            name for name in dict.fromkeys([*names.binds, *names.mutates]) if _travels(name, hidden)
+            name for name in dict.fromkeys([*names.binds, *names.mutates]) if travels(name, hidden)
         ]
     return inputs, outputs, list(names.deletes)
 
@@ -127,6 +120,8 @@ def run_cell(
         "fresh": options.fresh,
         "timeout": options.timeout,
         "execution_count": execution_count,
+        # Without --out, also what the cell bound or deleted where the analysis cannot see.
+        "discover": options.outputs is None,
     }
     sources = _cell_sources(code, inputs, namespace)
     if sources:

@@ -111,6 +111,7 @@ class ExecFrame(_Frame):
     timeout: float | None = Field(default=None, gt=0)
     execution_count: int | None = None
     sources: list[FrameSource] = []
+    discover: bool = False  # also bring back names bound by means the analysis cannot see
 
     def buffers_error(self, count: int) -> str | None:
         return _too_few("inputs", sum(item.nbuf for item in self.inputs), count)

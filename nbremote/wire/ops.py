@@ -123,6 +123,7 @@ class ExecFrame(_Request):
     timeout: NotRequired[float | None]
     execution_count: NotRequired[int | None]
     sources: NotRequired[list[FrameSource]]
+    discover: NotRequired[bool]
 
 
 class PullFrame(_Request):
