@@ -1,10 +1,19 @@
 """One ``%%remote`` cell, from analysis to binding, independent of how it was invoked.
 
 1. The cell's AST says which names it reads (inputs) and binds, mutates or deletes (outputs).
-2. Inputs present in the namespace are serialized each on its own; a value the worker already
-   holds goes by hash alone.
+2. Inputs present in the namespace are serialized as one set (`nbremote.wire.aliases`): each on
+   its own, but a reference to another input, or a view of its array, travels by that input's
+   name, so that what they share is shared on the worker. A value the worker already holds goes
+   by hash alone.
 3. The worker runs the cell; its output frames go to the caller's ``on_frame`` as they come.
-4. On success all outputs are bound at once; on failure nothing is, and the remote error is raised.
+4. On success the worker sends back the outputs and, without ``--out``, every input whose hash
+   the cell changed (a method call, a write through a view, an iterator's step) and every name
+   the cell bound or deleted where the analysis cannot see (a star import, ``globals()``,
+   ``exec``); again as one set. They are bound all at once, written into the notebook's own
+   objects where the type allows (`nbremote._namespace.in_place`), so that other names of the
+   same object see the change. With ``--out``, exactly the names it gives come back.
+5. On failure nothing is bound, and the remote error is raised; the worker's copies the cell
+   changed are replaced by the notebook's at the next cell (their hashes no longer match).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ the runner on descriptor N. It imports the standard library, IPython and nbremot
 pickle helpers only (never the runner), so that it starts fast inside any container.
 
 Frames (see `nbremote.wire.codec`):
-  runner -> worker   exec {code, inputs, outputs, deletes, execution_count} · blobs · pull {names}
+  runner -> worker   exec {code, inputs, outputs, deletes, execution_count, discover} · blobs ·
+                     pull {names}
   worker -> runner   hello · need {hashes} · stream · display · clear_output · result · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
   `nbremote_runner.worker_lease`) until it lets go
@@ -13,9 +14,13 @@ Frames (see `nbremote.wire.codec`):
 A request the worker cannot serve (a field missing, an unknown op, a frame it must refuse) is
 answered with an error ``done`` and the worker goes on: nothing a frame says ends it.
 
-Inputs arrive as content-hashed payloads. The worker keeps each object it received or sent back
-under its hash while that object is still bound in the namespace, so an unchanged input is not
-sent twice; a kept object is re-hashed before reuse, so one mutated in place is asked for again.
+Inputs arrive as one set of content-hashed payloads, references between them kept (see
+`nbremote_runner.worker_values`, which holds them by hash between cells, re-hashed before reuse).
+After a successful cell the worker sends back, as one set again, the outputs the client named;
+and unless they are exact (``--out``; ``discover`` false), every input whose hash the cell
+changed, by whatever means, and every name the cell bound, rebound or deleted where the
+client's analysis cannot see, found by comparing the namespace's ids before and after. So both
+sides hold the same values afterwards.
 """
 
 from __future__ import annotations

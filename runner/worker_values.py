@@ -6,7 +6,8 @@ The worker keeps each object it received or sent back under its hash while that 
 bound, so an unchanged input is not sent twice; a kept object is re-hashed before reuse, so one
 changed since (by a failed cell, or through another name) is asked for again.
 
-After a cell, every input is hashed again and sent back if its hash changed, whatever changed it
+After a cell, every input is hashed again and (unless the cell's outputs were given exactly, by
+``--out``) sent back if its hash changed, whatever changed it
 (``xs.append(4)``, ``next(it)``, ``rng.random()``, a write through a view): the notebook then
 holds the newer value, and never sends an older one over it. Both hashes are this side's own,
 since the same value may pickle differently in the kernel's process.
