@@ -141,6 +141,8 @@ class Worker:
                 reason = refused or f"op: unknown op {header.get('op')!r} ({', '.join(handlers)})"
                 raise _InputError("ValidationError", reason)
             self.outbox.serve(request_id, bool(header.get("shm_ok")))
+            if handler != self.exec_cell:  # code may run: the last cell's hashes are not sure
+                self.values.fresh.clear()
             handler(header, buffers)
         except Exception as exc:
             self.fail(header, exc)

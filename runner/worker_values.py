@@ -43,6 +43,9 @@ class HeldValues:
     def __init__(self) -> None:
         self.cache: dict[str, object] = {}  # content hash -> object, while bound
         self.agreed: dict[str, str] = {}  # name -> the hash both sides last held for it
+        # name -> its hash at the end of the last cell, while no other request has run since:
+        # a held value with that hash need not be hashed again before the next cell.
+        self.fresh: dict[str, str] = {}
 
     def _held(self, ns: Mapping[str, Any], name: str, content_hash: str) -> object:
         """The name's own object if it was last agreed with that hash (never another object of
@@ -67,6 +70,8 @@ class HeldValues:
         values: dict[str, Any] = {}
         parts: dict[str, list[bytearray]] = {}
         held: dict[str, Any] = {}
+        hashes: dict[str, str] = {}
+        fresh, self.fresh = self.fresh, {}
         position = 0
         for item in inputs:
             name = item["name"]
@@ -77,8 +82,10 @@ class HeldValues:
                 position += item["nbuf"]
             elif (obj := self._held(ns, name, item["hash"])) is not _MISSING:
                 held[name] = obj
-        payloads, _ = dumps_set(held)
-        hashes = {name: payload.hash for name, payload in payloads.items()}
+                if fresh.get(name) == item["hash"] and obj is ns.get(name):
+                    hashes[name] = item["hash"]  # as the last cell left it: no need to hash
+        payloads, _ = dumps_set(held, [name for name in held if name not in hashes])
+        hashes.update((name, payload.hash) for name, payload in payloads.items())
         missing = [
             item
             for item in inputs
@@ -111,6 +118,7 @@ class HeldValues:
         present = [name for name in dict.fromkeys([*before, *names]) if name in ns]
         values = {name: ns[name] for name in present if not isinstance(ns[name], ModuleType)}
         payloads, failed = dumps_set(values)
+        self.fresh = {name: payload.hash for name, payload in payloads.items()}
         items: list[Header] = []
         buffers: list[Any] = []
         unreturnable: list[Header] = []

@@ -114,7 +114,6 @@ class _Refs:
                 self.owner.setdefault(id(value), name)
         self.table = {key: (_REF, name) for key, name in self.owner.items()}
         self.arrays = _Arrays({n: v for n, v in values.items() if n not in left_out})
-        self.count = sum(_referable(values[n]) for n in values if n not in left_out)
 
     def persistent_id(self, name: str, seen: set[str]) -> Callable[[object], Any]:
         """The ``persistent_id`` for pickling the member ``name`` (its own object excluded by
@@ -200,8 +199,7 @@ def dumps_set(
     edges: dict[str, set[str]] = {}
     todo = wanted
     while todo:
-        refs = _Refs(values, excluded)
-        if refs.count < 2:
+        if sum(1 for n, v in values.items() if n not in excluded and _referable(v)) < 2:
             # Nothing to share: the plain picklers (no call per object) give the same bytes.
             for name in todo:
                 try:
@@ -209,6 +207,7 @@ def dumps_set(
                 except SerializationError as exc:
                     failed[name] = exc
             break
+        refs = _Refs(values, excluded)
         for name in todo:
             seen: set[str] = set()
             try:
