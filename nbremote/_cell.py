@@ -1,15 +1,23 @@
 """One ``%%remote`` cell, from analysis to binding, independent of how it was invoked.
 
 1. The cell's AST says which names it reads (inputs) and binds, mutates or deletes (outputs).
-2. Inputs present in the namespace are serialized each on its own; a value the worker already
-   holds goes by hash alone.
+2. Inputs present in the namespace are serialized as one set (`nbremote.wire.aliases`): each on
+   its own, but a reference to another input, or a view of its array, travels by that input's
+   name, so that what they share is shared on the worker. A value the worker already holds goes
+   by hash alone.
 3. The worker runs the cell; its output frames go to the caller's ``on_frame`` as they come.
-4. On success all outputs are bound at once; on failure nothing is, and the remote error is raised.
+4. On success the worker sends back the outputs and, without ``--out``, every input whose hash
+   the cell changed (a method call, a write through a view, an iterator's step) and every name
+   the cell bound or deleted where the analysis cannot see (a star import, ``globals()``,
+   ``exec``); again as one set. They are bound all at once, written into the notebook's own
+   objects where the type allows (`nbremote._namespace.in_place`), so that other names of the
+   same object see the change. With ``--out``, exactly the names it gives come back.
+5. On failure nothing is bound, and the remote error is raised; the worker's copies the cell
+   changed are replaced by the notebook's at the next cell (their hashes no longer match).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Container, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +33,8 @@ from .errors import SerializationError, WorkerDied, remote_error
 from .secret import Secret
 from .wire.codec import Header
 from .wire.http import GpuRequest
+from .wire.names import travels
 from .wire.ops import Op
-
-# IPython's own output-history names (_, __, _7, _i7, _ii, ...) never travel.
-_HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
 
 
 @dataclass
@@ -55,10 +61,6 @@ class CellOutcome:
     stayed_remote: dict[str, str]
 
 
-def _travels(name: str, hidden: Container[str]) -> bool:
-    return name not in hidden and not _HISTORY_NAME.match(name)
-
-
 def plan(
     code: str,
     namespace: MutableMapping[str, Any],
@@ -77,14 +79,14 @@ def plan(
         else [
             name
             for name in names.reads
-            if name in namespace and _travels(name, hidden) and not stays_remote(name)
+            if name in namespace and travels(name, hidden) and not stays_remote(name)
         ]
     )
     if options.outputs is not None:
         outputs = options.outputs
     else:
         outputs = [
-            name for name in dict.fromkeys([*names.binds, *names.mutates]) if _travels(name, hidden)
+            name for name in dict.fromkeys([*names.binds, *names.mutates]) if travels(name, hidden)
         ]
     return inputs, outputs, list(names.deletes)
 
@@ -128,6 +130,8 @@ def run_cell(
         "fresh": options.fresh,
         "timeout": options.timeout,
         "execution_count": execution_count,
+        # Without --out, also what the cell bound or deleted where the analysis cannot see.
+        "discover": options.outputs is None,
     }
     sources = _cell_sources(code, inputs, namespace)
     if sources:

@@ -2,21 +2,28 @@
 
 A module travels as its import path (re-imported on the other side, never pickled); every other
 value as a content-hashed `Payload`, whose bytes are left out when the other side already holds
-that hash.
+that hash. The values of one frame are packed as a set (`nbremote.wire.aliases`), so that what
+they share (one list in two names, a view of an array) is shared on the other side too.
+
+A value that comes back to a name whose object can take it in place (a list, dict, set,
+bytearray, an array of the same shape and dtype, a plain object of the same class) is written
+into that object, as the cell would have done locally: other names of the notebook referring to
+the same object see the change. Anything else is rebound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
 from ._lazy_import import import_lazily
-from .errors import SerializationError
+from .wire.aliases import SetLoader, dumps_set
 from .wire.codec import Header
 from .wire.ops import Op
-from .wire.serialize import Payload, dumps, loads
+from .wire.serialize import Payload
 
 
 class Packed:
@@ -27,12 +34,8 @@ class Packed:
         self.buffers: list[memoryview] = []
         self.payloads: dict[str, Payload] = {}
 
-    def add(self, name: str, value: object, known: set[str]) -> None:
-        """Add one value; its bytes only if ``known`` lacks its hash."""
-        if isinstance(value, ModuleType):
-            self.items.append({"name": name, "module": value.__name__})
-            return
-        payload = dumps(name, value)
+    def add(self, name: str, payload: Payload, known: set[str]) -> None:
+        """Add one value's payload; its bytes only if ``known`` lacks its hash."""
         self.payloads[payload.hash] = payload
         sent = payload.hash not in known
         self.items.append(
@@ -52,23 +55,35 @@ class Packed:
 
 
 def pack(names: Iterable[str], namespace: Mapping[str, Any], known: set[str]) -> Packed:
-    """Serialize each named value on its own.
+    """Serialize the named values, as one set.
 
     Raises:
         SerializationError: naming the first value that no pickler could serialize.
     """
+    names = list(names)
     packed = Packed()
+    values = {n: namespace[n] for n in names if not isinstance(namespace[n], ModuleType)}
+    payloads, failed = dumps_set(values)
     for name in names:
-        packed.add(name, namespace[name], known)
+        if name in failed:
+            raise failed[name]
+        if name in payloads:
+            packed.add(name, payloads[name], known)
+        else:
+            packed.items.append({"name": name, "module": namespace[name].__name__})
     return packed
 
 
 def unpack(
     items: list[Header], buffers: list[bytearray], namespace: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Rebuild returned values; and, for those that cannot live here, why (name -> reason)."""
+    """Rebuild returned values; and, for those that cannot live here, why (name -> reason).
+
+    A value refers to others of its set by name: those sent are loaded first, the others (sent
+    back unchanged, or not at all) are the namespace's.
+    """
     values: dict[str, Any] = {}
-    failed: dict[str, str] = {}
+    parts: dict[str, list[bytearray]] = {}
     position = 0
     for item in items:
         name = item["name"]
@@ -81,10 +96,61 @@ def unpack(
         if count == 0:  # unchanged: what was sent is still right
             values[name] = namespace[name]
             continue
-        parts = buffers[position : position + count]
+        parts[name] = buffers[position : position + count]
         position += count
-        try:
-            values[name] = loads(name, parts)
-        except SerializationError as exc:
-            failed[name] = exc.reason
-    return values, failed
+    loader = SetLoader(
+        parts,
+        lambda name: values[name] if name in values else namespace[name],
+        lambda name, new: in_place(namespace.get(name, _ABSENT), new),
+    )
+    loaded, failed = loader.load_all()
+    return values | loaded, failed
+
+
+_ABSENT = object()
+
+
+def in_place(old: Any, new: Any) -> Any:
+    """``old`` holding ``new``'s content, where its type allows that; else ``new``."""
+    kind = type(old)
+    if kind is not type(new):
+        return new
+    if kind is list or kind is bytearray:
+        old[:] = new
+    elif kind is dict or kind is set:
+        old.clear()
+        old.update(new)
+    elif _same_array(old, new):
+        old[...] = new
+    elif _plain_object(kind):
+        vars(old).clear()
+        vars(old).update(vars(new))
+    else:
+        return new
+    return old
+
+
+def _same_array(old: Any, new: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    return (
+        numpy is not None
+        and type(old) is numpy.ndarray
+        and old.shape == new.shape
+        and old.dtype == new.dtype
+        and bool(old.flags.writeable)
+    )
+
+
+def _plain_object(kind: type) -> bool:
+    """Whether instances of ``kind`` are just their ``__dict__`` (no slots, no own pickling)."""
+    cls: Any = kind
+    base: Any = object
+    return (
+        type(cls) is type
+        and "__dict__" in dir(cls)
+        and not hasattr(cls, "__slots__")
+        and cls.__reduce_ex__ is base.__reduce_ex__
+        and cls.__reduce__ is base.__reduce__
+        and getattr(cls, "__getstate__", base.__getstate__) is base.__getstate__
+        and not hasattr(cls, "__setstate__")
+    )

@@ -5,7 +5,8 @@ the runner on descriptor N. It imports the standard library, IPython and nbremot
 pickle helpers only (never the runner), so that it starts fast inside any container.
 
 Frames (see `nbremote.wire.codec`):
-  runner -> worker   exec {code, inputs, outputs, deletes, execution_count} · blobs · pull {names}
+  runner -> worker   exec {code, inputs, outputs, deletes, execution_count, discover, inline} ·
+                     blobs · pull {names}
   worker -> runner   hello · need {hashes} · stream · display · clear_output · result · error ·
                      page · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
@@ -14,14 +15,17 @@ Frames (see `nbremote.wire.codec`):
 A request the worker cannot serve (a field missing, an unknown op, a frame it must refuse) is
 answered with an error ``done`` and the worker goes on: nothing a frame says ends it.
 
-Inputs arrive as content-hashed payloads. The worker keeps each object it received or sent back
-under its hash while that object is still bound in the namespace, so an unchanged input is not
-sent twice; a kept object is re-hashed before reuse, so one mutated in place is asked for again.
+Inputs arrive as one set of content-hashed payloads, references between them kept (see
+`nbremote_runner.worker_values`, which holds them by hash between cells, re-hashed before reuse).
+After a successful cell the worker sends back, as one set again, the outputs the client named;
+and unless they are exact (``--out``; ``discover`` false), every input whose hash the cell
+changed, by whatever means, and every name the cell bound, rebound or deleted where the
+client's analysis cannot see, found by comparing the namespace's ids before and after. So both
+sides hold the same values afterwards.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import queue
@@ -48,17 +52,10 @@ from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flu
 from .worker_lease import serve_lease
 from .worker_shell import WorkerShell
 from .worker_sources import LocalSources
+from .worker_values import HeldValues, rebound
+from .worker_values import InputError as _InputError
 
-_MISSING = object()
 _SUMMARY_LIMIT = 200
-
-
-class _InputError(Exception):
-    """An input could not be bound; becomes the cell's error without running it."""
-
-    def __init__(self, ename: str, evalue: str) -> None:
-        super().__init__(evalue)
-        self.error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
 
 
 class Worker:
@@ -74,7 +71,7 @@ class Worker:
         self.outbox = outbox
         config = Config({"HistoryManager": {"enabled": False}})
         self.shell = WorkerShell.instance(outbox=outbox, config=config)
-        self.cache: dict[str, object] = {}  # content hash -> object, while bound in the namespace
+        self.values = HeldValues()  # what the worker holds by content hash
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
         self.running = False
@@ -139,6 +136,8 @@ class Worker:
                 reason = refused or f"op: unknown op {header.get('op')!r} ({', '.join(handlers)})"
                 raise _InputError("ValidationError", reason)
             self.outbox.serve(request_id, bool(header.get("shm_ok")))
+            if handler != self.exec_cell:  # code may run: the last cell's hashes are not sure
+                self.values.fresh.clear()
             handler(header, buffers)
         except Exception as exc:
             self.fail(header, exc)
@@ -165,79 +164,22 @@ class Worker:
 
     # -- inputs --------------------------------------------------------------------------------
 
-    def _cached(self, content_hash: str) -> object:
-        obj = self.cache.get(content_hash, _MISSING)
-        if obj is not _MISSING and _hash_of(obj) != content_hash:
-            del self.cache[content_hash]  # changed in place since: ask for it again
-            return _MISSING
-        return obj
+    def _receive_inputs(
+        self, inputs: list[Header], buffers: list[bytearray]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        return self.values.receive(self.shell.user_ns, inputs, buffers, self._ask_for)
 
-    def _bind_sent(
-        self, items: list[Header], buffers: list[bytearray], into: dict[str, Any]
-    ) -> None:
-        position = 0
-        for item in items:
-            parts = buffers[position : position + item["nbuf"]]
-            position += item["nbuf"]
-            into[item["name"]] = self.cache[item["hash"]] = loads(item["name"], parts)
-
-    def _receive_inputs(self, inputs: list[Header], buffers: list[bytearray]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for item in inputs:
-            if "module" in item:
-                values[item["name"]] = _import(item["name"], item["module"])
-        sent = [item for item in inputs if item.get("nbuf")]
-        self._bind_sent(sent, buffers, values)
-        missing = []
-        for item in inputs:
-            if "hash" in item and not item.get("nbuf"):
-                obj = self._cached(item["hash"])
-                if obj is _MISSING:
-                    missing.append(item)
-                else:
-                    values[item["name"]] = obj
-        if missing:
-            self.outbox.send(Op.NEED, hashes=[item["hash"] for item in missing])
-            header, blobs = self.inbox.blobs(self.reader)
-            self._bind_sent(header["items"], blobs, {})
-            for item in missing:
-                values[item["name"]] = self.cache[item["hash"]]
-        return values
+    def _ask_for(self, hashes: list[str]) -> tuple[Header, list[bytearray]]:
+        """The payloads of values this worker no longer holds, asked for by hash."""
+        self.outbox.send(Op.NEED, hashes=hashes)
+        return self.inbox.blobs(self.reader)
 
     # -- outputs -------------------------------------------------------------------------------
 
     def _send_back(
-        self, names: list[str], known: dict[str, str]
+        self, names: list[str], before: dict[str, str], changed: bool = False
     ) -> tuple[list[Header], list[Any], list[Header]]:
-        """Serialize the named values; those the client already holds go by hash alone."""
-        items: list[Header] = []
-        buffers: list[Any] = []
-        unreturnable: list[Header] = []
-        ns = self.shell.user_ns
-        for name in names:
-            if name not in ns:
-                continue
-            obj = ns[name]
-            if isinstance(obj, ModuleType):
-                items.append({"name": name, "module": obj.__name__})
-                continue
-            try:
-                payload = dumps(name, obj)
-            except SerializationError as exc:
-                unreturnable.append({"name": name, "reason": exc.reason})
-                continue
-            self.cache[payload.hash] = obj
-            unchanged = known.get(name) == payload.hash
-            items.append(
-                {"name": name, "hash": payload.hash, "nbuf": 0 if unchanged else len(payload.parts)}
-            )
-            if not unchanged:
-                buffers.extend(payload.parts)
-        return items, buffers, unreturnable
-
-    def _prune_cache(self) -> None:
-        bound = {id(value) for value in self.shell.user_ns.values()}
-        self.cache = {h: obj for h, obj in self.cache.items() if id(obj) in bound}
+        return self.values.send_back(self.shell.user_ns, names, before, changed)
 
     def _summary(self) -> list[Header]:
         hidden = self.shell.user_ns_hidden
@@ -260,13 +202,13 @@ class Worker:
     def _done(
         self, ok: bool, error: Header | None = None, buffers: Sequence[Any] = (), **fields: Any
     ) -> None:
-        self._prune_cache()
+        self.values.prune(self.shell.user_ns)
         self.outbox.send(
             Op.DONE,
             buffers,
             ok=ok,
             error=error,
-            held=list(self.cache),
+            held=list(self.values.cache),
             cells_run=self.cells_run,
             namespace=self._summary(),
             **fields,
@@ -278,7 +220,7 @@ class Worker:
         """Bind the inputs, run the code, send back the outputs (only if it succeeded)."""
         self.sources.sync(header.get("sources") or ())
         try:
-            values = self._receive_inputs(header["inputs"], buffers)
+            values, before = self._receive_inputs(header["inputs"], buffers)
         except SerializationError as exc:
             self._done(False, _InputError("SerializationError", str(exc)).error)
             return
@@ -287,6 +229,8 @@ class Worker:
             return
         ns = self.shell.user_ns
         ns.update(values)
+        self.values.agreed.update(before)
+        ids = {name: id(value) for name, value in ns.items()} if header.get("discover") else None
         shell = self.shell
         # The notebook's prompt number: IPython names the cell `Cell In[n]` after it.
         shell.execution_count = header.get("execution_count") or shell.execution_count
@@ -306,9 +250,13 @@ class Worker:
             }
             self._done(False, error)
             return
-        known = {item["name"]: item["hash"] for item in header["inputs"] if "hash" in item}
-        items, out_buffers, unreturnable = self._send_back(header["outputs"], known)
+        outputs = list(header["outputs"])
         deleted = [name for name in header.get("deletes", []) if name not in ns]
+        if ids is not None:  # also what the cell bound or deleted where the analysis cannot see
+            bound, gone = rebound(ns, self.shell.user_ns_hidden, ids)
+            outputs += bound
+            deleted += [name for name in gone if name not in deleted]
+        items, out_buffers, unreturnable = self._send_back(outputs, before, ids is not None)
         self._done(
             True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted
         )
@@ -428,25 +376,6 @@ class Worker:
                     f"the result of input #{first + offset} cannot be pickled: {exc.reason}",
                 ).error
         return dumps("results", batch.results)
-
-
-def _hash_of(obj: object) -> str | None:
-    try:
-        payload: Payload = dumps("", obj)
-    except SerializationError:
-        return None
-    return payload.hash
-
-
-def _import(name: str, module: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise _InputError(
-            "ModuleNotFoundError",
-            f"{name!r} is the module {module!r}, which the worker cannot import ({exc}); "
-            "install it in the worker's image",
-        ) from exc
 
 
 def main() -> None:

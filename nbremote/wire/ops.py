@@ -126,6 +126,7 @@ class ExecFrame(_Request):
     execution_count: NotRequired[int | None]
     sources: NotRequired[list[FrameSource]]
     inline: NotRequired[dict[str, Any] | None]
+    discover: NotRequired[bool]
 
 
 class PullFrame(_Request):
