@@ -98,10 +98,12 @@ def unpack(
             continue
         parts[name] = buffers[position : position + count]
         position += count
+    inplace = {item["name"] for item in items if item.get("inplace")}
     loader = SetLoader(
         parts,
         lambda name: values[name] if name in values else namespace[name],
-        lambda name, new: in_place(namespace.get(name, _ABSENT), new),
+        # Only a value the cell changed in place: one it rebound is a new object here too.
+        lambda name, new: in_place(namespace.get(name, _ABSENT), new) if name in inplace else new,
     )
     loaded, failed = loader.load_all()
     return values | loaded, failed
@@ -147,6 +149,7 @@ def _plain_object(kind: type) -> bool:
     base: Any = object
     return (
         type(cls) is type
+        and cls.__module__ != "builtins"  # a function or a class is more than its __dict__
         and "__dict__" in dir(cls)
         and not hasattr(cls, "__slots__")
         and cls.__reduce_ex__ is base.__reduce_ex__

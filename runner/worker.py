@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
@@ -177,9 +177,13 @@ class Worker:
     # -- outputs -------------------------------------------------------------------------------
 
     def _send_back(
-        self, names: list[str], before: dict[str, str], changed: bool = False
+        self,
+        names: list[str],
+        before: dict[str, str],
+        changed: bool = False,
+        kept: Collection[str] = (),
     ) -> tuple[list[Header], list[Any], list[Header]]:
-        return self.values.send_back(self.shell.user_ns, names, before, changed)
+        return self.values.send_back(self.shell.user_ns, names, before, changed, kept)
 
     def _summary(self) -> list[Header]:
         hidden = self.shell.user_ns_hidden
@@ -256,7 +260,10 @@ class Worker:
             bound, gone = rebound(ns, self.shell.user_ns_hidden, ids)
             outputs += bound
             deleted += [name for name in gone if name not in deleted]
-        items, out_buffers, unreturnable = self._send_back(outputs, before, ids is not None)
+        # Inputs still bound to the object they arrived as were changed in place, if at all: the
+        # notebook changes its own object too, so that its other names for it see the change.
+        kept = [name for name, value in values.items() if ns.get(name) is value]
+        items, out_buffers, unreturnable = self._send_back(outputs, before, ids is not None, kept)
         self._done(
             True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted
         )

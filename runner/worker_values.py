@@ -16,7 +16,7 @@ since the same value may pickle differently in the kernel's process.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -109,11 +109,17 @@ class HeldValues:
         return values, hashes
 
     def send_back(
-        self, ns: Mapping[str, Any], names: list[str], before: dict[str, str], changed: bool
+        self,
+        ns: Mapping[str, Any],
+        names: list[str],
+        before: dict[str, str],
+        changed: bool,
+        kept: Collection[str] = (),
     ) -> tuple[list[Header], list[Any], list[Header]]:
         """Serialize the named values, and (if ``changed``) each input whose hash changed from
         ``before``, as one set, inputs first (so that a new name for an input's object refers
-        to the input); a named value whose hash did not change goes by hash alone."""
+        to the input); a named value whose hash did not change goes by hash alone. Those named
+        in ``kept`` (inputs the cell changed in place, not rebound) are marked ``inplace``."""
         wanted = set(names)
         present = [name for name in dict.fromkeys([*before, *names]) if name in ns]
         values = {name: ns[name] for name in present if not isinstance(ns[name], ModuleType)}
@@ -137,9 +143,11 @@ class HeldValues:
                 continue
             self.cache[payload.hash] = ns[name]
             self.agreed[name] = payload.hash
-            items.append(
-                {"name": name, "hash": payload.hash, "nbuf": 0 if unchanged else len(payload.parts)}
-            )
+            nbuf = 0 if unchanged else len(payload.parts)
+            item: Header = {"name": name, "hash": payload.hash, "nbuf": nbuf}
+            if name in kept:
+                item["inplace"] = True
+            items.append(item)
             if not unchanged:
                 buffers.extend(payload.parts)
         return items, buffers, unreturnable

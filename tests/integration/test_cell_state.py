@@ -98,6 +98,21 @@ def test_other_names_of_a_changed_plain_object_see_the_change(shell: Interactive
     assert (shell.user_ns["alias"].n, shell.user_ns["alias"].m) == (2, 3)
 
 
+def test_a_name_rebound_remotely_leaves_its_other_names_alone(shell: InteractiveShell) -> None:
+    # Rebinding is not a change in place: locally, ys keeps the old list and f's old alias the
+    # old function.
+    shell.run_cell("xs = [1, 2, 3]\nys = xs\ndef f(): return 1\ng = f")
+    remote(shell, "xs = [9] + xs\ndef f(): return 2")
+    assert shell.user_ns["ys"] == [1, 2, 3] and shell.user_ns["xs"] == [9, 1, 2, 3]
+    assert (shell.user_ns["f"](), shell.user_ns["g"]()) == (2, 1)
+
+
+def test_a_class_redefined_remotely_is_the_new_class_here(shell: InteractiveShell) -> None:
+    shell.run_cell("class Bad:\n    pass")
+    remote(shell, "class Bad:\n    def hello(self): return 'new'")
+    assert shell.user_ns["Bad"]().hello() == "new"
+
+
 # -- aliases and views across the wire ----------------------------------------------------------
 
 
