@@ -25,7 +25,7 @@ from typing import Any
 from ._analysis import analyse_cell
 from ._ipython_syntax import parse_cell
 from ._namespace import pack, unpack
-from ._output import inline_settings, notebook_shell
+from ._output import inline_settings, notebook_shell, settle_result
 from ._session import OnFrame, RemoteSession, Request
 from ._sources import imported_modules, local_sources, modules_of
 from ._spec import worker_spec
@@ -33,7 +33,7 @@ from .errors import SerializationError, WorkerDied, remote_error
 from .secret import Secret
 from .wire.codec import Header
 from .wire.http import GpuRequest
-from .wire.names import travels
+from .wire.names import RESULT, travels
 from .wire.ops import Op
 
 
@@ -143,10 +143,13 @@ def run_cell(
     done, buffers = session.call(request, on_frame)
     raise_for(done)
     values, failed = unpack(done["outputs"], buffers, namespace)
+    if RESULT in values:  # the last expression's value, for _ and Out[n]
+        settle_result(namespace, values.pop(RESULT))
     namespace.update(values)
     for name in done["deleted"]:
         namespace.pop(name, None)
     stayed = {item["name"]: item["reason"] for item in done["unreturnable"]} | failed
+    stayed.pop(RESULT, None)  # an unpicklable result: Out[n] keeps how it was shown
     return CellOutcome(list(values), list(done["deleted"]), stayed)
 
 

@@ -9,6 +9,7 @@ text through IPython's pager (a page payload in ipykernel).
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 from .errors import remote_error
@@ -27,8 +28,9 @@ def notebook_shell() -> Any:
 
 class RemoteResult:
     """A remote cell's last expression, as the worker formatted it. The shell's displayhook
-    shows it like a local result (``execute_result``, ``Out[n]``); ``_`` and ``Out[n]`` hold this,
-    not the value itself, which stays on the worker unless the cell bound it to a name."""
+    shows it like a local result (``execute_result``, ``Out[n]``), in order with the cell's other
+    output; once the cell is done, `settle_result` puts the value itself in its place in ``_``
+    and ``Out[n]`` (this stays there only for a value that cannot be pickled)."""
 
     def __init__(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
         self.data = data
@@ -149,3 +151,28 @@ def _json_only(settings: dict[str, Any]) -> dict[str, Any]:
             continue
         kept[name] = value
     return kept
+
+
+def settle_result(namespace: MutableMapping[str, Any], value: Any) -> None:
+    """Put a remote cell's result value where the displayhook put its `RemoteResult`: in ``_``
+    (or ``__``, ``___`` if later results moved it there), ``_<n>`` and ``Out[n]``."""
+    out = namespace.get("Out")
+    if not isinstance(out, dict) or not out:
+        return
+    count = max(out)
+    placeholder = out[count]
+    if not isinstance(placeholder, RemoteResult):
+        return
+    out[count] = value
+    # The displayhook keeps its own _, __, ___, and the shell a hidden copy of what it pushed;
+    # where they differ from the namespace's it takes `_` for the user's own and stops updating
+    # it: all three change.
+    shell = notebook_shell()
+    hidden = getattr(shell, "user_ns_hidden", {})
+    displayhook = getattr(shell, "displayhook", None)
+    for name in ("_", "__", "___", f"_{count}"):
+        for where in (namespace, hidden):
+            if where.get(name) is placeholder:
+                where[name] = value
+        if getattr(displayhook, name, None) is placeholder:
+            setattr(displayhook, name, value)

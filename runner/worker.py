@@ -35,13 +35,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections import ChainMap
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
 
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, Header
+from nbremote.wire.names import RESULT
 from nbremote.wire.ops import FrameInvalid, Op
 from nbremote.wire.serialize import Payload, dumps, loads
 from nbremote.wire.transport import use_worker_transport
@@ -182,8 +184,12 @@ class Worker:
         before: dict[str, str],
         changed: bool = False,
         kept: Collection[str] = (),
+        result: object = None,
     ) -> tuple[list[Header], list[Any], list[Header]]:
-        return self.values.send_back(self.shell.user_ns, names, before, changed, kept)
+        ns: Mapping[str, Any] = self.shell.user_ns
+        if result is not None:  # the last expression's value: the notebook's _ and Out[n]
+            names, ns = [*names, RESULT], ChainMap({RESULT: result}, self.shell.user_ns)
+        return self.values.send_back(ns, names, before, changed, kept)
 
     def _summary(self) -> list[Header]:
         hidden = self.shell.user_ns_hidden
@@ -263,7 +269,9 @@ class Worker:
         # Inputs still bound to the object they arrived as were changed in place, if at all: the
         # notebook changes its own object too, so that its other names for it see the change.
         kept = [name for name, value in values.items() if ns.get(name) is value]
-        items, out_buffers, unreturnable = self._send_back(outputs, before, ids is not None, kept)
+        items, out_buffers, unreturnable = self._send_back(
+            outputs, before, ids is not None, kept, result.result
+        )
         self._done(
             True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted
         )

@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Container
 
+# The one exception: a cell's last expression comes back under this name, for the notebook's ``_``
+# and ``Out[n]`` (the worker's ``_`` is that value).
+RESULT = "_"
+
 _HISTORY_NAME = re.compile(r"^_(_{0,2}|i{1,3}|\d+|i\d+|[ioh]h|dh)$")
 
 

@@ -163,3 +163,18 @@ def test_a_failed_cell_shows_its_error_once_named_after_its_prompt(kernel: Kerne
 
 def _plain(traceback: list[str]) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", "".join(traceback))
+
+
+def test_the_last_expressions_value_is_in_underscore_and_out_as_locally(kernel: Kernel) -> None:
+    # Earlier cells may have bound `_` themselves (`for _ in ...`): then IPython leaves it alone.
+    kernel.run("for name in ('_', '__', '___'): globals().pop(name, None)")
+    ran = kernel.run("%%remote\n[1, 2] * 2")
+    count = ran.reply["execution_count"]
+    (result,) = [o["content"] for o in ran.outputs if o["msg_type"] == "execute_result"]
+    assert result["execution_count"] == count
+    check = kernel.run(f"print(_ == Out[{count}] == _{count} == [1, 2, 1, 2], type(_).__name__)")
+    assert check.text() == "True list\n"
+    # A value that cannot travel: Out keeps how it was shown, and nothing is said about it.
+    gen = kernel.run("%%remote\n(i for i in range(3))")
+    assert gen.kinds == ["execute_result"]
+    assert kernel.run("print(type(_).__name__)").text() == "RemoteResult\n"

@@ -156,7 +156,7 @@ def test_rich_output_last_expression_and_display(shell: InteractiveShell) -> Non
         )
     [shown] = [output.data.get("text/html", "") for output in captured.outputs]
     assert "<b>bold</b>" in shown  # display() is display data; the last expression is a result
-    assert "<table" in shell.user_ns["_"].data["text/html"]
+    assert "<table" in shell.user_ns["_"]._repr_html_()  # the frame itself, as locally
 
 
 def test_the_last_expression_is_the_cells_result(shell: InteractiveShell) -> None:
@@ -179,9 +179,11 @@ def test_binary_rich_output_arrives_base64_encoded(shell: InteractiveShell) -> N
             "class Picture:\n    def _repr_png_(self):\n        return b'\\x89PNG data'\n"
             "from IPython.display import display\ndisplay(Picture())\nPicture()",
         )
-    pngs = [output.data["image/png"] for output in captured.outputs]
-    pngs.append(shell.user_ns["_"].data["image/png"])  # the last expression: the cell's result
-    assert [base64.b64decode(png) for png in pngs] == [b"\x89PNG data"] * 2
+    [png] = [output.data["image/png"] for output in captured.outputs]
+    assert base64.b64decode(png) == b"\x89PNG data"
+    # The last expression, shown as the cell's result (base64 too, or the cell would fail), is
+    # the value itself in `_`, as locally.
+    assert shell.user_ns["_"]._repr_png_() == b"\x89PNG data"
 
 
 def test_matplotlib_figures_show_as_images(shell: InteractiveShell) -> None:
