@@ -13,7 +13,16 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
+import nbremote as nr
+from nbremote._session import RemoteSession
 from nbremote.errors import RemoteError
+
+app = nr.App("lifecycle")
+
+
+@app.function(env={"SPEC": "not the spare's"})  # its workers boot: the runner's spare won't do
+def which_worker(x: str) -> str:
+    return os.environ["NBREMOTE_TASK_ID"]
 
 STUBBORN = "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"
 
@@ -37,3 +46,19 @@ def test_a_second_interrupt_kills_a_worker_that_ignores_the_first(shell: Interac
     remote(shell, "import os\nafter = os.getpid()")
     print("next cell took", time.monotonic() - t0)
     assert shell.user_ns["after"] != shell.user_ns["before"]
+
+
+def test_a_small_map_on_a_warm_function_runs_on_the_warm_worker(
+    remote_session: RemoteSession,
+) -> None:
+    """Both quick inputs run on the warm worker: neither waits for a second one to boot."""
+    t0 = time.perf_counter()
+    # Warmed through the runner: a direct .remote() would lease the worker, and the lease may
+    # still be ending when the map's inputs arrive.
+    [warm] = which_worker.map(["warm-up"])
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ran_on = list(which_worker.map(["a", "b"]))
+    mapped = time.perf_counter() - t0
+    print(f"first call (a worker start) {cold:.2f} s, map of two on the warm one {mapped:.2f} s")
+    assert ran_on == [warm, warm]
