@@ -12,6 +12,7 @@ import platform
 import threading
 import time
 import uuid
+from urllib.parse import quote
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -367,6 +368,12 @@ class RemoteSession:
         """The runner's description of this session (workers, their memory, their objects)."""
         self._open()
         return self.client.call("GET", f"/api/v1/sessions/{self.id}", response=DescribeSession)
+
+    def stop_app(self, app: str) -> None:
+        """Stop this session's workers of ``app`` (running their ``@nr.exit()`` methods)."""
+        with self._lock:
+            self._end_leases()
+            self.client.call("DELETE", f"/api/v1/sessions/{self.id}/workers?app={quote(app)}")
 
     def reset(self) -> None:
         """Stop this session's workers: the remote namespace starts empty again."""

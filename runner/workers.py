@@ -33,6 +33,7 @@ Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller g
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
 WORKER_REQUESTS = (Op.DICT, Op.QUEUE, Op.VOLUME)  # frames a worker sends for the runner to answer
 
+STOP_GRACE = 5.0  # how long a worker told to stop has to run its @nr.exit() methods and leave
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
 KILL_GRACE = 1.0  # after a second interrupt (a cancel of an interrupted request): the same
 KILLED = (
@@ -232,9 +233,17 @@ class Worker:
         await self._watch_task
 
     async def stop(self) -> None:
-        """Stop the worker process."""
+        """Stop the worker: told to, it leaves after what it runs and its ``@nr.exit()``
+        methods, which may still use Dicts, Queues and volumes through the runner; one that has
+        not left within `STOP_GRACE` is killed."""
         self.alive = False
-        await self.process.stop()
+        self.send({"op": Op.STOP, "id": "stop"}, [])
+        try:
+            await asyncio.wait_for(asyncio.shield(self.process.connection.closed), STOP_GRACE)
+        except TimeoutError:
+            await self.process.kill()
+        else:
+            await self.process.stop()
         await self._watch_task
 
     def describe(self) -> DescribeWorker:

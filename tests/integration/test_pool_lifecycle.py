@@ -64,3 +64,30 @@ def test_a_small_map_on_a_warm_function_runs_on_the_warm_worker(
     mapped = time.perf_counter() - t0
     print(f"first call (a worker start) {cold:.2f} s, map of two on the warm one {mapped:.2f} s")
     assert ran_on == [warm, warm]
+
+
+def test_the_end_of_an_app_run_stops_its_containers_and_their_exit_hooks_use_a_dict(
+    remote_session: RemoteSession,
+) -> None:
+    run_app = nr.App("run-ends")
+
+    @run_app.cls()
+    class Recorder:
+        @nr.method()
+        def ping(self) -> str:
+            return "pong"
+
+        @nr.exit()
+        def record(self) -> None:
+            nr.Dict.from_name("run-ends")["exit"] = time.time()
+
+    exits = nr.Dict.from_name("run-ends", create_if_missing=True)
+    with run_app.run():
+        assert Recorder().ping.remote() == "pong"
+        ended = time.time()
+    returned = time.time()
+    try:
+        assert exits.get("exit") is not None, "the @exit hook had not run when run() returned"
+        print(f"run end -> exit hook done {exits['exit'] - ended:.3f} s, returned {returned - ended:.3f} s")
+    finally:
+        exits.delete()
