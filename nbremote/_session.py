@@ -12,11 +12,11 @@ import platform
 import threading
 import time
 import uuid
-from urllib.parse import quote
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible

@@ -144,7 +144,7 @@ class PoolState:
         self.bound = bound
         self.workers: dict[str, _Worker] = {}  # least recently used first
         self.starts: dict[int, str | None] = {}  # start -> the waiting request that owns it
-        self.waiting: list[str] = []  # requests without a worker (owning a start or not), oldest first
+        self.waiting: list[str] = []  # requests with no worker yet (owning a start or not)
         self.taken: dict[int, str] = {}  # start -> the request that took it: no longer the pool's
         self.closed = False
         self._next_start = 0

@@ -24,7 +24,15 @@ app = nr.App("lifecycle")
 def which_worker(x: str) -> str:
     return os.environ["NBREMOTE_TASK_ID"]
 
-STUBBORN = "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"
+
+STUBBORN = (  # a cell that swallows every interrupt
+    "import time\n"
+    "while True:\n"
+    "    try:\n"
+    "        time.sleep(0.2)\n"
+    "    except KeyboardInterrupt:\n"
+    "        pass"
+)
 
 
 def remote(shell: InteractiveShell, cell: str, line: str = "") -> Any:
@@ -88,6 +96,7 @@ def test_the_end_of_an_app_run_stops_its_containers_and_their_exit_hooks_use_a_d
     returned = time.time()
     try:
         assert exits.get("exit") is not None, "the @exit hook had not run when run() returned"
-        print(f"run end -> exit hook done {exits['exit'] - ended:.3f} s, returned {returned - ended:.3f} s")
+        hook, back = exits["exit"] - ended, returned - ended
+        print(f"run end -> exit hook done {hook:.3f} s, run() returned {back:.3f} s")
     finally:
         exits.delete()
