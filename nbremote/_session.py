@@ -260,6 +260,8 @@ class RemoteSession:
                 if interrupted:
                     self._pending.pop(request_id, None)
                     self._end_lease(pool["key"])
+                    if not channel.broken:  # the runner kills its worker if it is stuck
+                        channel.send({"op": Op.CANCEL, "id": lease.lease_id})
                     raise
                 interrupted = True
                 channel.send({"op": Op.INTERRUPT, "id": lease.lease_id})

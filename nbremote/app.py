@@ -128,8 +128,11 @@ class App:
         session = _session.current_session()  # connect (or start the embedded runner) up front
         try:
             yield self
-        finally:
-            session.stop_app(self.name)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the block's own error is the one to see
+                session.stop_app(self.name)
+            raise
+        session.stop_app(self.name)
 
 
 _notebook_app = App("notebook")

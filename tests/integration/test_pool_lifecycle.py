@@ -3,6 +3,7 @@ maps on a warm pool."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -100,3 +101,22 @@ def test_the_end_of_an_app_run_stops_its_containers_and_their_exit_hooks_use_a_d
         print(f"run end -> exit hook done {hook:.3f} s, run() returned {back:.3f} s")
     finally:
         exits.delete()
+
+
+@app.function
+def work(stall: bool) -> None:
+    while stall:
+        with contextlib.suppress(KeyboardInterrupt):  # swallows every interrupt
+            time.sleep(0.2)
+
+
+def test_a_second_interrupt_of_a_call_kills_its_worker(remote_session: RemoteSession) -> None:
+    work.remote(False)  # warm: the stalling call starts at once on this worker
+    for delay in (1.0, 2.5):
+        threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises((RemoteError, KeyboardInterrupt)):
+        work.remote(True)
+    deadline = time.monotonic() + 10  # the runner's kill is under way: a bound, not a timing
+    while time.monotonic() < deadline and remote_session.describe().workers:
+        time.sleep(0.1)
+    assert remote_session.describe().workers == [], "its worker still runs it"
