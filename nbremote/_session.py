@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible
@@ -215,7 +216,8 @@ class RemoteSession:
 
         Output frames go to ``on_frame`` as they arrive; a ``need`` is answered from the
         request's ``packed`` inputs. Ctrl-C interrupts the remote code (the worker survives);
-        a second Ctrl-C abandons the request.
+        a second Ctrl-C cancels it (its worker is killed if it ignored the first); a third
+        abandons the request.
         """
         with self._lock, self._connection_errors():
             channel = self._open()
@@ -227,16 +229,19 @@ class RemoteSession:
                 else:
                     self._end_leases()  # so that this call may have the worker (max_containers=1)
             request_id = self._send(channel, request)
-            interrupted = False
+            interrupts = 0
             while True:
                 try:
                     return self._next_done(channel, {request_id}, on_frame)
                 except KeyboardInterrupt:
-                    if interrupted:
+                    interrupts += 1
+                    if interrupts > 2:  # the runner has not answered the cancel: let go
                         self._abandon(channel, [request_id])
                         raise
-                    interrupted = True
-                    channel.send({"op": Op.INTERRUPT, "id": request_id})
+                    # A second Ctrl-C cancels: the runner kills a worker that ignored the first,
+                    # and its done says so.
+                    op = Op.INTERRUPT if interrupts == 1 else Op.CANCEL
+                    channel.send({"op": op, "id": request_id})
 
     def _call_direct(self, channel: Channel, request: Request, on_frame: OnFrame) -> Frame | None:
         """Serve a call on a worker leased to this kernel (see `nbremote._direct`); None when it
@@ -260,6 +265,8 @@ class RemoteSession:
                 if interrupted:
                     self._pending.pop(request_id, None)
                     self._end_lease(pool["key"])
+                    if not channel.broken:  # the runner kills its worker if it is stuck
+                        channel.send({"op": Op.CANCEL, "id": lease.lease_id})
                     raise
                 interrupted = True
                 channel.send({"op": Op.INTERRUPT, "id": lease.lease_id})
@@ -368,6 +375,12 @@ class RemoteSession:
         """The runner's description of this session (workers, their memory, their objects)."""
         self._open()
         return self.client.call("GET", f"/api/v1/sessions/{self.id}", response=DescribeSession)
+
+    def stop_app(self, app: str) -> None:
+        """Stop this session's workers of ``app`` (running their ``@nr.exit()`` methods)."""
+        with self._lock:
+            self._end_leases()
+            self.client.call("DELETE", f"/api/v1/sessions/{self.id}/workers?app={quote(app)}")
 
     def reset(self) -> None:
         """Stop this session's workers: the remote namespace starts empty again."""

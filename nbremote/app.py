@@ -118,11 +118,21 @@ class App:
 
     @contextlib.contextmanager
     def run(self) -> Iterator[App]:
-        """Run the app's functions for the duration of the block (they also work without it)."""
+        """Run the app's functions for the duration of the block (they also work without it).
+
+        When the block ends, so do the app's containers, as in Modal: their ``@nr.exit()``
+        methods have run (and may have used Dicts, Queues and volumes) before this returns.
+        """
         from . import _session
 
-        _session.current_session()  # connect (or start the embedded runner) up front
-        yield self
+        session = _session.current_session()  # connect (or start the embedded runner) up front
+        try:
+            yield self
+        except BaseException:
+            with contextlib.suppress(Exception):  # the block's own error is the one to see
+                session.stop_app(self.name)
+            raise
+        session.stop_app(self.name)
 
 
 _notebook_app = App("notebook")

@@ -43,6 +43,11 @@ class MountedWorker(WorkerHandle):
         await self._inner.stop()
         await self._release(await self._inner.exit_status() == "exit code 0")
 
+    async def kill(self) -> None:
+        self._stopping = True
+        await self._inner.kill()
+        await self._release(False)  # killed mid-run: what it wrote is not a state to keep
+
     async def exit_status(self) -> str:
         status = await self._inner.exit_status()
         if (

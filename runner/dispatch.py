@@ -37,7 +37,7 @@ from .gpus import STATUS, GpuBroker
 from .images import BUILD_LOG
 from .sessions import Session
 from .state import State
-from .workers import INTERRUPT_GRACE, Forward, Worker
+from .workers import INTERRUPT_GRACE, Forward, Worker, WorkerKilled
 
 REQUESTS = (Op.EXEC, Op.PULL, Op.CALL, Op.GET, Op.LEASE)  # what `Dispatcher.serve` answers
 HISTORY = (Op.EXEC, Op.PULL)  # what goes into the run history
@@ -167,7 +167,7 @@ class Dispatcher:
                 cell = self._cell_worker(header, forward, _needs(session, header))
                 async with cell as worker, self.gpus.measured(worker, header, forward):
                     return await worker.run(header, buffers, forward, header.get("timeout"))
-        except (ValidationError, WorkerStartError, LookupError) as exc:
+        except (ValidationError, WorkerStartError, LookupError, WorkerKilled) as exc:
             return error_done(request_id, exc, held=[]), []
         except asyncio.CancelledError:
             cancelled = asyncio.CancelledError("the call was cancelled")

@@ -234,10 +234,18 @@ class SessionHandler(BaseHandler):
 
 
 class SessionWorkersHandler(BaseHandler):
-    api = {"delete": Operation("Stop a session's workers (its remote namespace)", status=204)}
+    api = {
+        "delete": Operation(
+            "Stop a session's workers (its remote namespace); ?app=NAME: only those of that "
+            "app's functions and classes (the end of its run)",
+            status=204,
+        )
+    }
 
     async def delete(self, session_id: str) -> None:
-        await self.session_or_404(session_id).reset()
+        session = self.session_or_404(session_id)
+        app = self.get_query_argument("app", None)
+        await (session.pools.close_app(app) if app else session.reset())
         self.set_status(204)
 
 

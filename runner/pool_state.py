@@ -18,15 +18,19 @@ The policy, in full (the same as the pool's before it became a state machine):
 
 * A pool has at most ``max_workers`` workers, live or starting. Each serves up to ``max_inputs``
   requests at once.
-* Requests wait in one first-come-first-served queue. The first waiting request gets the most
-  recently used worker with room (so that the others can go idle and scale down); if none has
-  room and the pool is below its bound, a worker is started **for that request**: it waits for
-  that start only, and gets that worker. Otherwise it waits for a worker to have room.
+* Requests wait in one first-come-first-served queue for the first worker with room, warm or
+  new: the first waiting request gets the most recently used worker with room (so that the
+  others can go idle and scale down). A waiting request with no worker with room starts one
+  (while the pool is below its bound), which it **owns**, but it does not wait for that start
+  only: a warm worker that comes free first serves it, and a start never gets a request ahead
+  of a live worker with room (scale-up never makes a request slower than the warm worker would).
+  The start it owned then passes to the next waiting request without one, else it goes on for
+  nobody: its worker joins the pool idle (and scales down later).
 * A worker whose run asked to retire (a timeout, a dead worker) stops at once; a worker that
   died is forgotten. Either makes room: a waiting request then starts a worker of its own.
-* A request that gives up while its worker starts aborts that start (it may be waiting in the
-  GPU queue: its place there goes too).
-* A failed start fails the request it was for, with the start's error; the next waiting
+* A request that gives up while it owns a start passes it on as above; with nobody to pass it
+  to, the start is aborted (it may be waiting in the GPU queue: its place there goes too).
+* A failed start fails its owner, if still waiting, with the start's error; the next waiting
   request, if any, then tries a start of its own. Starts to keep warm (``min_containers``)
   are made when the pool opens, and are not retried when they fail.
 * On a tick, idle workers beyond ``min_containers`` (counting those busy) that have been idle
@@ -139,8 +143,8 @@ class PoolState:
         self.scaling = scaling
         self.bound = bound
         self.workers: dict[str, _Worker] = {}  # least recently used first
-        self.starts: dict[int, str | None] = {}  # start -> the request it is for
-        self.waiting: list[str] = []  # requests with neither a worker nor a start, oldest first
+        self.starts: dict[int, str | None] = {}  # start -> the waiting request that owns it
+        self.waiting: list[str] = []  # requests with no worker yet (owning a start or not)
         self.taken: dict[int, str] = {}  # start -> the request that took it: no longer the pool's
         self.closed = False
         self._next_start = 0
@@ -205,15 +209,15 @@ class PoolState:
         """``request`` gave up (cancelled), wherever it was: waiting, starting, or served."""
         if request in self.waiting:
             self.waiting.remove(request)
-            return []
+            start = self._owned(request)
+            if start is None or self._pass_on(start):
+                return []
+            del self.starts[start]
+            return [Abort(start), *self._serve()]
         for start, taker in self.taken.items():
             if taker == request:
                 del self.taken[start]
                 return [Abort(start)]
-        for start, owner in self.starts.items():
-            if owner == request:
-                del self.starts[start]
-                return [Abort(start), *self._serve()]
         for state in self.workers.values():
             state.requests.discard(request)
         return self._serve()
@@ -222,18 +226,17 @@ class PoolState:
         """Start ``start`` gave ``worker``: it serves the request it was started for."""
         if start in self.taken:  # taken: the worker is its taker's, not the pool's
             return [Hand(worker, self.taken.pop(start))]
-        request = self.starts.pop(start, None)
+        self.starts.pop(start, None)
         if self.closed:
             return [Stop(worker)]
         self.workers[worker] = _Worker(last_used=now)
-        if request is None:
-            return self._serve()
-        self.workers[worker].requests.add(request)
-        return [Hand(worker, request), *self._serve()]
+        return self._serve()  # to the oldest waiting request: its owner, or one older
 
     def start_failed(self, start: int, error: Exception) -> list[Action]:
         """Start ``start`` failed: its request fails with ``error``; others may try again."""
         request = self.starts.pop(start, None) or self.taken.pop(start, None)
+        if request in self.waiting:
+            self.waiting.remove(request)
         failed: list[Action] = [Fail(request, str(error), error)] if request is not None else []
         return [*failed, *self._serve()]
 
@@ -273,9 +276,7 @@ class PoolState:
     def close(self) -> list[Action]:
         """Stop every worker; fail every request still waiting or starting."""
         self.closed = True
-        owners = [request for request in self.starts.values() if request is not None]
-        owners += self.taken.values()
-        failed = [Fail(request, CLOSED) for request in [*self.waiting, *owners]]
+        failed = [Fail(request, CLOSED) for request in [*self.waiting, *self.taken.values()]]
         stops = [Stop(worker) for worker in self.workers]
         self.waiting, self.workers = [], {}
         # Their workers stop when they come.
@@ -300,17 +301,33 @@ class PoolState:
         free = [w for w, state in self.workers.items() if len(state.requests) < capacity]
         return free[-1] if free else None  # the most recently used
 
+    def _owned(self, request: str) -> int | None:
+        return next((start for start, owner in self.starts.items() if owner == request), None)
+
+    def _pass_on(self, start: int) -> bool:
+        """Give ``start`` to the oldest waiting request that owns none; whether one did."""
+        owners = set(self.starts.values())
+        heir = next((request for request in self.waiting if request not in owners), None)
+        self.starts[start] = heir
+        return heir is not None
+
     def _serve(self) -> list[Action]:
-        """Serve waiting requests in order while there is a worker with room or room to start."""
+        """Hand workers with room to waiting requests in order; then start workers for those
+        waiting without a start of their own, while there is room to start."""
         actions: list[Action] = []
         while self.waiting and not self.closed:
             worker = self._free()
-            if worker is not None:
-                request = self.waiting.pop(0)
-                self.workers[worker].requests.add(request)
-                actions.append(Hand(worker, request))
-            elif self.size < self.bound:
-                actions.append(self._start(self.waiting.pop(0)))
-            else:
+            if worker is None:
                 break
+            request = self.waiting.pop(0)
+            self.workers[worker].requests.add(request)
+            actions.append(Hand(worker, request))
+            start = self._owned(request)
+            if start is not None:
+                self._pass_on(start)  # or it goes on for nobody: its worker joins idle
+        owners = set(self.starts.values())
+        for request in [r for r in self.waiting if r not in owners]:
+            if self.closed or self.size >= self.bound:
+                break
+            actions.append(self._start(request))
         return actions

@@ -293,6 +293,13 @@ class Pools(Mapping[str, FunctionPool]):
         for pool in list(self._pools.values()):
             await pool.scale_down()
 
+    async def close_app(self, app: str) -> None:
+        """Stop the workers of ``app``'s functions and classes, and forget their pools (the end
+        of ``with app.run()``: pool keys start with the app's name)."""
+        keys = [key for key in self._pools if key.startswith(f"{app}:")]
+        pools = [self._pools.pop(key) for key in keys]
+        await asyncio.gather(*(pool.close() for pool in pools))
+
     async def close(self) -> None:
         """Stop every worker of every pool, and forget the pools."""
         pools, self._pools = list(self._pools.values()), {}

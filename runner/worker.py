@@ -124,6 +124,8 @@ class Worker:
                 header, buffers, refused = self.inbox.next_request(self.reader)
             except ConnectionError:
                 return
+            if header.get("op") == Op.STOP:  # leave, the socket open for @nr.exit()'s Dicts
+                return
             self._handle(header, buffers, refused)
             del header, buffers  # the frame's buffers live on only in what was bound
 
@@ -409,7 +411,8 @@ def main() -> None:
     started = time.perf_counter()
     try:
         Worker(sock, outbox).serve()
-        if "nbremote.wire.classes" in sys.modules:  # the runner closed the socket: a clean stop
+        if "nbremote.wire.classes" in sys.modules:  # the runner said stop: a clean stop
+            outbox.serve("exit")  # the id of the @nr.exit() methods' Dict, Queue, Volume calls
             sys.modules["nbremote.wire.classes"].shutdown()
     except BaseException as exc:
         uptime = time.perf_counter() - started

@@ -33,8 +33,22 @@ Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller g
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
 WORKER_REQUESTS = (Op.DICT, Op.QUEUE, Op.VOLUME)  # frames a worker sends for the runner to answer
 
+STOP_GRACE = 5.0  # how long a worker told to stop has to run its @nr.exit() methods and leave
 INTERRUPT_GRACE = 5.0  # after a timeout's interrupt, how long before the worker is killed
+KILL_GRACE = 1.0  # after a second interrupt (a cancel of an interrupted request): the same
+KILLED = (
+    "nbremote: the worker did not stop on interrupt; it was killed; "
+    "the next cell starts a new worker with an empty namespace"
+)
 log = logging.getLogger(__name__)
+
+
+class WorkerKilled(RunnerError):
+    """The request's code ignored an interrupt, and its worker was killed when it was cancelled
+    (a second Ctrl-C): shown to the user like the interrupt it answers."""
+
+    def __init__(self) -> None:
+        super().__init__(KILLED, kind="KeyboardInterrupt")
 
 
 class Worker:
@@ -51,6 +65,7 @@ class Worker:
         self.alive = True
         self._death = ""  # how the worker ended, once it has
         self._requests: dict[str, tuple[Forward, asyncio.Future[Frame]]] = {}
+        self._interrupted: set[str] = set()  # requests in progress that were interrupted
         self._answering: set[asyncio.Task[None]] = set()
         process.connection.listen(self._on_frame)
         self._watch_task = asyncio.create_task(self._watch())
@@ -145,6 +160,7 @@ class Worker:
 
     def interrupt(self) -> None:
         """Interrupt the request in progress."""
+        self._interrupted.update(self._requests)
         self.process.interrupt()
 
     async def run(
@@ -161,23 +177,31 @@ class Worker:
             self.send(header, buffers)
             return await self._wait(done, timeout)
         except asyncio.CancelledError:
-            await self._abandon(done)
+            if await self._abandon(header["id"], done):
+                raise WorkerKilled() from None
             raise
         finally:
             del self._requests[header["id"]]
+            self._interrupted.discard(header["id"])
             self.last_used = time.monotonic()
 
-    async def _abandon(self, done: asyncio.Future[Frame]) -> None:
-        """The caller gave up (a cancel): interrupt the code, and stop a worker that ignores it."""
-        self.interrupt()
+    async def _abandon(self, request_id: str, done: asyncio.Future[Frame]) -> bool:
+        """The caller gave up (a cancel): interrupt the code, and stop a worker that ignores it.
+        A request interrupted already (the cancel is a second Ctrl-C) gets a short grace, then
+        its worker is killed, like Jupyter's restart; whether it was."""
+        again = request_id in self._interrupted
+        if not again:
+            self.interrupt()
         try:
-            await asyncio.wait_for(asyncio.shield(done), INTERRUPT_GRACE)
+            await asyncio.wait_for(asyncio.shield(done), KILL_GRACE if again else INTERRUPT_GRACE)
         except TimeoutError:
-            await self.stop()
+            await (self.kill() if again else self.stop())
+            return again
+        return False
 
     async def _wait(self, done: asyncio.Future[Frame], timeout: float | None) -> Frame:
-        if timeout is None:
-            return await done
+        if timeout is None:  # shielded: a cancel must leave ``done`` for `_abandon` to await
+            return await asyncio.shield(done)
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout)
         except TimeoutError:
@@ -202,10 +226,24 @@ class Worker:
         its `stop` resumes."""
         self._watch_task.add_done_callback(lambda _: callback())
 
-    async def stop(self) -> None:
-        """Stop the worker process."""
+    async def kill(self) -> None:
+        """Kill the worker process now, whatever it is running."""
         self.alive = False
-        await self.process.stop()
+        await self.process.kill()
+        await self._watch_task
+
+    async def stop(self) -> None:
+        """Stop the worker: told to, it leaves after what it runs and its ``@nr.exit()``
+        methods, which may still use Dicts, Queues and volumes through the runner; one that has
+        not left within `STOP_GRACE` is killed."""
+        self.alive = False
+        self.send({"op": Op.STOP, "id": "stop"}, [])
+        try:
+            await asyncio.wait_for(asyncio.shield(self.process.connection.closed), STOP_GRACE)
+        except TimeoutError:
+            await self.process.kill()
+        else:
+            await self.process.stop()
         await self._watch_task
 
     def describe(self) -> DescribeWorker:

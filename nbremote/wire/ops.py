@@ -37,6 +37,7 @@ class Op(enum.StrEnum):
     BLOBS = "blobs"
     INTERRUPT = "interrupt"
     CANCEL = "cancel"
+    STOP = "stop"
     DICT = "dict"
     QUEUE = "queue"
     VOLUME = "volume"
@@ -172,7 +173,7 @@ class BlobsFrame(_Request):
 
 
 class SignalFrame(_Request):
-    op: Literal["interrupt", "cancel"]
+    op: Literal["interrupt", "cancel", "stop"]  # stop: the runner's to a worker
 
 
 class DictFrame(_Request):
@@ -309,6 +310,7 @@ FRAMES: dict[str, type] = {
     Op.BLOBS: BlobsFrame,
     Op.INTERRUPT: SignalFrame,
     Op.CANCEL: SignalFrame,
+    Op.STOP: SignalFrame,
     Op.DICT: DictFrame,
     Op.QUEUE: QueueFrame,
     Op.VOLUME: VolumeFrame,

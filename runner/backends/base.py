@@ -115,6 +115,11 @@ class WorkerHandle(abc.ABC):
     async def stop(self) -> None:
         """Stop the worker for good and free what it held."""
 
+    async def kill(self) -> None:
+        """Stop the worker now, whatever it is running (it ignored an interrupt); what it did
+        not commit is lost. A backend that cannot kill at once stops it instead."""
+        await self.stop()
+
     @abc.abstractmethod
     async def exit_status(self) -> str:
         """After the stream closed: how the worker ended ("exit code 1", "killed by signal

@@ -12,6 +12,7 @@ dies with the runner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import platform
@@ -87,6 +88,13 @@ class LocalWorker(WorkerHandle):
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: shutil.rmtree(self._scratch, ignore_errors=True)
         )
+
+    async def kill(self) -> None:
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # the worker itself, then bwrap
+                os.kill(self._host_pid, signal.SIGKILL)
+            self._proc.kill()
+        await self.stop()
 
     async def exit_status(self) -> str:
         for _ in range(100):  # the socket closes a moment before the process is reaped

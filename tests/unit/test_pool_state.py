@@ -71,10 +71,13 @@ def test_starts_stop_at_the_bound_and_requests_wait_in_order() -> None:
     assert state.acquire("r2") == [Start(2, "r2")]
     assert state.acquire("r3") == []
     assert state.acquire("r4") == []
-    assert state.waiting == ["r3", "r4"]
-    assert state.started(2, "w2", now=0.0) == [Hand("w2", "r2")]  # a start is its request's
-    assert state.release("w2", "r2", retire=False, now=1.0) == [Hand("w2", "r3")]
-    assert state.release("w2", "r3", retire=False, now=2.0) == [Hand("w2", "r4")]
+    assert state.waiting == ["r1", "r2", "r3", "r4"]
+    assert state.started(2, "w2", now=0.0) == [Hand("w2", "r1")]  # the oldest first
+    assert state.starts == {1: "r2"}  # r1's start passed to r2, whose own is done
+    assert state.release("w2", "r1", retire=False, now=1.0) == [Hand("w2", "r2")]
+    assert state.starts == {1: "r3"}
+    assert state.release("w2", "r2", retire=False, now=2.0) == [Hand("w2", "r3")]
+    assert state.started(1, "w1", now=3.0) == [Hand("w1", "r4")]
     assert state.size == 2
 
 
@@ -115,6 +118,43 @@ def test_a_worker_with_room_is_used_before_a_start() -> None:
     assert state.acquire("c") == [Start(2, "c")]
 
 
+# -- warm workers before new ones ---------------------------------------------------------------
+
+
+def test_a_request_waiting_on_a_start_takes_the_warm_worker_that_frees_first() -> None:
+    """A map of two on a warm pool: the second input runs on the warm worker after the first,
+    not on a container still booting; the boot goes on for nobody and joins the pool idle."""
+    state = pool(bound=2)
+    warm(state, "w1")
+    assert state.acquire("a") == [Hand("w1", "a")]
+    assert state.acquire("b") == [Start(2, "b")]
+    assert state.release("w1", "a", retire=False, now=1.0) == [Hand("w1", "b")]
+    assert state.starts == {2: None}
+    assert state.started(2, "w2", now=2.0) == []
+    assert state.idle("w2")
+
+
+def test_a_started_worker_serves_the_oldest_waiting_request() -> None:
+    state = pool(bound=2)
+    warm(state, "w1")
+    state.acquire("a")
+    state.acquire("b")  # start 2
+    state.acquire("c")  # at the bound: waits
+    assert state.release("w1", "a", retire=False, now=1.0) == [Hand("w1", "b")]
+    assert state.starts == {2: "c"}  # b's start passed on to c
+    assert state.started(2, "w2", now=2.0) == [Hand("w2", "c")]
+
+
+def test_a_warm_start_with_nobody_waiting_goes_on_and_its_owner_gets_the_first_free() -> None:
+    state = pool(bound=3, max_inputs=2)
+    warm(state, "w1")
+    assert state.acquire("a") == [Hand("w1", "a")]
+    assert state.acquire("b") == [Hand("w1", "b")]  # room on a live worker beats a start
+    assert state.acquire("c") == [Start(2, "c")]
+    assert state.release("w1", "b", retire=False, now=1.0) == [Hand("w1", "c")]
+    assert state.starts == {2: None}
+
+
 # -- failed starts, deaths, retirement ---------------------------------------------------------
 
 
@@ -124,7 +164,7 @@ def test_a_failed_start_fails_its_request_and_the_next_one_tries_its_own() -> No
     state.acquire("r2")
     error = RuntimeError("no such image")
     assert state.start_failed(1, error) == [Fail("r1", "no such image", error), Start(2, "r2")]
-    assert state.waiting == []
+    assert state.waiting == ["r2"]
     assert state.size == 1
 
 
@@ -179,8 +219,16 @@ def test_a_waiting_request_that_gives_up_leaves_the_queue() -> None:
 def test_a_request_that_gives_up_while_its_worker_starts_aborts_the_start() -> None:
     state = pool(bound=1)
     state.acquire("r1")
+    assert state.withdraw("r1") == [Abort(1)]
+    assert state.size == 0
+
+
+def test_a_request_that_gives_up_passes_its_start_to_the_next_waiting() -> None:
+    state = pool(bound=1)
+    state.acquire("r1")
     state.acquire("r2")
-    assert state.withdraw("r1") == [Abort(1), Start(2, "r2")]
+    assert state.withdraw("r1") == []
+    assert state.started(1, "w1", now=0.0) == [Hand("w1", "r2")]
 
 
 def test_a_request_that_gives_up_after_being_handed_a_worker_frees_it() -> None:
@@ -426,7 +474,7 @@ def test_closing_stops_every_worker_and_fails_whoever_waits() -> None:
     state.acquire("busy")
     state.acquire("starting")
     state.acquire("waiting")
-    assert state.close() == [Fail("waiting", CLOSED), Fail("starting", CLOSED), Stop("w1")]
+    assert state.close() == [Fail("starting", CLOSED), Fail("waiting", CLOSED), Stop("w1")]
     assert state.acquire("late") == [Fail("late", CLOSED)]
     assert state.started(2, "w2", now=0.0) == [Stop("w2")]  # a start that ends after
     assert state.release("w1", "busy", retire=False, now=0.0) == []
