@@ -7,11 +7,12 @@ session by the start of its id, and the one request of a kernel's exit import no
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import time
 from collections.abc import Sequence
 
 from ._client import RunnerClient
+from .errors import NbremoteError
 from .wire.http import DescribeSession, EndSession
 
 GOODBYE_TIMEOUT = 2.0  # the most a kernel's exit waits for the runner to hear its goodbye
@@ -22,15 +23,12 @@ def say_goodbye(client: RunnerClient, session_id: str, client_id: str) -> None:
     """Tell the runner this kernel (``client_id``) is done with ``session_id``, waiting a moment
     at most: a runner that does not hear it notices the closed channel and keeps the session for
     its grace instead."""
-    body = EndSession(client=client_id).model_dump_json().encode()
-    conn = client._connection(GOODBYE_TIMEOUT)  # its own: the kept-alive one may be mid-request
-    try:
-        conn.request("POST", f"/api/v1/sessions/{session_id}/end", body, client._headers())
-        conn.getresponse().read()
-    except (OSError, http.client.HTTPException):
-        pass  # the runner is gone, or slow
-    finally:
-        conn.close()
+    # A connection of its own, with a short timeout: the kept-alive one may be mid-request.
+    with RunnerClient(client.url, client.token) as goodbye:
+        goodbye.timeout = GOODBYE_TIMEOUT
+        with contextlib.suppress(NbremoteError):  # the runner is gone, or slow
+            path, body = f"/api/v1/sessions/{session_id}/end", EndSession(client=client_id)
+            goodbye.call("POST", path, body, response=DescribeSession)
 
 
 def find(sessions: Sequence[DescribeSession], prefix: str) -> DescribeSession:
@@ -62,8 +60,9 @@ def state(session: DescribeSession) -> str:
     """``attached``, or ``detached 40 s (ends in 4 min)``."""
     if session.attached:
         return "attached"
-    ends = "" if session.ends_in_s is None else f" (ends in {_age(session.ends_in_s)})"
-    return f"detached {_age(session.detached_s or 0.0)}{ends}"
+    now = time.time()
+    ends = "" if session.ends_at is None else f" (ends in {_age(max(0, session.ends_at - now))})"
+    return f"detached {_age(max(0, now - (session.detached_at or now)))}{ends}"
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

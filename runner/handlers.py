@@ -239,15 +239,16 @@ class SessionEndHandler(BaseHandler):
     api = {
         "post": Operation(
             "A kernel's goodbye: end its session now (if still its own; workers stop after)",
-            request=EndSession,
-            status=202,
+            DescribeSession,
+            EndSession,
         )
     }
 
     def post(self, session_id: str) -> None:
         request: EndSession = self.parse(EndSession)
-        self.runner.sessions.end(session_id, request.client)
-        self.set_status(202)
+        self.session_or_404(session_id)
+        ended = self.runner.sessions.end(session_id, request.client)
+        self.reply(self.runner.describe_session(ended))
 
 
 class SessionWorkersHandler(BaseHandler):

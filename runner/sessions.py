@@ -88,7 +88,7 @@ class Session:
         self.created_at = time.time()
         self.connections: set[FrameConnection] = set()  # its kernel's channels
         self.ended = False  # its workers are stopped: a request on its channel opens a new one
-        self.detached_since = time.monotonic()
+        self.detached_at = time.time()
         self.cells = Pools(pool)  # the cell workers, one pool of one per spec
         self.pools = Pools(pool)  # the function workers, by function and spec
         self._pool = pool
@@ -105,7 +105,7 @@ class Session:
     def detach(self, connection: FrameConnection) -> None:
         """A channel of its kernel closed (the kernel may be gone: the grace starts)."""
         self.connections.discard(connection)
-        self.detached_since = time.monotonic()
+        self.detached_at = time.time()
 
     @property
     def workers(self) -> list[Worker]:
@@ -166,7 +166,7 @@ class Session:
 
     def describe(self, python: str, shm_dir: str | None, grace: float) -> DescribeSession:
         """The session as the API shows it (``grace``: how long it outlives its kernel)."""
-        detached = None if self.connections else time.monotonic() - self.detached_since
+        detached = None if self.connections else self.detached_at
         return DescribeSession(
             id=self.id,
             notebook=self.notebook,
@@ -179,8 +179,8 @@ class Session:
             host=host_id(),
             shm_dir=shm_dir,
             attached=detached is None,
-            detached_s=detached,
-            ends_in_s=None if detached is None else max(0.0, grace - detached),
+            detached_at=detached,
+            ends_at=None if detached is None else detached + grace,
         )
 
 
@@ -254,23 +254,30 @@ class SessionRegistry:
         if session is not None:
             await session.end()
 
-    def end(self, session_id: str, client: str) -> bool:
+    def end(self, session_id: str, client: str) -> Session:
         """A kernel's goodbye: end its session, if it is still that kernel's (its workers stop
-        in the background, so that the kernel's exit does not wait for them); whether it did."""
+        in the background, so that the kernel's exit does not wait for them); the session.
+
+        Raises:
+            LookupError: there is no such session.
+            SessionTaken: another kernel took it over (``%remote attach``): it goes on.
+        """
         session = self._sessions.get(session_id)
-        if session is None or session.owner not in (None, client):
-            return False
+        if session is None:
+            raise LookupError(f"no session {session_id!r}")
+        if session.owner not in (None, client):
+            raise SessionTaken(f"session {session_id} was taken over by another kernel")
         del self._sessions[session_id]
         task = asyncio.create_task(session.end())
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
-        return True
+        return session
 
     async def reap(self) -> None:
         """Drop sessions whose kernel has been gone ``grace`` seconds; scale idle pools down."""
-        now = time.monotonic()
+        now = time.time()
         for session in self:
-            if session.channels == 0 and now - session.detached_since > self.grace:
+            if session.channels == 0 and now - session.detached_at > self.grace:
                 await self.drop(session.id)
                 continue
             await session.pools.scale_down()

@@ -181,11 +181,11 @@ class DescribeSession(_Model):
         default=None, description="where clients on the runner's machine may put big buffers"
     )
     attached: bool = Field(default=True, description="whether a kernel is connected to it")
-    detached_s: float | None = Field(
-        default=None, description="seconds since its kernel went away (None while attached)"
+    detached_at: float | None = Field(
+        default=None, description="when its kernel went away (None while attached)"
     )
-    ends_in_s: float | None = Field(
-        default=None, description="seconds until a detached session is dropped (its grace)"
+    ends_at: float | None = Field(
+        default=None, description="when a detached session is dropped (after the runner's grace)"
     )
 
 
