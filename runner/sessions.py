@@ -20,13 +20,18 @@ How a session ends (what "a kernel that goes away releases its workers" means he
   (``%remote attach ID``: the live remote namespace, a model on a GPU, goes on) or end it
   (``nbremote sessions rm ID``). A GPU cell waiting for such a worker is told both. After the
   grace it is dropped. A kernel whose machine went silent (a laptop asleep, a network gone) is
-  noticed by TCP keepalive on its channel (`KEEPALIVE`: about 10 s of silence), then detached
-  the same way; the kernel's OS answers the probes, so an idle live kernel is never detached.
+  noticed by TCP keepalive on its channel (`nbremote_runner.channel.KEEPALIVE`: about 11 s of
+  silence), then detached the same way; the kernel's OS answers the probes, so an idle live
+  kernel is never detached, and the kernel runs no heartbeat of its own.
+* **Ended under a live kernel** (``nbremote sessions rm``): its workers stop; the kernel's next
+  request gets a new, empty session of the same id, with a notice saying so (`renew`).
 
-Who may use a session: whoever holds the runner's token (the only principal the runner knows).
-Within that, a session belongs to the kernel process (the ``client`` id of `CreateSession`) that
-opened or last attached it: another process may take it over only by attaching, and only while
-it is detached; the goodbye of a kernel that no longer owns it ends nothing.
+Who may use a session: whoever holds the runner's token, the only principal the runner knows
+(so attaching by id with the token is no new power: the token already runs any code). Within
+that, a session belongs to the kernel process (the ``client`` id of `CreateSession`) that opened
+or last attached it: this keeps two kernels from sharing one by accident. Another process may
+take it over only by attaching, and only while it is detached; the goodbye of a kernel that no
+longer owns it ends nothing, and that kernel, coming back, is moved to a new session.
 """
 
 from __future__ import annotations
