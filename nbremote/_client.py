@@ -162,6 +162,7 @@ class RunnerClient:
         self.tls = client_context() if parts.scheme == "https" else None
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
+        self.timeout = REQUEST_TIMEOUT  # for each JSON call (a kernel's goodbye waits less)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -238,7 +239,7 @@ class RunnerClient:
         with self._lock:
             for attempt in (1, 2):  # a kept-alive connection may have been closed meanwhile
                 if self._conn is None:
-                    self._conn = self._connection(REQUEST_TIMEOUT)
+                    self._conn = self._connection(self.timeout)
                 try:
                     self._conn.request(method, path, payload, self._headers())
                     response = self._conn.getresponse()

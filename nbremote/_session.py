@@ -1,14 +1,21 @@
 """This kernel's session on a runner: one channel, requests on it, what its workers hold.
 
 Every kernel (every Python process) has one `RemoteSession` with a random id: a kernel restart
-is a new session, and so a new remote namespace, just as the local one is new.
+is a new session, and so a new remote namespace, just as the local one is new. The kernel says
+goodbye as its process exits (an ``atexit`` hook, one short request): the runner ends the session
+and stops its workers at once. A kernel that dies without one (``kill -9``) leaves its session
+detached for the runner's grace, and a new kernel may take it over with `RemoteSession.attach`
+(``%remote attach``). Nothing of this touches the hot path: the channel the kernel holds open is
+what the runner watches (`nbremote_runner.sessions` says how).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import platform
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +28,7 @@ from urllib.parse import quote
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
+from ._sessions import check_python, say_goodbye
 from .errors import RunnerError, RunnerUnavailable, VersionMismatch
 from .wire.codec import Buffer, Header
 from .wire.http import CreateSession, DescribeRunner, DescribeSession
@@ -52,22 +60,6 @@ class Request:
     image: Any = None  # an nbremote.Image the runner must know before this request
 
 
-def check_python(worker_python: str, local_python: str | None = None) -> None:
-    """Refuse to exchange pickles with a worker on another Python minor version.
-
-    Raises:
-        VersionMismatch: saying which versions differ and what to do.
-    """
-    local_python = local_python or platform.python_version()
-    if worker_python.split(".")[:2] != local_python.split(".")[:2]:
-        raise VersionMismatch(
-            f"the runner's workers run Python {worker_python} but this kernel runs "
-            f"{local_python}; pickled code only travels between equal minor versions. Start the "
-            f"runner with Python {'.'.join(local_python.split('.')[:2])}, or use a kernel on "
-            f"Python {'.'.join(worker_python.split('.')[:2])}"
-        )
-
-
 class RemoteSession:
     """A kernel's session on one runner.
 
@@ -84,6 +76,8 @@ class RemoteSession:
         # On the embedded runner, workers run this kernel's interpreter (`WorkerSpec.python`).
         self.embedded = embedded
         self.id = uuid.uuid4().hex
+        self.client_id = uuid.uuid4().hex  # this process: the one its session belongs to
+        self._goodbye_pid: int | None = None  # the process that will say goodbye, once opened
         self.worker_python: str | None = None
         # spec key -> (worker id, hashes that worker holds), as its last answer said
         self._held: dict[str, tuple[str, set[str]]] = {}
@@ -99,14 +93,73 @@ class RemoteSession:
     def _open(self) -> Channel:
         if self._channel is not None and not self._channel.broken:
             return self._channel
-        body = CreateSession(id=self.id, notebook=self.notebook)
-        described = self.client.call("POST", "/api/v1/sessions", body, response=DescribeSession)
+        described = self._create()
         if not self.embedded:  # else its workers run this kernel's own Python
             check_python(described.python)
         self.worker_python = described.python
         self._channel = self.client.open_channel(self.id)
         self._channel.shm_dir = usable(described.shm_dir, described.host)
         return self._channel
+
+    def _create(self, session_id: str | None = None, attach: bool = False) -> DescribeSession:
+        """Open this kernel's session on the runner (created if new), or with ``attach`` take
+        over ``session_id``. A session another kernel took over is left to it: this kernel goes
+        on in a new one, and says so."""
+        body = CreateSession(
+            id=session_id or self.id, notebook=self.notebook, client=self.client_id, attach=attach
+        )
+        try:
+            described = self.client.call("POST", "/api/v1/sessions", body, response=DescribeSession)
+        except RunnerError as exc:
+            if exc.kind != "SessionTaken" or attach:
+                raise
+            print(f"nbremote: {exc.message}", file=sys.stderr)
+            self._forget_remote(uuid.uuid4().hex)
+            return self._create()
+        if self._goodbye_pid is None:
+            self._goodbye_pid = os.getpid()
+            atexit.register(self._goodbye)
+        return described
+
+    def _forget_remote(self, session_id: str) -> None:
+        """Use the session ``session_id`` from now on: what this kernel knew of its old session's
+        workers (channel, leases, held inputs, sent functions) no longer holds."""
+        self._end_leases()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self.id = session_id
+        self._held.clear()
+        self.sent_functions.clear()
+        self._pending.clear()
+        self._stash.clear()
+
+    def attach(self, session_id: str) -> DescribeSession:
+        """Take over the session ``session_id`` of a kernel that is gone, with its live remote
+        namespace; this kernel's own session, if it had one, ends.
+
+        Raises:
+            RunnerError: no such session (``NotFound``), or its kernel is still there
+                (``SessionTaken``).
+            VersionMismatch: its workers run another Python than this kernel.
+        """
+        with self._lock, self._connection_errors():
+            path = f"/api/v1/sessions/{session_id}"
+            existing = self.client.call("GET", path, response=DescribeSession)
+            if not self.embedded:  # else its workers run this kernel's own Python
+                check_python(existing.python)
+            opened = self._goodbye_pid is not None
+            described = self._create(session_id, attach=True)
+            previous = self.id
+            self._forget_remote(session_id)
+            if opened and previous != session_id:
+                say_goodbye(self.client, previous, self.client_id)
+            return described
+
+    def _goodbye(self) -> None:
+        """At exit: end this kernel's session on the runner now (never from a forked child)."""
+        if self._goodbye_pid == os.getpid():
+            say_goodbye(self.client, self.id, self.client_id)
 
     def held(self, spec_key: str) -> set[str]:
         """Content hashes the worker for this spec held after its last request."""

@@ -18,21 +18,21 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import _session, gpu
+from . import _session, _sessions, gpu
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._namespace import unpack
 from ._output import show
 from ._session import Request
 from ._spec import worker_spec
 from .cli._utils import format_bytes
-from .errors import NbremoteError, SerializationError
+from .errors import NbremoteError, RunnerError, SerializationError
 from .image import Image
 from .secret import Secret
-from .wire.http import ListGpusResponse
+from .wire.http import ListGpusResponse, ListSessionsResponse
 from .wire.mounts import check_mount_paths
 from .wire.ops import Op
 
-SUBCOMMANDS = ("connect", "status", "pull", "push", "reset")
+SUBCOMMANDS = ("connect", "status", "pull", "push", "reset", "sessions", "attach")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -82,7 +82,7 @@ def _secrets(names: list[str], namespace: dict[str, Any]) -> list[Secret]:
 
 @magics_class
 class RemoteMagics(Magics):
-    """``%%remote`` and ``%remote connect|status|pull|push|reset``."""
+    """``%%remote`` and ``%remote connect|status|pull|push|reset|sessions|attach``."""
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
@@ -160,7 +160,8 @@ class RemoteMagics(Magics):
     @argument("--pip", metavar='"PKG ..."', help="packages to install over the image")
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
-        """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset``.
+        """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset|
+        sessions|attach``.
 
         Example::
 
@@ -311,6 +312,40 @@ class RemoteMagics(Magics):
         _session.current_session().reset()
         self.remote_only.clear()
         print("nbremote: the remote namespace was dropped; the next cell starts a new worker")
+
+    @magic_arguments("remote sessions")
+    def _sessions(self, args: Namespace) -> None:
+        """List this notebook's sessions on the runner (* marks this kernel's): a detached one,
+        of a kernel that is gone, can be taken over with ``%remote attach ID``."""
+        session = _session.current_session()
+        listed = session.client.call("GET", "/api/v1/sessions", response=ListSessionsResponse)
+        mine = [s for s in listed.sessions if session.notebook in (None, s.notebook)]
+        if not mine:
+            print("nbremote: no sessions of this notebook on the runner")
+            return
+        rows = [_sessions.row(described, session.id) for described in mine]
+        print(_sessions.table(rows))
+
+    @magic_arguments("remote attach")
+    @argument("session", metavar="ID", help="a session's id, or its start (%%remote sessions)")
+    def _attach(self, args: Namespace) -> None:
+        """Use a gone kernel's session from now on: its workers, its live remote namespace."""
+        session = _session.current_session()
+        listed = session.client.call("GET", "/api/v1/sessions", response=ListSessionsResponse)
+        try:
+            found = _sessions.find(listed.sessions, args.session)
+            described = session.attach(found.id)
+        except (LookupError, RunnerError) as exc:
+            raise UsageError(getattr(exc, "message", str(exc))) from None
+        self.remote_only.clear()
+        names = sorted({obj.name for worker in described.workers for obj in worker.objects})
+        print(
+            f"nbremote: this kernel now uses session {described.id[:8]}"
+            + (f" of {described.notebook}" if described.notebook else "")
+            + f" ({len(described.workers)} workers"
+            + (f"; remote names: {', '.join(names)}" if names else "")
+            + "). Its names stay on the worker: use them in %%remote cells, or %remote pull them"
+        )
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import socket
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,24 @@ if TYPE_CHECKING:
     from .sessions import Session
 
 log = logging.getLogger(__name__)
+
+# TCP keepalive on every channel: (idle seconds, seconds between probes, probes). A kernel whose
+# machine stops answering (asleep, off the network) is noticed after about 5 + 2 * 3 = 11 s of
+# silence and its session detached; its OS answers the probes while it is up, so an idle live
+# kernel costs no traffic of its own and is never detached.
+KEEPALIVE = (5, 2, 3)
+
+
+def keep_alive(sock: socket.socket) -> None:
+    """Turn on `KEEPALIVE` for a channel's socket (where the OS lets its timing be set)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle, interval, count = KEEPALIVE
+    timing = {"TCP_KEEPIDLE": idle, "TCP_KEEPINTVL": interval, "TCP_KEEPCNT": count}
+    for name, value in timing.items():
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class Channel:
@@ -79,6 +97,8 @@ class Channel:
             self.send(invalid)
             return
         op, request_id = header["op"], header["id"]
+        if self.session.ended and (op in REQUESTS or op == Op.SPAWN):
+            self._renew(request_id)
         if op in REQUESTS:
             task = asyncio.create_task(self._answer(header, buffers))
             self.tasks[request_id] = task
@@ -103,6 +123,17 @@ class Channel:
             if running is not None:
                 running.cancel()
 
+    def _renew(self, request_id: str) -> None:
+        """The session was ended under its kernel (``nbremote sessions rm``): go on in a new one
+        of the same id, and tell the person that its remote namespace is empty."""
+        ended = self.session
+        self.session = self.runner.sessions.renew(ended, self.connection)
+        text = (
+            f"session {ended.id[:8]} was ended on the runner (`nbremote sessions rm`): its "
+            "workers are gone, and this request starts a new, empty remote namespace"
+        )
+        self.send({"op": Op.NOTICE, "id": request_id, "text": text})
+
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
         done, out = await self.runner.dispatcher.serve(header, buffers, self.send, self.session)
         self.send(done, out)
@@ -118,11 +149,11 @@ class Channel:
 
 async def serve_channel(runner: Runner, session: Session, connection: FrameConnection) -> None:
     """Attach a connection to ``session`` for as long as it stays open."""
-    session.channels += 1
+    session.attach(connection)
     runner.touch()
+    channel = Channel(runner, session, connection)
     try:
-        await Channel(runner, session, connection).serve()
+        await channel.serve()
     finally:
-        session.channels -= 1
-        session.detached_since = time.monotonic()
+        channel.session.detach(connection)  # the one it serves now, if it was renewed
         runner.touch()

@@ -30,6 +30,7 @@ from nbremote.wire.http import (
     DescribeApp,
     DescribeRunner,
     DescribeSession,
+    EndSession,
     ErrorDetail,
     ErrorResponse,
     Health,
@@ -46,7 +47,7 @@ from nbremote.wire.images import (
     image_id,
 )
 
-from .channel import serve_channel
+from .channel import keep_alive, serve_channel
 from .errors import ApiError as ApiError  # re-exported: every handler module raises it
 from .errors import RunnerError
 from .frames import connect
@@ -212,7 +213,8 @@ class SessionsHandler(BaseHandler):
 
     def post(self) -> None:
         request: CreateSession = self.parse(CreateSession)
-        session, created = self.runner.sessions.open(request.id, request.notebook)
+        opened = self.runner.sessions.open
+        session, created = opened(request.id, request.notebook, request.client, request.attach)
         self.set_header("Location", f"{API}/sessions/{session.id}")
         self.reply(self.runner.describe_session(session), 201 if created else 200)
 
@@ -231,6 +233,22 @@ class SessionHandler(BaseHandler):
         self.session_or_404(session_id)
         await self.runner.sessions.drop(session_id)
         self.set_status(204)
+
+
+class SessionEndHandler(BaseHandler):
+    api = {
+        "post": Operation(
+            "A kernel's goodbye: end its session now (if still its own; workers stop after)",
+            DescribeSession,
+            EndSession,
+        )
+    }
+
+    def post(self, session_id: str) -> None:
+        request: EndSession = self.parse(EndSession)
+        self.session_or_404(session_id)
+        ended = self.runner.sessions.end(session_id, request.client)
+        self.reply(self.runner.describe_session(ended))
 
 
 class SessionWorkersHandler(BaseHandler):
@@ -412,6 +430,7 @@ class ChannelHandler(BaseHandler):
         if self.request.headers.get("Upgrade", "").lower() != "nbremote-frames":
             raise ApiError(400, "BadRequest", "this route needs 'Upgrade: nbremote-frames'")
         stream = self.detach()
+        keep_alive(stream.socket)  # a kernel whose machine went silent is noticed in seconds
         await stream.write(
             b"HTTP/1.1 101 Switching Protocols\r\n"
             b"Upgrade: nbremote-frames\r\nConnection: Upgrade\r\n\r\n"
@@ -440,6 +459,7 @@ RUNNER_ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (f"{API}/sessions", SessionsHandler),
     (f"{API}/sessions/{SESSION}", SessionHandler),
     (f"{API}/sessions/{SESSION}/workers", SessionWorkersHandler),
+    (f"{API}/sessions/{SESSION}/end", SessionEndHandler),
     (f"{API}/sessions/{SESSION}/channel", ChannelHandler),
     (f"{API}/apps", AppsHandler),
     (f"{API}/apps/{APP}", AppHandler),

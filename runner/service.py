@@ -67,7 +67,9 @@ class RunnerConfig:
         token_file: where the token was read from (hidden from workers, like the data dir).
         idle_timeout: exit after this many seconds with no client connected; None: never.
         embedded: write the runtime file so that kernels of this user find the runner.
-        session_grace: seconds a session's workers outlive its kernel's last connection.
+        session_grace: seconds a session outlives its kernel when that one went away without
+            a goodbye (a crash), so that ``%remote attach`` can take it over; a clean exit
+            ends it at once (`nbremote_runner.sessions`).
         spare_worker: keep a booted worker ready for the next new notebook.
         store_limit: the most items one Dict or Queue may hold.
         gpus: the declared GPU inventory (``"A100-80GB:2,H100"``); None: as NVML finds them.
@@ -86,7 +88,7 @@ class RunnerConfig:
     token_file: Path | None = None
     idle_timeout: float | None = None
     embedded: bool = False
-    session_grace: float = 600.0
+    session_grace: float = 300.0
     spare_worker: bool = True
     store_limit: int = 100_000
     gpus: str | None = None
@@ -227,7 +229,7 @@ class Runner:
 
     def describe_session(self, session: Session) -> DescribeSession:
         """A session as the API shows it."""
-        return session.describe(self.backend.python_version, self.shm_dir)
+        return session.describe(self.backend.python_version, self.shm_dir, self.sessions.grace)
 
     def _images_in_use(self) -> collections.Counter[str]:
         """How many live workers run on each image (by id)."""

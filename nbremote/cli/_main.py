@@ -10,6 +10,7 @@ from .image import images
 from .run import demo, deploy, run_command
 from .runner import runner
 from .secret import secrets
+from .sessions import sessions
 from .status import status
 from .volume import volumes
 
@@ -21,5 +22,17 @@ def main() -> None:
 
 
 # The order of `nbremote --help` (click sorts them by name anyway).
-for command in (runner, status, gpus, run_command, deploy, apps, images, demo, volumes, secrets):
+for command in (
+    runner,
+    status,
+    sessions,
+    gpus,
+    run_command,
+    deploy,
+    apps,
+    images,
+    demo,
+    volumes,
+    secrets,
+):
     main.add_command(command)

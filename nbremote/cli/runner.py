@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .._config import nbremote_home
-from ._options import SIZE
+from ._options import DURATION, SIZE
 
 
 @click.group(invoke_without_command=True)
@@ -37,6 +37,14 @@ from ._options import SIZE
 @click.option(
     "--max-body-size", type=SIZE, default="128M", show_default=True, help="Largest JSON body."
 )
+@click.option(
+    "--session-grace",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="How long a session outlives a kernel that died without a goodbye (a crash), for "
+    "`%remote attach`; a kernel that exits or restarts frees its workers at once.",
+)
 @click.option("--certfile", type=click.Path(path_type=Path), help="Serve HTTPS: PEM certificate.")
 @click.option("--keyfile", type=click.Path(path_type=Path), help="Serve HTTPS: its PEM key.")
 @click.option("--embedded", is_flag=True, hidden=True, help="Run as a kernel's embedded runner.")
@@ -52,6 +60,7 @@ def runner(
     gpus: str | None,
     max_frame_size: int,
     max_body_size: int,
+    session_grace: float,
     certfile: Path | None,
     keyfile: Path | None,
     embedded: bool,
@@ -90,6 +99,7 @@ def runner(
             max_frame_bytes=max_frame_size,
         ),
         max_body_bytes=max_body_size,
+        session_grace=session_grace,
         certfile=certfile,
         keyfile=keyfile,
     )

@@ -157,6 +157,20 @@ class CreateSession(_Model):
 
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     notebook: str | None = None
+    client: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the kernel process opening it: only that one may end it or re-open it",
+    )
+    attach: bool = Field(
+        default=False, description="take over a detached session of another (crashed) kernel"
+    )
+
+
+class EndSession(_Model):
+    """A kernel says goodbye as it exits: its session ends now (if it still is its own)."""
+
+    client: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class DescribeSession(_Model):
@@ -170,6 +184,13 @@ class DescribeSession(_Model):
     host: str | None = Field(default=None, description="the runner machine's boot id")
     shm_dir: str | None = Field(
         default=None, description="where clients on the runner's machine may put big buffers"
+    )
+    attached: bool = Field(default=True, description="whether a kernel is connected to it")
+    detached_at: float | None = Field(
+        default=None, description="when its kernel went away (None while attached)"
+    )
+    ends_at: float | None = Field(
+        default=None, description="when a detached session is dropped (after the runner's grace)"
     )
 
 

@@ -108,6 +108,18 @@ class Holder:
             return f"the cell worker of {where} (`%remote reset` there frees it)"
         return f"{'function' if self.kind == 'function' else 'deployed'} {self.name}"
 
+    def told_to(self, waiter: Holder) -> str:
+        """Who holds a GPU, as told to ``waiter``: a restarted kernel of the same notebook hears
+        how to take its previous session's worker over or free it."""
+        previous = self.kind == "cell" and self.session not in (None, waiter.session)
+        if previous and self.notebook is not None and self.notebook == waiter.notebook:
+            session = (self.session or "")[:8]
+            return (
+                f"this notebook's previous session {session} (`%remote attach {session}` to "
+                f"use its workers, or `nbremote sessions rm {session}` to free them)"
+            )
+        return str(self)
+
 
 @dataclass
 class _Lease:
@@ -247,7 +259,7 @@ class GpuBroker:
         if lease.status is None:
             return
         holders = {
-            str(self._leases[holder].holder)
+            self._leases[holder].holder.told_to(lease.holder)
             for choice in lease.request.choices
             for index in self._alloc.matching(choice)
             if (holder := self._alloc.held.get(index)) in self._leases

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbremote._session import check_python
+from nbremote._sessions import check_python
 from nbremote.errors import VersionMismatch
 
 
