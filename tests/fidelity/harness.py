@@ -1,0 +1,179 @@
+"""Runs a public notebook twice through nbclient, locally and with every code cell under
+``%%remote``, and compares the two cell by cell.
+
+Both runs use a real ipykernel (what a user's notebook runs in), each in a fresh temporary folder;
+the remote run's kernel finds a real runner through ``NBREMOTE_URL``/``NBREMOTE_TOKEN``. Errors do
+not stop a run (``allow_errors``): a cell that fails locally should fail the same way remotely.
+Cells that are themselves cell magics (``%%time``) go under ``%%remote`` too: the worker runs them.
+
+Both runs start with a hidden cell (not compared) that seeds Python's and NumPy's global random
+generators, and every process runs with ``PYTHONHASHSEED=0``: without that, two *local* runs of a
+notebook that prints random numbers or a set of strings would already differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+
+from tests.conftest import TOKEN, RunningRunner, start_runner
+from tests.fidelity.compare import CellView, diff, view
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+SOURCES = HERE / "SOURCES.md"
+CELL_TIMEOUT = 90  # seconds; the slowest cell (a 3D plot) takes a few
+SEED = "import random as _r, numpy as _np\n_r.seed(0)\n_np.random.seed(0)\ndel _r, _np"
+HASH_SEED = {"PYTHONHASHSEED": "0"}
+
+
+def notebook_names() -> list[str]:
+    """The notebooks of the suite, as SOURCES.md lists them (one table row each)."""
+    return re.findall(r"^\| `([\w-]+)\.ipynb` \|", SOURCES.read_text(), re.MULTILINE)
+
+
+def notebooks_folder() -> Path | None:
+    """Where the notebooks are: $NBREMOTE_FIDELITY_NOTEBOOKS, this folder's notebooks/, or a
+    shared/fidelity/notebooks in or beside the checkout (see SOURCES.md for why)."""
+    candidates = [
+        os.environ.get("NBREMOTE_FIDELITY_NOTEBOOKS", ""),
+        HERE / "notebooks",
+        ROOT / "shared" / "fidelity" / "notebooks",
+        ROOT.parent / "shared" / "fidelity" / "notebooks",
+    ]
+    for folder in candidates:
+        if folder and any(Path(folder).glob("*.ipynb")):
+            return Path(folder)
+    return None
+
+
+@dataclass
+class CellResult:
+    """One code cell of the notebook: where it is, and how the two runs differ ('' if not)."""
+
+    index: int  # its index in the notebook's cells (markdown included)
+    head: str  # its first source line
+    diff: str
+
+    @property
+    def matched(self) -> bool:
+        return not self.diff
+
+
+@dataclass
+class NotebookResult:
+    """A notebook's comparison, cell by cell, and how long each run took."""
+
+    name: str
+    cells: list[CellResult] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mismatched(self) -> list[CellResult]:
+        return [cell for cell in self.cells if not cell.matched]
+
+    @property
+    def matched(self) -> int:
+        return len(self.cells) - len(self.mismatched)
+
+
+def _hidden(source: str) -> Any:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["fidelity_hidden"] = True
+    return cell
+
+
+def local_variant(notebook: Any) -> Any:
+    """The notebook as is, after the hidden seeding cell."""
+    copy = nbformat.from_dict(notebook)
+    copy.cells = [_hidden(SEED), *copy.cells]
+    return copy
+
+
+def remote_variant(notebook: Any) -> Any:
+    """Every code cell under ``%%remote``, after hidden cells that load the extension and seed
+    the worker's generators."""
+    copy = nbformat.from_dict(notebook)
+    for cell in copy.cells:
+        if cell.cell_type == "code":
+            cell.source = "%%remote\n" + cell.source
+    copy.cells = [_hidden("%load_ext nbremote"), _hidden("%%remote\n" + SEED), *copy.cells]
+    return copy
+
+
+def execute(notebook: Any, env: dict[str, str]) -> list[Any]:
+    """Run ``notebook`` in a new python3 kernel with ``env``, in a fresh folder; its code cells
+    (hidden ones left out), executed."""
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as folder:
+        client = NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT,
+            kernel_name="python3",
+            allow_errors=True,
+            coalesce_streams=True,
+            resources={"metadata": {"path": folder}},
+        )
+        client.execute(cwd=folder, env=env)
+    return [
+        cell
+        for cell in notebook.cells
+        if cell.cell_type == "code" and not cell.metadata.get("fidelity_hidden")
+    ]
+
+
+def kernel_env(runner: RunningRunner, home: Path) -> dict[str, str]:
+    """The remote run's kernel environment: pointed at ``runner``, with a home of its own."""
+    return (
+        os.environ
+        | HASH_SEED
+        | {
+            "NBREMOTE_URL": runner.url,
+            "NBREMOTE_TOKEN": runner.token or "",
+            "NBREMOTE_HOME": str(home),
+        }
+    )
+
+
+def compare(name: str, folder: Path, runner: RunningRunner, home: Path) -> NotebookResult:
+    """Run notebook ``name`` from ``folder`` locally and remotely, and compare cell by cell."""
+    notebook = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+    result = NotebookResult(name)
+    started = time.monotonic()
+    local = execute(local_variant(notebook), os.environ | HASH_SEED)
+    result.seconds["local"] = time.monotonic() - started
+    started = time.monotonic()
+    remote = execute(remote_variant(notebook), kernel_env(runner, home))
+    result.seconds["remote"] = time.monotonic() - started
+    code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    for index, mine, theirs in zip(code, local, remote, strict=True):
+        head = notebook.cells[index].source.partition("\n")[0][:70]
+        result.cells.append(CellResult(index, head, cell_diff(mine, theirs)))
+    return result
+
+
+def cell_diff(local: Any, remote: Any) -> str:
+    """How the remote run of a cell differs from the local one ('' when it does not)."""
+    mine: CellView = view(local.outputs)
+    return diff(mine, view(remote.outputs))
+
+
+@contextlib.contextmanager
+def fidelity_runner(data_dir: Path) -> Iterator[RunningRunner]:
+    """A real runner on a loopback port, its workers with the suite's hash seed."""
+    running = start_runner(
+        data_dir, TOKEN, wrap=["env", *(f"{k}={v}" for k, v in HASH_SEED.items())]
+    )
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -1,0 +1,82 @@
+"""``python -m tests.fidelity.report [NAME ...]``: the fidelity suite's match rate.
+
+Runs each notebook (all of SOURCES.md's, or those named) locally and under ``%%remote`` on one
+runner of its own, then prints per notebook the cells that match out of all code cells, the diff
+of each mismatching cell (and whether known_differences.toml expects it), and the total.
+``--known`` prints, instead of the diffs, the current mismatches as known_differences.toml
+entries, to start that file from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.fidelity.harness import (
+    NotebookResult,
+    compare,
+    fidelity_runner,
+    notebook_names,
+    notebooks_folder,
+)
+from tests.fidelity.known import known_differences
+
+
+def _print_notebook(result: NotebookResult, known: dict[int, str], quiet: bool) -> None:
+    total = len(result.cells)
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(f"== {result.name}: {result.matched}/{total} cells match ({timing})")
+    if quiet:
+        return
+    for cell in result.mismatched:
+        status = "known" if cell.index in known else "NEW"
+        print(f"-- cell {cell.index} ({status}): {cell.head}")
+        print("   " + cell.diff.replace("\n", "\n   "))
+
+
+def _print_known(results: list[NotebookResult]) -> None:
+    for result in results:
+        print(f"\n[{result.name}]")
+        for cell in result.mismatched:
+            print(f'{cell.index} = "item ?: {cell.head[:40]!s}"'.replace("\\", "\\\\"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="notebooks to run (default: all)")
+    parser.add_argument("--quiet", action="store_true", help="only the per-notebook rates")
+    parser.add_argument("--known", action="store_true", help="print mismatches as TOML entries")
+    args = parser.parse_args(argv)
+    folder = notebooks_folder()
+    if folder is None:
+        print("no fidelity notebooks found: see tests/fidelity/SOURCES.md", file=sys.stderr)
+        return 2
+    known = known_differences()
+    results: list[NotebookResult] = []
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="fidelity-runner-") as scratch,
+        fidelity_runner(Path(scratch) / "runner") as runner,
+    ):
+        for name in args.names or notebook_names():
+            result = compare(name, folder, runner, Path(scratch) / "home")
+            results.append(result)
+            if not args.known:
+                _print_notebook(result, known.get(name, {}), args.quiet)
+    if args.known:
+        _print_known(results)
+    matched = sum(r.matched for r in results)
+    total = sum(len(r.cells) for r in results)
+    print(
+        f"\nTOTAL: {matched}/{total} cells match ({100 * matched / max(total, 1):.1f}%) "
+        f"in {len(results)} notebooks, {time.monotonic() - started:.0f} s",
+        file=sys.stderr if args.known else sys.stdout,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
