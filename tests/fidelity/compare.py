@@ -54,6 +54,11 @@ RULES: list[_Rule] = [
         "the shell's `time` (real/user/sys) reports durations",
     ),
     (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"),
+        "<uuid>",
+        "random UUIDs (uuid4, e.g. the ids of HTML elements) are new in every run",
+    ),
+    (
         re.compile(r"\bpid\W{0,3}\d+", re.IGNORECASE),
         "pid <n>",
         "process ids differ between any two kernels",
@@ -64,7 +69,7 @@ RULES: list[_Rule] = [
         "ipykernel names a cell's code file after its pid and a hash of the cell",
     ),
     (
-        re.compile(r"(?:/var)?/tmp/fidelity-[\w.-]+"),
+        re.compile(r"(?:/var)?/tmp/fidelity-nb-[\w.-]+"),
         "<notebook folder>",
         "each run of the harness executes its notebook in a fresh temporary folder",
     ),

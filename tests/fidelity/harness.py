@@ -19,6 +19,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from tests.fidelity.compare import CellView, diff, view
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 SOURCES = HERE / "SOURCES.md"
-CELL_TIMEOUT = 90  # seconds; the slowest cell (a 3D plot) takes a few
+CELL_TIMEOUT = 60  # seconds; the slowest cells (a loop of %timeit) take about 15
 SEED = "import random as _r, numpy as _np\n_r.seed(0)\n_np.random.seed(0)\ndel _r, _np"
 HASH_SEED = {"PYTHONHASHSEED": "0"}
 
@@ -102,24 +103,26 @@ def local_variant(notebook: Any) -> Any:
 
 def remote_variant(notebook: Any) -> Any:
     """Every code cell under ``%%remote``, after hidden cells that load the extension and seed
-    the worker's generators."""
+    the worker's generators, and before one that ends the worker."""
     copy = nbformat.from_dict(notebook)
     for cell in copy.cells:
         if cell.cell_type == "code":
             cell.source = "%%remote\n" + cell.source
     copy.cells = [_hidden("%load_ext nbremote"), _hidden("%%remote\n" + SEED), *copy.cells]
+    copy.cells.append(_hidden("%remote reset"))  # its worker's memory back, for the next ones
     return copy
 
 
 def execute(notebook: Any, env: dict[str, str]) -> list[Any]:
     """Run ``notebook`` in a new python3 kernel with ``env``, in a fresh folder; its code cells
     (hidden ones left out), executed."""
-    with tempfile.TemporaryDirectory(prefix="fidelity-") as folder:
+    with tempfile.TemporaryDirectory(prefix="fidelity-nb-") as folder:
         client = NotebookClient(
             notebook,
             timeout=CELL_TIMEOUT,
             kernel_name="python3",
             allow_errors=True,
+            interrupt_on_timeout=True,  # a cell that hangs fails alone, the run goes on
             coalesce_streams=True,
             resources={"metadata": {"path": folder}},
         )
@@ -129,6 +132,12 @@ def execute(notebook: Any, env: dict[str, str]) -> list[Any]:
         for cell in notebook.cells
         if cell.cell_type == "code" and not cell.metadata.get("fidelity_hidden")
     ]
+
+
+def _timed(notebook: Any, env: dict[str, str]) -> tuple[list[Any], float]:
+    started = time.monotonic()
+    cells = execute(notebook, env)
+    return cells, time.monotonic() - started
 
 
 def kernel_env(runner: RunningRunner, home: Path) -> dict[str, str]:
@@ -148,12 +157,12 @@ def compare(name: str, folder: Path, runner: RunningRunner, home: Path) -> Noteb
     """Run notebook ``name`` from ``folder`` locally and remotely, and compare cell by cell."""
     notebook = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     result = NotebookResult(name)
-    started = time.monotonic()
-    local = execute(local_variant(notebook), os.environ | HASH_SEED)
-    result.seconds["local"] = time.monotonic() - started
-    started = time.monotonic()
-    remote = execute(remote_variant(notebook), kernel_env(runner, home))
-    result.seconds["remote"] = time.monotonic() - started
+    # The two runs are independent: run them side by side (most of a run is waiting on kernels).
+    with ThreadPoolExecutor(2) as pool:
+        local_run = pool.submit(_timed, local_variant(notebook), os.environ | HASH_SEED)
+        remote_run = pool.submit(_timed, remote_variant(notebook), kernel_env(runner, home))
+        local, result.seconds["local"] = local_run.result()
+        remote, result.seconds["remote"] = remote_run.result()
     code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     for index, mine, theirs in zip(code, local, remote, strict=True):
         head = notebook.cells[index].source.partition("\n")[0][:70]

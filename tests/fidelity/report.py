@@ -3,13 +3,14 @@
 Runs each notebook (all of SOURCES.md's, or those named) locally and under ``%%remote`` on one
 runner of its own, then prints per notebook the cells that match out of all code cells, the diff
 of each mismatching cell (and whether known_differences.toml expects it), and the total.
-``--known`` prints, instead of the diffs, the current mismatches as known_differences.toml
-entries, to start that file from.
+``--known FILE`` also writes the current mismatches as known_differences.toml entries to FILE,
+to start that file from (each entry's item is then to be filled in by hand).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -37,18 +38,20 @@ def _print_notebook(result: NotebookResult, known: dict[int, str], quiet: bool) 
         print("   " + cell.diff.replace("\n", "\n   "))
 
 
-def _print_known(results: list[NotebookResult]) -> None:
+def _write_known(results: list[NotebookResult], path: Path) -> None:
+    lines = []
     for result in results:
-        print(f"\n[{result.name}]")
+        lines.append(f"\n[{result.name}]")
         for cell in result.mismatched:
-            print(f'{cell.index} = "item ?: {cell.head[:40]!s}"'.replace("\\", "\\\\"))
+            lines.append(f"{cell.index} = {json.dumps('item ?: ' + cell.head[:50])}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all)")
     parser.add_argument("--quiet", action="store_true", help="only the per-notebook rates")
-    parser.add_argument("--known", action="store_true", help="print mismatches as TOML entries")
+    parser.add_argument("--known", type=Path, help="write the mismatches as TOML entries here")
     args = parser.parse_args(argv)
     folder = notebooks_folder()
     if folder is None:
@@ -64,16 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.names or notebook_names():
             result = compare(name, folder, runner, Path(scratch) / "home")
             results.append(result)
-            if not args.known:
-                _print_notebook(result, known.get(name, {}), args.quiet)
+            _print_notebook(result, known.get(name, {}), args.quiet)
     if args.known:
-        _print_known(results)
+        _write_known(results, args.known)
     matched = sum(r.matched for r in results)
     total = sum(len(r.cells) for r in results)
     print(
         f"\nTOTAL: {matched}/{total} cells match ({100 * matched / max(total, 1):.1f}%) "
-        f"in {len(results)} notebooks, {time.monotonic() - started:.0f} s",
-        file=sys.stderr if args.known else sys.stdout,
+        f"in {len(results)} notebooks, {time.monotonic() - started:.0f} s"
     )
     return 0
 

@@ -24,8 +24,12 @@ from tests.fidelity.compare import CellView, diff, normalise, view
         ("10/10 [00:01<00:00,  9.84it/s, loss=1]", "10/10 [00:00<?, ?it/s, loss=1]"),
         ("\r 50%|█████     | 5/10\r100%|██████████| 10/10\n", "\r100%|██████████| 10/10\n"),
         ("kernel pid 4242", "kernel pid 17"),
+        (
+            '<div id="05dfa372-b1ea-4eb0-80f1-0c8134213c1f">',
+            '<div id="3cd3d2ca-aee6-45d0-9a5c-24e307639f03">',
+        ),
         ("/tmp/ipykernel_123/456.py:3: UserWarning", "/tmp/ipykernel_9/456.py:3: UserWarning"),
-        ("/var/tmp/fidelity-ab_c1/data.txt", "/var/tmp/fidelity-zz9/data.txt"),
+        ("/var/tmp/fidelity-nb-ab_c1/data.txt", "/var/tmp/fidelity-nb-zz9/data.txt"),
     ],
 )
 def test_what_differs_between_two_local_runs_is_normalised(first: str, second: str) -> None:
