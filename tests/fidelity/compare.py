@@ -19,7 +19,9 @@ from typing import Any
 # A rule is (pattern, replacement, why). Only what a second *local* run would also change.
 _Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str], str]
 
-_UNIT = r"(?:ns|µs|ms|s)"  # the units ipykernel's %timeit/%time print (a terminal prints "us")
+# The units a Jupyter kernel's %timeit/%time print: IPython writes micro as U+03BC or U+00B5
+# depending on its version; a shell without an encoding (a terminal's) prints "us" instead.
+_UNIT = r"(?:ns|µs|μs|ms|s)"
 _NUMBER = r"\d+(?:\.\d+)?"
 
 RULES: list[_Rule] = [
@@ -44,9 +46,12 @@ RULES: list[_Rule] = [
         "units a Jupyter kernel prints",
     ),
     (
-        re.compile(r"\[\d\d:\d\d<(?:\d\d:\d\d|\?), *(?:\?|\d+(?:\.\d+)?)(?:it/s|s/it)(?=[,\]])"),
+        re.compile(
+            r"\[\d\d:\d\d<(?:\d\d:\d\d|\?), *(?:\?|\d+(?:\.\d+)?[kMGTP]?)"
+            r"(?:[A-Za-z]*/s|s/[A-Za-z]*)(?=[,\]])"
+        ),
         "[<elapsed><<remaining>, <rate>",
-        "a tqdm bar's elapsed time, time left and rate are timings",
+        "a tqdm bar's elapsed time, time left and rate (any unit, SI prefix) are timings",
     ),
     (
         re.compile(r"\b\d+m\d+\.\d{3}s\b"),
@@ -57,6 +62,11 @@ RULES: list[_Rule] = [
         re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"),
         "<uuid>",
         "random UUIDs (uuid4, e.g. the ids of HTML elements) are new in every run",
+    ),
+    (
+        re.compile(r"display_id=[0-9a-f]{32}\b"),
+        "display_id=<uuid>",
+        "a DisplayHandle's id is a random uuid4, new in every run",
     ),
     (
         re.compile(r"\bpid\W{0,3}\d+", re.IGNORECASE),

@@ -170,6 +170,15 @@ def compare(name: str, folder: Path, runner: RunningRunner, home: Path) -> Noteb
     return result
 
 
+def compare_all(
+    names: list[str], folder: Path, runner: RunningRunner, home: Path, at_once: int = 2
+) -> Iterator[NotebookResult]:
+    """``compare`` for each of ``names``, ``at_once`` notebooks side by side (each run waits on
+    its kernel most of the time: sleeps, kernel starts, round trips), in the order given."""
+    with ThreadPoolExecutor(at_once) as pool:
+        yield from pool.map(lambda name: compare(name, folder, runner, home), names)
+
+
 def cell_diff(local: Any, remote: Any) -> str:
     """How the remote run of a cell differs from the local one ('' when it does not)."""
     mine: CellView = view(local.outputs)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tests.fidelity.harness import (
     NotebookResult,
-    compare,
+    compare_all,
     fidelity_runner,
     notebook_names,
     notebooks_folder,
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all)")
     parser.add_argument("--quiet", action="store_true", help="only the per-notebook rates")
+    parser.add_argument("--at-once", type=int, default=2, help="notebooks run side by side")
     parser.add_argument("--known", type=Path, help="write the mismatches as TOML entries here")
     args = parser.parse_args(argv)
     folder = notebooks_folder()
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="fidelity-runner-") as scratch,
         fidelity_runner(Path(scratch) / "runner") as runner,
     ):
-        for name in args.names or notebook_names():
-            result = compare(name, folder, runner, Path(scratch) / "home")
+        names = args.names or notebook_names()
+        for result in compare_all(names, folder, runner, Path(scratch) / "home", args.at_once):
             results.append(result)
-            _print_notebook(result, known.get(name, {}), args.quiet)
+            _print_notebook(result, known.get(result.name, {}), args.quiet)
     if args.known:
         _write_known(results, args.known)
     matched = sum(r.matched for r in results)

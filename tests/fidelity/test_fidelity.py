@@ -8,33 +8,38 @@ matching fails its notebook's test until it is removed, so the list can only shr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.conftest import RunningRunner
-from tests.fidelity.harness import compare, fidelity_runner, notebook_names, notebooks_folder
+from tests.fidelity.harness import (
+    NotebookResult,
+    compare_all,
+    fidelity_runner,
+    notebook_names,
+    notebooks_folder,
+)
 from tests.fidelity.known import known_differences
-
-Fidelity = tuple[Path, RunningRunner, Path]
 
 
 @pytest.fixture(scope="module")
-def fidelity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fidelity]:
-    """The notebooks' folder, one runner for all of them, and a home for the remote kernels."""
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NotebookResult]]:
+    """Every notebook compared, on one runner, two notebooks at a time (so the first test to
+    ask pays for all of them)."""
     folder = notebooks_folder()
     if folder is None:
         pytest.skip("the fidelity notebooks are not here: see tests/fidelity/SOURCES.md")
     with fidelity_runner(tmp_path_factory.mktemp("fidelity-runner")) as runner:
-        yield folder, runner, tmp_path_factory.mktemp("fidelity-home")
+        home = tmp_path_factory.mktemp("fidelity-home")
+        yield {r.name: r for r in compare_all(notebook_names(), folder, runner, home)}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", notebook_names())
-def test_remote_cells_show_what_local_cells_show(name: str, fidelity: Fidelity) -> None:
-    folder, runner, home = fidelity
-    result = compare(name, folder, runner, home)
+def test_remote_cells_show_what_local_cells_show(
+    name: str, results: dict[str, NotebookResult]
+) -> None:
+    result = results[name]
     known = known_differences().get(name, {})
     problems = []
     for cell in result.cells:

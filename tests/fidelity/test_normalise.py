@@ -21,9 +21,18 @@ from tests.fidelity.compare import CellView, diff, normalise, view
             "CPU times: user 3 ms, sys: 12 µs, total: 3.01 ms\nWall time: 2.4 s",
         ),
         ("real\t0m0.009s", "real\t0m1.105s"),
+        (
+            "1.14 μs ± 2 ns per loop (mean ± std. dev. of 7 runs, 1,000,000 loops each)",
+            "<timeit line>",
+        ),
+        ("10.0k/10.0k [00:00<00:00, 9.64Mepoch/s]", "10.0k/10.0k [00:01<00:00, 1.05s/epoch]"),
         ("10/10 [00:01<00:00,  9.84it/s, loss=1]", "10/10 [00:00<?, ?it/s, loss=1]"),
         ("\r 50%|█████     | 5/10\r100%|██████████| 10/10\n", "\r100%|██████████| 10/10\n"),
         ("kernel pid 4242", "kernel pid 17"),
+        (
+            "<DisplayHandle display_id=01ab2e1412dbf8793a0c4301fdd0a142>",
+            "<DisplayHandle display_id=fa4c677bbd6d843cbc0a3f7313df971c>",
+        ),
         (
             '<div id="05dfa372-b1ea-4eb0-80f1-0c8134213c1f">',
             '<div id="3cd3d2ca-aee6-45d0-9a5c-24e307639f03">',
