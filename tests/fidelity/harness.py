@@ -13,6 +13,7 @@ notebook that prints random numbers or a set of strings would already differ.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -126,7 +127,12 @@ def execute(notebook: Any, env: dict[str, str]) -> list[Any]:
             coalesce_streams=True,
             resources={"metadata": {"path": folder}},
         )
-        client.execute(cwd=folder, env=env)
+        # A loop of this run's own, closed after it: runs go side by side in threads.
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(client.async_execute(cwd=folder, env=env))
+        finally:
+            loop.close()
     return [
         cell
         for cell in notebook.cells

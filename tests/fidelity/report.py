@@ -1,8 +1,9 @@
 """``python -m tests.fidelity.report [NAME ...]``: the fidelity suite's match rate.
 
 Runs each notebook (all of SOURCES.md's, or those named) locally and under ``%%remote`` on one
-runner of its own, then prints per notebook the cells that match out of all code cells, the diff
-of each mismatching cell (and whether known_differences.toml expects it), and the total.
+runner of its own, then prints per notebook the cells that match out of its code cells (less the
+unstable ones of known_differences.toml), the diff of each mismatching cell (and whether
+known_differences.toml expects it), and the total.
 ``--known FILE`` also writes the current mismatches as known_differences.toml entries to FILE,
 to start that file from (each entry's item is then to be filled in by hand).
 """
@@ -23,7 +24,7 @@ from tests.fidelity.harness import (
     notebook_names,
     notebooks_folder,
 )
-from tests.fidelity.known import known_differences
+from tests.fidelity.known import known_differences, unstable_cells
 
 
 def _print_notebook(result: NotebookResult, known: dict[int, str], quiet: bool) -> None:
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         names = args.names or notebook_names()
         for result in compare_all(names, folder, runner, Path(scratch) / "home", args.at_once):
+            unstable = unstable_cells().get(result.name, {})
+            result.cells = [cell for cell in result.cells if cell.index not in unstable]
             results.append(result)
             _print_notebook(result, known.get(result.name, {}), args.quiet)
     if args.known:

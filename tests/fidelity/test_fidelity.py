@@ -19,7 +19,7 @@ from tests.fidelity.harness import (
     notebook_names,
     notebooks_folder,
 )
-from tests.fidelity.known import known_differences
+from tests.fidelity.known import known_differences, unstable_cells
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,11 @@ def test_remote_cells_show_what_local_cells_show(
 ) -> None:
     result = results[name]
     known = known_differences().get(name, {})
+    unstable = unstable_cells().get(name, {})
     problems = []
     for cell in result.cells:
+        if cell.index in unstable:
+            continue
         if cell.matched and cell.index in known:
             problems.append(
                 f"cell {cell.index} now matches: remove it from known_differences "
@@ -60,7 +63,7 @@ def test_known_differences_name_code_cells_of_listed_notebooks() -> None:
     if folder is None:
         pytest.skip("the fidelity notebooks are not here: see tests/fidelity/SOURCES.md")
     names = set(notebook_names())
-    for name, cells in known_differences().items():
+    for name, cells in [*known_differences().items(), *unstable_cells().items()]:
         assert name in names, f"known_differences.toml: {name} is not in SOURCES.md"
         notebook = nbformat.read(folder / f"{name}.ipynb", as_version=4)
         for index, reason in cells.items():
