@@ -47,15 +47,16 @@ def notebook_names() -> list[str]:
 def notebooks_folder() -> Path | None:
     """Where the notebooks are: $NBREMOTE_FIDELITY_NOTEBOOKS, this folder's notebooks/, or a
     shared/fidelity/notebooks in or beside the checkout (see SOURCES.md for why)."""
+    given = os.environ.get("NBREMOTE_FIDELITY_NOTEBOOKS")
     candidates = [
-        os.environ.get("NBREMOTE_FIDELITY_NOTEBOOKS", ""),
+        *([Path(given)] if given else []),
         HERE / "notebooks",
         ROOT / "shared" / "fidelity" / "notebooks",
         ROOT.parent / "shared" / "fidelity" / "notebooks",
     ]
     for folder in candidates:
-        if folder and any(Path(folder).glob("*.ipynb")):
-            return Path(folder)
+        if any(folder.glob("*.ipynb")):
+            return folder
     return None
 
 
