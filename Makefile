@@ -4,7 +4,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: setup bwrap demo test lint typecheck bench clean
+.PHONY: setup bwrap demo test lint typecheck bench fidelity clean
 
 setup: $(STAMP) bwrap
 
@@ -43,6 +43,10 @@ bench: setup
 	$(BIN)/python bench/bench_images.py
 	$(BIN)/python bench/bench_stores.py
 	$(BIN)/python bench/plot_ratios.py
+
+# Public notebooks, local against %%remote, cell by cell (tests/fidelity/SOURCES.md).
+fidelity: setup
+	$(BIN)/python -m tests.fidelity.report
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
