@@ -69,7 +69,7 @@ def test_a_worker_dying_mid_call_fails_it_once_without_retries(
         os._exit(3)
 
     whoami.remote(0)  # a lease on some worker of another pool is no matter
-    with pytest.raises(RemoteError, match="died"):
+    with pytest.raises(nr.WorkerDied, match="died"):
         crash.remote()
     assert runs.read_text() == "x"  # not run a second time behind the user's back
 
