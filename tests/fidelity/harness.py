@@ -34,6 +34,7 @@ from tests.fidelity.compare import CellView, diff, view
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 SOURCES = HERE / "SOURCES.md"
+HOUSE = HERE / "house"  # the project's own notebooks: committed, so CI always runs them
 CELL_TIMEOUT = 60  # seconds; the slowest cells (a loop of %timeit) take about 15
 SEED = "import random as _r, numpy as _np\n_r.seed(0)\n_np.random.seed(0)\ndel _r, _np"
 HASH_SEED = {"PYTHONHASHSEED": "0"}
@@ -42,6 +43,18 @@ HASH_SEED = {"PYTHONHASHSEED": "0"}
 def notebook_names() -> list[str]:
     """The notebooks of the suite, as SOURCES.md lists them (one table row each)."""
     return re.findall(r"^\| `([\w-]+)\.ipynb` \|", SOURCES.read_text(), re.MULTILINE)
+
+
+def house_names() -> list[str]:
+    """The project's own notebooks (house/), which are always here, unlike the public ones."""
+    return sorted(path.stem for path in HOUSE.glob("*.ipynb"))
+
+
+def notebook_path(name: str, folder: Path | None) -> Path:
+    """Notebook ``name``: from house/ when it is one of the project's own, else from ``folder``
+    (the public notebooks' folder)."""
+    house = HOUSE / f"{name}.ipynb"
+    return house if house.exists() or folder is None else folder / f"{name}.ipynb"
 
 
 def notebooks_folder() -> Path | None:
@@ -160,9 +173,9 @@ def kernel_env(runner: RunningRunner, home: Path) -> dict[str, str]:
     )
 
 
-def compare(name: str, folder: Path, runner: RunningRunner, home: Path) -> NotebookResult:
-    """Run notebook ``name`` from ``folder`` locally and remotely, and compare cell by cell."""
-    notebook = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+def compare(name: str, folder: Path | None, runner: RunningRunner, home: Path) -> NotebookResult:
+    """Run notebook ``name`` (``notebook_path``) locally and remotely; compare cell by cell."""
+    notebook = nbformat.read(notebook_path(name, folder), as_version=4)
     result = NotebookResult(name)
     # The two runs are independent: run them side by side (most of a run is waiting on kernels).
     with ThreadPoolExecutor(2) as pool:
@@ -178,7 +191,7 @@ def compare(name: str, folder: Path, runner: RunningRunner, home: Path) -> Noteb
 
 
 def compare_all(
-    names: list[str], folder: Path, runner: RunningRunner, home: Path, at_once: int = 2
+    names: list[str], folder: Path | None, runner: RunningRunner, home: Path, at_once: int = 2
 ) -> Iterator[NotebookResult]:
     """``compare`` for each of ``names``, ``at_once`` notebooks side by side (each run waits on
     its kernel most of the time: sleeps, kernel starts, round trips), in the order given."""

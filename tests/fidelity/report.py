@@ -1,9 +1,9 @@
 """``python -m tests.fidelity.report [NAME ...]``: the fidelity suite's match rate.
 
-Runs each notebook (all of SOURCES.md's, or those named) locally and under ``%%remote`` on one
-runner of its own, then prints per notebook the cells that match out of its code cells (less the
-unstable ones of known_differences.toml), the diff of each mismatching cell (and whether
-known_differences.toml expects it), and the total.
+Runs each notebook (the project's own in house/ and all of SOURCES.md's, or those named) locally
+and under ``%%remote`` on one runner of its own, then prints per notebook the cells that match out
+of its code cells (less the unstable ones of known_differences.toml), the diff of each mismatching
+cell (and whether known_differences.toml expects it), and the total.
 ``--known FILE`` also writes the current mismatches as known_differences.toml entries to FILE,
 to start that file from (each entry's item is then to be filled in by hand).
 """
@@ -21,6 +21,7 @@ from tests.fidelity.harness import (
     NotebookResult,
     compare_all,
     fidelity_runner,
+    house_names,
     notebook_names,
     notebooks_folder,
 )
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--known", type=Path, help="write the mismatches as TOML entries here")
     args = parser.parse_args(argv)
     folder = notebooks_folder()
-    if folder is None:
+    names = args.names or [*house_names(), *(notebook_names() if folder else [])]
+    if folder is None and not set(names) <= set(house_names()):
         print("no fidelity notebooks found: see tests/fidelity/SOURCES.md", file=sys.stderr)
         return 2
     known = known_differences()
@@ -66,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="fidelity-runner-") as scratch,
         fidelity_runner(Path(scratch) / "runner") as runner,
     ):
-        names = args.names or notebook_names()
         for result in compare_all(names, folder, runner, Path(scratch) / "home", args.at_once):
             unstable = unstable_cells().get(result.name, {})
             result.cells = [cell for cell in result.cells if cell.index not in unstable]
