@@ -157,7 +157,8 @@ class ZMQInteractiveShell(InteractiveShell):
         self.displayhook.exec_result = None  # a stale one would misfile this cell's errors
         # The body alone is the cell (In, _i, magics); the compiler counts the magic line.
         lead, body = _split_magic_line(code)
-        compiler: CellCompiler = self.compile
+        compiler = self.compile
+        assert isinstance(compiler, CellCompiler)  # its compiler_class
         compiler.lead = lead
         try:
             return self._settled(self.run_cell(body, store_history=True))
