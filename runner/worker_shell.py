@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from IPython.core import page
+from IPython.core.compilerop import CachingCompiler
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from traitlets.config import Config
 
@@ -77,6 +79,39 @@ class FrameDisplayHook(DisplayHook):
         _outbox_of(self.shell).send(Op.RESULT, data=json_mime(format_dict), metadata=md_dict or {})
 
 
+MAGIC_LINE = "# %%remote"
+"""How the client's cell starts: its ``%%remote`` line, kept (as a comment) for line numbers."""
+
+
+class CellCompiler(CachingCompiler):
+    """IPython's compiler, which counts a notebook cell's lines from its ``%%remote`` line.
+
+    The worker runs the cell's body as the notebook's kernel would run it: a cell magic
+    (``%%timeit``) or an alias (``ls``) is found only on a body's first and only line. Its
+    tracebacks and syntax errors still say `line N` of the cell as the notebook shows it (the
+    ``%%remote`` line is its line 1): the compiler puts that line back in front of the body, of
+    the cell's own code only (not of what a magic compiles while it runs).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lead = ""  # the line to put in front of the next cell's code, set for one cell
+        self._leading: tuple[str, str] | None = None  # (cell file, lead) until it is parsed
+
+    def cache(self, transformed_code: str, number: int = 0, raw_code: str | None = None) -> str:
+        lead, self.lead = self.lead, ""
+        raw = raw_code if raw_code is not None else transformed_code
+        name = super().cache(lead + transformed_code, number, raw)
+        self._leading = (name, lead) if lead else None
+        return name
+
+    def ast_parse(self, source: str, filename: str = "<unknown>", symbol: str = "exec") -> Any:
+        if self._leading is not None and self._leading[0] == filename:
+            source = self._leading[1] + source
+            self._leading = None
+        return super().ast_parse(source, filename, symbol)
+
+
 class KernelStandIn:
     """What libraries read of ``get_ipython().kernel`` to know they draw for a notebook.
 
@@ -97,6 +132,7 @@ class ZMQInteractiveShell(InteractiveShell):
 
     display_pub_class = FramePublisher
     displayhook_class = FrameDisplayHook
+    compiler_class = CellCompiler
 
     def __init__(self, outbox: Outbox, **kwargs: Any) -> None:
         self.outbox = outbox
@@ -119,7 +155,25 @@ class ZMQInteractiveShell(InteractiveShell):
             self.apply_inline(settings)
         self.last_error = None
         self.displayhook.exec_result = None  # a stale one would misfile this cell's errors
-        return self._settled(self.run_cell(code, store_history=True))
+        # The body alone is the cell (In, _i, magics); the compiler counts the magic line.
+        lead, body = _split_magic_line(code)
+        compiler = self.compile
+        assert isinstance(compiler, CellCompiler)  # its compiler_class
+        compiler.lead = lead
+        try:
+            return self._settled(self.run_cell(body, store_history=True))
+        finally:
+            compiler.lead = ""  # a blank cell is not compiled: the lead must not outlive it
+
+    def enable_gui(self, gui: str | None = None) -> None:
+        """``%matplotlib inline`` (and ``%pylab``) as in ipykernel: figures go inline, which
+        is the worker's backend already; a GUI event loop cannot show on a worker."""
+        if gui not in (None, "inline"):
+            raise UsageError(
+                f"%matplotlib {gui}: a remote cell cannot open GUI windows; "
+                "use %matplotlib inline (figures are shown in the notebook)"
+            )
+        self.active_eventloop = gui
 
     def _settled(self, result: ExecutionResult) -> ExecutionResult:
         if result.success and self.last_error is not None:
@@ -159,6 +213,14 @@ class ZMQInteractiveShell(InteractiveShell):
     def _send_error(self, error: dict[str, Any], during_result: bool = False) -> None:
         flush_streams()
         self.outbox.send(Op.ERROR, **error, during_result=during_result)
+
+
+def _split_magic_line(code: str) -> tuple[str, str]:
+    """The client's ``%%remote`` line (with its newline) and the cell's body."""
+    if not code.startswith(MAGIC_LINE):
+        return "", code
+    line, newline, body = code.partition("\n")
+    return line + newline, body
 
 
 WorkerShell = ZMQInteractiveShell

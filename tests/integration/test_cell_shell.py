@@ -178,3 +178,38 @@ def test_the_last_expressions_value_is_in_underscore_and_out_as_locally(kernel: 
     gen = kernel.run("%%remote\n(i for i in range(3))")
     assert gen.kinds == ["execute_result"]
     assert kernel.run("print(type(_).__name__)").text() == "RemoteResult\n"
+
+
+def test_cell_magics_run_on_the_worker_as_locally(kernel: Kernel) -> None:
+    local, remote = kernel.both("%%capture cap\nprint('hidden')")
+    assert remote.outputs == local.outputs == []
+    assert remote.reply["status"] == local.reply["status"] == "ok"
+    local, remote = kernel.both("print(cap.stdout, end='')")
+    assert remote.text() == local.text() == "hidden\n"
+
+
+def test_shell_aliases_without_a_bang_run_as_locally(kernel: Kernel) -> None:
+    local, remote = kernel.both("ls -d /")
+    assert remote.kinds == local.kinds == ["stdout"]
+    assert remote.text() == local.text() and "/" in local.text()  # ls's own colours, alike
+
+
+def test_the_cells_input_history_holds_the_cell_as_written(kernel: Kernel) -> None:
+    kernel.run("%%remote\n10 + 20;")
+    assert kernel.run("%%remote\nprint(repr(_i))").text() == "'10 + 20;'\n"
+
+
+def test_errors_count_lines_as_the_notebook_shows_the_cell(kernel: Kernel) -> None:
+    ran = kernel.run("%%remote\nx = 1\n1 / 0")
+    assert "Cell In[" in (text := _plain(ran.errors()[0]["traceback"]))
+    assert ", line 3" in text and "----> 3 1 / 0" in text  # the %%remote line is line 1
+    ran = kernel.run("%%remote\nx = 1\nx.")
+    assert ", line 3" in _plain(ran.errors()[0]["traceback"])
+
+
+def test_matplotlib_inline_works_as_in_a_kernel(kernel: Kernel) -> None:
+    local, remote = kernel.both("%matplotlib inline")
+    assert remote.reply["status"] == local.reply["status"] == "ok"
+    assert remote.outputs == local.outputs == []
+    local, remote = kernel.both("import matplotlib.pyplot as plt\nplt.plot([1, 2]);")
+    assert _figure(remote)["data"].keys() == _figure(local)["data"].keys()
