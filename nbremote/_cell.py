@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._analysis import analyse_cell
+from ._imports_ahead import import_ahead
 from ._ipython_syntax import parse_cell
 from ._namespace import pack, unpack
 from ._output import inline_settings, notebook_shell, settle_result
@@ -140,8 +141,11 @@ def run_cell(
     if inline:
         header["inline"] = inline
     request = Request(header, packed.buffers, packed, spec_key, image=options.image)
+    importing = import_ahead(code)  # here, while the worker runs the cell
     done, buffers = session.call(request, on_frame)
     raise_for(done)
+    if importing is not None:
+        importing.join()
     values, failed = unpack(done["outputs"], buffers, namespace)
     if RESULT in values:  # the last expression's value, for _ and Out[n]
         settle_result(namespace, values.pop(RESULT))

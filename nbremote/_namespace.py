@@ -14,12 +14,12 @@ the same object see the change. Anything else is rebound.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from ._lazy_import import import_lazily
 from .wire.aliases import SetLoader, dumps_set
 from .wire.codec import Header
 from .wire.ops import Op
@@ -90,7 +90,7 @@ def unpack(
         if "module" in item:
             # A package of the worker's image only stays bound there, quietly.
             with contextlib.suppress(ImportError):
-                values[name] = import_lazily(item["module"])  # here on first use
+                values[name] = importlib.import_module(item["module"])
             continue
         count = item["nbuf"]
         if count == 0:  # unchanged: what was sent is still right

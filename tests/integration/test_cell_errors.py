@@ -9,14 +9,14 @@ from __future__ import annotations
 import io
 import socket
 import sys
-import types
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.utils.capture import capture_output
 
 from nbremote.errors import AuthenticationError, RunnerUnavailable, SerializationError, WorkerDied
-from tests.conftest import RunningRunner
+from tests.conftest import RunningRunner, run_python
 
 FUNCTIONS = """\
 import nbremote as nr
@@ -142,13 +142,35 @@ def test_the_stayed_on_the_worker_notice_is_said_once_per_name(shell: Interactiv
     assert said[1:] == ["", ""]  # the same cell again prints nothing, as it would locally
 
 
-def test_a_remote_import_is_bound_here_and_loads_on_first_use(shell: InteractiveShell) -> None:
+def test_a_remote_import_is_bound_here_as_the_module_itself(shell: InteractiveShell) -> None:
     assert "tabnanny" not in sys.modules and "json.tool" not in sys.modules
     _, shown = run(shell, "%%remote\nimport tabnanny, json.tool as jt")
     assert shown == ""
-    module = shell.user_ns["tabnanny"]
-    assert type(module) is not types.ModuleType  # found, not yet run here: no pause
-    run(shell, "checker = tabnanny.check\nimport tabnanny as again\nmain = jt.main")
-    assert callable(shell.user_ns["checker"]) and callable(shell.user_ns["main"])
-    assert shell.user_ns["again"] is module is sys.modules["tabnanny"]
-    assert type(module) is types.ModuleType  # the ordinary module once used
+    assert shell.user_ns["tabnanny"] is sys.modules["tabnanny"]
+    assert shell.user_ns["jt"] is sys.modules["json.tool"]
+
+
+FRESH_KERNEL = """
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic("load_ext", "nbremote")
+result = shell.run_cell(
+    "%%remote\\nimport sympy\\nfrom numpy.linalg import inv\\nx = sympy.Symbol('x')\\ny = x + 1"
+)
+assert result.success, result.error_in_exec
+import numpy.linalg, sympy
+ns = shell.user_ns
+assert ns["inv"] is numpy.linalg.inv and ns["sympy"] is sympy, ns
+assert isinstance(ns["y"], sympy.Add), ns["y"]
+print("ok")
+"""
+
+
+def test_values_of_packages_the_cell_imported_come_back_in_a_fresh_kernel(
+    runner: RunningRunner, tmp_path: Path
+) -> None:
+    # A package imported for the first time here (sympy, numpy) while the cell's values that
+    # refer to its submodules come back: both must work, with nothing left on the worker.
+    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
+    output = run_python(FRESH_KERNEL, tmp_path, env)
+    assert output.strip() == "ok", output
