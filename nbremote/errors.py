@@ -113,7 +113,15 @@ class RemoteError(NbremoteError):
 @functools.cache
 def _remote_class(ename: str, base: str | None) -> type[RemoteError]:
     builtin = getattr(builtins, base or ename, None)
-    if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not Exception:
+    # IPython shows any SyntaxError with its own syntax-error view (this class's frames and
+    # "(<string>)"), never its _render_traceback_: a remote one keeps the worker's rendering,
+    # which is what a local cell shows.
+    if (
+        isinstance(builtin, type)
+        and issubclass(builtin, Exception)
+        and not issubclass(builtin, SyntaxError)
+        and builtin is not Exception
+    ):
         try:
             return type(ename, (RemoteError, builtin), {"__module__": "nbremote.errors"})
         except TypeError:  # built-ins with their own instance layout (OSError) cannot be mixed in

@@ -106,6 +106,17 @@ def test_syntax_error_is_reported_with_its_line(shell: InteractiveShell) -> None
     assert caught.value.ename == "SyntaxError"
 
 
+def test_a_syntax_error_shows_as_the_worker_rendered_it(shell: InteractiveShell) -> None:
+    # IPython shows a SyntaxError (sub)class with its own syntax view, which would show
+    # nbremote's frames and "(<string>)"; a remote one is shown as its cell showed it.
+    with capture_output() as captured:
+        result = shell.run_cell("%%remote\nprint('unclosed'\n")
+    assert isinstance(result.error_in_exec, RemoteError)
+    plain = __import__("re").sub(r"\x1b\[[0-9;]*m", "", captured.stdout)
+    assert "SyntaxError: incomplete input" in plain and "Cell In[" in plain
+    assert "<string>" not in plain and "nbremote" not in plain
+
+
 def test_output_streams_while_the_cell_runs(shell: InteractiveShell) -> None:
     arrivals: list[tuple[float, str]] = []
 
