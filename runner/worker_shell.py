@@ -18,6 +18,7 @@ Standard library and IPython only: this runs inside every container.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from IPython.core import page
@@ -153,6 +154,10 @@ class ZMQInteractiveShell(InteractiveShell):
         """Run a notebook's cell as a kernel would (stored, so ``_`` and Out work)."""
         if settings:
             self.apply_inline(settings)
+        if "" not in sys.path:
+            # A kernel's cells import from its working folder (ipykernel puts '' first): so do
+            # these, once the worker's own modules are imported (it starts with -P).
+            sys.path.insert(0, "")
         self.last_error = None
         self.displayhook.exec_result = None  # a stale one would misfile this cell's errors
         # The body alone is the cell (In, _i, magics); the compiler counts the magic line.

@@ -65,10 +65,11 @@ class Kernel:
 
 
 @pytest.fixture(scope="module")
-def kernel(runner: RunningRunner) -> Iterator[Kernel]:
+def kernel(runner: RunningRunner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
     env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
     manager: KernelManager
-    manager, client = start_new_kernel(kernel_name="python3", env=env)
+    folder = tmp_path_factory.mktemp("kernel")  # what its cells write stays out of the checkout
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(folder))
     try:
         started = Kernel(client)
         assert started.run("%load_ext nbremote").reply["status"] == "ok"
@@ -213,3 +214,14 @@ def test_matplotlib_inline_works_as_in_a_kernel(kernel: Kernel) -> None:
     assert remote.outputs == local.outputs == []
     local, remote = kernel.both("import matplotlib.pyplot as plt\nplt.plot([1, 2]);")
     assert _figure(remote)["data"].keys() == _figure(local)["data"].keys()
+
+
+def test_a_module_written_by_a_cell_imports_as_locally(kernel: Kernel) -> None:
+    write = "%%writefile nbr_written_mod.py\nVALUE = 42"
+    use = "import nbr_written_mod\nprint(nbr_written_mod.VALUE)"
+    kernel.run(write)
+    local = kernel.run(use)
+    kernel.run(f"%%remote\n{write}")
+    remote = kernel.run(f"%%remote\n{use}")
+    assert remote.text() == local.text() == "42\n"
+    assert remote.reply["status"] == "ok"
