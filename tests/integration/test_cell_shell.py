@@ -217,11 +217,14 @@ def test_matplotlib_inline_works_as_in_a_kernel(kernel: Kernel) -> None:
 
 
 def test_a_module_written_by_a_cell_imports_as_locally(kernel: Kernel) -> None:
-    write = "%%writefile nbr_written_mod.py\nVALUE = 42"
-    use = "import nbr_written_mod\nprint(nbr_written_mod.VALUE)"
-    kernel.run(write)
-    local = kernel.run(use)
-    kernel.run(f"%%remote\n{write}")
-    remote = kernel.run(f"%%remote\n{use}")
+    # Two names: a module in the notebook's folder would be shipped with the remote cell.
+    def write_and_use(name: str, remote: str) -> Ran:
+        kernel.run(f"{remote}%%writefile {name}.py\nVALUE = 42")
+        return kernel.run(f"{remote}import {name}\nprint({name}.VALUE)")
+
+    local, remote = (
+        write_and_use("nbr_local_mod", ""),
+        write_and_use("nbr_remote_mod", "%%remote\n"),
+    )
     assert remote.text() == local.text() == "42\n"
     assert remote.reply["status"] == "ok"
