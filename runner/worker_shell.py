@@ -18,7 +18,10 @@ Standard library and IPython only: this runs inside every container.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import zlib
 from typing import Any
 
 from IPython.core import page
@@ -105,6 +108,11 @@ class CellCompiler(CachingCompiler):
         name = super().cache(lead + transformed_code, number, raw)
         self._leading = (name, lead) if lead else None
         return name
+
+    def get_code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        """The cell's file name as ipykernel makes it (warnings and ``inspect`` show it)."""
+        digest = zlib.crc32(transformed_code.encode())
+        return os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}", f"{digest}.py")
 
     def ast_parse(self, source: str, filename: str = "<unknown>", symbol: str = "exec") -> Any:
         if self._leading is not None and self._leading[0] == filename:

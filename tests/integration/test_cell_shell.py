@@ -228,3 +228,12 @@ def test_a_module_written_by_a_cell_imports_as_locally(kernel: Kernel) -> None:
     )
     assert remote.text() == local.text() == "42\n"
     assert remote.reply["status"] == "ok"
+
+
+def test_a_warning_names_the_cell_as_a_kernel_names_it(kernel: Kernel) -> None:
+    local, remote = kernel.both("import warnings\nwarnings.warn('careful')")
+    pattern = re.compile(r"^/tmp/ipykernel_\d+/\d+\.py:(\d+): UserWarning: careful$", re.M)
+    local_line, remote_line = (pattern.search(ran.text("stderr")) for ran in (local, remote))
+    assert local_line and remote_line, (local.text("stderr"), remote.text("stderr"))
+    # The remote cell's line 1 is its %%remote line, as the notebook shows it.
+    assert int(remote_line[1]) == int(local_line[1]) + 1
