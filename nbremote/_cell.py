@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._analysis import analyse_cell
-from ._imports_ahead import import_ahead
+from ._imports_ahead import import_ahead, star_imported
 from ._ipython_syntax import parse_cell
 from ._namespace import pack, unpack
 from ._output import inline_settings, notebook_shell, settle_result
@@ -134,6 +134,9 @@ def run_cell(
         # Without --out, also what the cell bound or deleted where the analysis cannot see.
         "discover": options.outputs is None,
     }
+    star = star_imported(code)
+    if star:  # what `from m import *` bound comes back as imports, not pickles
+        header["star"] = star
     sources = _cell_sources(code, inputs, namespace)
     if sources:
         header["sources"] = sources

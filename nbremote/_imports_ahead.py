@@ -47,6 +47,22 @@ def imported_names(code: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def star_imported(code: str) -> list[str]:
+    """The modules of the cell's top-level ``from m import *`` statements."""
+    try:
+        tree = parse_cell(code)
+    except SyntaxError:
+        return []
+    return [
+        node.module
+        for node in _module_level(tree)
+        if isinstance(node, ast.ImportFrom)
+        and node.level == 0
+        and node.module
+        and any(alias.name == "*" for alias in node.names)
+    ]
+
+
 def _import_all(names: list[str]) -> None:
     for name in names:
         with contextlib.suppress(Exception):  # not here, or broken here: binding will say so

@@ -89,8 +89,9 @@ def unpack(
         name = item["name"]
         if "module" in item:
             # A package of the worker's image only stays bound there, quietly.
-            with contextlib.suppress(ImportError):
-                values[name] = importlib.import_module(item["module"])
+            with contextlib.suppress(ImportError, AttributeError):
+                module = importlib.import_module(item["module"])
+                values[name] = getattr(module, item["attr"]) if "attr" in item else module
             continue
         count = item["nbuf"]
         if count == 0:  # unchanged: what was sent is still right

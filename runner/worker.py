@@ -187,11 +187,12 @@ class Worker:
         changed: bool = False,
         kept: Collection[str] = (),
         result: object = None,
+        star: Collection[str] = (),
     ) -> tuple[list[Header], list[Any], list[Header]]:
         ns: Mapping[str, Any] = self.shell.user_ns
         if result is not None:  # the last expression's value: the notebook's _ and Out[n]
             names, ns = [*names, RESULT], ChainMap({RESULT: result}, self.shell.user_ns)
-        return self.values.send_back(ns, names, before, changed, kept)
+        return self.values.send_back(ns, names, before, changed, kept, star)
 
     def _summary(self) -> list[Header]:
         hidden = self.shell.user_ns_hidden
@@ -272,7 +273,7 @@ class Worker:
         # notebook changes its own object too, so that its other names for it see the change.
         kept = [name for name, value in values.items() if ns.get(name) is value]
         items, out_buffers, unreturnable = self._send_back(
-            outputs, before, ids is not None, kept, result.result
+            outputs, before, ids is not None, kept, result.result, header.get("star") or ()
         )
         self._done(
             True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted

@@ -16,6 +16,7 @@ since the same value may pickle differently in the kernel's process.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Collection, Container, Mapping
 from types import ModuleType
 from typing import Any
@@ -115,14 +116,22 @@ class HeldValues:
         before: dict[str, str],
         changed: bool,
         kept: Collection[str] = (),
+        star: Collection[str] = (),
     ) -> tuple[list[Header], list[Any], list[Header]]:
         """Serialize the named values, and (if ``changed``) each input whose hash changed from
         ``before``, as one set, inputs first (so that a new name for an input's object refers
         to the input); a named value whose hash did not change goes by hash alone. Those named
-        in ``kept`` (inputs the cell changed in place, not rebound) are marked ``inplace``."""
+        in ``kept`` (inputs the cell changed in place, not rebound) are marked ``inplace``.
+        A name still bound to the attribute of that name of a module in ``star`` (the cell ran
+        ``from m import *``) goes as that import, as a module goes by its name."""
         wanted = set(names)
         present = [name for name in dict.fromkeys([*before, *names]) if name in ns]
-        values = {name: ns[name] for name in present if not isinstance(ns[name], ModuleType)}
+        imported = {name: _star_source(name, ns[name], star) for name in present if star}
+        values = {
+            name: ns[name]
+            for name in present
+            if not isinstance(ns[name], ModuleType) and not imported.get(name)
+        }
         payloads, failed = dumps_set(values)
         self.fresh = {name: payload.hash for name, payload in payloads.items()}
         items: list[Header] = []
@@ -133,9 +142,11 @@ class HeldValues:
                 if name in wanted or changed:
                     unreturnable.append({"name": name, "reason": failed[name].reason})
                 continue
-            if name not in values:  # a module: its name is enough
+            if name not in values:  # a module, or a module's attribute: its import is enough
                 if name in wanted:
-                    items.append({"name": name, "module": ns[name].__name__})
+                    module = imported.get(name)
+                    attribute = {"attr": name} if module else {}
+                    items.append({"name": name, "module": module or ns[name].__name__, **attribute})
                 continue
             payload = payloads[name]
             unchanged = before.get(name) == payload.hash
@@ -157,6 +168,15 @@ class HeldValues:
         bound = {id(value) for value in ns.values()}
         self.cache = {h: obj for h, obj in self.cache.items() if id(obj) in bound}
         self.agreed = {n: h for n, h in self.agreed.items() if self.cache.get(h) is ns.get(n)}
+
+
+def _star_source(name: str, value: object, modules: Collection[str]) -> str | None:
+    """The module of ``modules`` whose attribute ``name`` is ``value``, if one is."""
+    for module_name in modules:
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, name, _MISSING) is value:
+            return module_name
+    return None
 
 
 def rebound(

@@ -128,6 +128,7 @@ class ExecFrame(_Request):
     sources: NotRequired[list[FrameSource]]
     inline: NotRequired[dict[str, Any] | None]
     discover: NotRequired[bool]
+    star: NotRequired[list[str]]
 
 
 class PullFrame(_Request):

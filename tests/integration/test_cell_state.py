@@ -164,6 +164,17 @@ def test_a_star_import_binds_the_modules_names(shell: InteractiveShell) -> None:
     assert shell.user_ns["pi"] > 3.14
 
 
+def test_a_star_import_binds_the_modules_own_objects_quietly(shell: InteractiveShell) -> None:
+    # sympy's RR cannot be pickled back: as the module's attribute it comes as an import.
+    import sympy
+
+    with capture_output() as captured:
+        remote(shell, "from sympy import *\nx = Symbol('x')")
+    assert shell.user_ns["RR"] is sympy.RR and shell.user_ns["sin"] is sympy.sin
+    assert shell.user_ns["x"] == sympy.Symbol("x")
+    assert captured.stderr == ""
+
+
 def test_names_bound_by_globals_and_exec_come_back(shell: InteractiveShell) -> None:
     out, history = shell.user_ns["Out"], shell.user_ns.get("_i")
     remote(shell, "globals()['z'] = 1\nexec('w = 2')")
