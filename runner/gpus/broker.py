@@ -275,20 +275,25 @@ class GpuBroker:
         If it has turned busy since it was reported idle, the allocator hears so. A ``waiter``
         of the same notebook is told which of its workers gave way."""
         worker, owner = lease.worker, lease.owner
-        gpus = _gpus(self._alloc.devices_of(lease.id))
+        devices = self._alloc.devices_of(lease.id)
         if worker is not None and owner is not None and owner.evict(worker):
-            if waiter is not None and waiter.status is not None:
-                own = lease.holder.own(waiter.holder, "idle")
-                if own is not None:
-                    gone = (
-                        "its remote namespace is gone"
-                        if lease.holder.kind == "cell"
-                        else "it starts again on its next call"
-                    )
-                    self._soon(waiter.status(f"stopped {own} to free {gpus}; {gone}"))
+            if waiter is not None:
+                self._gave_way(lease, waiter, devices)
             return []
         lease.told_idle = False
         return self._alloc.idle(lease.id, False)
+
+    def _gave_way(self, lease: _Lease, waiter: _Lease, devices: tuple[int, ...]) -> None:
+        """Tell ``waiter`` which of its own notebook's workers was stopped for it, and what
+        went with it (a cell worker's namespace; a function's container comes back)."""
+        own = lease.holder.own(waiter.holder, "idle")
+        if own is None or waiter.status is None:
+            return
+        if lease.holder.kind == "cell":
+            gone = "its remote namespace is gone"
+        else:
+            gone = "it starts again on its next call"
+        self._soon(waiter.status(f"stopped {own} to free {_gpus(devices)}; {gone}"))
 
     def _tell(self, lease: _Lease, position: int) -> None:
         if lease.status is None:
@@ -322,7 +327,7 @@ class GpuBroker:
         if worker is None:
             doing = "starting"
         elif owner is not None and owner.idle(worker):
-            doing = "idle"
+            doing = "idle; it gives way once the rest of what it needs is free"
         elif holding.holder.kind == "cell":
             doing = "running a cell now; it gives way when the cell ends"
         else:

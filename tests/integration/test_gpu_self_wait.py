@@ -181,4 +181,3 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
             return True
         done.wait(0.05)
     return condition()
-
