@@ -327,7 +327,7 @@ class GpuBroker:
         if worker is None:
             doing = "starting"
         elif owner is not None and owner.idle(worker):
-            doing = "idle; it gives way once the rest of what it needs is free"
+            doing = "idle; it gives way once the other GPUs needed are free"
         elif holding.holder.kind == "cell":
             doing = "running a cell now; it gives way when the cell ends"
         else:
