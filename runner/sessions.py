@@ -68,6 +68,15 @@ async def _starting() -> None:
         await status("starting a worker")
 
 
+def _flags(spec: WorkerSpec) -> str:
+    """The ``%%remote`` flags that chose a cell worker's spec, as the notebook wrote them
+    (its GPU and image: what tells one GPU worker of a notebook from another)."""
+    flags = [f"--gpu {spec.gpu}"] if spec.gpu is not None else []
+    if spec.image is not None:
+        flags.append(f"--image {spec.image}")
+    return " ".join(flags) or "cell"
+
+
 class SessionTaken(RunnerError):
     """A kernel asked for a session another kernel owns (the message says which way out)."""
 
@@ -148,7 +157,8 @@ class Session:
             WorkerStartError: the worker did not start.
         """
         key = spec.key()
-        holder = Holder("cell", self.id, self.notebook, group=f"{self.id}:{key}")
+        group, flags = f"{self.id}:{key}", _flags(spec)
+        holder = Holder("cell", self.id, self.notebook, group=group, flags=flags)
         pool = self.cells.open(key, spec, CELL, holder, _starting)
         if fresh:
             await pool.renew()

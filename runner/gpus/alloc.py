@@ -2,7 +2,7 @@
 
 Events: `Allocator.request` (a worker is about to start and asks for GPUs), `Allocator.release`
 (its worker is gone, or the request was withdrawn while waiting), `Allocator.idle` (a holder's
-worker became idle or busy; only holders that may be stopped to make room are reported).
+worker became idle or busy).
 Actions: `Grant` (these devices are the lease's), `Queued` (it waits, at this position; sent
 again when the position changes), `Reject` (it can never be served here, and why), `Evict`
 (stop this idle holder: its devices are needed). The driver (`nbremote_runner.gpus.broker`) does
@@ -20,14 +20,16 @@ The policy, in full:
   requests may still run on devices no earlier request wants (backfill).
 * A waiting request evicts idle holders (those idle longest first) when that makes its first
   feasible choice fit — never a holder of its own group (the same function's pool: it would
-  only restart the same worker), and never more than needed. Cell workers are never reported
-  idle, so never evicted: their namespace is the notebook's state.
+  only restart the same worker), and never more than needed. A *private* holder (a cell
+  worker: its namespace is the notebook's state) is evicted only for a request of its own
+  session — the notebook would otherwise wait on itself — and only after the shared ones
+  (function workers, which come back on the next call) that would do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nbremote.wire.gpu import describe, matches
 from nbremote.wire.http import GpuChoice, GpuRequest
@@ -61,9 +63,10 @@ class Reject:
 
 @dataclass(frozen=True)
 class Evict:
-    """Stop the (idle) worker of this lease to make room."""
+    """Stop the (idle) worker of this lease to make room (for the request ``waiter``)."""
 
     lease: str
+    waiter: str = field(default="", compare=False)
 
 
 Action = Grant | Queued | Reject | Evict
@@ -75,6 +78,7 @@ class _Waiting:
     request: GpuRequest
     choices: list[GpuChoice]  # those this runner can ever satisfy, in order
     group: str
+    session: str | None = None
     position: int = 0  # as last reported
 
 
@@ -102,6 +106,8 @@ class Allocator:
         self.held: dict[int, str] = {}  # device index -> lease
         self.queue: list[_Waiting] = []
         self._groups: dict[str, str] = {}  # lease -> group, for leases holding devices
+        self._sessions: dict[str, str | None] = {}  # lease -> its session, for the same
+        self._private: set[str] = set()  # leases evicted only for their own session
         self._idle: dict[str, None] = {}  # leases whose holder is idle, idle longest first
         self._evicting: set[str] = set()
 
@@ -132,8 +138,17 @@ class Allocator:
 
     # -- events --------------------------------------------------------------------------------
 
-    def request(self, lease: str, request: GpuRequest, group: str = "") -> list[Action]:
-        """A worker for ``lease`` wants the GPUs of ``request``; ``group`` names its pool."""
+    def request(
+        self,
+        lease: str,
+        request: GpuRequest,
+        group: str = "",
+        session: str | None = None,
+        private: bool = False,
+    ) -> list[Action]:
+        """A worker for ``lease`` wants the GPUs of ``request``; ``group`` names its pool,
+        ``session`` its notebook session; ``private``: once idle, only a request of the same
+        session may evict it."""
         if not self.devices:
             why = self.unavailable or "none were found"
             return [
@@ -146,7 +161,10 @@ class Allocator:
         choices = [c for c in request.choices if len(self.matching(c)) >= c.count]
         if not choices:
             return [Reject(lease, self._why_not(request))]
-        self.queue.append(_Waiting(lease, request, choices, group))
+        self._sessions[lease] = session
+        if private and session is not None:
+            self._private.add(lease)
+        self.queue.append(_Waiting(lease, request, choices, group, session))
         return self._schedule()
 
     def release(self, lease: str) -> list[Action]:
@@ -155,6 +173,8 @@ class Allocator:
         for index in self.devices_of(lease):
             del self.held[index]
         self._groups.pop(lease, None)
+        self._sessions.pop(lease, None)
+        self._private.discard(lease)
         self._idle.pop(lease, None)
         self._evicting.discard(lease)
         return self._schedule()
@@ -167,6 +187,10 @@ class Allocator:
             self._idle.pop(lease, None)
             self._evicting.discard(lease)  # it turned busy before it could be stopped
         return self._schedule()
+
+    def evicting(self, lease: str) -> bool:
+        """Whether the lease's worker is being stopped to make room."""
+        return lease in self._evicting
 
     # -- the policy ----------------------------------------------------------------------------
 
@@ -200,14 +224,9 @@ class Allocator:
             wanted = set(self.matching(choice))
             have = len(wanted & (available | coming))
             picks = []
-            for lease in self._idle:
+            for lease in self._evictable(waiting):
                 held = set(self.devices_of(lease))
-                if (
-                    lease in self._evicting
-                    or self._groups.get(lease) == waiting.group
-                    or held & reserved
-                    or not held & wanted
-                ):
+                if held & reserved or not held & wanted:
                     continue
                 picks.append(lease)
                 have += len(held & wanted)
@@ -215,6 +234,19 @@ class Allocator:
                     self._evicting.update(picks)
                     return picks
         return []
+
+    def _evictable(self, waiting: _Waiting) -> list[str]:
+        """The idle holders ``waiting`` may evict: shared ones first, then its own session's
+        private ones; each idle longest first."""
+        shared, own = [], []
+        for lease in self._idle:
+            if lease in self._evicting or self._groups.get(lease) == waiting.group:
+                continue
+            if lease not in self._private:
+                shared.append(lease)
+            elif waiting.session is not None and self._sessions.get(lease) == waiting.session:
+                own.append(lease)
+        return shared + own
 
     def _schedule(self) -> list[Action]:
         actions: list[Action] = []
@@ -233,7 +265,8 @@ class Allocator:
                 continue
             position += 1
             actions.extend(
-                Evict(lease) for lease in self._make_room(waiting, free - reserved, reserved)
+                Evict(lease, waiting.lease)
+                for lease in self._make_room(waiting, free - reserved, reserved)
             )
             reserved |= {index for choice in waiting.choices for index in self.matching(choice)}
             if waiting.position != position:

@@ -10,10 +10,14 @@ worker is gone, however it went.
 Which workers may be stopped to make room: function and deployed-app workers not serving a
 request (they come back on the next call, like a scale-down). Their pool (the lease's `Owner`)
 says which are idle and stops one when asked: it is the pool's state that decides, so a worker
-being handed to a request is never stopped under it. Cell workers are never stopped for
-another request, even idle ones of other notebooks: their namespace is a notebook's state, and
-losing it silently is worse than waiting; ``%remote reset`` (or the kernel going away) frees them,
-and the waiting cell says who holds its GPUs.
+being handed to a request is never stopped under it. A cell worker is never stopped for another
+notebook's request: its namespace is that notebook's state, and losing it silently is worse
+than waiting; ``%remote reset`` (or the kernel going away) frees it, and the waiting cell says
+who holds its GPUs. For a request of its own notebook an idle cell worker does give way (after
+the idle function workers that would do): otherwise ``%%remote --gpu A100`` then ``%%remote
+--gpu A100:2`` on two A100s waits on itself forever. The waiting cell is told, in one line,
+which of its workers was stopped and that its namespace is gone; while the notebook's own busy
+workers hold what it needs, the waiting line names them and what each is doing.
 
 While a GPU cell runs, NVML is read every 100 ms in a thread of its own; the cell ends with a
 one-line summary of its devices, peak memory, mean utilization and time.
@@ -96,11 +100,21 @@ class Holder:
     notebook: str | None = None
     name: str | None = None
     group: str = ""
+    flags: str = ""  # a cell worker's: the flags that chose its spec (``--gpu A100``)
 
     @property
     def evictable(self) -> bool:
-        """Whether its idle workers may be stopped to make room (all but cell workers)."""
+        """Whether its idle workers may be stopped for any request (all but cell workers,
+        which give way only to their own notebook's)."""
         return self.kind != "cell"
+
+    def own(self, waiter: Holder, state: str = "") -> str | None:
+        """This holder named for ``waiter`` if both are of one notebook session (else None),
+        ``state`` (``idle``) before what it is."""
+        if self.session is None or self.session != waiter.session:
+            return None
+        what = f"{self.flags} worker" if self.kind == "cell" else f"function {self.name}"
+        return " ".join(word for word in ("this notebook's", state, what) if word)
 
     def __str__(self) -> str:
         if self.kind == "cell":
@@ -131,6 +145,11 @@ class _Lease:
     owner: Owner | None = None
     worker: Worker | None = None
     told_idle: bool = False
+
+
+def _gpus(indices: tuple[int, ...] | list[int]) -> str:
+    """``GPU 0`` or ``GPUs 0, 1``."""
+    return ("GPU " if len(indices) == 1 else "GPUs ") + ", ".join(str(i) for i in sorted(indices))
 
 
 def pinning(devices: list[Device]) -> dict[str, str]:
@@ -190,7 +209,12 @@ class GpuBroker:
         lease = _Lease(uuid.uuid4().hex, holder, request, status or STATUS.get(), granted, owner)
         self._leases[lease.id] = lease
         try:
-            self._event(lambda: self._alloc.request(lease.id, request, holder.group))
+            private = not holder.evictable
+            self._event(
+                lambda: self._alloc.request(
+                    lease.id, request, holder.group, holder.session, private
+                )
+            )
             devices = [self._devices[index] for index in await lease.granted]
             pinned = spec.model_copy(update={"env": {**spec.env, **pinning(devices)}})
             worker = await self._spare.take(pinned)
@@ -221,7 +245,7 @@ class GpuBroker:
             elif isinstance(action, Queued):
                 self._tell(lease, action.position)
             elif isinstance(action, Evict):
-                actions += self._evict(lease)
+                actions += self._evict(lease, self._leases.get(action.waiter))
         if self._alloc.queue and self._polling is None:
             self._polling = self._soon(self._poll())
 
@@ -229,7 +253,7 @@ class GpuBroker:
         actions: list[Action] = []
         for lease in list(self._leases.values()):
             worker, owner = lease.worker, lease.owner
-            if worker is None or owner is None or not lease.holder.evictable:
+            if worker is None or owner is None:
                 continue
             idle = owner.idle(worker)
             if idle != lease.told_idle:
@@ -246,28 +270,69 @@ class GpuBroker:
         finally:
             self._polling = None
 
-    def _evict(self, lease: _Lease) -> list[Action]:
+    def _evict(self, lease: _Lease, waiter: _Lease | None) -> list[Action]:
         """Ask the lease's owner to stop its idle worker; its devices come back when it is gone.
-        If it has turned busy since it was reported idle, the allocator hears so."""
+        If it has turned busy since it was reported idle, the allocator hears so. A ``waiter``
+        of the same notebook is told which of its workers gave way."""
         worker, owner = lease.worker, lease.owner
+        devices = self._alloc.devices_of(lease.id)
         if worker is not None and owner is not None and owner.evict(worker):
+            if waiter is not None:
+                self._gave_way(lease, waiter, devices)
             return []
         lease.told_idle = False
         return self._alloc.idle(lease.id, False)
 
+    def _gave_way(self, lease: _Lease, waiter: _Lease, devices: tuple[int, ...]) -> None:
+        """Tell ``waiter`` which of its own notebook's workers was stopped for it, and what
+        went with it (a cell worker's namespace; a function's container comes back)."""
+        own = lease.holder.own(waiter.holder, "idle")
+        if own is None or waiter.status is None:
+            return
+        if lease.holder.kind == "cell":
+            gone = "its remote namespace is gone"
+        else:
+            gone = "it starts again on its next call"
+        self._soon(waiter.status(f"stopped {own} to free {_gpus(devices)}; {gone}"))
+
     def _tell(self, lease: _Lease, position: int) -> None:
         if lease.status is None:
             return
+        holding: dict[str, list[int]] = {}
+        for choice in lease.request.choices:
+            for index in self._alloc.matching(choice):
+                holder = self._alloc.held.get(index)
+                if holder in self._leases and index not in holding.get(holder, []):
+                    holding.setdefault(holder, []).append(index)
+        stopping = [holder for holder in holding if self._alloc.evicting(holder)]
         holders = {
-            self._leases[holder].holder.told_to(lease.holder)
-            for choice in lease.request.choices
-            for index in self._alloc.matching(choice)
-            if (holder := self._alloc.held.get(index)) in self._leases
+            self._told(self._leases[holder], lease, indices)
+            for holder, indices in holding.items()
+            if holder not in stopping
         }
+        if stopping and not holders:
+            return  # what it needs is being freed for it (it was told which worker gave way)
         text = f"waiting for {wanted(lease.request)}, position {position} in the GPU queue"
         if holders:
             text += f"; held by {', '.join(sorted(holders))}"
         self._soon(lease.status(text))
+
+    def _told(self, holding: _Lease, waiter: _Lease, indices: list[int]) -> str:
+        """Who holds ``indices``, as told to ``waiter``: its own notebook's workers by the
+        flags or function that made them, with their GPUs and what they are doing."""
+        own = holding.holder.own(waiter.holder)
+        if own is None:
+            return holding.holder.told_to(waiter.holder)
+        worker, owner = holding.worker, holding.owner
+        if worker is None:
+            doing = "starting"
+        elif owner is not None and owner.idle(worker):
+            doing = "idle; it gives way once the other GPUs needed are free"
+        elif holding.holder.kind == "cell":
+            doing = "running a cell now; it gives way when the cell ends"
+        else:
+            doing = "serving a call now; it gives way when the call ends"
+        return f"{own} on {_gpus(indices)} ({doing})"
 
     def _soon(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)

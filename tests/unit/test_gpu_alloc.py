@@ -132,6 +132,29 @@ def test_an_idle_holder_is_evicted_for_a_waiting_request() -> None:
     assert alloc.release("fn") == [Grant("cell", (0,))]
 
 
+def test_an_idle_cell_worker_gives_way_only_to_its_own_notebook_and_last() -> None:
+    alloc = box(A100_80, A100_80)
+    a100, both = parse("A100"), parse("A100:2")
+    assert a100 is not None and both is not None
+    alloc.request("cell", a100, "nb1:a100", session="nb1", private=True)
+    alloc.request("fn", a100, "nb1:fn", session="nb1")
+    alloc.idle("cell", True)  # idle longer than the function worker
+    alloc.idle("fn", True)
+    # Another notebook's request may stop the function worker, never the cell worker.
+    assert alloc.request("other", a100, "nb2:a100", session="nb2") == [
+        Evict("fn"),
+        Queued("other", 1),
+    ]
+    alloc.release("other")
+    # The notebook's own request counts the GPU being freed, and stops its cell worker for the rest.
+    assert alloc.request("big", both, "nb1:both", session="nb1") == [
+        Evict("cell", "big"),
+        Queued("big", 1),
+    ]
+    assert alloc.release("fn") == []
+    assert alloc.release("cell") == [Grant("big", (0, 1))]
+
+
 def test_a_waiting_request_evicts_a_holder_as_soon_as_it_goes_idle() -> None:
     alloc = box(A100_80)
     ask(alloc, "fn", "A100")
