@@ -1,4 +1,4 @@
-"""`make lab`: its script starts JupyterLab from the venv, with nbremote's kernel, on the quickstart.
+"""`make lab`: its script starts the venv's JupyterLab, with nbremote's kernel, on the quickstart.
 
 The test runs scripts/lab.sh exactly as `make lab` does (plus a free port and a token), waits for
 the server, asks it what a user's browser would, then stops it: nothing blocks, no browser opens.
