@@ -1,10 +1,10 @@
-# Two commands for a newcomer: `make demo` and `make test`. Both set up .venv themselves.
+# Three commands for a newcomer: `make demo`, `make lab` and `make test`. Each sets up .venv itself.
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: setup bwrap demo test lint typecheck bench fidelity clean
+.PHONY: setup bwrap demo lab test lint typecheck bench fidelity clean
 
 setup: $(STAMP) bwrap
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml uv.lock
 
 demo: setup
 	$(BIN)/nbremote demo notebooks/quickstart.ipynb
+
+# JupyterLab of the venv on the quickstart, with a "Python (nbremote)" kernel (scripts/lab.sh).
+lab: setup
+	sh scripts/lab.sh
 
 lint: setup
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import _session, _sessions, gpu
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
+from ._defaults import Defaults, worker_flags
 from ._namespace import unpack
 from ._output import show
 from ._session import Request
@@ -32,7 +33,7 @@ from .wire.http import ListGpusResponse, ListSessionsResponse
 from .wire.mounts import check_mount_paths
 from .wire.ops import Op
 
-SUBCOMMANDS = ("connect", "status", "pull", "push", "reset", "sessions", "attach")
+SUBCOMMANDS = ("connect", "status", "pull", "push", "reset", "sessions", "attach", "config")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -68,6 +69,16 @@ def _volumes(pairs: list[str]) -> dict[str, str]:
     return mounts
 
 
+def _packages(pips: list[str]) -> list[str] | None:
+    """The packages of each ``--pip "PKG ..."``; None without ``--pip``."""
+    if not pips:
+        return None
+    packages = [package for pip in pips for package in shlex.split(pip.strip("'\""))]
+    if not packages:
+        raise UsageError('--pip takes packages: --pip "six==1.16.0 idna==3.7"')
+    return packages
+
+
 def _secrets(names: list[str], namespace: dict[str, Any]) -> list[Secret]:
     # A notebook variable holding a Secret (from_dict, from_dotenv) goes as it is.
     secrets = []
@@ -91,6 +102,8 @@ class RemoteMagics(Magics):
         self.remote_only: dict[str, int] = {}
         # The worker settings of the last %%remote cell: %remote pull/push talk to that worker.
         self.last_worker = CellOptions()
+        # Worker flags of later %%remote cells that do not give their own (%remote config).
+        self.defaults = Defaults()
 
     @property
     def ipython(self) -> InteractiveShell:
@@ -117,26 +130,23 @@ class RemoteMagics(Magics):
                 file=sys.stderr,
             )
 
-    def _image(self, name: str | None, pip: str | None) -> Image | None:
+    def _image(self, name: str | None, packages: list[str] | None) -> Image | None:
         """The image of ``--image`` (a variable, else a cached image) with ``--pip`` on top."""
-        if name is None and pip is None:
+        if name is None and packages is None:
             return None
         image = Image.debian_slim()
         if name is not None:
             name = name.strip("'\"")
             value = self.ipython.user_ns.get(name)
             image = value if isinstance(value, Image) else Image.from_id(name)
-        if pip is not None:
-            packages = shlex.split(pip.strip("'\""))
-            if not packages:
-                raise UsageError('--pip takes packages: --pip "six==1.16.0 idna==3.7"')
+        if packages is not None:
             if not image.steps:
                 raise UsageError(
                     f"--pip cannot add to {name!r}: use the nr.Image it was built from"
                 )
             image = image.pip_install(*packages)
         if name is not None and image.steps:
-            _session.current_session().ensure_image(image, name if not pip else None)
+            _session.current_session().ensure_image(image, name if not packages else None)
         return image
 
     # -- the magic -----------------------------------------------------------------------------
@@ -145,23 +155,11 @@ class RemoteMagics(Magics):
     @argument("--in", dest="inputs", metavar="A,B", help="ship exactly these names")
     @argument("--out", dest="outputs", metavar="X,Y", help="bring back exactly these names")
     @argument("--fresh", action="store_true", help="start a new worker (empty namespace)")
-    @argument("--timeout", type=float, metavar="S", help="stop the cell after S seconds")
-    @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
-    @argument("--gpu", metavar="SPEC", help="GPUs: any, A100, H100:2, 'H100|A100-80GB'")
-    @argument("--volume", action="append", default=[], metavar="NAME:/path", help="mount a volume")
-    @argument(
-        "--secret",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a runner secret (or a notebook nr.Secret variable) in the environment",
-    )
-    @argument("--image", metavar="NAME", help="an nr.Image variable, or a cached image's id/name")
-    @argument("--pip", metavar='"PKG ..."', help="packages to install over the image")
+    @worker_flags  # --timeout --env --gpu --volume --secret --image --pip (%remote config too)
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
         """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset|
-        sessions|attach``.
+        sessions|attach|config``.
 
         Example::
 
@@ -171,23 +169,13 @@ class RemoteMagics(Magics):
         if cell is None:
             self._subcommand(line)
             return
-        args = parse_argstring(self.remote, line)
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
-        try:
-            gpus = gpu.parse(args.gpu.strip("'\"") if args.gpu else None, where="--gpu")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        options = CellOptions(
-            gpu=gpus,
+        args = self.defaults.fill(parse_argstring(self.remote, line))
+        options = dataclasses.replace(
+            self._worker_options(args),
             inputs=_names(args.inputs),
             outputs=_names(args.outputs),
             fresh=args.fresh,
-            timeout=args.timeout,
-            env=_env(args.env),
-            volumes=_volumes(args.volume),
-            secrets=_secrets(args.secret, self.ipython.user_ns),
-            image=self._image(args.image, args.pip),
+            image=self._image(args.image, _packages(args.pip)),
         )
         missing = [name for name in options.inputs or [] if name not in self.ipython.user_ns]
         if missing:
@@ -211,6 +199,22 @@ class RemoteMagics(Magics):
             execution_count=count,
         )
         self._report(outcome)
+
+    def _worker_options(self, args: Namespace) -> CellOptions:
+        """The worker flags but the image, checked: a bad one is a UsageError naming it."""
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+        try:
+            gpus = gpu.parse(args.gpu.strip("'\"") if args.gpu else None, where="--gpu")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return CellOptions(
+            gpu=gpus,
+            timeout=args.timeout,
+            env=_env(args.env),
+            volumes=_volumes(args.volume),
+            secrets=_secrets(args.secret, self.ipython.user_ns),
+        )
 
     # -- %remote subcommands --------------------------------------------------------------------
 
@@ -345,6 +349,27 @@ class RemoteMagics(Magics):
             + f" ({len(described.workers)} workers"
             + (f"; remote names: {', '.join(names)}" if names else "")
             + "). Its names stay on the worker: use them in %%remote cells, or %remote pull them"
+        )
+
+    @magic_arguments("remote config")
+    @argument("--reset", action="store_true", help="clear the defaults (before setting any given)")
+    @worker_flags
+    def _config(self, args: Namespace) -> None:
+        """Set defaults of the worker flags for later %%remote cells; alone, show them. A cell's
+        own flag replaces that flag's default (nbremote/_defaults.py has the rules)."""
+        self._worker_options(args)  # checked now, as a cell would check them
+        _packages(args.pip)
+        if args.reset:
+            self.defaults = Defaults()
+        self.defaults.add(args)
+        given = [value for name, value in vars(args).items() if name != "reset"]
+        if args.reset or any(value not in (None, []) for value in given):
+            return
+        shown = self.defaults.flags()
+        print(
+            f"nbremote: later %%remote cells default to {shown}"
+            if shown
+            else "nbremote: no defaults; set some with %remote config --gpu A100 --pip torch"
         )
 
 
