@@ -18,6 +18,7 @@ from IPython.testing.globalipapp import start_ipython
 
 from nbremote import _session
 from nbremote._cell import CellOptions
+from nbremote._defaults import Defaults
 from nbremote._client import RunnerClient
 
 TOKEN = "test-token-0123456789"
@@ -153,6 +154,7 @@ def clean_shell(ipython: InteractiveShell) -> InteractiveShell:
     magics = ipython.magics_manager.registry["RemoteMagics"]
     magics.remote_only.clear()
     magics.last_worker = CellOptions()
+    magics.defaults = Defaults()
     return ipython
 
 
