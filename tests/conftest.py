@@ -18,8 +18,8 @@ from IPython.testing.globalipapp import start_ipython
 
 from nbremote import _session
 from nbremote._cell import CellOptions
-from nbremote._defaults import Defaults
 from nbremote._client import RunnerClient
+from nbremote._defaults import Defaults
 
 TOKEN = "test-token-0123456789"
 
