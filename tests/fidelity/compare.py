@@ -40,6 +40,11 @@ RULES: list[_Rule] = [
         "Jupyter form (± and µs) is recognised, so a terminal-style line stays a difference",
     ),
     (
+        re.compile(r"The slowest run took \d+(?:\.\d+)? times longer than the fastest"),
+        "The slowest run took <n> times longer than the fastest",
+        "%timeit's spread between its fastest and slowest runs is a timing",
+    ),
+    (
         re.compile(rf"\b{_NUMBER} {_UNIT}\b"),
         "<time>",
         "durations (%time, %%time, 'Wall time') differ between any two runs; again only the "

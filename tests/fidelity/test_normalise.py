@@ -22,6 +22,10 @@ from tests.fidelity.compare import CellView, diff, normalise, view
         ),
         ("real\t0m0.009s", "real\t0m1.105s"),
         (
+            "The slowest run took 4.03 times longer than the fastest. This could mean",
+            "The slowest run took 4.73 times longer than the fastest. This could mean",
+        ),
+        (
             "1.14 μs ± 2 ns per loop (mean ± std. dev. of 7 runs, 1,000,000 loops each)",
             "<timeit line>",
         ),
