@@ -55,6 +55,7 @@ from .workers import Worker
 if TYPE_CHECKING:
     from .frames import FrameConnection
 
+
 class SessionTaken(RunnerError):
     """A kernel asked for a session another kernel owns (the message says which way out)."""
 

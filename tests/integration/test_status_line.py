@@ -104,9 +104,7 @@ def test_a_first_cell_in_a_kernel_says_what_it_waits_for_and_leaves_only_its_out
     assert saved(third) == [{"output_type": "stream", "name": "stdout", "text": "again\n"}]
 
 
-def test_a_cell_with_a_warm_worker_shows_no_status(
-    runner: RunningRunner, tmp_path: Path
-) -> None:
+def test_a_cell_with_a_warm_worker_shows_no_status(runner: RunningRunner, tmp_path: Path) -> None:
     env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
     flags = own_worker()
     ran = run_notebook(
