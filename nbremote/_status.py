@@ -57,9 +57,10 @@ class StatusLine:
     """
 
     def __init__(self, in_kernel: bool) -> None:
-        self._publisher = _kernel_publisher(_shell()) if in_kernel else None
+        self._in_kernel = in_kernel
+        self._publisher: Any = None
+        self._terminal = False
         self._display_id: str | None = None
-        self._terminal = self._publisher is None and _is_tty(sys.stderr)
         self.shown = False  # a status is on screen now
         self.over = False  # the cell's own output has started: no more statuses
 
@@ -67,6 +68,9 @@ class StatusLine:
         """Show ``text`` as the status (in place of the one before)."""
         if self.over:
             return
+        if not self.shown and self._display_id is None:  # where to show it: found when needed
+            self._publisher = _kernel_publisher(_shell()) if self._in_kernel else None
+            self._terminal = self._publisher is None and _is_tty(sys.stderr)
         line = f"nbremote: {text}…"
         if self._publisher is not None:
             update = self._display_id is not None
