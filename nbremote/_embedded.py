@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from ._client import RunnerClient
+from ._status import step
 from .errors import NbremoteError, RunnerUnavailable
 from .wire.http import Health
 
@@ -120,7 +121,7 @@ def find_or_start(home: Path) -> tuple[str, str | None]:
     found = find(home)
     if found:
         return found
-    with _locked(home / "runner.lock"):
+    with _locked(home / "runner.lock"), step("starting the runner"):
         found = find(home)
         if found:
             return found

@@ -12,6 +12,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+from . import _status
 from .errors import remote_error
 from .wire.codec import Header
 from .wire.ops import Op
@@ -46,8 +47,14 @@ class RemoteResult:
 
 
 def show(frame: Header, buffers: list[bytearray]) -> None:
-    """Reproduce one output frame (stream, display, result, clear_output, notice) here."""
+    """Reproduce one output frame (stream, display, result, clear_output, notice) here; a
+    status frame goes to the cell's transient status line (`nbremote._status`), which the
+    first frame of the cell's own output takes away."""
     op = frame["op"]
+    if op == Op.STATUS:  # from the runner while the cell waits ("starting a worker"): transient
+        _status.say(frame["text"])
+        return
+    _status.output_starts()
     if op == Op.NOTICE:  # from the runner itself: a GPU queue position, a GPU cell's summary
         print(f"nbremote: {frame['text']}", file=sys.stderr, flush=True)
         return

@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import _session, _sessions, gpu
+from . import _session, _sessions, _status, gpu
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._defaults import Defaults, worker_flags
 from ._namespace import unpack
@@ -188,16 +188,17 @@ class RemoteMagics(Magics):
         # The prompt's number (In[n]): IPython has counted the next cell before running this one.
         running = self.ipython.displayhook.exec_result
         count = running.execution_count if running is not None else self.ipython.execution_count
-        outcome = run_cell(
-            _session.current_session(),
-            code,
-            self.ipython.user_ns,
-            options,
-            show,
-            hidden=self.ipython.user_ns_hidden,
-            stays_remote=self._stays_remote,
-            execution_count=count,
-        )
+        with _status.cell():  # "starting a worker" while the cell waits, gone once it shows
+            outcome = run_cell(
+                _session.current_session(),
+                code,
+                self.ipython.user_ns,
+                options,
+                show,
+                hidden=self.ipython.user_ns_hidden,
+                stays_remote=self._stays_remote,
+                execution_count=count,
+            )
         self._report(outcome)
 
     def _worker_options(self, args: Namespace) -> CellOptions:

@@ -30,7 +30,20 @@ from .pool_state import SPARE, Abort, Action, Fail, Hand, PoolState, Start, Stop
 from .workers import Forward, Serve, Worker
 
 StartWorker = Callable[[WorkerSpec], Awaitable[Worker]]
+Status = Callable[[str], Awaitable[None]]
 DEFAULT_SPEC = WorkerSpec()
+# Where a start says "starting a worker": set by a cell's session in its request's context
+# (which the start inherits); unset for every other start. Said only when the taker waits for a
+# worker to boot, not when it gets the booted spare, so a warm first cell shows no status.
+STARTING: contextvars.ContextVar[Status | None] = contextvars.ContextVar(
+    "nbremote_cell_starting", default=None
+)
+
+
+async def _say_starting() -> None:
+    status = STARTING.get()
+    if status is not None:
+        await status("starting a worker")
 
 
 class FunctionPool:
@@ -327,12 +340,15 @@ class SparePool:
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
         if spec == DEFAULT_SPEC and self._spare is not None:
+            if not self._spare.workers:  # none booted yet: the taker waits for one
+                await _say_starting()
             try:
                 worker = await self._spare.take()
                 if worker.alive:
                     return worker
             except Exception:
                 pass  # none ready, or it failed to boot: start one in the caller's sight instead
+        await _say_starting()
         return await self._start(spec)
 
     async def close(self) -> None:

@@ -39,8 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 from nbremote.wire.codec import Header
@@ -50,22 +49,11 @@ from nbremote.wire.shm import host_id
 from .errors import RunnerError
 from .gpus import GpuBroker, Holder
 from .pool_state import CELL
-from .pools import FunctionPool, Pools
+from .pools import STARTING, FunctionPool, Pools, Status
 from .workers import Worker
 
 if TYPE_CHECKING:
     from .frames import FrameConnection
-
-Status = Callable[[str], Awaitable[None]]
-# Where "starting a worker" goes: the cell whose request a start is for (a start runs in the
-# context of its request).
-_STARTING: ContextVar[Status | None] = ContextVar("nbremote_cell_starting", default=None)
-
-
-async def _starting() -> None:
-    status = _STARTING.get()
-    if status is not None:
-        await status("starting a worker")
 
 
 def _flags(spec: WorkerSpec) -> str:
@@ -159,15 +147,15 @@ class Session:
         key = spec.key()
         group, flags = f"{self.id}:{key}", _flags(spec)
         holder = Holder("cell", self.id, self.notebook, group=group, flags=flags)
-        pool = self.cells.open(key, spec, CELL, holder, _starting)
+        pool = self.cells.open(key, spec, CELL, holder)
         if fresh:
             await pool.renew()
-        token = _STARTING.set(status)  # read by the start, in this request's context
+        token = STARTING.set(status)  # read by the start, in this request's context
         try:
             async with pool.holding() as worker:
                 yield worker
         finally:
-            _STARTING.reset(token)
+            STARTING.reset(token)
 
     async def reset(self) -> None:
         """Stop every worker: the next cell starts with an empty namespace."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from nbremote_runner.gpus import Holder
 from nbremote_runner.pool_state import CELL, SPARE
-from nbremote_runner.pools import FunctionPool, SparePool
+from nbremote_runner.pools import STARTING, FunctionPool, SparePool
 from nbremote_runner.sessions import Session
 
 from nbremote.wire.http import FunctionScaling, WorkerSpec
@@ -229,6 +229,9 @@ class FakeBroker:
 
     async def take(self, spec: WorkerSpec, holder: Holder, owner: object) -> FakeWorker:
         self.holders.append(holder)
+        status = STARTING.get()  # the broker's `SparePool` says so when it boots one
+        if status is not None:
+            await status("starting a worker")
         return await self.starter(spec)
 
 
@@ -384,6 +387,35 @@ def test_without_a_spare_every_worker_starts_on_demand(monkeypatch: pytest.Monke
         await settle()
         assert starter.started == []
         assert await source.take(WorkerSpec()) is starter.started[0]
+        await source.close()
+
+    run(test)
+
+
+def test_a_cell_hears_starting_a_worker_only_when_it_waits_for_one_to_boot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def test() -> None:
+        heard: list[str] = []
+
+        async def status(text: str) -> None:
+            heard.append(text)
+
+        STARTING.set(status)  # as a cell's session sets it around its request
+        starter = Starter()
+        source = spare(monkeypatch, starter)
+        await settle()
+        starter.gate.clear()  # the next spare's boot waits
+        assert await source.take(WorkerSpec()) is starter.started[0]
+        await settle()
+        assert heard == []  # the booted spare: no wait, no status (nor for the next one's boot)
+        taking = asyncio.create_task(source.take(WorkerSpec()))
+        await settle()
+        assert heard == ["starting a worker"]  # the next spare is still booting
+        starter.gate.set()
+        await taking
+        await source.take(WorkerSpec(env={"A": "1"}))  # a spec of its own always boots
+        assert heard == ["starting a worker"] * 2
         await source.close()
 
     run(test)
