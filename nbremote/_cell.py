@@ -22,6 +22,8 @@ from collections.abc import Callable, Container, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from IPython.core.error import UsageError
+
 from ._analysis import analyse_cell
 from ._imports_ahead import import_ahead, star_imported
 from ._ipython_syntax import parse_cell
@@ -174,6 +176,8 @@ def raise_for(done: Header) -> None:
     if done["ok"]:
         return
     error = done["error"]
+    if error["ename"] == "UsageError":  # a magic's: IPython shows it as one line, as locally
+        raise UsageError(error["evalue"])
     if error["ename"] == "WorkerDied":
         raise WorkerDied(
             f"{error['evalue']}. The next cell starts a new worker with an empty namespace"

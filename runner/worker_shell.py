@@ -202,6 +202,16 @@ class ZMQInteractiveShell(InteractiveShell):
         for configurable in self.configurables:
             configurable.update_config(change)
 
+    def show_usage_error(self, exc: BaseException) -> None:
+        """A magic's UsageError fails the cell without a traceback: the notebook's kernel shows
+        it, as its own (one ``UsageError: ...`` line on stderr), when it raises it."""
+        self.last_error = {
+            "ename": "UsageError",
+            "evalue": str(exc),
+            "builtin": None,
+            "traceback": [],
+        }
+
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
         error = {
             "ename": getattr(etype, "__name__", str(etype)),

@@ -237,3 +237,12 @@ def test_a_warning_names_the_cell_as_a_kernel_names_it(kernel: Kernel) -> None:
     assert local_line and remote_line, (local.text("stderr"), remote.text("stderr"))
     # The remote cell's line 1 is its %%remote line, as the notebook shows it.
     assert int(remote_line[1]) == int(local_line[1]) + 1
+
+
+def test_a_magics_usage_error_shows_as_locally(kernel: Kernel) -> None:
+    local, remote = kernel.both("%nbr_no_such_magic")
+    assert remote.kinds == local.kinds == ["stderr"]
+    assert remote.text("stderr") == local.text("stderr")
+    assert "UsageError: Line magic function `%nbr_no_such_magic` not found" in local.text("stderr")
+    assert remote.reply["status"] == local.reply["status"] == "error"
+    assert remote.reply["ename"] == local.reply["ename"] == "UsageError"
