@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+from ._output import notebook_shell
 from .wire.aliases import SetLoader, dumps_set
 from .wire.codec import Header
 from .wire.ops import Op
@@ -62,13 +63,20 @@ def pack(names: Iterable[str], namespace: Mapping[str, Any], known: set[str]) ->
     """
     names = list(names)
     packed = Packed()
-    values = {n: namespace[n] for n in names if not isinstance(namespace[n], ModuleType)}
+    shell = notebook_shell()  # get_ipython() travels as such: each side has its own
+    values = {
+        n: namespace[n]
+        for n in names
+        if not isinstance(namespace[n], ModuleType) and namespace[n] is not shell
+    }
     payloads, failed = dumps_set(values)
     for name in names:
         if name in failed:
             raise failed[name]
         if name in payloads:
             packed.add(name, payloads[name], known)
+        elif namespace[name] is shell:
+            packed.items.append({"name": name, "shell": True})
         else:
             packed.items.append({"name": name, "module": namespace[name].__name__})
     return packed
@@ -87,6 +95,9 @@ def unpack(
     position = 0
     for item in items:
         name = item["name"]
+        if item.get("shell"):
+            values[name] = notebook_shell()
+            continue
         if "module" in item:
             # A package of the worker's image only stays bound there, quietly.
             with contextlib.suppress(ImportError, AttributeError):

@@ -21,6 +21,8 @@ from collections.abc import Callable, Collection, Container, Mapping
 from types import ModuleType
 from typing import Any
 
+from IPython import get_ipython
+
 from nbremote.errors import SerializationError
 from nbremote.wire.aliases import SetLoader, dumps_set
 from nbremote.wire.codec import Header
@@ -76,7 +78,9 @@ class HeldValues:
         position = 0
         for item in inputs:
             name = item["name"]
-            if "module" in item:
+            if item.get("shell"):  # the notebook's shell: this side's own
+                values[name] = get_ipython()
+            elif "module" in item:
                 values[name] = _import(name, item["module"])
             elif item.get("nbuf"):
                 parts[name] = buffers[position : position + item["nbuf"]]
@@ -127,10 +131,13 @@ class HeldValues:
         wanted = set(names)
         present = [name for name in dict.fromkeys([*before, *names]) if name in ns]
         imported = {name: _star_source(name, ns[name], star) for name in present if star}
+        shell = get_ipython()
         values = {
             name: ns[name]
             for name in present
-            if not isinstance(ns[name], ModuleType) and not imported.get(name)
+            if not isinstance(ns[name], ModuleType)
+            and not imported.get(name)
+            and ns[name] is not shell
         }
         payloads, failed = dumps_set(values)
         self.fresh = {name: payload.hash for name, payload in payloads.items()}
@@ -143,7 +150,9 @@ class HeldValues:
                     unreturnable.append({"name": name, "reason": failed[name].reason})
                 continue
             if name not in values:  # a module, or a module's attribute: its import is enough
-                if name in wanted:
+                if name in wanted and ns[name] is shell:  # get_ipython(): each side's own
+                    items.append({"name": name, "shell": True})
+                elif name in wanted:
                     module = imported.get(name)
                     attribute = {"attr": name} if module else {}
                     items.append({"name": name, "module": module or ns[name].__name__, **attribute})

@@ -72,10 +72,11 @@ class FrameDeployed(_FramePart):
 
 
 class FrameItem(_FramePart):
-    """A named value of a cell: an imported module, or a pickled value (``nbuf`` buffers, or
-    none if the worker holds ``hash`` already)."""
+    """A named value of a cell: the shell (``get_ipython()``, each side's own), an imported
+    module, or a pickled value (``nbuf`` buffers, or none if the worker holds ``hash`` already)."""
 
     name: str
+    shell: bool = False  # get_ipython(): the other side binds its own shell
     module: str | None = None
     hash: str | None = None
     nbuf: int = Field(default=0, ge=0)

@@ -88,6 +88,7 @@ class FrameDeployed(TypedDict):
 
 class FrameItem(TypedDict):
     name: str
+    shell: NotRequired[bool]
     module: NotRequired[str | None]
     hash: NotRequired[str | None]
     nbuf: NotRequired[int]

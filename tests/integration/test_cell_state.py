@@ -207,3 +207,12 @@ def test_a_failed_cell_changes_nothing_here(shell: InteractiveShell) -> None:
     assert shell.user_ns["xs"] == [1]
     assert "z" not in shell.user_ns
     assert printed(shell, "print(xs)") == "[1]\n"  # the worker takes the notebook's copy again
+
+
+def test_the_shell_travels_as_each_sides_own(shell: InteractiveShell) -> None:
+    # `ip = get_ipython()` (to register a formatter, say) cannot be pickled: each side binds
+    # its own shell, quietly, whichever side ran it.
+    with capture_output() as captured:
+        remote(shell, "ip = get_ipython()")
+    assert shell.user_ns["ip"] is shell and captured.stderr == ""
+    assert printed(shell, "print(ip is get_ipython())") == "True\n"
