@@ -79,14 +79,42 @@ def show(frame: Header, buffers: list[bytearray]) -> None:
         if shell is None:
             print(frame["data"].get("text/plain", ""))
             return
-        shell.display_pub.publish(
-            data=frame["data"],
-            metadata=frame["metadata"],
-            transient=frame.get("transient") or None,
-            update=frame.get("update", False),
-        )
+        if frame.get("after_error"):
+            _show_after_error(shell, frame)
+            return
+        _publish(shell, frame)
     elif op == Op.CLEAR_OUTPUT and shell is not None:
         shell.display_pub.clear_output(frame["wait"])
+
+
+def _publish(shell: Any, frame: Header) -> None:
+    shell.display_pub.publish(
+        data=frame["data"],
+        metadata=frame["metadata"],
+        transient=frame.get("transient") or None,
+        update=frame.get("update", False),
+    )
+
+
+_after_error: list[Header] = []  # displays waiting for the kernel to show the cell's error
+
+
+def _show_after_error(shell: Any, frame: Header) -> None:
+    """A display the remote cell made after its error (a figure its inline backend flushed as
+    the cell ended): the kernel shows the error when the magic raises it, then runs the
+    ``post_execute`` hooks, where a local cell's figure would show; so does this one."""
+    if not _after_error:
+        shell.events.register("post_execute", _flush_after_error)
+    _after_error.append(frame)
+
+
+def _flush_after_error() -> None:
+    shell = notebook_shell()
+    shell.events.unregister("post_execute", _flush_after_error)
+    frames = list(_after_error)
+    _after_error.clear()
+    for frame in frames:
+        _publish(shell, frame)
 
 
 def _show_error(shell: Any, frame: Header) -> None:

@@ -57,12 +57,18 @@ class FramePublisher(DisplayPublisher):
         **kwargs: Any,
     ) -> None:
         flush_streams()
+        # After the cell's error (a figure the inline backend flushes as the cell ends): the
+        # notebook shows it after the error, as a local cell does.
+        after_error: dict[str, Any] = {}
+        if self.shell.last_error is not None:
+            after_error["after_error"] = True
         _outbox_of(self.shell).send(
             Op.DISPLAY,
             data=json_mime(data),
             metadata=metadata or {},
             transient=transient or {},
             update=update,
+            **after_error,
         )
 
     def clear_output(self, wait: bool = False) -> None:

@@ -233,6 +233,7 @@ class DisplayFrame(_Answer):
     metadata: dict[str, Any]
     transient: NotRequired[dict[str, Any] | None]
     update: NotRequired[bool]
+    after_error: NotRequired[bool]  # made after the cell's error: shown after it
 
 
 class ResultFrame(_Answer):

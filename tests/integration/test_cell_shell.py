@@ -246,3 +246,10 @@ def test_a_magics_usage_error_shows_as_locally(kernel: Kernel) -> None:
     assert "UsageError: Line magic function `%nbr_no_such_magic` not found" in local.text("stderr")
     assert remote.reply["status"] == local.reply["status"] == "error"
     assert remote.reply["ename"] == local.reply["ename"] == "UsageError"
+
+
+def test_a_figure_of_a_failed_cell_shows_after_its_error_as_locally(kernel: Kernel) -> None:
+    cell = "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nraise ValueError('after the plot')"
+    local, remote = kernel.both(cell)
+    assert remote.kinds == local.kinds == ["error", "display_data"]
+    assert remote.reply["status"] == local.reply["status"] == "error"
