@@ -23,15 +23,28 @@ import select
 import ssl
 import sys
 import uuid
+from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from ._client import Channel
+from ._client import Channel, RunnerClient
 from .errors import RunnerError, RunnerUnavailable
 from .wire.http import DescribeSession
 
-if TYPE_CHECKING:
-    from ._session import RemoteSession
+
+class RemoteSession(Protocol):
+    """What of `nbremote._session.RemoteSession` a reconnection touches (that module imports
+    this one)."""
+
+    client: RunnerClient
+    id: str
+    sent_functions: set[str]
+    _channel: Channel | None
+    _held: dict[str, tuple[str, set[str]]]
+    _pending: dict[str, Any]
+    _stash: dict[str, deque[Any]]
+
+    def _end_leases(self) -> None: ...
 
 
 class NotSent(ConnectionError):
