@@ -150,6 +150,15 @@ class RunnerClient:
     """
 
     def __init__(self, url: str, token: str | None) -> None:
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self.timeout = REQUEST_TIMEOUT  # for each JSON call (a kernel's goodbye waits less)
+        # Where the runner is now, if it may move (the embedded one restarts on a new port):
+        # asked when a connection is refused, and the request goes there instead.
+        self.find_runner: Callable[[], tuple[str, str | None]] | None = None
+        self._point(url, token)
+
+    def _point(self, url: str, token: str | None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RunnerUnavailable(
@@ -160,9 +169,20 @@ class RunnerClient:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.tls = client_context() if parts.scheme == "https" else None
-        self._conn: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
-        self.timeout = REQUEST_TIMEOUT  # for each JSON call (a kernel's goodbye waits less)
+
+    def _moved(self) -> bool:
+        """Whether the runner moved (`find_runner` found it elsewhere, or started it anew
+        there): the client points at it from now on."""
+        if self.find_runner is None:
+            return False
+        url, token = self.find_runner()
+        if (url.rstrip("/"), token) == (self.url, self.token):
+            return False
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._point(url, token)
+        return True
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -237,7 +257,8 @@ class RunnerClient:
             body = body.model_dump(mode="json")
         payload = json.dumps(body).encode() if body is not None else None
         with self._lock:
-            for attempt in (1, 2):  # a kept-alive connection may have been closed meanwhile
+            retried = moved = False
+            while True:  # a kept-alive connection may have been closed meanwhile: once more
                 if self._conn is None:
                     self._conn = self._connection(self.timeout)
                 try:
@@ -248,9 +269,15 @@ class RunnerClient:
                 except (OSError, http.client.HTTPException) as exc:
                     self._conn.close()
                     self._conn = None
+                    # Refused: the request never reached a runner, so it may go where it moved.
+                    if isinstance(exc, ConnectionRefusedError) and not moved:
+                        moved = True
+                        if self._moved():
+                            continue
                     final = ConnectionRefusedError | TimeoutError | ssl.SSLCertVerificationError
-                    if attempt == 2 or isinstance(exc, final):
+                    if retried or isinstance(exc, final):
                         raise self._unreachable(exc) from exc
+                    retried = True
         self._check(response.status, data)
         return data
 
@@ -396,7 +423,12 @@ class RunnerClient:
     def open_channel(self, session_id: str) -> Channel:
         """Upgrade a new connection to the session's frame channel."""
         try:
-            sock = self._socket()  # under TLS an SSLSocket, which carries frames as a socket does
+            try:  # under TLS an SSLSocket, which carries frames as a socket does
+                sock = self._socket()
+            except ConnectionRefusedError:
+                if not self._moved():
+                    raise
+                sock = self._socket()
         except OSError as exc:
             raise self._unreachable(exc) from exc
         lines = [

@@ -5,9 +5,13 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Re-exported: the CLI finds the embedded runner here, as the rest of the client does.
 from .wire.home import nbremote_home as nbremote_home
+
+if TYPE_CHECKING:
+    from ._client import RunnerClient
 
 
 def resolve_runner(url: str | None = None, token: str | None = None) -> tuple[str, str | None]:
@@ -15,6 +19,25 @@ def resolve_runner(url: str | None = None, token: str | None = None) -> tuple[st
     url = url or os.environ.get("NBREMOTE_URL")
     if url:
         return url, token or os.environ.get("NBREMOTE_TOKEN")
+    return embedded_runner()
+
+
+def runner_client() -> tuple[RunnerClient, bool]:
+    """A client of the configured runner, else of the embedded one; whether it is the embedded
+    one, which the client finds again (or starts anew) if it goes away."""
+    from ._client import RunnerClient
+
+    embedded = not os.environ.get("NBREMOTE_URL")  # as resolve_runner decides
+    client = RunnerClient(*resolve_runner())
+    if embedded:
+        client.find_runner = embedded_runner
+    return client, embedded
+
+
+def embedded_runner() -> tuple[str, str | None]:
+    """The URL and token of the embedded runner of ``NBREMOTE_HOME``, started if it is not up
+    (again, after ``nbremote runner stop`` or an idle exit: a client asks this when its runner
+    no longer answers)."""
     from ._embedded import find_or_start
 
     return find_or_start(nbremote_home())

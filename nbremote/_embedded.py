@@ -30,6 +30,9 @@ from .wire.http import Health
 RUNTIME_FILE = "runner.json"
 START_TIMEOUT = 60.0
 CLIENT_VARIABLES = ("NBREMOTE_TOKEN", "NBREMOTE_URL")  # the kernel's, not the runner's
+# Runners this process started: held so that a running one is not collected (a warning), and
+# reaped by `_alive` once stopped.
+_started: list[subprocess.Popen[bytes]] = []
 
 
 def _alive(pid: int) -> bool:
@@ -132,6 +135,7 @@ def find_or_start(home: Path) -> tuple[str, str | None]:
                 break
             found = find(home)
             if found:
+                _started.append(proc)
                 return found
             time.sleep(0.02)
         proc.kill()

@@ -12,7 +12,6 @@ what the runner watches (`nbremote_runner.sessions` says how).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import platform
 import sys
@@ -28,8 +27,9 @@ from urllib.parse import quote
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
+from ._reconnect import NotSent, alive, connection_errors, drop_connections, forget_remote, recover
 from ._sessions import check_python, say_goodbye
-from .errors import RunnerError, RunnerUnavailable, VersionMismatch
+from .errors import RunnerError, VersionMismatch
 from .wire.codec import Buffer, Header
 from .wire.http import CreateSession, DescribeRunner, DescribeSession
 from .wire.images import DescribeImage
@@ -91,8 +91,10 @@ class RemoteSession:
         self._lock = threading.RLock()
 
     def _open(self) -> Channel:
-        if self._channel is not None and not self._channel.broken:
-            return self._channel
+        if self._channel is not None:
+            if alive(self._channel):
+                return self._channel
+            recover(self)  # the runner went away since the last request (`nbremote._reconnect`)
         described = self._create()
         if not self.embedded:  # else its workers run this kernel's own Python
             check_python(described.python)
@@ -114,25 +116,12 @@ class RemoteSession:
             if exc.kind != "SessionTaken" or attach:
                 raise
             print(f"nbremote: {exc.message}", file=sys.stderr)
-            self._forget_remote(uuid.uuid4().hex)
+            forget_remote(self, uuid.uuid4().hex)
             return self._create()
         if self._goodbye_pid is None:
             self._goodbye_pid = os.getpid()
             atexit.register(self._goodbye)
         return described
-
-    def _forget_remote(self, session_id: str) -> None:
-        """Use the session ``session_id`` from now on: what this kernel knew of its old session's
-        workers (channel, leases, held inputs, sent functions) no longer holds."""
-        self._end_leases()
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-        self.id = session_id
-        self._held.clear()
-        self.sent_functions.clear()
-        self._pending.clear()
-        self._stash.clear()
 
     def attach(self, session_id: str) -> DescribeSession:
         """Take over the session ``session_id`` of a kernel that is gone, with its live remote
@@ -143,7 +132,7 @@ class RemoteSession:
                 (``SessionTaken``).
             VersionMismatch: its workers run another Python than this kernel.
         """
-        with self._lock, self._connection_errors():
+        with self._lock, connection_errors(self):
             path = f"/api/v1/sessions/{session_id}"
             existing = self.client.call("GET", path, response=DescribeSession)
             if not self.embedded:  # else its workers run this kernel's own Python
@@ -151,7 +140,7 @@ class RemoteSession:
             opened = self._goodbye_pid is not None
             described = self._create(session_id, attach=True)
             previous = self.id
-            self._forget_remote(session_id)
+            forget_remote(self, session_id)
             if opened and previous != session_id:
                 say_goodbye(self.client, previous, self.client_id)
             return described
@@ -200,7 +189,11 @@ class RemoteSession:
         # may be collected by another process, and a mapped file can be taken only once).
         request.header["shm_ok"] = channel.shm_dir is not None and request.header["op"] != Op.SPAWN
         self._pending[request_id] = request
-        channel.send(request.header, request.buffers)
+        try:
+            channel.send(request.header, request.buffers)
+        except OSError as exc:  # half a frame is no request: the runner never saw it
+            del self._pending[request_id]
+            raise NotSent(str(exc)) from exc
         return request_id
 
     def _next_done(
@@ -272,29 +265,36 @@ class RemoteSession:
         a second Ctrl-C cancels it (its worker is killed if it ignored the first); a third
         abandons the request.
         """
-        with self._lock, self._connection_errors():
-            channel = self._open()
-            if request.header["op"] in (Op.CALL, Op.SPAWN):
-                if self._direct and direct_eligible(request.header, channel.shm_dir):
-                    done = self._call_direct(channel, request, on_frame)
-                    if done is not None:
-                        return done
-                else:
-                    self._end_leases()  # so that this call may have the worker (max_containers=1)
-            request_id = self._send(channel, request)
-            interrupts = 0
-            while True:
-                try:
-                    return self._next_done(channel, {request_id}, on_frame)
-                except KeyboardInterrupt:
-                    interrupts += 1
-                    if interrupts > 2:  # the runner has not answered the cancel: let go
-                        self._abandon(channel, [request_id])
-                        raise
-                    # A second Ctrl-C cancels: the runner kills a worker that ignored the first,
-                    # and its done says so.
-                    op = Op.INTERRUPT if interrupts == 1 else Op.CANCEL
-                    channel.send({"op": op, "id": request_id})
+        with self._lock, connection_errors(self):
+            try:
+                return self._call_once(request, on_frame)
+            except NotSent:  # the channel broke as it was sent: a new one, once
+                return self._call_once(request, on_frame)
+
+    def _call_once(self, request: Request, on_frame: OnFrame) -> Frame:
+        """One try at `call` (`NotSent`: the channel broke before the request was sent)."""
+        channel = self._open()
+        if request.header["op"] in (Op.CALL, Op.SPAWN):
+            if self._direct and direct_eligible(request.header, channel.shm_dir):
+                done = self._call_direct(channel, request, on_frame)
+                if done is not None:
+                    return done
+            else:
+                self._end_leases()  # so that this call may have the worker (max_containers=1)
+        request_id = self._send(channel, request)
+        interrupts = 0
+        while True:
+            try:
+                return self._next_done(channel, {request_id}, on_frame)
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts > 2:  # the runner has not answered the cancel: let go
+                    self._abandon(channel, [request_id])
+                    raise
+                # A second Ctrl-C cancels: the runner kills a worker that ignored the first,
+                # and its done says so.
+                op = Op.INTERRUPT if interrupts == 1 else Op.CANCEL
+                channel.send({"op": op, "id": request_id})
 
     def _call_direct(self, channel: Channel, request: Request, on_frame: OnFrame) -> Frame | None:
         """Serve a call on a worker leased to this kernel (see `nbremote._direct`); None when it
@@ -348,8 +348,10 @@ class RemoteSession:
         try:
             channel.send({"op": Op.LEASE, "id": lease_id, "pool": pool})
             leased, _ = self._next_done(channel, {lease_id}, on_frame, (Op.LEASED, Op.DONE))
-        except BaseException:
+        except BaseException as exc:
             self._pending.pop(lease_id, None)
+            if isinstance(exc, OSError):  # the call itself was not sent yet
+                raise NotSent(str(exc)) from exc
             raise
         if leased["op"] == Op.DONE:
             return None  # no worker to lease: the call through the runner will say why
@@ -381,7 +383,7 @@ class RemoteSession:
         iterator nor its results are ever held whole. Closing the generator (or an error in it,
         or Ctrl-C) cancels the requests still in flight.
         """
-        with self._lock, self._connection_errors():
+        with self._lock, connection_errors(self):
             channel = self._open()
             self._end_leases()  # a map may want every worker of the pool
             in_flight: dict[str, Request] = {}
@@ -404,7 +406,7 @@ class RemoteSession:
 
     def notify(self, header: Header) -> None:
         """Send a frame that has no answer (``cancel``)."""
-        with self._lock, self._connection_errors():
+        with self._lock, connection_errors(self):
             self._open().send({**header})
 
     def _abandon(self, channel: Channel, request_ids: list[str]) -> None:
@@ -414,15 +416,6 @@ class RemoteSession:
             self._stash.pop(request_id, None)
             if not channel.broken:
                 channel.send({"op": Op.CANCEL, "id": request_id})
-
-    @contextlib.contextmanager
-    def _connection_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (ConnectionError, OSError) as exc:
-            raise RunnerUnavailable(
-                f"lost the connection to the runner at {self.client.url} ({exc})"
-            ) from exc
 
     def describe(self) -> DescribeSession:
         """The runner's description of this session (workers, their memory, their objects)."""
@@ -440,15 +433,14 @@ class RemoteSession:
         with self._lock:
             self._end_leases()
             if self._channel is not None:
+                with connection_errors(self):
+                    self._open()  # a runner that went away is found first (and says so)
                 self.client.call("DELETE", f"/api/v1/sessions/{self.id}/workers")
             self._held.clear()
 
     def close(self) -> None:
         """Close the connections (the runner drops the session after its grace period)."""
-        self._end_leases()
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        drop_connections(self)
         self.client.close()
 
 
@@ -468,11 +460,10 @@ def current_session() -> RemoteSession:
     """This kernel's session, on the configured runner or the embedded one (started if need be)."""
     global _current
     if _current is None:
-        from ._config import resolve_runner
+        from ._config import runner_client
 
-        url, token = resolve_runner()
-        embedded = not os.environ.get("NBREMOTE_URL")  # as resolve_runner decided
-        _current = RemoteSession(RunnerClient(url, token), notebook_name(), embedded)
+        client, embedded = runner_client()
+        _current = RemoteSession(client, notebook_name(), embedded)
     return _current
 
 
