@@ -29,6 +29,7 @@ from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
 from ._sessions import check_python, say_goodbye
+from ._stdin import answer_input
 from .errors import RunnerError, RunnerUnavailable, VersionMismatch
 from .wire.codec import Buffer, Header
 from .wire.http import CreateSession, DescribeRunner, DescribeSession
@@ -241,6 +242,8 @@ class RemoteSession:
             elif frame["op"] == Op.NEED and request.packed is not None:
                 blobs, blob_buffers = request.packed.blobs(frame["hashes"])
                 channel.send({**blobs, "id": request_id}, blob_buffers)
+            elif frame["op"] == Op.INPUT:  # a cell's input(): asked with this kernel's own
+                channel.send(answer_input(frame, request_id))
             else:
                 on_frame(frame, buffers)
 
