@@ -1,8 +1,9 @@
 """What arrives on a worker's socket, sorted for the thread that serves requests.
 
 The serving thread is the only reader. It takes requests in order; while a request waits for the
-blobs answering its ``need`` (or the reply to a cell's ``input``), requests that arrive first (concurrent inputs) wait their turn; and
-the runner's answers to other threads' Dict or Queue requests are handed to those threads.
+blobs answering its ``need`` (or the reply to a cell's ``input``), requests that arrive first
+(concurrent inputs) wait their turn; and the runner's answers to other threads' Dict or Queue
+requests are handed to those threads.
 
 Standard library only: this runs inside every container.
 """

@@ -24,7 +24,6 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-
 INPUT_LIMIT = 1 << 20
 """The longest answer to a cell's ``input()`` that the runner passes on (characters): far more
 than anyone types or pastes at a prompt, far less than a worker must take from a client."""

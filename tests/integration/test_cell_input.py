@@ -5,6 +5,7 @@ answers (or refuses, or interrupts) its stdin requests as a frontend does."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
+from nbremote._client import Channel
+from nbremote.wire.ops import INPUT_LIMIT
 from tests.conftest import RunningRunner
 
 
@@ -38,9 +41,7 @@ class Kernel:
         self.manager = manager
         self.client = client
 
-    def run(
-        self, code: str, answer: Callable[[dict[str, Any]], None] | None = None
-    ) -> Ran:
+    def run(self, code: str, answer: Callable[[dict[str, Any]], None] | None = None) -> Ran:
         """Run ``code``; ``answer`` (if any) is the frontend's stdin: it gets each input request
         and answers it (with `client.input`), else the frontend takes no input."""
         ran = Ran({})
@@ -118,3 +119,36 @@ def test_ctrl_c_at_the_prompt_interrupts_the_cell_as_locally(kernel: Kernel) -> 
     assert local.text() == "stopped: Interrupted by user\n"
     assert remote.text() == local.text()
     assert kernel.run("%%remote\nprint('after')").text() == "after\n"  # the worker goes on
+
+
+def test_an_answer_too_long_for_the_runner_fails_input_instead_of_hanging_the_cell(
+    runner: RunningRunner,
+) -> None:
+    session_id = uuid.uuid4().hex
+    with runner.client() as client:
+        client.request("POST", "/api/v1/sessions", {"id": session_id, "notebook": "stdin"})
+        channel = client.open_channel(session_id)
+    channel.sock.settimeout(60)
+    try:
+        code = "try:\n    input('? ')\nexcept Exception as e:\n    print(type(e).__name__, e)"
+        cell = {"op": "exec", "id": "c", "code": code, "inputs": [], "outputs": [], "spec": {}}
+        channel.send(cell)
+        frames = _until(channel, "input")
+        assert frames[-1]["prompt"] == "? "
+        channel.send({"op": "input_reply", "id": "c", "value": "x" * (INPUT_LIMIT + 1)})
+        frames = _until(channel, "done")
+        assert frames[-1]["ok"] is True  # the cell went on, with input()'s error
+        printed = "".join(f["text"] for f in frames if f["op"] == "stream")
+        assert printed.startswith("ValidationError value: String should have at most")
+    finally:
+        channel.close()
+        with runner.client() as client:
+            client.request("DELETE", f"/api/v1/sessions/{session_id}")
+
+
+def _until(channel: Channel, op: str) -> list[dict[str, Any]]:
+    """The request's frames up to and including the first ``op`` frame."""
+    frames = []
+    while not frames or frames[-1]["op"] != op:
+        frames.append(channel.recv()[0])
+    return frames
