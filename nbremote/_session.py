@@ -29,6 +29,7 @@ from ._direct import Lease, connect_lease, direct_eligible
 from ._namespace import Packed
 from ._reconnect import NotSent, alive, connection_errors, drop_connections, forget_remote, recover
 from ._sessions import check_python, say_goodbye
+from ._stdin import answer_input
 from .errors import RunnerError, VersionMismatch
 from .wire.codec import Buffer, Header
 from .wire.http import CreateSession, DescribeRunner, DescribeSession
@@ -234,6 +235,8 @@ class RemoteSession:
             elif frame["op"] == Op.NEED and request.packed is not None:
                 blobs, blob_buffers = request.packed.blobs(frame["hashes"])
                 channel.send({**blobs, "id": request_id}, blob_buffers)
+            elif frame["op"] == Op.INPUT:  # a cell's input(): asked with this kernel's own
+                channel.send(answer_input(frame, request_id))
             else:
                 on_frame(frame, buffers)
 

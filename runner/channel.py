@@ -5,7 +5,8 @@ Client -> runner frames:
   pull {id, names, spec}
   call {id, pool, function, count, first, timeout, retries} + function and argument buffers
   spawn {id, call_id, ...as call}   get {id, call_id, timeout}
-  blobs {id, items} + buffers (answer to ``need``) · interrupt {id} · cancel {id}
+  blobs {id, items} + buffers (answer to ``need``) · input_reply {id, value | error} (answer
+    to a cell's ``input``) · interrupt {id} · cancel {id}
   lease {id, pool}: one of the pool's workers serves this (same-host) client directly until it
     lets go; its ``leased {address, token}`` frame says where (see `worker_lease`)
 Runner -> client frames: whatever the worker sends for a request (stream, display, result,
@@ -15,8 +16,8 @@ GPU cell's summary), and ``done`` last.
 The channel is the connection only: every client frame is checked against the wire schema first
 (`frame_checks`), and a bad one is answered with an error ``done`` naming its field; requests go
 to the runner's `Dispatcher` (which serves them, and would serve them just the same with no
-client attached), with this channel's ``send`` for their output; ``blobs``, ``interrupt`` and
-``cancel`` go to the worker or task of the request they name.
+client attached), with this channel's ``send`` for their output; ``blobs``, ``input_reply``,
+``interrupt`` and ``cancel`` go to the worker or task of the request they name.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class Channel:
     def _receive(self, header: Header, buffers: list[bytearray]) -> None:
         invalid = check(CLIENT_FRAMES, header, buffers)
         if invalid is not None:
-            self.send(invalid)
+            if not self._refuse_input(header, invalid):
+                self.send(invalid)
             return
         op, request_id = header["op"], header["id"]
         if self.session.ended and (op in REQUESTS or op == Op.SPAWN):
@@ -108,7 +110,7 @@ class Channel:
             self.send({"op": Op.DONE, "id": request_id, "ok": True, "call_id": header["call_id"]})
         elif op in (Op.DICT, Op.QUEUE):  # Dict and Queue requests from the notebook
             self._soon(self._store(header, buffers))
-        elif op == Op.BLOBS:
+        elif op in (Op.BLOBS, Op.INPUT_REPLY):
             worker = self.session.serving(request_id)
             if worker is not None:
                 worker.send(header, buffers)
@@ -122,6 +124,16 @@ class Channel:
             running = self.tasks.get(request_id)
             if running is not None:
                 running.cancel()
+
+    def _refuse_input(self, header: Header, invalid: Header) -> bool:
+        """An ``input_reply`` that cannot be passed on (too long, say) still answers the cell's
+        ``input()``, which raises its error: else the cell would wait for an answer forever."""
+        request_id = header.get("id")
+        worker = self.session.serving(request_id) if isinstance(request_id, str) else None
+        if header.get("op") != Op.INPUT_REPLY or worker is None:
+            return False
+        worker.send({"op": Op.INPUT_REPLY, "id": request_id, "error": invalid["error"]}, [])
+        return True
 
     def _renew(self, request_id: str) -> None:
         """The session was ended under its kernel (``nbremote sessions rm``): go on in a new one

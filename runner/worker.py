@@ -6,9 +6,9 @@ pickle helpers only (never the runner), so that it starts fast inside any contai
 
 Frames (see `nbremote.wire.codec`):
   runner -> worker   exec {code, inputs, outputs, deletes, execution_count, discover, inline} ·
-                     blobs · pull {names}
-  worker -> runner   hello · need {hashes} · stream · display · clear_output · result · error ·
-                     page · done
+                     blobs · input_reply {value | error} · pull {names}
+  worker -> runner   hello · need {hashes} · input {prompt, password} · stream · display ·
+                     clear_output · result · error · page · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
   `nbremote_runner.worker_lease`) until it lets go
 
@@ -54,6 +54,7 @@ from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flu
 from .worker_lease import serve_lease
 from .worker_shell import WorkerShell
 from .worker_sources import LocalSources
+from .worker_stdin import InputRelay
 from .worker_values import HeldValues, rebound
 from .worker_values import InputError as _InputError
 
@@ -73,6 +74,7 @@ class Worker:
         self.outbox = outbox
         config = Config({"HistoryManager": {"enabled": False}})
         self.shell = WorkerShell.instance(outbox=outbox, config=config)
+        self.shell.stdin = InputRelay(self._ask_input)
         self.values = HeldValues()  # what the worker holds by content hash
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
@@ -177,6 +179,13 @@ class Worker:
         """The payloads of values this worker no longer holds, asked for by hash."""
         self.outbox.send(Op.NEED, hashes=hashes)
         return self.inbox.blobs(self.reader)
+
+    def _ask_input(self, prompt: str, password: bool) -> Header:
+        """The kernel's answer to a cell's ``input()`` (see `worker_stdin`)."""
+        flush_streams()  # what the cell printed comes before its prompt, as in a kernel
+        self.outbox.send(Op.INPUT, prompt=prompt, password=password)
+        header, _ = self.inbox.blobs(self.reader, Op.INPUT_REPLY)
+        return header
 
     # -- outputs -------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """What arrives on a worker's socket, sorted for the thread that serves requests.
 
 The serving thread is the only reader. It takes requests in order; while a request waits for the
-blobs answering its ``need``, requests that arrive first (concurrent inputs) wait their turn; and
-the runner's answers to other threads' Dict or Queue requests are handed to those threads.
+blobs answering its ``need`` (or the reply to a cell's ``input``), requests that arrive first
+(concurrent inputs) wait their turn; and the runner's answers to other threads' Dict or Queue
+requests are handed to those threads.
 
 Standard library only: this runs inside every container.
 """
@@ -31,11 +32,12 @@ class Inbox:
         """The next request to serve: one that had to wait first, else the next on ``reader``."""
         return self._deferred.popleft() if self._deferred else self._read(reader)
 
-    def blobs(self, reader: FrameReader) -> Frame:
-        """The ``blobs`` frame answering the ``need`` just sent; requests before it wait."""
+    def blobs(self, reader: FrameReader, op: str = Op.BLOBS) -> Frame:
+        """The ``blobs`` frame answering the ``need`` just sent (or the ``op`` frame answering
+        another question: ``input_reply``); requests before it wait."""
         while True:
             header, buffers, refused = self._read(reader)
-            if header.get("op") == Op.BLOBS and not refused:
+            if header.get("op") == op and not refused:
                 return header, buffers
             self._deferred.append((header, buffers, refused))
 

@@ -9,6 +9,7 @@ frontend, through frames instead of ZMQ.
 What the shell shows goes out as frames, each in order with the streams:
   - ``display()`` and figures: ``display``; the last expression: ``result`` (Out[n]);
   - the pager (``x?``, ``help``): ``page``, which the kernel turns into its own page payload;
+  - ``input()`` and ``getpass``: ``input``, answered by the kernel (`worker_stdin`);
   - every traceback IPython shows without the cell failing (an exception in a ``_repr_html_``,
     ``%tb``): ``error``, an error output. The one that fails the cell is kept for ``done``, so
     that the kernel raises it (``%tb`` and ``sys.last_value`` then work there).
@@ -36,6 +37,7 @@ from nbremote.wire.ops import Op
 
 from .worker_calls import builtin_base
 from .worker_io import Outbox, flush_streams, json_mime
+from .worker_stdin import InputRelay
 
 
 def _outbox_of(shell: Any) -> Outbox:
@@ -153,6 +155,7 @@ class ZMQInteractiveShell(InteractiveShell):
         self.outbox = outbox
         self.kernel = KernelStandIn()
         self.last_error: dict[str, Any] | None = None
+        self.stdin: InputRelay | None = None  # a cell's input(), set by the worker
         config: Config = kwargs.pop("config", None) or Config()
         config.setdefault("IPKernelApp", Config())  # what older tqdm tests for a notebook
         super().__init__(config=config, **kwargs)
@@ -179,10 +182,14 @@ class ZMQInteractiveShell(InteractiveShell):
         compiler = self.compile
         assert isinstance(compiler, CellCompiler)  # its compiler_class
         compiler.lead = lead
+        # input() and getpass ask the notebook for this cell, as ipykernel's _forward_input.
+        saved = self.stdin.install() if self.stdin is not None else None
         try:
             return self._settled(self.run_cell(body, store_history=True))
         finally:
             compiler.lead = ""  # a blank cell is not compiled: the lead must not outlive it
+            if saved is not None:
+                InputRelay.restore(saved)
 
     def enable_gui(self, gui: str | None = None) -> None:
         """``%matplotlib inline`` (and ``%pylab``) as in ipykernel: figures go inline, which

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .ops import INPUT_LIMIT
+
 
 class _FramePart(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -182,6 +184,23 @@ class BlobsFrame(_Frame):
         return _too_few("items", sum(item.nbuf for item in self.items), count)
 
 
+class FrameError(_FramePart):
+    """An error by name and message (its traceback, if any, is the sender's own)."""
+
+    ename: str = Field(max_length=200)
+    evalue: str = Field(max_length=INPUT_LIMIT)
+    traceback: list[str] = []
+
+
+class InputReplyFrame(_Frame):
+    """``input_reply``: what the person typed for a cell's ``input()`` (``value``), or the
+    error that ``input()`` raises on the worker (the frontend takes no input, say)."""
+
+    op: Literal["input_reply"]
+    value: str | None = Field(default=None, max_length=INPUT_LIMIT)
+    error: FrameError | None = None
+
+
 class SignalFrame(_Frame):
     """``interrupt`` or ``cancel`` the request ``id``."""
 
@@ -245,6 +264,7 @@ ClientFrame = Annotated[
     | GetFrame
     | LeaseFrame
     | BlobsFrame
+    | InputReplyFrame
     | SignalFrame
     | DictFrame
     | QueueFrame,

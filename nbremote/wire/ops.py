@@ -24,6 +24,10 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
+INPUT_LIMIT = 1 << 20
+"""The longest answer to a cell's ``input()`` that the runner passes on (characters): far more
+than anyone types or pastes at a prompt, far less than a worker must take from a client."""
+
 
 class Op(enum.StrEnum):
     """Every op a frame may carry (a `str`: ``Op.DONE == "done"``, and JSON writes ``"done"``)."""
@@ -35,6 +39,7 @@ class Op(enum.StrEnum):
     GET = "get"
     LEASE = "lease"
     BLOBS = "blobs"
+    INPUT_REPLY = "input_reply"
     INTERRUPT = "interrupt"
     CANCEL = "cancel"
     STOP = "stop"
@@ -51,6 +56,7 @@ class Op(enum.StrEnum):
     STATUS = "status"
     NOTICE = "notice"
     NEED = "need"
+    INPUT = "input"
     LEASED = "leased"
     DONE = "done"
 
@@ -98,6 +104,12 @@ class FrameBlob(TypedDict):
     name: str
     hash: str
     nbuf: int
+
+
+class FrameError(TypedDict):
+    ename: str
+    evalue: str
+    traceback: NotRequired[list[str]]
 
 
 class FrameSource(TypedDict):
@@ -172,6 +184,15 @@ class LeaseFrame(_Request):
 class BlobsFrame(_Request):
     op: Literal["blobs"]
     items: list[FrameBlob]
+
+
+class InputReplyFrame(_Request):
+    """What the person typed for a cell's ``input`` (``value``), or why there is nothing
+    (``error``: the kernel's frontend takes no input, say), raised from ``input()`` remotely."""
+
+    op: Literal["input_reply"]
+    value: NotRequired[str | None]
+    error: NotRequired[FrameError | None]
 
 
 class SignalFrame(_Request):
@@ -276,16 +297,18 @@ class NeedFrame(_Answer):
     hashes: list[str]
 
 
+class InputFrame(_Answer):
+    """A cell called ``input()`` (or ``getpass``): ask the person, as the kernel would."""
+
+    op: Literal["input"]
+    prompt: str
+    password: bool
+
+
 class LeasedFrame(_Answer):
     op: Literal["leased"]
     address: str
     token: str
-
-
-class FrameError(TypedDict):
-    ename: str
-    evalue: str
-    traceback: NotRequired[list[str]]
 
 
 class DoneFrame(_Answer):
@@ -311,6 +334,7 @@ FRAMES: dict[str, type] = {
     Op.GET: GetFrame,
     Op.LEASE: LeaseFrame,
     Op.BLOBS: BlobsFrame,
+    Op.INPUT_REPLY: InputReplyFrame,
     Op.INTERRUPT: SignalFrame,
     Op.CANCEL: SignalFrame,
     Op.STOP: SignalFrame,
@@ -327,6 +351,7 @@ FRAMES: dict[str, type] = {
     Op.STATUS: StatusFrame,
     Op.NOTICE: StatusFrame,
     Op.NEED: NeedFrame,
+    Op.INPUT: InputFrame,
     Op.LEASED: LeasedFrame,
     Op.DONE: DoneFrame,
 }

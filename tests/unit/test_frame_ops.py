@@ -23,6 +23,7 @@ PYDANTIC = {
     "get": frames.GetFrame,
     "lease": frames.LeaseFrame,
     "blobs": frames.BlobsFrame,
+    "input_reply": frames.InputReplyFrame,
     "interrupt": frames.SignalFrame,
     "cancel": frames.SignalFrame,
     "dict": frames.DictFrame,
