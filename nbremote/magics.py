@@ -19,6 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import _session, _sessions, _status, gpu
+from ._analysis import analyse_cell
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._defaults import Defaults, worker_flags
 from ._namespace import unpack
@@ -100,6 +101,8 @@ class RemoteMagics(Magics):
         # Names whose newest value stayed on the worker, with the id of the (older) local value
         # then: while that local value is unchanged, it must not overwrite the remote one.
         self.remote_only: dict[str, int] = {}
+        # Of those, the ones not yet told about, with why they stayed (see `before_cell`).
+        self.untold: dict[str, str] = {}
         # The worker settings of the last %%remote cell: %remote pull/push talk to that worker.
         self.last_worker = CellOptions()
         # Worker flags of later %%remote cells that do not give their own (%remote config).
@@ -119,16 +122,31 @@ class RemoteMagics(Magics):
     def _report(self, outcome: CellOutcome) -> None:
         for name in outcome.bound:
             self.remote_only.pop(name, None)
+            self.untold.pop(name, None)
         for name, reason in outcome.stayed_remote.items():
-            told = name in self.remote_only  # said once while it stays there, not at each cell
+            if name not in self.remote_only:  # told once while it stays there, if ever
+                self.untold[name] = reason
             self.remote_only[name] = id(self.ipython.user_ns.get(name))
-            if told:
-                continue
-            print(
-                f"nbremote: {name!r} stayed on the worker: {reason}. Keep using it in %%remote "
-                f"cells, or turn it into something picklable and `%remote pull {name}`",
-                file=sys.stderr,
-            )
+
+    def before_cell(self, info: Any) -> None:
+        """Before a local cell (IPython's ``pre_run_cell``): tell what stayed on the worker,
+        once, if this cell reads it here. Said at the cell that made it, it would be noise in a
+        notebook that only ever uses it in ``%%remote`` cells (a progress bar, a formatter)."""
+        cell = getattr(info, "raw_cell", None)
+        if not self.untold or not cell or cell.lstrip().startswith("%%remote"):
+            return
+        try:
+            reads = analyse_cell(cell).reads
+        except SyntaxError:
+            return
+        for name in reads:
+            reason = self.untold.pop(name, None)
+            if reason is not None and self._stays_remote(name):
+                print(
+                    f"nbremote: {name!r} stayed on the worker: {reason}. Use it in %%remote "
+                    f"cells, or turn it into something picklable and `%remote pull {name}`",
+                    file=sys.stderr,
+                )
 
     def _image(self, name: str | None, packages: list[str] | None) -> Image | None:
         """The image of ``--image`` (a variable, else a cached image) with ``--pip`` on top."""
@@ -182,6 +200,7 @@ class RemoteMagics(Magics):
             raise UsageError(f"--in names {', '.join(missing)}, not defined in this notebook")
         if options.fresh:
             self.remote_only.clear()
+            self.untold.clear()
         self.last_worker = dataclasses.replace(options, inputs=None, outputs=None, fresh=False)
         # The magic line stays as a comment, so remote tracebacks count lines as the cell does.
         code = f"# %%remote {line}\n{cell}"
@@ -241,6 +260,7 @@ class RemoteMagics(Magics):
         """Point this kernel at another runner."""
         session = _session.connect(args.url, args.token)
         self.remote_only.clear()
+        self.untold.clear()
         print(f"nbremote: connected to {session.client.url}")
 
     @magic_arguments("remote status")
@@ -316,6 +336,7 @@ class RemoteMagics(Magics):
         """Drop the remote namespace: the next cell starts a new worker."""
         _session.current_session().reset()
         self.remote_only.clear()
+        self.untold.clear()
         print("nbremote: the remote namespace was dropped; the next cell starts a new worker")
 
     @magic_arguments("remote sessions")
@@ -343,6 +364,7 @@ class RemoteMagics(Magics):
         except (LookupError, RunnerError) as exc:
             raise UsageError(getattr(exc, "message", str(exc))) from None
         self.remote_only.clear()
+        self.untold.clear()
         names = sorted({obj.name for worker in described.workers for obj in worker.objects})
         print(
             f"nbremote: this kernel now uses session {described.id[:8]}"
@@ -376,4 +398,6 @@ class RemoteMagics(Magics):
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext nbremote``)."""
-    ipython.register_magics(RemoteMagics(ipython))
+    magics = RemoteMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.before_cell)

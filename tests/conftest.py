@@ -153,6 +153,7 @@ def clean_shell(ipython: InteractiveShell) -> InteractiveShell:
     ipython.reset(new_session=False)
     magics = ipython.magics_manager.registry["RemoteMagics"]
     magics.remote_only.clear()
+    magics.untold.clear()
     magics.last_worker = CellOptions()
     magics.defaults = Defaults()
     return ipython
