@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import sys
 import threading
@@ -30,37 +31,37 @@ def _module_level(tree: ast.AST) -> Iterator[ast.AST]:
         yield from _module_level(node)
 
 
-def imported_names(code: str) -> list[str]:
-    """Absolute module names the cell's top level imports (``from a.b import c``: ``a.b``, and
-    ``a.b.c`` in case ``c`` is a submodule)."""
+@functools.lru_cache(maxsize=8)
+def _imports(code: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The absolute modules the cell's top level imports, and those it star-imports."""
     try:
         tree = parse_cell(code)
     except SyntaxError:
-        return []
+        return (), ()
     names: list[str] = []
+    star: list[str] = []
     for node in _module_level(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.append(node.module)
-            names += [f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*"]
-    return list(dict.fromkeys(names))
+            for alias in node.names:
+                if alias.name == "*":
+                    star.append(node.module)
+                else:  # in case it is a submodule
+                    names.append(f"{node.module}.{alias.name}")
+    return tuple(dict.fromkeys(names)), tuple(star)
+
+
+def imported_names(code: str) -> list[str]:
+    """Absolute module names the cell's top level imports (``from a.b import c``: ``a.b``, and
+    ``a.b.c`` in case ``c`` is a submodule)."""
+    return list(_imports(code)[0])
 
 
 def star_imported(code: str) -> list[str]:
     """The modules of the cell's top-level ``from m import *`` statements."""
-    try:
-        tree = parse_cell(code)
-    except SyntaxError:
-        return []
-    return [
-        node.module
-        for node in _module_level(tree)
-        if isinstance(node, ast.ImportFrom)
-        and node.level == 0
-        and node.module
-        and any(alias.name == "*" for alias in node.names)
-    ]
+    return list(_imports(code)[1])
 
 
 def _import_all(names: list[str]) -> None:
