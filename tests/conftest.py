@@ -191,3 +191,14 @@ def run_python(code: str, cwd: Path, env: dict[str, str] | None = None, timeout:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def stop_embedded_runner() -> None:
+    """``nbremote runner stop``, as a user would type it, for this test's NBREMOTE_HOME."""
+    stopped = subprocess.run(
+        [sys.executable, "-m", "nbremote", "runner", "stop"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "stopped the embedded runner" in stopped.stdout

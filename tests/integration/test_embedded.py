@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import RunningRunner, run_python
+from tests.conftest import RunningRunner, run_python, stop_embedded_runner
 
 FIRST_CELL = """
 import os
@@ -44,13 +44,7 @@ def test_first_cell_starts_one_runner_shared_by_kernels(
 def test_runner_stop_stops_it(nbremote_home: Path, tmp_path: Path) -> None:
     run_python(FIRST_CELL, tmp_path)
     pid = int(str(_runtime(nbremote_home)["pid"]))
-    stopped = subprocess.run(
-        [sys.executable, "-m", "nbremote", "runner", "stop"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert "stopped the embedded runner" in stopped.stdout
+    stop_embedded_runner()
     assert not (nbremote_home / "runner.json").exists()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _exists(pid):

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
 from nbremote import _session
-from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
+from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner, stop_embedded_runner
 
 NOTICE = "restarted; the remote namespace is gone"
 
@@ -29,16 +27,6 @@ def run(shell: InteractiveShell, code: str) -> tuple[bool, CapturedIO]:
     with capture_output() as shown:
         result = shell.run_cell(code)
     return result.success, shown
-
-
-def stop_embedded_runner() -> None:
-    stopped = subprocess.run(
-        [sys.executable, "-m", "nbremote", "runner", "stop"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert "stopped the embedded runner" in stopped.stdout
 
 
 @pytest.fixture
