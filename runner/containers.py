@@ -38,6 +38,9 @@ class MountedWorker(WorkerHandle):
     def stats(self) -> WorkerStats:
         return self._inner.stats()
 
+    def leaving(self) -> None:
+        self._stopping = True  # its exit is a clean stop: exit_status must not drop the copies
+
     async def stop(self) -> None:
         self._stopping = True  # the stream closes first: exit_status must not drop the copies
         await self._inner.stop()

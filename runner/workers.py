@@ -237,6 +237,9 @@ class Worker:
         methods, which may still use Dicts, Queues and volumes through the runner; one that has
         not left within `STOP_GRACE` is killed."""
         self.alive = False
+        # Said before the stop frame: the worker may leave, and `_watch` see it, before `stop`
+        # below runs; the exit must then count as the clean stop it is (volumes commit).
+        self.process.leaving()
         self.send({"op": Op.STOP, "id": "stop"}, [])
         try:
             await asyncio.wait_for(asyncio.shield(self.process.connection.closed), STOP_GRACE)

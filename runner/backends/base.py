@@ -120,6 +120,10 @@ class WorkerHandle(abc.ABC):
         not commit is lost. A backend that cannot kill at once stops it instead."""
         await self.stop()
 
+    def leaving(self) -> None:  # noqa: B027 (a no-op for a worker with nothing to keep)
+        """The runner has told the worker to stop (a ``stop`` frame): the exit that follows is
+        the end it asked for, not a death, whoever notices it first."""
+
     @abc.abstractmethod
     async def exit_status(self) -> str:
         """After the stream closed: how the worker ended ("exit code 1", "killed by signal
