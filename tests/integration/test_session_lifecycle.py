@@ -305,3 +305,30 @@ def test_a_restarted_notebook_waiting_for_its_old_gpu_is_told_attach_or_rm(
     assert not thread.is_alive() and not errors
     restarted.reset()
     restarted.close()
+
+
+STUBBORN = (  # a cell that swallows every interrupt
+    "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n"
+    "        pass"
+)
+
+
+def test_two_interrupts_of_a_real_kernel_kill_a_worker_that_ignores_the_first(
+    runner: RunningRunner, kernels: Callable[[RunningRunner], Kernel]
+) -> None:
+    # The notebook's stop button twice, as JupyterLab sends it: SIGINT to the kernel process.
+    kernel = kernels(runner)
+    kernel.run("%%remote\nkept = 1")
+    errors: list[dict[str, Any]] = []
+
+    def hook(message: dict[str, Any]) -> None:
+        if message["msg_type"] == "error":
+            errors.append(message["content"])
+
+    for delay in (1.5, 3.5):  # what interrupt_kernel sends (called from a timer's thread, it
+        threading.Timer(delay, os.kill, (kernel.pid, signal.SIGINT)).start()  # leaks a loop)
+    reply = kernel.client.execute_interactive(f"%%remote\n{STUBBORN}", timeout=60, output_hook=hook)
+    assert reply["content"]["status"] == "error"
+    assert "did not stop on interrupt; it was killed" in errors[-1]["evalue"]
+    # The next cell runs, on a new worker with an empty namespace.
+    assert kernel.run("%%remote\nprint('kept' in globals())") == "False\n"
