@@ -29,7 +29,7 @@ from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 TO = "\N{EN DASH}"  # ranges in messages, as in "minute 61 is out of 0 to 59"
 # The five fields of a cron expression, the numbers each allows, and what else it takes.
@@ -130,7 +130,7 @@ class Cron:
         zone = _zone(self.timezone)
         try:
             next(self._fires(datetime(2000, 1, 1, tzinfo=zone)))
-        except Exception as exc:  # croniter's "failed to find next date": 30 February
+        except CroniterBadDateError as exc:  # 30 February
             raise ValueError(f"cron {self.cron_string!r} never fires (no such date)") from exc
 
     def _fires(self, after: datetime) -> Iterator[datetime]:
