@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .image import Image
     from .queue import Queue
     from .retries import Retries
+    from .schedule import Cron, Period
     from .secret import Secret
     from .volume import Volume
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "App": "app",
     "Cls": "cls",
+    "Cron": "schedule",
     "concurrent": "cls",
     "Dict": "dict",
     "Queue": "queue",
@@ -50,6 +52,7 @@ _LAZY = {
     "Function": "functions",
     "FunctionCall": "functions",
     "Image": "image",
+    "Period": "schedule",
     "Retries": "retries",
     "Secret": "secret",
     "Volume": "volume",
@@ -60,11 +63,13 @@ __all__ = [
     "App",
     "AuthenticationError",
     "Cls",
+    "Cron",
     "Dict",
     "Function",
     "FunctionCall",
     "Image",
     "NbremoteError",
+    "Period",
     "Queue",
     "RemoteError",
     "Retries",
