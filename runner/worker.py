@@ -52,7 +52,7 @@ from .worker_calls import BatchResult, call_batch
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
-from .worker_shell import WorkerShell
+from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
 from .worker_stdin import InputRelay
 from .worker_values import HeldValues, rebound
@@ -73,7 +73,7 @@ class Worker:
         self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
         config = Config({"HistoryManager": {"enabled": False}})
-        self.shell = WorkerShell.instance(outbox=outbox, config=config)
+        self.shell = ZMQInteractiveShell.instance(outbox=outbox, config=config)
         self.shell.stdin = InputRelay(self._ask_input)
         self.values = HeldValues()  # what the worker holds by content hash
         self.functions: dict[str, Any] = {}  # content hash -> function called here

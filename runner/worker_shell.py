@@ -257,6 +257,3 @@ def _split_magic_line(code: str) -> tuple[str, str]:
         return "", code
     line, newline, body = code.partition("\n")
     return line + newline, body
-
-
-WorkerShell = ZMQInteractiveShell

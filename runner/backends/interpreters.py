@@ -16,6 +16,7 @@ import sys
 
 from nbremote import __version__
 
+from ..children import die_with_runner
 from .base import WorkerStartError
 
 _PROBE = "import nbremote, nbremote_runner.worker; print(nbremote.__version__)"
@@ -32,6 +33,7 @@ async def _problem(python: str) -> str | None:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_runner(),  # as every child of the runner: never outlives it
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     except (OSError, TimeoutError) as exc:
