@@ -122,6 +122,15 @@ class ExecFrame(_Frame):
         return _too_few("inputs", sum(item.nbuf for item in self.inputs), count)
 
 
+class PromoteFrame(_Frame):
+    """``promote``: store a cell as a scheduled job (see `nbremote.wire.ops.PromoteFrame`);
+    ``job`` is checked as `nbremote.wire.http.JobSettings` by the runner."""
+
+    op: Literal["promote"]
+    cell: ExecFrame
+    job: dict[str, Any]
+
+
 class PullFrame(_Frame):
     """``pull``: send named values of a worker's namespace back."""
 
@@ -263,6 +272,7 @@ ClientFrame = Annotated[
     | SpawnFrame
     | GetFrame
     | LeaseFrame
+    | PromoteFrame
     | BlobsFrame
     | InputReplyFrame
     | SignalFrame

@@ -38,6 +38,7 @@ class Op(enum.StrEnum):
     SPAWN = "spawn"
     GET = "get"
     LEASE = "lease"
+    PROMOTE = "promote"
     BLOBS = "blobs"
     INPUT_REPLY = "input_reply"
     INTERRUPT = "interrupt"
@@ -142,6 +143,16 @@ class ExecFrame(_Request):
     inline: NotRequired[dict[str, Any] | None]
     discover: NotRequired[bool]
     star: NotRequired[list[str]]
+
+
+class PromoteFrame(_Request):
+    """Store a cell as a scheduled job instead of running it. ``cell`` is the ``exec`` request
+    the cell would send (its inputs by hash, no buffers): the runner asks with ``need`` for
+    the payloads it does not hold yet, which come as ``blobs``. ``job`` is `JobSettings`."""
+
+    op: Literal["promote"]
+    cell: ExecFrame
+    job: dict[str, Any]
 
 
 class PullFrame(_Request):
@@ -333,6 +344,7 @@ FRAMES: dict[str, type] = {
     Op.SPAWN: SpawnFrame,
     Op.GET: GetFrame,
     Op.LEASE: LeaseFrame,
+    Op.PROMOTE: PromoteFrame,
     Op.BLOBS: BlobsFrame,
     Op.INPUT_REPLY: InputReplyFrame,
     Op.INTERRUPT: SignalFrame,

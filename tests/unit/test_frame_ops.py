@@ -22,6 +22,7 @@ PYDANTIC = {
     "spawn": frames.SpawnFrame,
     "get": frames.GetFrame,
     "lease": frames.LeaseFrame,
+    "promote": frames.PromoteFrame,
     "blobs": frames.BlobsFrame,
     "input_reply": frames.InputReplyFrame,
     "interrupt": frames.SignalFrame,
@@ -65,6 +66,8 @@ def _sample(rule: Rule) -> Any:
         return [_sample(rule.items)]
     if rule.name == "action":
         return "lookup"
+    if rule.name == "op":  # a nested request: promote's cell
+        return "exec"
     return {str: "a:b", int: 1, bool: True, float: 1.0, dict: {}, object: None}[kind]
 
 
