@@ -4,90 +4,34 @@ answers (or refuses, or interrupts) its stdin requests as a frontend does."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager, start_new_kernel
 
 from nbremote._client import Channel
 from nbremote.wire.ops import INPUT_LIMIT
 from tests.conftest import RunningRunner
-
-
-@dataclass
-class Ran:
-    """What the notebook got for one cell, and the input requests the frontend saw."""
-
-    reply: dict[str, Any]
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(o["text"] for o in self.outputs if o.get("name") == "stdout")
-
-    def errors(self) -> list[tuple[str, str]]:
-        return [(o["ename"], o["evalue"]) for o in self.outputs if "ename" in o]
-
-
-class Kernel:
-    """One kernel, nbremote loaded, pointed at the test runner; a frontend with or without stdin."""
-
-    def __init__(self, manager: KernelManager, client: BlockingKernelClient) -> None:
-        self.manager = manager
-        self.client = client
-
-    def run(self, code: str, answer: Callable[[dict[str, Any]], None] | None = None) -> Ran:
-        """Run ``code``; ``answer`` (if any) is the frontend's stdin: it gets each input request
-        and answers it (with `client.input`), else the frontend takes no input."""
-        ran = Ran({})
-
-        def keep(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] in ("stream", "error"):
-                ran.outputs.append(msg["content"])
-
-        def stdin(msg: dict[str, Any]) -> None:
-            ran.requests.append(msg["content"])
-            assert answer is not None
-            answer(msg["content"])
-
-        reply = self.client.execute_interactive(
-            code,
-            allow_stdin=answer is not None,
-            output_hook=keep,
-            stdin_hook=stdin,
-            timeout=120,
-        )
-        ran.reply = reply["content"]
-        return ran
-
-    def typed(self, text: str) -> Callable[[dict[str, Any]], None]:
-        """A frontend where the person types ``text`` at each prompt."""
-        return lambda request: self.client.input(text)
+from tests.kernels import Kernel, Ran
 
 
 @pytest.fixture(scope="module")
 def kernel(runner: RunningRunner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
-    folder = tmp_path_factory.mktemp("kernel")
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(folder))
-    try:
-        started = Kernel(manager, client)
-        assert started.run("%load_ext nbremote").reply["status"] == "ok"
-        yield started
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    started = Kernel(runner, tmp_path_factory.mktemp("kernel"))
+    yield started
+    started.close()
+
+
+def errors(ran: Ran) -> list[tuple[str, str]]:
+    """The cell's errors, by name and message."""
+    return [(e["ename"], e["evalue"]) for e in ran.errors()]
 
 
 def test_input_prompts_in_the_notebook_and_the_answer_reaches_the_cell(kernel: Kernel) -> None:
     ran = kernel.run("%%remote\nname = input('who? ')\nprint('hi', name)", kernel.typed("ada"))
-    assert ran.reply["status"] == "ok", ran.errors()
+    assert ran.reply["status"] == "ok", errors(ran)
     assert ran.requests == [{"prompt": "who? ", "password": False}]
     assert ran.text() == "hi ada\n"
     assert kernel.run("print(repr(name))").text() == "'ada'\n"  # bound in the notebook too
@@ -96,8 +40,8 @@ def test_input_prompts_in_the_notebook_and_the_answer_reaches_the_cell(kernel: K
 def test_without_stdin_the_cell_fails_as_a_local_one(kernel: Kernel) -> None:
     local = kernel.run("answer = input('who? ')")
     remote = kernel.run("%%remote\nanswer = input('who? ')")
-    assert local.errors()[0][0] == "StdinNotImplementedError"
-    assert remote.errors() == local.errors()
+    assert errors(local)[0][0] == "StdinNotImplementedError"
+    assert errors(remote) == errors(local)
     assert remote.reply["status"] == local.reply["status"] == "error"
     assert remote.requests == []
 

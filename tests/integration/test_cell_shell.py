@@ -4,79 +4,21 @@ gets: outputs, the execute reply's status, its payloads and its prompt number.""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager, start_new_kernel
 
 from tests.conftest import RunningRunner
-
-_KEPT = ("stream", "display_data", "execute_result", "error")
-
-
-@dataclass
-class Ran:
-    """What the notebook got for one cell."""
-
-    reply: dict[str, Any]
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def kinds(self) -> list[str]:
-        """The output types in order (a stream's name in place of "stream")."""
-        return [o["content"].get("name", o["msg_type"]) for o in self.outputs]
-
-    def text(self, name: str = "stdout") -> str:
-        return "".join(
-            o["content"]["text"] for o in self.outputs if o["content"].get("name") == name
-        )
-
-    def data(self) -> list[dict[str, Any]]:
-        return [o["content"] for o in self.outputs if o["msg_type"] == "display_data"]
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [o["content"] for o in self.outputs if o["msg_type"] == "error"]
-
-
-class Kernel:
-    """One kernel of this module's, with nbremote loaded and pointed at the test runner."""
-
-    def __init__(self, client: BlockingKernelClient) -> None:
-        self.client = client
-
-    def run(self, code: str) -> Ran:
-        ran = Ran({})
-
-        def keep(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] in _KEPT:
-                ran.outputs.append(msg)
-
-        ran.reply = self.client.execute_interactive(code, output_hook=keep, timeout=120)["content"]
-        return ran
-
-    def both(self, code: str) -> tuple[Ran, Ran]:
-        """``code`` run locally, then as a ``%%remote`` cell."""
-        return self.run(code), self.run(f"%%remote\n{code}")
+from tests.kernels import Kernel, Ran
 
 
 @pytest.fixture(scope="module")
 def kernel(runner: RunningRunner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
-    manager: KernelManager
-    folder = tmp_path_factory.mktemp("kernel")  # what its cells write stays out of the checkout
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(folder))
-    try:
-        started = Kernel(client)
-        assert started.run("%load_ext nbremote").reply["status"] == "ok"
-        yield started
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    started = Kernel(runner, tmp_path_factory.mktemp("kernel"))
+    yield started
+    started.close()
 
 
 def test_streams_are_utf8_not_ttys_as_in_a_kernel(kernel: Kernel) -> None:

@@ -18,8 +18,6 @@ from typing import Any
 
 import psutil
 import pytest
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager
 
 from nbremote import _session
 from nbremote._cell import CellOptions, run_cell
@@ -29,6 +27,7 @@ from nbremote.gpu import parse
 from nbremote.wire.codec import Header
 
 from ..conftest import TOKEN, RunningRunner, runner_environment, start_runner
+from ..kernels import Kernel
 
 NOTEBOOK = "analysis/model.ipynb"
 RELEASE_WAIT = 15.0  # the most a test waits for the runner to free what a kernel held
@@ -42,51 +41,9 @@ def lifecycle_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     running.stop()
 
 
-class Kernel:
-    """A real IPython kernel of the notebook ``NOTEBOOK``, pointed at a runner."""
-
-    def __init__(self, runner: RunningRunner, cwd: Path) -> None:
-        env = {**os.environ, "NBREMOTE_URL": runner.url, "JPY_SESSION_NAME": NOTEBOOK}
-        env |= {"NBREMOTE_TOKEN": runner.token or ""}
-        self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(env=env, cwd=str(cwd))
-        self.client: BlockingKernelClient = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-        self.run("%load_ext nbremote")
-
-    def run(self, code: str) -> str:
-        """Run a cell; what it printed (an error in it fails the test, with its traceback)."""
-        printed: list[str] = []
-        errors: list[str] = []
-
-        def hook(message: dict[str, Any]) -> None:
-            content = message["content"]
-            if message["msg_type"] == "stream":
-                printed.append(content["text"])
-            elif message["msg_type"] == "error":
-                errors.append("\n".join(content["traceback"]))
-
-        reply = self.client.execute_interactive(code, timeout=120, output_hook=hook)
-        assert reply["content"]["status"] == "ok", "".join(printed) + "\n".join(errors)
-        return "".join(printed)
-
-    def session_id(self) -> str:
-        code = "from nbremote import _session\nprint(_session.current_session().id)"
-        return self.run(code).strip()
-
-    @property
-    def pid(self) -> int:
-        provisioner: Any = self.manager.provisioner
-        return int(provisioner.process.pid)
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        if self.manager.is_alive():
-            self.manager.shutdown_kernel(now=True)
-        else:
-            self.manager.cleanup_resources()
-        self.manager.context.destroy(linger=0)
+def session_id_of(kernel: Kernel) -> str:
+    """The id of the kernel's nbremote session."""
+    return kernel.ok("from nbremote import _session\nprint(_session.current_session().id)").strip()
 
 
 @pytest.fixture
@@ -95,7 +52,7 @@ def kernels(tmp_path: Path) -> Iterator[Callable[[RunningRunner], Kernel]]:
     started: list[Kernel] = []
 
     def start(runner: RunningRunner) -> Kernel:
-        started.append(Kernel(runner, tmp_path))
+        started.append(Kernel(runner, tmp_path, NOTEBOOK))
         return started[-1]
 
     yield start
@@ -133,8 +90,8 @@ def released(
 
 def start_with_a_worker(kernel: Kernel, runner: RunningRunner) -> tuple[str, list[int]]:
     """Run a %%remote cell in the kernel: its session id and its worker's pid."""
-    kernel.run("%%remote\nimport os\nsecret = 41\nworker_pid = os.getpid()")
-    session_id = kernel.session_id()
+    kernel.ok("%%remote\nimport os\nsecret = 41\nworker_pid = os.getpid()")
+    session_id = session_id_of(kernel)
     pids = worker_pids(runner, session_id)
     assert len(pids) == 1
     return session_id, pids
@@ -161,8 +118,8 @@ def test_a_restarted_kernel_frees_the_old_sessions_workers(
     took = released(lifecycle_runner, session_id, pids, since)
     print(f"kernel restart -> workers gone: {took:.2f} s")
     kernel.client.wait_for_ready(timeout=60)
-    kernel.run("%load_ext nbremote")
-    assert kernel.session_id() != session_id
+    kernel.ok("%load_ext nbremote")
+    assert session_id_of(kernel) != session_id
 
 
 def test_a_killed_kernels_session_is_detached_then_attached_by_a_new_kernel(
@@ -179,15 +136,15 @@ def test_a_killed_kernels_session_is_detached_then_attached_by_a_new_kernel(
     assert worker_pids(lifecycle_runner, session_id) == pids  # the namespace is still there
 
     kernel = kernels(lifecycle_runner)
-    listing = kernel.run("%remote sessions")
+    listing = kernel.ok("%remote sessions")
     [line] = [line for line in listing.splitlines() if line.startswith(session_id[:8])]
     assert NOTEBOOK in line and "detached" in line and "secret" in line and "worker_pid" in line
-    said = kernel.run(f"%remote attach {session_id[:8]}")
+    said = kernel.ok(f"%remote attach {session_id[:8]}")
     assert f"now uses session {session_id[:8]}" in said
     # The remote namespace of the killed kernel goes on: its names, in its worker.
-    kernel.run("%%remote\nimport os\nseen = secret + 1\nsame = os.getpid() == worker_pid")
-    assert kernel.run("print(seen, same)").split() == ["42", "True"]
-    assert kernel.session_id() == session_id
+    kernel.ok("%%remote\nimport os\nseen = secret + 1\nsame = os.getpid() == worker_pid")
+    assert kernel.ok("print(seen, same)").split() == ["42", "True"]
+    assert session_id_of(kernel) == session_id
     assert sessions(lifecycle_runner)[session_id]["attached"]
 
     kernel.manager.shutdown_kernel()  # the attached session is now this kernel's: it ends too
@@ -203,8 +160,8 @@ def test_attach_refuses_a_session_whose_kernel_is_alive(
     with pytest.raises(RunnerError, match="in use by a live kernel"):
         other.attach(session_id)
     other.close()
-    alive.run("%%remote\nsecret += 1")  # the live kernel keeps its session
-    assert "42" in alive.run("%%remote\nprint(secret)")
+    alive.ok("%%remote\nsecret += 1")  # the live kernel keeps its session
+    assert "42" in alive.ok("%%remote\nprint(secret)")
 
 
 def test_a_killed_kernels_workers_go_after_the_grace_flag(
@@ -250,9 +207,9 @@ def test_sessions_ls_and_rm_from_the_command_line(
     assert said.strip() == f"ended session {session_id} (1 worker stopped)"
     released(lifecycle_runner, session_id, pids)
     # The kernel goes on in a new, empty session, and is told so.
-    said = kernel.run("%%remote\nfresh = 'secret' not in globals()")
+    said = kernel.ok("%%remote\nfresh = 'secret' not in globals()")
     assert f"session {session_id[:8]} was ended on the runner" in said
-    assert kernel.run("print(fresh)").strip() == "True"
+    assert kernel.ok("print(fresh)").strip() == "True"
 
 
 # -- a restarted notebook waiting for the GPU its previous session holds -------------------------
@@ -318,7 +275,7 @@ def test_two_interrupts_of_a_real_kernel_kill_a_worker_that_ignores_the_first(
 ) -> None:
     # The notebook's stop button twice, as JupyterLab sends it: SIGINT to the kernel process.
     kernel = kernels(runner)
-    kernel.run("%%remote\nkept = 1")
+    kernel.ok("%%remote\nkept = 1")
     errors: list[dict[str, Any]] = []
 
     def hook(message: dict[str, Any]) -> None:
@@ -331,4 +288,4 @@ def test_two_interrupts_of_a_real_kernel_kill_a_worker_that_ignores_the_first(
     assert reply["content"]["status"] == "error"
     assert "did not stop on interrupt; it was killed" in errors[-1]["evalue"]
     # The next cell runs, on a new worker with an empty namespace.
-    assert kernel.run("%%remote\nprint('kept' in globals())") == "False\n"
+    assert kernel.ok("%%remote\nprint('kept' in globals())") == "False\n"
