@@ -1,0 +1,177 @@
+"""Scheduled jobs on a real runner: a cell promoted over its session's channel (inputs by hash,
+asked for with need/blobs), fired by a 1-second Period, run now with parameters, paused,
+resumed, removed, promoted again; runs, logs and outputs read over REST."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tests.conftest import RunningRunner
+from tests.integration.jobs_helpers import (
+    api,
+    channel_of,
+    error_of,
+    finished,
+    outputs,
+    period,
+    promote,
+    raw,
+    runs,
+    wait_for,
+)
+
+CODE = "y = x * 2\nprint('x is', x)"
+
+
+@pytest.fixture
+def name(runner: RunningRunner) -> Iterator[str]:
+    """A job name of this test's own; the job is removed afterwards (the runner is shared)."""
+    job = f"t-{uuid.uuid4().hex[:8]}"
+    yield job
+    if job in [j["name"] for j in api(runner, "GET", "/jobs")["jobs"]]:
+        api(runner, "DELETE", f"/jobs/{job}")
+
+
+def test_a_promoted_cell_fires_every_second_with_its_inputs(
+    runner: RunningRunner, name: str
+) -> None:
+    started = time.monotonic()
+    with channel_of(runner) as channel:
+        done, frames = promote(
+            channel, CODE, {"x": 21}, {"name": name, "schedule": period(1)}, ["y"]
+        )
+    promoted = time.monotonic() - started
+    assert done["ok"] is True, done
+    assert frames[0]["op"] == "need"  # the runner asked for the input it did not hold
+    job = done["job"]
+    assert (job["name"], job["version"], job["kind"], job["inputs"]) == (name, 1, "cell", ["x"])
+    assert len(job["next_fires"]) == 3
+
+    ran = finished(runner, name, 2)
+    assert all(run["status"] == "succeeded" for run in ran[:2]), ran
+    assert all(run["trigger"] == "schedule" for run in ran[:2])
+    assert outputs(runner, name, ran[0]["number"]) == {"y": 42}
+    assert raw(runner, f"/jobs/{name}/runs/{ran[0]['number']}/logs").decode() == "x is 21\n"
+    described = ran[0]["outputs"]
+    assert [(o["name"], o["type"]) for o in described] == [("y", "int")]
+    late = ", ".join(f"{(run['started'] - run['scheduled']) * 1000:.1f} ms" for run in ran[:2])
+    print(f"promotion {promoted * 1000:.0f} ms; fire lateness {late}")
+
+
+def test_an_input_already_stored_is_not_asked_for_again(runner: RunningRunner, name: str) -> None:
+    values = {"x": np.arange(1000)}
+    schedule = {"name": name, "schedule": period(3600)}
+    with channel_of(runner) as channel:
+        first, frames = promote(channel, CODE, values, schedule, ["y"])
+        again, frames_again = promote(channel, CODE, values, schedule, ["y"])
+    assert first["ok"] and again["ok"], (first, again)
+    assert [f["op"] for f in frames] == ["need", "done"]
+    assert [f["op"] for f in frames_again] == ["done"]  # the runner holds it: nothing sent
+    assert again["job"]["version"] == 2
+
+
+def test_run_now_with_params_replaces_an_input_for_that_run_only(
+    runner: RunningRunner, name: str
+) -> None:
+    with channel_of(runner) as channel:
+        done, _ = promote(channel, CODE, {"x": 21}, {"name": name, "schedule": period(3600)}, ["y"])
+    assert done["ok"], done
+    run = api(runner, "POST", f"/jobs/{name}/runs", {"params": {"x": 5}})
+    assert (run["status"], run["trigger"], run["params"]) == ("queued", "manual", {"x": 5})
+    finished(runner, name, 1)
+    assert outputs(runner, name, run["number"]) == {"y": 10}
+    plain = api(runner, "POST", f"/jobs/{name}/runs", {})
+    finished(runner, name, 2)
+    assert outputs(runner, name, plain["number"]) == {"y": 42}  # the snapshot is unchanged
+    assert outputs(runner, name, "last") == {"y": 42}
+
+    message = error_of(runner, "POST", f"/jobs/{name}/runs", {"params": {"z": 1}})
+    assert "no input 'z'" in message and "its inputs: x" in message
+
+
+def test_pause_stops_the_fires_and_resume_starts_them_again(
+    runner: RunningRunner, name: str
+) -> None:
+    with channel_of(runner) as channel:
+        done, _ = promote(channel, CODE, {"x": 1}, {"name": name, "schedule": period(1)}, ["y"])
+    assert done["ok"], done
+    finished(runner, name, 1)
+    paused = api(runner, "POST", f"/jobs/{name}/pause")
+    assert paused["paused"] is True
+    time.sleep(1.5)  # a run fired just before the pause may still be starting
+    count = len(runs(runner, name))
+    time.sleep(3)
+    assert len(runs(runner, name)) == count  # three fire times passed: nothing fired
+    resumed = api(runner, "POST", f"/jobs/{name}/resume")
+    assert resumed["paused"] is False
+    wait_for(lambda: len(runs(runner, name)) > count)
+
+
+def test_a_run_still_going_when_the_next_is_due_is_skipped(
+    runner: RunningRunner, name: str
+) -> None:
+    code = "import time\ntime.sleep(4)\ny = x"
+    with channel_of(runner) as channel:
+        done, _ = promote(channel, code, {"x": 1}, {"name": name, "schedule": period(1)}, ["y"])
+    assert done["ok"], done
+    skipped = wait_for(lambda: [r for r in runs(runner, name) if r["status"] == "skipped"])
+    assert skipped[0]["started"] is None and skipped[0]["scheduled"] is not None
+    api(runner, "POST", f"/jobs/{name}/pause")
+
+
+def test_promoting_again_makes_a_new_version_and_keeps_the_history(
+    runner: RunningRunner, name: str
+) -> None:
+    schedule = {"name": name, "schedule": period(3600)}
+    with channel_of(runner) as channel:
+        assert promote(channel, CODE, {"x": 1}, schedule, ["y"])[0]["ok"]
+        api(runner, "POST", f"/jobs/{name}/runs", {})
+        finished(runner, name, 1)
+        second, _ = promote(channel, "y = x + 100", {"x": 1}, schedule, ["y"])
+    assert second["job"]["version"] == 2
+    api(runner, "POST", f"/jobs/{name}/runs", {})
+    ran = finished(runner, name, 2)
+    assert [(r["version"], r["number"]) for r in ran] == [(2, 2), (1, 1)]
+    assert outputs(runner, name, 1) == {"y": 2} and outputs(runner, name, 2) == {"y": 101}
+
+
+def test_removing_a_job_removes_its_runs(runner: RunningRunner, name: str) -> None:
+    with channel_of(runner) as channel:
+        assert promote(channel, CODE, {"x": 1}, {"name": name, "schedule": period(3600)}, ["y"])[0][
+            "ok"
+        ]
+    api(runner, "POST", f"/jobs/{name}/runs", {})
+    finished(runner, name, 1)
+    assert api(runner, "DELETE", f"/jobs/{name}") is None
+    assert name not in [job["name"] for job in api(runner, "GET", "/jobs")["jobs"]]
+    assert f"no job {name!r}" in error_of(runner, "GET", f"/jobs/{name}/runs")
+    assert f"no job {name!r}" in error_of(runner, "GET", f"/jobs/{name}/runs/1/outputs")
+
+
+def test_a_failing_run_is_retried_and_its_traceback_logged(
+    runner: RunningRunner, name: str
+) -> None:
+    settings = {"name": name, "schedule": period(3600), "retries": 1}
+    with channel_of(runner) as channel:
+        assert promote(channel, "print('trying')\n1 / x", {"x": 0}, settings, [])[0]["ok"]
+    api(runner, "POST", f"/jobs/{name}/runs", {})
+    run = finished(runner, name, 1)[0]
+    assert (run["status"], run["attempt"]) == ("failed", 2)
+    assert run["error"].startswith("ZeroDivisionError")
+    log = raw(runner, f"/jobs/{name}/runs/last/logs").decode()
+    assert log.count("trying") == 2 and "ZeroDivisionError" in log
+    assert "no outputs" in error_of(runner, "GET", f"/jobs/{name}/runs/last/outputs")
+
+
+def test_input_is_refused_as_nbclient_refuses_it(runner: RunningRunner, name: str) -> None:
+    code = "try:\n    input('? ')\nexcept Exception as e:\n    y = type(e).__name__"
+    with channel_of(runner) as channel:
+        assert promote(channel, code, {}, {"name": name, "schedule": period(3600)}, ["y"])[0]["ok"]
+    api(runner, "POST", f"/jobs/{name}/runs", {})
+    assert finished(runner, name, 1)[0]["status"] == "succeeded"
+    assert outputs(runner, name, "last") == {"y": "StdinNotImplementedError"}
