@@ -108,7 +108,7 @@ class Jobs:
         """Load the jobs, mark what a crash cut off, catch up, and start the driver."""
         interrupted = await self.store.interrupt_leftovers(time.time())
         if interrupted:
-            log.warning(
+            log.info(
                 "jobs: %d run(s) cut off by the runner's stop marked interrupted", interrupted
             )
         now = datetime.now(UTC)
