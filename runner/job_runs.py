@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+KWARGS = "_nbremote_job_kwargs"  # a function job's keyword arguments (see `job_apps`)
 STDIN_REFUSED = "raw_input was called, but this frontend does not support input requests."
 
 
@@ -171,9 +172,12 @@ def _traceback(error: Header) -> str:
 
 def with_params(request: Header, params: dict[str, Any]) -> tuple[Header, dict[str, list[bytes]]]:
     """The request with the inputs named in ``params`` replaced by their (JSON) values, pickled
-    here (plain pickle of JSON values: nothing to fear), and those values' parts by hash."""
+    here (plain pickle of JSON values: nothing to fear), and those values' parts by hash; a
+    function job's ``params`` are its keyword arguments."""
     blobs: dict[str, list[bytes]] = {}
     inputs = []
+    if params and any(item["name"] == KWARGS for item in request["inputs"]):
+        params = {KWARGS: params}  # a function job's: its keyword arguments
     for item in request["inputs"]:
         name = item["name"]
         if name in params:

@@ -108,9 +108,7 @@ class Jobs:
         """Load the jobs, mark what a crash cut off, catch up, and start the driver."""
         interrupted = await self.store.interrupt_leftovers(time.time())
         if interrupted:
-            log.info(
-                "jobs: %d run(s) cut off by the runner's stop marked interrupted", interrupted
-            )
+            log.info("jobs: %d run(s) cut off by the runner's stop marked interrupted", interrupted)
         now = datetime.now(UTC)
         for record in await self.store.load():
             clock = JobClock(from_wire(record.settings.schedule), _utc(record.cursor))
@@ -321,7 +319,7 @@ class Jobs:
         """
         job = self.get(name)
         inputs = [item["name"] for item in job.record.request.get("inputs", ())]
-        unknown = [key for key in params if key not in inputs]
+        unknown = [key for key in params if key not in inputs and job.record.kind == "cell"]
         if unknown:
             raise RunnerError(
                 f"job {name!r} has no input {unknown[0]!r} (its inputs: "
@@ -350,7 +348,9 @@ class Jobs:
             app=record.app,
             gpu=_gpu_words(spec.get("gpu")),
             image=spec.get("image"),
-            inputs=[item["name"] for item in record.request.get("inputs", ())],
+            inputs=[
+                item["name"] for item in record.request.get("inputs", ()) if record.kind == "cell"
+            ],
             last_run=job.last.describe() if job.last else None,
         )
 

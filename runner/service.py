@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -43,6 +44,7 @@ from .dispatch import Dispatcher
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .images import Images
+from .job_apps import sync_app
 from .jobs import Jobs
 from .pools import SparePool
 from .secrets import Secrets
@@ -190,6 +192,7 @@ class Runner:
         self.dispatcher = Dispatcher(self.state, self.gpus, self.apps, self.calls)
         self.jobs = Jobs.create(self.state, self.config.data_dir, self.dispatcher, self.gpus)
         await self.jobs.start()
+        self.apps.on_change = functools.partial(sync_app, self.jobs)
         sockets = bind_sockets(
             self.config.port,
             address=self.config.host,

@@ -8,7 +8,16 @@ import time
 from pathlib import Path
 
 from tests.conftest import TOKEN, RunningRunner, start_runner
-from tests.integration.jobs_helpers import api, channel_of, outputs, period, promote, raw, runs, wait_for
+from tests.integration.jobs_helpers import (
+    api,
+    channel_of,
+    outputs,
+    period,
+    promote,
+    raw,
+    runs,
+    wait_for,
+)
 
 CODE = "import os, time\nprint('started', flush=True)\nif os.path.exists(marker):\n    time.sleep(60)\ny = 1"
 
@@ -20,13 +29,19 @@ def test_a_run_cut_off_by_a_kill_is_interrupted_and_the_job_fires_again(
     marker.touch()
     with channel_of(fresh_runner) as channel:
         done, _ = promote(
-            channel, CODE, {"marker": str(marker)}, {"name": "nightly", "schedule": period(1)}, ["y"]
+            channel,
+            CODE,
+            {"marker": str(marker)},
+            {"name": "nightly", "schedule": period(1)},
+            ["y"],
         )
     assert done["ok"], done
 
     def running() -> list[dict[str, object]]:
         found = [r for r in runs(fresh_runner, "nightly") if r["status"] == "running"]
-        if found and b"started" in raw(fresh_runner, f"/jobs/nightly/runs/{found[0]['number']}/logs"):
+        if found and b"started" in raw(
+            fresh_runner, f"/jobs/nightly/runs/{found[0]['number']}/logs"
+        ):
             return found
         return []
 

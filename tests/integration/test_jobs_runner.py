@@ -4,17 +4,21 @@ resumed, removed, promoted again; runs, logs and outputs read over REST."""
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
+from nbremote.wire.serialize import dumps
 from tests.conftest import RunningRunner
 from tests.integration.jobs_helpers import (
     api,
     channel_of,
+    cron,
     error_of,
     finished,
     outputs,
@@ -175,3 +179,85 @@ def test_input_is_refused_as_nbclient_refuses_it(runner: RunningRunner, name: st
     api(runner, "POST", f"/jobs/{name}/runs", {})
     assert finished(runner, name, 1)[0]["status"] == "succeeded"
     assert outputs(runner, name, "last") == {"y": "StdinNotImplementedError"}
+
+
+def deploy(runner: RunningRunner, app: str, settings: dict[str, Any]) -> None:
+    """Deploy an app of one function, ``double(n=3)``, pickled by value as `nbremote deploy`
+    sends it (the client's side is not this test's: the request is what it sends)."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec("def double(n=3):\n    print('doubling', n)\n    return n * 2", namespace)
+    payload = dumps("double", namespace["double"])
+    document = {
+        "objects": [
+            {
+                "name": "double",
+                "kind": "function",
+                "settings": settings,
+                "payload": base64.b64encode(b"".join(payload.parts)).decode(),
+                "sizes": [part.nbytes for part in payload.parts],
+                "hash": payload.hash,
+            }
+        ]
+    }
+    api(runner, "PUT", f"/apps/{app}", document)
+
+
+def test_a_deployed_scheduled_function_is_a_job_run_now_with_keyword_arguments(
+    runner: RunningRunner,
+) -> None:
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    name = f"{app}.double"
+    deploy(runner, app, {"schedule": cron("0 2 * * *", "Europe/Berlin")})
+    try:
+        job = api(runner, "GET", f"/jobs/{name}")
+        assert (job["kind"], job["app"], job["version"]) == ("function", app, 1)
+        assert job["schedule"] == "0 2 * * * (Europe/Berlin)"
+        assert job["next_fires"][0].endswith(("+01:00", "+02:00"))
+        api(runner, "POST", f"/jobs/{name}/runs", {})
+        assert finished(runner, name, 1)[0]["status"] == "succeeded"
+        assert outputs(runner, name, "last") == {"result": 6}
+        api(runner, "POST", f"/jobs/{name}/runs", {"params": {"n": 21}})
+        assert finished(runner, name, 2)[0]["outputs"][0]["name"] == "result"
+        assert outputs(runner, name, "last") == {"result": 42}
+        assert raw(runner, f"/jobs/{name}/runs/last/logs").decode() == "doubling 21\n"
+
+        deploy(runner, app, {"schedule": cron("0 2 * * *", "Europe/Berlin")})
+        assert api(runner, "GET", f"/jobs/{name}")["version"] == 1  # unchanged: no new version
+        deploy(runner, app, {})  # the schedule dropped: the job goes
+        assert name not in [j["name"] for j in api(runner, "GET", "/jobs")["jobs"]]
+        deploy(runner, app, {"schedule": period(3600), "job": "renamed"})
+        assert api(runner, "GET", "/jobs/renamed")["app"] == app
+    finally:
+        api(runner, "DELETE", f"/apps/{app}")
+    assert "renamed" not in [j["name"] for j in api(runner, "GET", "/jobs")["jobs"]]
+
+
+def test_a_deploy_with_a_bad_schedule_is_refused(runner: RunningRunner) -> None:
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    message = ""
+    try:
+        deploy(runner, app, {"schedule": cron("0 25 * * *")})
+    except Exception as exc:
+        message = str(exc)
+    assert "hour 25 is out of 0" in message
+    assert app not in [a["name"] for a in api(runner, "GET", "/apps")["apps"]]
+
+
+def test_outputs_come_back_as_the_client_unpacks_a_cells(runner: RunningRunner, name: str) -> None:
+    code = "import numpy as np\narr = np.arange(x) * 2.5\nmeta = {'n': x, 'tag': 'ok'}\nsame = x"
+    with channel_of(runner) as channel:
+        done, _ = promote(
+            channel,
+            code,
+            {"x": 100000},
+            {"name": name, "schedule": period(3600)},
+            ["arr", "meta", "same"],
+        )
+    assert done["ok"], done
+    api(runner, "POST", f"/jobs/{name}/runs", {})
+    run = finished(runner, name, 1)[0]
+    values = outputs(runner, name, run["number"])
+    assert np.array_equal(values["arr"], np.arange(100000) * 2.5)
+    assert values["meta"] == {"n": 100000, "tag": "ok"} and values["same"] == 100000
+    described = {o["name"]: o for o in run["outputs"]}
+    assert described["arr"]["type"] == "ndarray" and described["arr"]["nbytes"] >= 800000

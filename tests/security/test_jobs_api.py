@@ -97,7 +97,14 @@ def test_an_input_hash_that_is_a_path_is_refused(runner: RunningRunner, name: st
             "inputs": [{"name": "x", "hash": "../../state.db", "nbuf": 0}],
             "outputs": ["y"],
         }
-        channel.send({"op": "promote", "id": "p", "cell": cell, "job": {"name": name, "schedule": period(60)}})
+        channel.send(
+            {
+                "op": "promote",
+                "id": "p",
+                "cell": cell,
+                "job": {"name": name, "schedule": period(60)},
+            }
+        )
         done, _ = channel.recv()
     assert done["ok"] is False and "is not a content hash" in done["error"]["evalue"]
     assert name not in job_names(runner)
@@ -113,7 +120,9 @@ def test_a_jobs_url_never_reaches_another_jobs_runs(runner: RunningRunner, name:
     other = f"{name}-other"
     with channel_of(runner) as channel:
         for job in (name, other):
-            assert promote(channel, CODE, {"x": 1}, {"name": job, "schedule": period(3600)}, ["y"])[0]["ok"]
+            assert promote(channel, CODE, {"x": 1}, {"name": job, "schedule": period(3600)}, ["y"])[
+                0
+            ]["ok"]
     try:
         api(runner, "POST", f"/jobs/{name}/runs", {})
         number = finished(runner, name, 1)[0]["number"]
@@ -127,7 +136,9 @@ def test_a_jobs_url_never_reaches_another_jobs_runs(runner: RunningRunner, name:
 
 def test_a_parameter_that_is_not_an_input_is_refused(runner: RunningRunner, name: str) -> None:
     with channel_of(runner) as channel:
-        assert promote(channel, CODE, {"x": 1}, {"name": name, "schedule": period(3600)}, ["y"])[0]["ok"]
+        assert promote(channel, CODE, {"x": 1}, {"name": name, "schedule": period(3600)}, ["y"])[0][
+            "ok"
+        ]
     message = error_of(runner, "POST", f"/jobs/{name}/runs", {"params": {"__import__": "os"}})
     assert "no input '__import__'" in message
     assert api(runner, "GET", f"/jobs/{name}/runs")["runs"] == []
