@@ -19,7 +19,11 @@ from tests.integration.jobs_helpers import (
     wait_for,
 )
 
-CODE = "import os, time\nprint('started', flush=True)\nif os.path.exists(marker):\n    time.sleep(60)\ny = 1"
+CODE = """import os, time
+print('started', flush=True)
+if os.path.exists(marker):
+    time.sleep(60)
+y = 1"""
 
 
 def test_a_run_cut_off_by_a_kill_is_interrupted_and_the_job_fires_again(
