@@ -130,7 +130,7 @@ class RunForward:
         elif op == Op.ERROR:
             self.showed_error = True
             self.write(_traceback(header))
-        elif op in (Op.NOTICE, Op.STATUS):
+        elif op == Op.NOTICE:  # not status lines: a notebook's transient "starting a worker"
             self.write(f"[nbremote] {header.get('text', '')}\n")
         elif op == Op.NEED:
             task = asyncio.create_task(self._answer_need(header.get("hashes")))
@@ -198,7 +198,7 @@ async def execute(ctx: RunContext, record: JobRecord, run: JobRun) -> None:
         for content, parts in blobs.items():
             await ctx.blobs.put(content, parts, verify=False)
         for attempt in range(1, record.settings.retries + 2):
-            run.attempt = attempt
+            run.attempt, run.status = attempt, "running"  # a retry is running, not failed
             if attempt > 1:
                 ctx.logs.write(
                     run.id, f"[nbremote] attempt {attempt} of {record.settings.retries + 1}\n"
