@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ class DeployedApps:
         self._log_writer = ThreadPoolExecutor(1, thread_name_prefix="nbremote-app-logs")
         self._broker = broker
         self.apps: dict[str, DeployedApp] = {}
+        # Told of each deploy (before it is installed: it may refuse it) and stop (request None):
+        # the scheduled functions' jobs (`job_apps.sync_app`).
+        self.on_change: Callable[[str, DeployApp | None], Awaitable[None]] | None = None
 
     async def load(self) -> None:
         """Read the deployed apps back from SQLite."""
@@ -106,6 +110,8 @@ class DeployedApps:
 
     async def deploy(self, name: str, request: DeployApp) -> tuple[DeployedApp, bool]:
         """Register (or replace) an app; whether it is new. A replaced app's workers stop."""
+        if self.on_change is not None:
+            await self.on_change(name, request)
         old = self.apps.pop(name, None)
         if old is not None:
             await old.close()
@@ -125,6 +131,8 @@ class DeployedApps:
     async def stop(self, name: str) -> None:
         """Stop an app's workers and forget it."""
         app = self.apps.pop(name)
+        if self.on_change is not None:
+            await self.on_change(name, None)
         await app.close()
         self._state.write_later("DELETE FROM apps WHERE name = ?", (name,))
 

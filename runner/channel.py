@@ -36,6 +36,7 @@ from .dispatch import REQUESTS
 from .errors import error_done
 from .frame_checks import CLIENT_FRAMES, check
 from .frames import ConnectionClosed, FrameConnection
+from .job_promote import promote
 
 if TYPE_CHECKING:
     from .service import Runner
@@ -71,6 +72,7 @@ class Channel:
         self.connection = connection
         self.tasks: dict[str, asyncio.Task[None]] = {}  # request id -> its task
         self._background: set[asyncio.Task[None]] = set()
+        self._asked: dict[str, asyncio.Future[tuple[Header, list[bytearray]]]] = {}  # promotions
 
     def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send a frame to the client; a client that went away loses it."""
@@ -101,8 +103,9 @@ class Channel:
         op, request_id = header["op"], header["id"]
         if self.session.ended and (op in REQUESTS or op == Op.SPAWN):
             self._renew(request_id)
-        if op in REQUESTS:
-            task = asyncio.create_task(self._answer(header, buffers))
+        if op in REQUESTS or op == Op.PROMOTE:
+            answer = self._promote(header) if op == Op.PROMOTE else self._answer(header, buffers)
+            task = asyncio.create_task(answer)
             self.tasks[request_id] = task
             task.add_done_callback(lambda _: self.tasks.pop(request_id, None))
         elif op == Op.SPAWN:
@@ -110,6 +113,10 @@ class Channel:
             self.send({"op": Op.DONE, "id": request_id, "ok": True, "call_id": header["call_id"]})
         elif op in (Op.DICT, Op.QUEUE):  # Dict and Queue requests from the notebook
             self._soon(self._store(header, buffers))
+        elif op == Op.BLOBS and request_id in self._asked:  # a promotion's inputs
+            waiting = self._asked.pop(request_id)
+            if not waiting.done():
+                waiting.set_result((header, buffers))
         elif op in (Op.BLOBS, Op.INPUT_REPLY):
             worker = self.session.serving(request_id)
             if worker is not None:
@@ -149,6 +156,21 @@ class Channel:
     async def _answer(self, header: Header, buffers: list[bytearray]) -> None:
         done, out = await self.runner.dispatcher.serve(header, buffers, self.send, self.session)
         self.send(done, out)
+
+    async def _promote(self, header: Header) -> None:
+        """A cell promoted to a job (`job_promote`): its inputs asked for here, on this channel."""
+
+        async def ask(hashes: list[str]) -> tuple[Header, list[bytearray]]:
+            waiting: asyncio.Future[tuple[Header, list[bytearray]]]
+            waiting = asyncio.get_running_loop().create_future()
+            self._asked[header["id"]] = waiting
+            self.send({"op": Op.NEED, "id": header["id"], "hashes": hashes})
+            try:
+                return await waiting
+            finally:
+                self._asked.pop(header["id"], None)
+
+        self.send(await promote(self.runner.jobs, header, ask))
 
     async def _store(self, header: Header, buffers: list[bytearray]) -> None:
         try:

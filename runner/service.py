@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -43,6 +44,8 @@ from .dispatch import Dispatcher
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .images import Images
+from .job_apps import sync_app
+from .jobs import Jobs
 from .pools import SparePool
 from .secrets import Secrets
 from .sessions import Session, SessionRegistry
@@ -187,6 +190,9 @@ class Runner:
         self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")
         await self.apps.load()
         self.dispatcher = Dispatcher(self.state, self.gpus, self.apps, self.calls)
+        self.jobs = Jobs.create(self.state, self.config.data_dir, self.dispatcher, self.gpus)
+        await self.jobs.start()
+        self.apps.on_change = functools.partial(sync_app, self.jobs)
         sockets = bind_sockets(
             self.config.port,
             address=self.config.host,
@@ -249,8 +255,9 @@ class Runner:
         self._last_touch = time.monotonic()
 
     def idle(self) -> bool:
-        """Whether nobody is connected and nothing runs."""
-        return all(
+        """Whether nobody is connected, nothing runs and no job is scheduled (an embedded runner
+        stays up for its jobs)."""
+        return not self.jobs.scheduled and all(
             session.channels == 0 and not any(worker.busy for worker in session.workers)
             for session in self.sessions
         )
@@ -289,6 +296,7 @@ class Runner:
             self._server.stop()
         for task in self._tasks:
             task.cancel()
+        await self.jobs.stop()
         await self.apps.close()
         await self.sessions.close()
         self.volumes.close()

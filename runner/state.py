@@ -95,8 +95,49 @@ class Migration:
     sql: str
 
 
+# Scheduled jobs (runner/jobs.py): a job, each version promoted under its name, and its runs.
+# Values (inputs, outputs) live in the job blob store (runner/job_blobs.py), named by hash here.
+SCHEMA_V2 = """
+CREATE TABLE jobs (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,               -- 'cell' or 'function'
+    app TEXT,                         -- the deployed app of a function job
+    version INTEGER NOT NULL,         -- its current version
+    paused INTEGER NOT NULL,
+    cursor REAL NOT NULL,             -- the last fire time dealt with (Unix time)
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE job_versions (
+    job TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    settings TEXT NOT NULL,           -- JobSettings, as JSON
+    request TEXT NOT NULL,            -- the exec (or call) request a run sends, inputs by hash
+    PRIMARY KEY (job, version)
+);
+CREATE TABLE job_runs (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled REAL,
+    started REAL,
+    finished REAL,
+    attempt INTEGER NOT NULL,
+    params TEXT NOT NULL,             -- JSON
+    error TEXT,
+    missed INTEGER NOT NULL,
+    outputs TEXT NOT NULL,            -- JSON: [{name, type, repr, nbytes, item}] (item: by hash)
+    UNIQUE (job, number)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, apps, Dicts and Queues, volumes", SCHEMA_V1),
+    Migration(2, "scheduled jobs, their versions and runs", SCHEMA_V2),
 )
 
 

@@ -60,6 +60,7 @@ OLD_ROWS = {
     "volumes": [("vol", "0123abcd", 4.0)],
 }
 LATEST = len(MIGRATIONS)
+JOB_TABLES = {"jobs", "job_versions", "job_runs"}  # migration 2: scheduled jobs
 
 
 def old_data_dir(path: Path) -> Path:
@@ -146,7 +147,7 @@ def test_an_older_data_dir_with_fewer_tables_gets_the_missing_ones(tmp_path: Pat
 def test_a_fresh_data_dir_gets_the_current_version(tmp_path: Path) -> None:
     asyncio.run(_reopen_and_count(tmp_path / "state.db", expected_runs=0))
     assert version_of(tmp_path / "state.db") == LATEST
-    assert tables_of(tmp_path / "state.db") == set(OLD_ROWS)
+    assert tables_of(tmp_path / "state.db") == set(OLD_ROWS) | JOB_TABLES
 
 
 def test_a_database_newer_than_the_runner_is_refused_untouched(tmp_path: Path) -> None:
@@ -180,7 +181,7 @@ def test_a_failed_migration_leaves_the_database_at_its_previous_version(
     broken = Migration(
         LATEST + 1,
         "a table, then a statement that fails",
-        "CREATE TABLE jobs (id TEXT PRIMARY KEY);\n"
+        "CREATE TABLE later (id TEXT PRIMARY KEY);\n"
         "INSERT INTO runs (id) VALUES ('incomplete');\n",  # NOT NULL columns: refused
     )
     monkeypatch.setattr(state_module, "MIGRATIONS", (*MIGRATIONS, broken))
@@ -189,7 +190,7 @@ def test_a_failed_migration_leaves_the_database_at_its_previous_version(
     assert f"from schema version {LATEST} to {LATEST + 1}" in str(failed.value)
     assert f"still at version {LATEST}" in str(failed.value)
     assert version_of(path) == LATEST
-    assert "jobs" not in tables_of(path)  # the statement before the failure was rolled back
+    assert "later" not in tables_of(path)  # the statement before the failure was rolled back
     monkeypatch.undo()
     asyncio.run(_reopen_and_count(path, expected_runs=1))  # the rows are as they were
 
@@ -199,12 +200,22 @@ def test_migrations_apply_in_order_each_with_its_version(
 ) -> None:
     path = old_data_dir(tmp_path)
     later = (
-        Migration(LATEST + 1, "a jobs table", "CREATE TABLE jobs (id TEXT PRIMARY KEY);"),
-        Migration(LATEST + 2, "a column of it", "ALTER TABLE jobs ADD COLUMN cron TEXT;"),
+        Migration(LATEST + 1, "a table", "CREATE TABLE later (id TEXT PRIMARY KEY);"),
+        Migration(LATEST + 2, "a column of it", "ALTER TABLE later ADD COLUMN cron TEXT;"),
     )
     monkeypatch.setattr(state_module, "MIGRATIONS", (*MIGRATIONS, *later))
     asyncio.run(_reopen_and_count(path, expected_runs=1))
     assert version_of(path) == LATEST + 2
     db = sqlite3.connect(path)
-    assert [row[1] for row in db.execute("PRAGMA table_info(jobs)")] == ["id", "cron"]
+    assert [row[1] for row in db.execute("PRAGMA table_info(later)")] == ["id", "cron"]
     db.close()
+
+
+def test_a_data_dir_of_version_1_gets_the_job_tables_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = old_data_dir(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 1")  # as a runner before scheduled jobs left it
+    db.close()
+    asyncio.run(_reopen_and_count(path, expected_runs=1))
+    assert version_of(path) == LATEST
+    assert tables_of(path) == set(OLD_ROWS) | JOB_TABLES
