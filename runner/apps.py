@@ -59,7 +59,8 @@ class DeployedApp:
         await self.pools.close()
 
 
-def _split(payload: str, sizes: list[int]) -> list[bytes]:
+def payload_parts(payload: str, sizes: list[int]) -> list[bytes]:
+    """A deployed object's pickle parts, from its base64 payload and the parts' sizes."""
     data, parts, position = base64.b64decode(payload), [], 0
     for size in sizes:
         parts.append(data[position : position + size])
@@ -97,7 +98,7 @@ class DeployedApps:
                     settings=obj.settings,
                     hash=obj.hash,
                 ),
-                _split(obj.payload, obj.sizes),
+                payload_parts(obj.payload, obj.sizes),
             )
             for obj in request.objects
         }

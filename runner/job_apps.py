@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from nbremote.wire.codec import Header
 from nbremote.wire.gpu import parse_text
 from nbremote.wire.http import DeployApp, DeployObject, JobSettings, WorkerSpec
+from nbremote.wire.ops import Op
 from nbremote.wire.serialize import content_hash
 
-from .apps import _split
+from .apps import payload_parts
 from .job_promote import settings_of
 from .job_runs import KWARGS
 
@@ -68,7 +69,7 @@ def job_settings(app: str, obj: DeployObject) -> JobSettings:
 def function_request(obj: DeployObject, function_hash: str, kwargs_hash: str) -> Header:
     """The exec request each run of the function's job sends."""
     return {
-        "op": "exec",
+        "op": Op.EXEC,
         "code": CODE,
         "inputs": [
             {"name": FUNCTION, "hash": function_hash},
@@ -93,7 +94,7 @@ async def sync_app(jobs: Jobs, app: str, request: DeployApp | None) -> None:
             wanted.append((settings, obj))
     kwargs_hash, kwargs_parts = pickled({})
     for settings, obj in wanted:
-        parts = _split(obj.payload, obj.sizes)
+        parts = payload_parts(obj.payload, obj.sizes)
         function_hash = content_hash(parts)
         await jobs.blobs.put(function_hash, parts, verify=False)
         await jobs.blobs.put(kwargs_hash, kwargs_parts, verify=False)

@@ -7,9 +7,9 @@ run, appended in order off the event loop), the worker's ``need`` for inputs is 
 job blob store, and ``input()`` is refused as nbclient refuses it (``StdinNotImplementedError``).
 
 The outputs the ``done`` brings back are stored as blobs, by hash, as they came: the runner
-never unpickles what a worker sends. They are described from what the worker's ``done`` says
-(its namespace summary: each name's type and size); the runner cannot make a repr without
-unpickling, so ``repr`` is a placeholder naming the type and size.
+never unpickles what a worker sends. They are described from what the worker's ``done`` says:
+its namespace summary (each name's type and size) and, asked for with the request's ``reprs``,
+each output's repr made by the worker (text, cut to `REPR_LIMIT` here too).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import DescribeJobOutput
 from nbremote.wire.ops import Op
+from nbremote.wire.reprs import REPR_LIMIT
 from nbremote.wire.serialize import content_hash
 
 from .job_blobs import BlobRefused, BlobStore, checked
@@ -234,7 +235,7 @@ async def _attempt(
     """One attempt: a fresh session and worker, the request served, the session ended."""
     session = Session(f"job:{record.name}", f"job {record.name}", ctx.gpus)
     request_id = f"{run.id}-{run.attempt}"
-    header: Header = {**request, "id": request_id}
+    header: Header = {**request, "id": request_id, "reprs": True}
     if record.settings.timeout is not None:
         header["timeout"] = record.settings.timeout
     allowed = {item["hash"] for item in header["inputs"] if "hash" in item}
@@ -252,6 +253,8 @@ async def stored_outputs(blobs: BlobStore, done: Header, out: list[Any]) -> list
 
     The worker runs anyone's code: a malformed item is left out, never trusted as a path."""
     described = {str(o.get("name")): o for o in done.get("namespace") or () if isinstance(o, dict)}
+    reprs = done.get("reprs")
+    reprs = reprs if isinstance(reprs, dict) else {}
     stored: list[StoredOutput] = []
     position = 0
     for item in done.get("outputs") or ():
@@ -273,7 +276,13 @@ async def stored_outputs(blobs: BlobStore, done: Header, out: list[Any]) -> list
         info = described.get(name, {})
         kind = str(info.get("type") or ("module" if "module" in kept else "object"))
         size = sum(memoryview(part).nbytes for part in parts) or info.get("nbytes") or 0
-        text = f"<{kind}: {size} bytes>" if "hash" in kept else f"<module {kept.get('module')}>"
+        shown = reprs.get(name)
+        if isinstance(shown, str):  # the worker's repr of its own value: text, cut short here
+            text = shown[:REPR_LIMIT]
+        elif "hash" in kept:
+            text = f"<{kind}: {size} bytes>"
+        else:
+            text = f"<module {kept.get('module')}>"
         output = DescribeJobOutput(name=name, type=kind, repr=text, nbytes=int(size))
         stored.append(StoredOutput(output, kept))
     return stored

@@ -45,6 +45,7 @@ from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, Header
 from nbremote.wire.names import RESULT
 from nbremote.wire.ops import FrameInvalid, Op
+from nbremote.wire.reprs import short_reprs
 from nbremote.wire.serialize import Payload, dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
@@ -284,8 +285,18 @@ class Worker:
         items, out_buffers, unreturnable = self._send_back(
             outputs, before, ids is not None, kept, result.result, header.get("star") or ()
         )
+        if header.get("reprs"):  # a job run's record shows them: the runner never unpickles
+            shown = {"reprs": short_reprs(ns, [item["name"] for item in items])}
+        else:
+            shown = {}
         self._done(
-            True, None, out_buffers, outputs=items, unreturnable=unreturnable, deleted=deleted
+            True,
+            None,
+            out_buffers,
+            outputs=items,
+            unreturnable=unreturnable,
+            deleted=deleted,
+            **shown,
         )
 
     def pull(self, header: Header, buffers: list[bytearray]) -> None:

@@ -117,6 +117,7 @@ class ExecFrame(_Frame):
     inline: dict[str, Any] | None = None  # the notebook's matplotlib inline settings
     discover: bool = False  # also bring back names bound by means the analysis cannot see
     star: list[str] = []  # modules the cell star-imports: their names come back as imports
+    reprs: bool = False  # the done also brings each output's repr (a job run's record)
 
     def buffers_error(self, count: int) -> str | None:
         return _too_few("inputs", sum(item.nbuf for item in self.inputs), count)

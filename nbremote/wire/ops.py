@@ -143,6 +143,7 @@ class ExecFrame(_Request):
     inline: NotRequired[dict[str, Any] | None]
     discover: NotRequired[bool]
     star: NotRequired[list[str]]
+    reprs: NotRequired[bool]  # the done also brings each output's repr (a job run's record)
 
 
 class PromoteFrame(_Request):
@@ -335,6 +336,7 @@ class DoneFrame(_Answer):
     unreturnable: NotRequired[list[dict[str, Any]] | None]
     errors: NotRequired[dict[str, Any] | None]
     call_id: NotRequired[str | None]
+    reprs: NotRequired[dict[str, str] | None]
 
 
 FRAMES: dict[str, type] = {

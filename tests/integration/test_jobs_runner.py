@@ -261,3 +261,6 @@ def test_outputs_come_back_as_the_client_unpacks_a_cells(runner: RunningRunner, 
     assert values["meta"] == {"n": 100000, "tag": "ok"} and values["same"] == 100000
     described = {o["name"]: o for o in run["outputs"]}
     assert described["arr"]["type"] == "ndarray" and described["arr"]["nbytes"] >= 800000
+    # The run's record shows each value's repr, made by the worker (the runner never unpickles).
+    assert described["meta"]["repr"] == "{'n': 100000, 'tag': 'ok'}"
+    assert described["arr"]["repr"].startswith("array([0.000000e+00, 2.500000e+00")
