@@ -5,6 +5,9 @@ resumed, removed, promoted again; runs, logs and outputs read over REST."""
 from __future__ import annotations
 
 import base64
+import http.server
+import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -170,6 +173,43 @@ def test_a_failing_run_is_retried_and_its_traceback_logged(
     log = raw(runner, f"/jobs/{name}/runs/last/logs").decode()
     assert log.splitlines().count("trying") == 2 and log.count("ZeroDivisionError: ") == 2
     assert "no outputs" in error_of(runner, "GET", f"/jobs/{name}/runs/last/outputs")
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook on loopback: its URL (with a token in the query), and the JSON bodies posted."""
+    posted: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook?token=s3cret", posted
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failed_run_is_posted_to_the_webhook_and_a_success_is_not(
+    runner: RunningRunner, name: str, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, posted = webhook
+    settings = {"name": name, "schedule": period(3600), "notify": url}
+    with channel_of(runner) as channel:
+        assert promote(channel, "y = 1 / x", {"x": 1}, settings, ["y"])[0]["ok"]
+    api(runner, "POST", f"/jobs/{name}/runs", {})
+    assert finished(runner, name, 1)[0]["status"] == "succeeded"
+    api(runner, "POST", f"/jobs/{name}/runs", {"params": {"x": 0}})
+    finished(runner, name, 2)
+    (body,) = wait_for(lambda: posted)  # the failure only: a success is not asked for
+    assert (body["job"], body["number"], body["status"]) == (name, 2, "failed")
+    assert body["error"].startswith("ZeroDivisionError") and body["finished"] >= body["started"]
 
 
 def test_input_is_refused_as_nbclient_refuses_it(runner: RunningRunner, name: str) -> None:
