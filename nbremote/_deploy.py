@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._by_value import dumps_function
 from ._options import FunctionOptions, settings_of
@@ -16,9 +16,20 @@ from .wire.images import DescribeImage
 
 if TYPE_CHECKING:
     from ._client import RunnerClient
-    from .app import App
-    from .functions import Function
     from .wire.schedule import Schedule
+
+
+class AppToDeploy(Protocol):
+    """What a deploy reads of an `nbremote.App` (which imports this module's importers)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def registered_functions(self) -> dict[str, Any]: ...
+
+    @property
+    def registered_classes(self) -> dict[str, Any]: ...
 
 
 def _object(
@@ -47,7 +58,7 @@ def _register_images(client: RunnerClient, images: list[Any]) -> None:
         client.call("POST", "/api/v1/images", image.create_request(), response=DescribeImage)
 
 
-def deploy(client: RunnerClient, app: App) -> DescribeApp:
+def deploy(client: RunnerClient, app: AppToDeploy) -> DescribeApp:
     """Send every function and class of ``app`` to the runner; the runner's description of it.
     A function with ``schedule=`` becomes a job of the runner's (``{app}.{function}``)."""
     images = [fn.options.image for fn in app.registered_functions.values()]
@@ -65,13 +76,17 @@ def deploy(client: RunnerClient, app: App) -> DescribeApp:
 
 
 def deploy_scheduled(
-    client: RunnerClient, function: Function[Any], schedule: Schedule, name: str
+    client: RunnerClient,
+    function: tuple[str, Any, FunctionOptions],
+    schedule: Schedule,
+    name: str,
 ) -> DescribeApp:
-    """Deploy ``function`` alone as the app ``name``, fired on ``schedule`` as the job ``name``
-    (``f.schedule``): redeploying it replaces the job's function and schedule."""
-    options = dataclasses.replace(function.options, schedule=schedule)
+    """Deploy a function (its name, the function, its options) alone as the app ``name``,
+    fired on ``schedule`` as the job ``name`` (``f.schedule``): deploying it again replaces the
+    job's function and schedule."""
+    qualname, target, options = function
+    options = dataclasses.replace(options, schedule=schedule)
     _register_images(client, [options.image])
-    settings = {"job": name}
-    obj = _object(function.__qualname__, "function", function.raw_f, options, [], settings)
+    obj = _object(qualname, "function", target, options, [], {"job": name})
     body = DeployApp(objects=[obj])
     return client.call("PUT", f"/api/v1/apps/{name}", body, response=DescribeApp)

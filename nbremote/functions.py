@@ -195,7 +195,8 @@ class Function(Generic[R]):
                 f"name={name!r}: a job's name is letters, digits, '_', '.' and '-', starting "
                 "with a letter or digit, 64 characters at most"
             )
-        deploy_scheduled(_session.current_session().client, self, schedule, name)
+        function = (self.__qualname__, self.raw_f, self.options)
+        deploy_scheduled(_session.current_session().client, function, schedule, name)
         return Job(name)
 
     def _payload(self) -> Payload | None:
