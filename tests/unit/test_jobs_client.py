@@ -57,7 +57,8 @@ def offline_shell(ipython: InteractiveShell) -> Iterator[InteractiveShell]:
     ],
 )
 def test_every_is_a_period(spec: str, period: nr.Period) -> None:
-    assert parse_schedule(spec).length == period.length
+    schedule = parse_schedule(spec)
+    assert isinstance(schedule, nr.Period) and schedule.length == period.length
 
 
 def test_a_cron_is_read_in_its_zone() -> None:
@@ -177,7 +178,7 @@ def test_seconds_show_only_when_a_fire_has_them() -> None:
 def _described(**fields: Any) -> DescribeJob:
     cron = nr.Cron("0 2 * * *", timezone="Europe/Berlin")
     fires = [t.isoformat() for t in cron.next_fires(NOW, 3)]
-    values = {
+    values: dict[str, Any] = {
         "name": "nightly",
         "kind": "cell",
         "version": 1,
