@@ -168,10 +168,20 @@ def test_an_unchanged_big_input_is_not_sent_again(
     assert nr.Job(job_name).run().wait(timeout=RUN_TIMEOUT).outputs["size"] == 4 << 20
 
 
-def test_the_runner_refuses_a_name_it_does_not_take(shell: InteractiveShell) -> None:
-    # Caught here already (as the runner would word it), before anything is sent.
-    with pytest.raises(UsageError, match="a job's name is letters"):
-        promote(shell, "--schedule @daily --name -x", "y = 1")
+def test_a_name_a_deployed_app_holds_is_refused(shell: InteractiveShell) -> None:
+    app = nr.App("jobs-held")
+
+    @app.function
+    def tick() -> int:
+        return 1
+
+    tick.schedule(nr.Period(hours=1), name="t-held")
+    try:
+        with pytest.raises(UsageError, match="job 't-held' was not scheduled: .*taken by"):
+            promote(shell, "--schedule @daily --name t-held", "y = 1")
+        assert nr.Job("t-held").describe().kind == "function"  # left as it was
+    finally:
+        _session.current_session().client.call("DELETE", "/api/v1/apps/t-held")
 
 
 def test_bad_cron_fields_are_named(shell: InteractiveShell) -> None:
