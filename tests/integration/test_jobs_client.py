@@ -177,7 +177,7 @@ def test_a_name_a_deployed_app_holds_is_refused(shell: InteractiveShell) -> None
 
     tick.schedule(nr.Period(hours=1), name="t-held")
     try:
-        with pytest.raises(UsageError, match="job 't-held' was not scheduled: .*taken by"):
+        with pytest.raises(UsageError, match=r"job 't-held' was not scheduled: .*taken by"):
             promote(shell, "--schedule @daily --name t-held", "y = 1")
         assert nr.Job("t-held").describe().kind == "function"  # left as it was
     finally:
