@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .dict import Dict
     from .functions import Function, FunctionCall
     from .image import Image
+    from .job import Job, JobRun
     from .queue import Queue
     from .retries import Retries
     from .schedule import Cron, Period
@@ -52,6 +53,8 @@ _LAZY = {
     "Function": "functions",
     "FunctionCall": "functions",
     "Image": "image",
+    "Job": "job",
+    "JobRun": "job",
     "Period": "schedule",
     "Retries": "retries",
     "Secret": "secret",
@@ -68,6 +71,8 @@ __all__ = [
     "Function",
     "FunctionCall",
     "Image",
+    "Job",
+    "JobRun",
     "NbremoteError",
     "Period",
     "Queue",

@@ -27,7 +27,7 @@ from IPython.core.error import UsageError
 from ._analysis import analyse_cell
 from ._imports_ahead import import_ahead, star_imported
 from ._ipython_syntax import parse_cell
-from ._namespace import pack, unpack
+from ._namespace import Packed, pack, unpack
 from ._output import inline_settings, notebook_shell, settle_result
 from ._session import OnFrame, RemoteSession, Request
 from ._sources import imported_modules, local_sources, modules_of
@@ -94,29 +94,37 @@ def plan(
     return inputs, outputs, list(names.deletes)
 
 
-def run_cell(
-    session: RemoteSession,
+@dataclass
+class ExecRequest:
+    """The ``exec`` frame a cell sends, with what a ``need`` for its inputs is answered from."""
+
+    header: Header
+    packed: Packed
+    spec_key: str
+    inputs: list[str]
+
+
+def exec_request(
     code: str,
     namespace: MutableMapping[str, Any],
     options: CellOptions,
-    on_frame: OnFrame,
+    known: Callable[[str], Container[str]],
     *,
     hidden: Container[str] = (),
     stays_remote: Callable[[str], bool] = lambda name: False,
     execution_count: int | None = None,
-) -> CellOutcome:
-    """Run ``code`` on the session's worker and bind its outputs into ``namespace``.
+) -> ExecRequest:
+    """Build the ``exec`` request of ``code``: its inputs packed, those whose hash is in
+    ``known(spec key)`` by hash alone (a promotion knows every hash: all go by hash).
 
     Raises:
-        SerializationError: an input cannot be pickled (nothing was sent).
-        RemoteError: the cell raised remotely (nothing was bound).
-        WorkerDied: the worker exited while running it.
+        SerializationError: an input cannot be pickled (naming it, and the way out).
     """
     inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
     spec = worker_spec(options.env, options.gpu, options.volumes, options.secrets, options.image)
     spec_key = spec.key()
     try:
-        packed = pack(inputs, namespace, session.held(spec_key))
+        packed = pack(inputs, namespace, known(spec_key))
     except SerializationError as exc:
         raise SerializationError(
             exc.name,
@@ -145,7 +153,38 @@ def run_cell(
     inline = inline_settings(notebook_shell())  # figures drawn as the notebook's would be
     if inline:
         header["inline"] = inline
-    request = Request(header, packed.buffers, packed, spec_key, image=options.image)
+    return ExecRequest(header, packed, spec_key, inputs)
+
+
+def run_cell(
+    session: RemoteSession,
+    code: str,
+    namespace: MutableMapping[str, Any],
+    options: CellOptions,
+    on_frame: OnFrame,
+    *,
+    hidden: Container[str] = (),
+    stays_remote: Callable[[str], bool] = lambda name: False,
+    execution_count: int | None = None,
+) -> CellOutcome:
+    """Run ``code`` on the session's worker and bind its outputs into ``namespace``.
+
+    Raises:
+        SerializationError: an input cannot be pickled (nothing was sent).
+        RemoteError: the cell raised remotely (nothing was bound).
+        WorkerDied: the worker exited while running it.
+    """
+    built = exec_request(
+        code,
+        namespace,
+        options,
+        session.held,
+        hidden=hidden,
+        stays_remote=stays_remote,
+        execution_count=execution_count,
+    )
+    packed = built.packed
+    request = Request(built.header, packed.buffers, packed, built.spec_key, image=options.image)
     importing = import_ahead(code)  # here, while the worker runs the cell
     done, buffers = session.call(request, on_frame)
     raise_for(done)

@@ -6,7 +6,8 @@ Looking deployed objects up, and their settings as JSON, are `nbremote._options`
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._by_value import dumps_function
 from ._options import FunctionOptions, settings_of
@@ -15,30 +16,54 @@ from .wire.images import DescribeImage
 
 if TYPE_CHECKING:
     from ._client import RunnerClient
-    from .app import App
+    from .wire.schedule import Schedule
+
+
+class AppToDeploy(Protocol):
+    """What a deploy reads of an `nbremote.App` (which imports this module's importers)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def registered_functions(self) -> dict[str, Any]: ...
+
+    @property
+    def registered_classes(self) -> dict[str, Any]: ...
 
 
 def _object(
-    name: str, kind: str, target: Any, options: FunctionOptions, methods: list[str]
+    name: str,
+    kind: str,
+    target: Any,
+    options: FunctionOptions,
+    methods: list[str],
+    extra: dict[str, Any] | None = None,
 ) -> DeployObject:
     payload = dumps_function(f"{kind} {name}", target)
     return DeployObject(
         name=name,
         kind=kind,
         methods=methods,
-        settings=settings_of(options),
+        settings=settings_of(options) | (extra or {}),
         payload=base64.b64encode(b"".join(bytes(part) for part in payload.parts)).decode(),
         sizes=[part.nbytes for part in payload.parts],
         hash=payload.hash,
     )
 
 
-def deploy(client: RunnerClient, app: App) -> DescribeApp:
-    """Send every function and class of ``app`` to the runner; the runner's description of it."""
-    images = [fn.options.image for fn in app.registered_functions.values()]
-    images += [cls.options.image for cls in app.registered_classes.values()]
+def _register_images(client: RunnerClient, images: list[Any]) -> None:
+    """Make the runner know the images the objects run in (built ones, by their steps)."""
     for image in {image for image in images if image is not None and image.steps}:
         client.call("POST", "/api/v1/images", image.create_request(), response=DescribeImage)
+
+
+def deploy(client: RunnerClient, app: AppToDeploy) -> DescribeApp:
+    """Send every function and class of ``app`` to the runner; the runner's description of it.
+    A function with ``schedule=`` becomes a job of the runner's (``{app}.{function}``)."""
+    images = [fn.options.image for fn in app.registered_functions.values()]
+    images += [cls.options.image for cls in app.registered_classes.values()]
+    _register_images(client, images)
     objects = [
         _object(name, "function", fn.raw_f, fn.options, [])
         for name, fn in app.registered_functions.items()
@@ -48,3 +73,20 @@ def deploy(client: RunnerClient, app: App) -> DescribeApp:
     ]
     body = DeployApp(objects=objects)
     return client.call("PUT", f"/api/v1/apps/{app.name}", body, response=DescribeApp)
+
+
+def deploy_scheduled(
+    client: RunnerClient,
+    function: tuple[str, Any, FunctionOptions],
+    schedule: Schedule,
+    name: str,
+) -> DescribeApp:
+    """Deploy a function (its name, the function, its options) alone as the app ``name``,
+    fired on ``schedule`` as the job ``name`` (``f.schedule``): deploying it again replaces the
+    job's function and schedule."""
+    qualname, target, options = function
+    options = dataclasses.replace(options, schedule=schedule)
+    _register_images(client, [options.image])
+    obj = _object(qualname, "function", target, options, [], {"job": name})
+    body = DeployApp(objects=[obj])
+    return client.call("PUT", f"/api/v1/apps/{name}", body, response=DescribeApp)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -35,7 +35,7 @@ class Packed:
         self.buffers: list[memoryview] = []
         self.payloads: dict[str, Payload] = {}
 
-    def add(self, name: str, payload: Payload, known: set[str]) -> None:
+    def add(self, name: str, payload: Payload, known: Container[str]) -> None:
         """Add one value's payload; its bytes only if ``known`` lacks its hash."""
         self.payloads[payload.hash] = payload
         sent = payload.hash not in known
@@ -55,7 +55,7 @@ class Packed:
         return {"op": Op.BLOBS, "items": items}, buffers
 
 
-def pack(names: Iterable[str], namespace: Mapping[str, Any], known: set[str]) -> Packed:
+def pack(names: Iterable[str], namespace: Mapping[str, Any], known: Container[str]) -> Packed:
     """Serialize the named values, as one set.
 
     Raises:

@@ -9,7 +9,7 @@ them: a function looked up by name knows its app by name only (`DeployedApp`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _session
 from ._deprecation import rename_deprecated
@@ -21,6 +21,9 @@ from .retries import Retries
 from .secret import Secret, spec_secrets
 from .volume import mounts_of
 from .wire.http import DescribeApp, DescribeAppObject, FunctionScaling, GpuRequest
+
+if TYPE_CHECKING:  # imported when a schedule is given: croniter is not every app's to load
+    from .wire.schedule import Cron, Period
 
 
 class AppLike(Protocol):
@@ -52,6 +55,7 @@ class FunctionOptions:
     max_inputs: int = 1
     gpu: GpuRequest | None = None
     image: Image | None = None
+    schedule: Cron | Period | None = None  # a deployed app fires it (a job of the runner's)
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -79,7 +83,7 @@ class FunctionOptions:
 
 
 # Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("schedule", "cpu", "memory")
+NOT_YET = ("cpu", "memory")
 
 
 def function_options(
@@ -106,6 +110,12 @@ def function_options(
     image = settings.get("image")
     if image is not None and not isinstance(image, Image):
         raise TypeError(f"{where}: image= takes an nr.Image, got {type(image).__name__}")
+    schedule = settings.get("schedule")
+    if schedule is not None and not _is_schedule(schedule):
+        raise TypeError(
+            f"{where}: schedule= takes nr.Cron('0 2 * * *') or nr.Period(hours=1), "
+            f"got {type(schedule).__name__}"
+        )
     settings["retries"] = Retries.parse(settings.get("retries"))
     settings["env"] = dict(settings.get("env") or {})
     settings["gpu"] = parse(settings.get("gpu"), where)
@@ -113,6 +123,12 @@ def function_options(
     settings["secrets"] = tuple(settings.get("secrets") or ())
     spec_secrets(settings["secrets"])  # refuse what is not a Secret now, not at call time
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
+
+
+def _is_schedule(value: object) -> bool:
+    from .wire.schedule import Cron, Period
+
+    return isinstance(value, Cron | Period)
 
 
 def settings_of(options: FunctionOptions) -> dict[str, Any]:
@@ -139,16 +155,23 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
         "scaledown_window": options.scaledown_window,
         "gpu": str(options.gpu) if options.gpu else None,
         "image": options.image.object_id if options.image else None,
-    }
+    } | ({"schedule": options.schedule.wire()} if options.schedule else {})
 
 
 def options_from(settings: dict[str, Any]) -> FunctionOptions:
     """Function settings back from JSON."""
     retries, image = settings.get("retries"), settings.get("image")
     secrets = tuple(Secret.from_name(name) for name in settings.get("secrets", []))
+    schedule = settings.get("schedule")
+    if schedule:
+        from .wire.schedule import from_wire
+
+        schedule = from_wire(schedule)
+    known = FunctionOptions.__dataclass_fields__  # a job's name, say, is the runner's
     return FunctionOptions(
         **{
-            **settings,
+            **{key: value for key, value in settings.items() if key in known},
+            "schedule": schedule or None,
             "retries": Retries(**retries) if retries else None,
             "gpu": parse(settings.get("gpu")),
             "secrets": secrets,

@@ -186,6 +186,8 @@ class RemoteSession:
         if request.image is not None:
             self.ensure_image(request.image)
         request_id = request.header["id"] = uuid.uuid4().hex
+        if request.header["op"] == Op.PROMOTE:  # the exec it carries goes by the same id
+            request.header["cell"]["id"] = request_id
         # Whether the worker may answer through shared memory (not for spawns: their result
         # may be collected by another process, and a mapped file can be taken only once).
         request.header["shm_ok"] = channel.shm_dir is not None and request.header["op"] != Op.SPAWN

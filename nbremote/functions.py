@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _session
 from ._by_value import dumps_function, frozen_captures, same_objects
@@ -25,6 +25,10 @@ from ._session import Request
 from .errors import NbremoteError, RemoteError, remote_error
 from .wire.ops import Op
 from .wire.serialize import Payload
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .wire.schedule import Cron, Period
 
 R = TypeVar("R")
 WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
@@ -154,6 +158,46 @@ class Function(Generic[R]):
             bind=self._bind,
             deployed=self._deployed,
         )
+
+    def schedule(self, schedule: Cron | Period, *, name: str | None = None) -> Job:
+        """Fire it on ``schedule`` on the runner, with no arguments, whether or not this
+        notebook is open: it is deployed as an app of its own, ``name``, whose job is ``name``
+        (its return value is each run's output ``result``). Again with the same name replaces
+        the function and the schedule; ``nr.Job(name).delete()`` or ``nbremote apps stop NAME``
+        ends it.
+
+        Args:
+            schedule: ``nr.Cron("0 2 * * *", timezone="Europe/Berlin")`` or ``nr.Period(hours=1)``.
+            name: the job's (and the app's) name; default: the function's name.
+
+        Example:
+            >>> job = report.schedule(nr.Cron("0 7 * * mon"), name="weekly")  # doctest: +SKIP
+            >>> job.run().wait().outputs["result"]  # doctest: +SKIP
+        """
+        from ._deploy import deploy_scheduled
+        from .job import Job
+        from .wire.http import JOB_NAME
+        from .wire.schedule import Cron, Period
+
+        if not isinstance(schedule, Cron | Period):
+            raise TypeError(
+                f"{self.__qualname__}.schedule() takes nr.Cron('0 2 * * *') or "
+                f"nr.Period(hours=1), got {type(schedule).__name__}"
+            )
+        if self.raw_f is None or self._bind is not None:
+            raise NbremoteError(
+                f"{self.__qualname__}: only a function of this notebook or script can be "
+                "scheduled; a deployed one gets schedule= in its app (then `nbremote deploy`)"
+            )
+        name = name or self.__name__
+        if not JOB_NAME.match(name):
+            raise ValueError(
+                f"name={name!r}: a job's name is letters, digits, '_', '.' and '-', starting "
+                "with a letter or digit, 64 characters at most"
+            )
+        function = (self.__qualname__, self.raw_f, self.options)
+        deploy_scheduled(_session.current_session().client, function, schedule, name)
+        return Job(name)
 
     def _payload(self) -> Payload | None:
         """The function pickled now, not at definition, so that globals redefined since are

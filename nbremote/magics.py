@@ -11,6 +11,7 @@ import dataclasses
 import shlex
 import sys
 from argparse import Namespace
+from datetime import UTC, datetime
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -18,15 +19,16 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from . import _session, _sessions, _status, gpu
+from . import _session, _sessions, _status, gpu, job
 from ._analysis import analyse_cell
 from ._cell import CellOptions, CellOutcome, raise_for, run_cell
 from ._defaults import Defaults, worker_flags
 from ._namespace import unpack
 from ._output import show
+from ._promote import job_flags, job_settings, promote_cell
 from ._session import Request
 from ._spec import worker_spec
-from .cli._utils import format_bytes
+from .cli._utils import format_bytes, render_table
 from .errors import NbremoteError, RunnerError, SerializationError
 from .image import Image
 from .secret import Secret
@@ -34,7 +36,7 @@ from .wire.http import ListGpusResponse, ListSessionsResponse
 from .wire.mounts import check_mount_paths
 from .wire.ops import Op
 
-SUBCOMMANDS = ("connect", "status", "pull", "push", "reset", "sessions", "attach", "config")
+SUBCOMMANDS = ("connect", "status", "pull", "push", "reset", "sessions", "attach", "config", "jobs")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -94,7 +96,7 @@ def _secrets(names: list[str], namespace: dict[str, Any]) -> list[Secret]:
 
 @magics_class
 class RemoteMagics(Magics):
-    """``%%remote`` and ``%remote connect|status|pull|push|reset|sessions|attach``."""
+    """``%%remote`` and ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``."""
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
@@ -174,10 +176,11 @@ class RemoteMagics(Magics):
     @argument("--out", dest="outputs", metavar="X,Y", help="bring back exactly these names")
     @argument("--fresh", action="store_true", help="start a new worker (empty namespace)")
     @worker_flags  # --timeout --env --gpu --volume --secret --image --pip (%remote config too)
+    @job_flags  # --schedule --name --tz --retries --notify --notify-on-success
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
-        """Run the cell on the runner, or manage it: ``%remote connect|status|pull|push|reset|
-        sessions|attach|config``.
+        """Run the cell on the runner (with ``--schedule``: store it as a job there, not run),
+        or manage it: ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``.
 
         Example::
 
@@ -188,6 +191,7 @@ class RemoteMagics(Magics):
             self._subcommand(line)
             return
         args = self.defaults.fill(parse_argstring(self.remote, line))
+        settings = job_settings(args)  # checked before anything is sent
         options = dataclasses.replace(
             self._worker_options(args),
             inputs=_names(args.inputs),
@@ -198,6 +202,12 @@ class RemoteMagics(Magics):
         missing = [name for name in options.inputs or [] if name not in self.ipython.user_ns]
         if missing:
             raise UsageError(f"--in names {', '.join(missing)}, not defined in this notebook")
+        if settings is not None:  # stored as a job on the runner, not run: nothing here changes
+            code = f"# %%remote {line}\n{cell}"
+            hidden = self.ipython.user_ns_hidden
+            session = _session.current_session()
+            promote_cell(session, code, self.ipython.user_ns, options, settings, hidden=hidden)
+            return
         if options.fresh:
             self.remote_only.clear()
             self.untold.clear()
@@ -301,9 +311,16 @@ class RemoteMagics(Magics):
 
     @magic_arguments("remote pull")
     @argument("names", nargs="+", metavar="NAME", help="a name bound on the worker")
+    @argument("--job", metavar="JOB", help="from the last run of this scheduled job instead")
     def _pull(self, args: Namespace) -> None:
-        """Bring names from the last cell's worker into the notebook."""
+        """Bring names from the last cell's worker (or a job's last run) into the notebook."""
         names: list[str] = args.names
+        if args.job is not None:
+            try:
+                self.ipython.user_ns.update(job.pull(args.job, names))
+            except NbremoteError as exc:
+                raise UsageError(getattr(exc, "message", str(exc))) from None
+            return
         session = _session.current_session()
         last = self.last_worker
         spec = worker_spec(last.env, last.gpu, last.volumes, last.secrets, last.image)
@@ -373,6 +390,18 @@ class RemoteMagics(Magics):
             + (f"; remote names: {', '.join(names)}" if names else "")
             + "). Its names stay on the worker: use them in %%remote cells, or %remote pull them"
         )
+
+    @magic_arguments("remote jobs")
+    def _jobs(self, args: Namespace) -> None:
+        """List the scheduled jobs on the runner (`nr.Job(NAME)` for one)."""
+        listed = job.Job.list()
+        if not listed:
+            print(
+                "nbremote: no scheduled jobs; promote a cell with %%remote --schedule SPEC --name N"
+            )
+            return
+        now = datetime.now(UTC)
+        print(render_table(job.JOB_COLUMNS, [job.job_row(j, now) for j in listed]))
 
     @magic_arguments("remote config")
     @argument("--reset", action="store_true", help="clear the defaults (before setting any given)")

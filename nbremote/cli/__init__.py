@@ -1,7 +1,7 @@
 """The ``nbremote`` command line: one module per noun, one click group per noun, every listing
 through one table-or-JSON helper (`nbremote.cli._utils.display_table`).
 
-Layout: `_main` (the ``nbremote`` group) adds `runner`, `status`, `gpu`, `app`, `image`,
+Layout: `_main` (the ``nbremote`` group) adds `runner`, `status`, `gpu`, `app`, `image`, `job`,
 `volume`, `secret` and `run` (run, deploy, demo); `_options` holds what they share on the click
 side (``--url/--token``, ``--json``, size and duration types), `_utils` the plain helpers.
 

@@ -7,6 +7,7 @@ import click
 from .app import apps
 from .gpu import gpus
 from .image import images
+from .job import jobs
 from .run import demo, deploy, run_command
 from .runner import runner
 from .secret import secrets
@@ -30,6 +31,7 @@ for command in (
     run_command,
     deploy,
     apps,
+    jobs,
     images,
     demo,
     volumes,

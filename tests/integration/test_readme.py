@@ -22,6 +22,7 @@ def test_readme_python_examples_run(shell: InteractiveShell) -> None:
     assert shell.user_ns["jobs"].get(timeout=10) == "next batch"
     assert shell.user_ns["on_volume"] == ["tiny.bin"]
     assert shell.user_ns["greeting"].remote() == "hello from six 1.16.0"
+    assert shell.user_ns["report"] == {"rows": 5, "mean": 2.8}  # pulled from the job's run
     shell.user_ns["scores"].delete()
     shell.user_ns["jobs"].delete()
     shell.user_ns["vol"].delete()

@@ -169,7 +169,7 @@ def test_every_command_is_reachable_from_python_m_nbremote() -> None:
         ("connect", r"required: URL; usage: %remote connect \[--token TOKEN\] URL"),
         ("connect --token t", r"required: URL"),
         ("connect http://x --token", r"argument --token: expected one argument"),
-        ("pull", r"required: NAME; usage: %remote pull NAME \[NAME ...\]"),
+        ("pull", r"required: NAME; usage: %remote pull \[--job JOB\] NAME \[NAME ...\]"),
         ("push", r"required: NAME; usage: %remote push NAME"),
         ("status now", r"unrecognized arguments: now; usage: %remote status"),
         ("reset all", r"unrecognized arguments: all"),
