@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.ops import Op
+from nbremote.wire.shm import internalize
 
 from .dispatch import REQUESTS
 from .errors import error_done
@@ -166,9 +167,13 @@ class Channel:
             self._asked[header["id"]] = waiting
             self.send({"op": Op.NEED, "id": header["id"], "hashes": hashes})
             try:
-                return await waiting
+                reply, buffers = await waiting
             finally:
                 self._asked.pop(header["id"], None)
+            # Big values came as shared-memory files (a same-host kernel): read them here, as a
+            # worker would (`ShmRefused`, a ValueError, fails the promotion naming why).
+            internalize(reply, buffers, self.runner.shm_dir)
+            return reply, buffers
 
         self.send(await promote(self.runner.jobs, header, ask))
 
