@@ -26,7 +26,7 @@ from ._session import RemoteSession, Request
 from .errors import RunnerError
 from .job import format_fire, zone_of
 from .wire.codec import Header
-from .wire.http import JOB_NAME, DescribeJob, JobSettings
+from .wire.jobs import JOB_NAME, DescribeJob, JobSettings
 from .wire.ops import Op
 from .wire.schedule import Cron, Period, Schedule
 

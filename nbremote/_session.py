@@ -34,7 +34,8 @@ from .errors import RunnerError, VersionMismatch
 from .wire.codec import Buffer, Header
 from .wire.http import CreateSession, DescribeRunner, DescribeSession
 from .wire.images import DescribeImage
-from .wire.ops import Op, problem
+from .wire.op_checks import problem
+from .wire.ops import Op
 from .wire.shm import usable
 
 OnFrame = Callable[[Header, list[bytearray]], None]

@@ -176,7 +176,7 @@ class Function(Generic[R]):
         """
         from ._deploy import deploy_scheduled
         from .job import Job
-        from .wire.http import JOB_NAME
+        from .wire.jobs import JOB_NAME
         from .wire.schedule import Cron, Period
 
         if not isinstance(schedule, Cron | Period):

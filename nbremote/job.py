@@ -19,7 +19,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from .errors import NbremoteError, RunnerError
-from .wire.http import DescribeJob, DescribeJobRun, ListJobRunsResponse, ListJobsResponse, RunJob
+from .wire.jobs import DescribeJob, DescribeJobRun, ListJobRunsResponse, ListJobsResponse, RunJob
 
 if TYPE_CHECKING:
     from ._client import RunnerClient

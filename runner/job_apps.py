@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from nbremote.wire.codec import Header
 from nbremote.wire.gpu import parse_text
-from nbremote.wire.http import DeployApp, DeployObject, JobSettings, WorkerSpec
+from nbremote.wire.http import DeployApp, DeployObject, WorkerSpec
+from nbremote.wire.jobs import JobSettings
 from nbremote.wire.ops import Op
 from nbremote.wire.serialize import content_hash
 

@@ -15,7 +15,7 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 
 from nbremote.wire.codec import encode_prefix
-from nbremote.wire.http import (
+from nbremote.wire.jobs import (
     DescribeJob,
     DescribeJobRun,
     ListJobRunsResponse,

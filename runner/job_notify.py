@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from nbremote.wire.http import JobSettings
+from nbremote.wire.jobs import JobSettings
 
 from .job_store import JobRun
 

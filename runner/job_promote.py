@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from nbremote.wire.codec import Header
-from nbremote.wire.http import JobSettings
+from nbremote.wire.jobs import JobSettings
 from nbremote.wire.ops import Op
 from nbremote.wire.schedule import from_wire
 from nbremote.wire.serialize import content_hash

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbremote.wire.codec import Buffer, Header
-from nbremote.wire.http import DescribeJobOutput
+from nbremote.wire.jobs import DescribeJobOutput
 from nbremote.wire.ops import Op
 from nbremote.wire.reprs import REPR_LIMIT
 from nbremote.wire.serialize import content_hash

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbremote.wire.codec import Header
-from nbremote.wire.http import DescribeJobOutput, DescribeJobRun, JobSettings
+from nbremote.wire.jobs import DescribeJobOutput, DescribeJobRun, JobSettings
 
 from .state import State, Statement
 

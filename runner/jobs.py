@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from nbremote.wire.codec import Header
-from nbremote.wire.http import DescribeJob, DescribeJobRun, GpuRequest, JobSettings
+from nbremote.wire.http import GpuRequest
+from nbremote.wire.jobs import DescribeJob, DescribeJobRun, JobSettings
 from nbremote.wire.schedule import Cron, Schedule, from_wire
 
 from .errors import RunnerError

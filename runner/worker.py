@@ -44,7 +44,8 @@ from typing import Any
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, Header
 from nbremote.wire.names import RESULT
-from nbremote.wire.ops import FrameInvalid, Op
+from nbremote.wire.op_checks import FrameInvalid
+from nbremote.wire.ops import Op
 from nbremote.wire.reprs import short_reprs
 from nbremote.wire.serialize import Payload, dumps, loads
 from nbremote.wire.transport import use_worker_transport

@@ -15,7 +15,8 @@ import queue
 from typing import Any
 
 from nbremote.wire.codec import FrameReader, FrameRefused, Header
-from nbremote.wire.ops import FrameInvalid, Op, problem
+from nbremote.wire.op_checks import FrameInvalid, problem
+from nbremote.wire.ops import Op
 
 Frame = tuple[Header, list[Any]]
 Request = tuple[Header, list[Any], str]  # the frame, and why it is refused ("" if it is not)

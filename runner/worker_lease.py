@@ -22,7 +22,8 @@ import socket
 from typing import Protocol
 
 from nbremote.wire.codec import FrameReader, Header
-from nbremote.wire.ops import Op, check
+from nbremote.wire.op_checks import check
+from nbremote.wire.ops import Op
 
 from .worker_io import Outbox
 

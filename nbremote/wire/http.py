@@ -9,7 +9,7 @@ their headers described in `nbremote.wire.frames`; their ``spec`` object is `Wor
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -20,7 +20,9 @@ from pydantic import (
 )
 
 
-class _Model(BaseModel):
+class ApiModel(BaseModel):
+    """The base of every document of the API: a field it does not know is refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -51,27 +53,27 @@ def _relative_path(path: str) -> str:
 RelativePath = Annotated[str, AfterValidator(_relative_path)]
 
 
-class ErrorDetail(_Model):
+class ErrorDetail(ApiModel):
     """What went wrong, for a machine (``type``) and a person (``message``)."""
 
     type: str
     message: str
 
 
-class ErrorResponse(_Model):
+class ErrorResponse(ApiModel):
     """The body of every non-2xx answer."""
 
     error: ErrorDetail
 
 
-class Health(_Model):
+class Health(ApiModel):
     """Answer of ``GET /api/v1/health``: the runner is up and ready."""
 
     status: str = "ok"
     version: str
 
 
-class GpuChoice(_Model):
+class GpuChoice(ApiModel):
     """One acceptable set of GPUs: a type (``any``, or a name such as ``A100``), its memory
     variant, and how many (``A100-80GB:2``)."""
 
@@ -84,7 +86,7 @@ class GpuChoice(_Model):
         return f"{self.type}{memory}" + (f":{self.count}" if self.count > 1 else "")
 
 
-class GpuRequest(_Model):
+class GpuRequest(ApiModel):
     """A worker's GPUs: the first of ``choices`` the runner can give (``H100|A100-80GB``)."""
 
     choices: list[GpuChoice] = Field(min_length=1)
@@ -93,7 +95,7 @@ class GpuRequest(_Model):
         return "|".join(str(choice) for choice in self.choices)
 
 
-class WorkerSpec(_Model):
+class WorkerSpec(ApiModel):
     """What a warm worker is started with; workers are shared only between equal specs."""
 
     env: dict[str, str] = Field(default_factory=dict)
@@ -129,7 +131,7 @@ class WorkerSpec(_Model):
         return document
 
 
-class DescribeObject(_Model):
+class DescribeObject(ApiModel):
     """One name in a worker's namespace."""
 
     name: str
@@ -137,7 +139,7 @@ class DescribeObject(_Model):
     nbytes: int | None = None
 
 
-class DescribeWorker(_Model):
+class DescribeWorker(ApiModel):
     """A warm worker: its process and what it holds."""
 
     id: str
@@ -152,7 +154,7 @@ class DescribeWorker(_Model):
     gpus: list[int] = Field(default_factory=list, description="indices of the GPUs it holds")
 
 
-class CreateSession(_Model):
+class CreateSession(ApiModel):
     """Open (or re-open) the runner-side session of one notebook kernel."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -167,13 +169,13 @@ class CreateSession(_Model):
     )
 
 
-class EndSession(_Model):
+class EndSession(ApiModel):
     """A kernel says goodbye as it exits: its session ends now (if it still is its own)."""
 
     client: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class DescribeSession(_Model):
+class DescribeSession(ApiModel):
     """A notebook's session: its warm workers and the Python they run."""
 
     id: str
@@ -194,13 +196,13 @@ class DescribeSession(_Model):
     )
 
 
-class ListSessionsResponse(_Model):
+class ListSessionsResponse(ApiModel):
     """All sessions the runner holds."""
 
     sessions: list[DescribeSession]
 
 
-class DescribeRunner(_Model):
+class DescribeRunner(ApiModel):
     """The runner itself."""
 
     version: str
@@ -215,7 +217,7 @@ class DescribeRunner(_Model):
     cells_run: int
 
 
-class FunctionScaling(_Model):
+class FunctionScaling(ApiModel):
     """How many warm workers a function may have, and how long idle ones live."""
 
     max_containers: int | None = Field(default=None, ge=1, description="default: one per core")
@@ -224,7 +226,7 @@ class FunctionScaling(_Model):
     max_inputs: int = Field(default=1, ge=1, description="inputs one worker takes at once")
 
 
-class DeployObject(_Model):
+class DeployObject(ApiModel):
     """A function or class of an app, pickled by value, as ``nbremote deploy`` sends it."""
 
     name: str
@@ -248,13 +250,13 @@ class DeployObject(_Model):
         return self
 
 
-class DeployApp(_Model):
+class DeployApp(ApiModel):
     """``PUT /api/v1/apps/{name}``: deploy (or redeploy) an app's functions and classes."""
 
     objects: list[DeployObject]
 
 
-class DescribeAppObject(_Model):
+class DescribeAppObject(ApiModel):
     """A deployed function or class, without its payload."""
 
     name: str
@@ -264,7 +266,7 @@ class DescribeAppObject(_Model):
     hash: str
 
 
-class DescribeApp(_Model):
+class DescribeApp(ApiModel):
     """A deployed app."""
 
     name: str
@@ -273,13 +275,13 @@ class DescribeApp(_Model):
     workers: int
 
 
-class ListAppsResponse(_Model):
+class ListAppsResponse(ApiModel):
     """Every deployed app."""
 
     apps: list[DescribeApp]
 
 
-class DescribeGpuHolder(_Model):
+class DescribeGpuHolder(ApiModel):
     """Who holds a GPU: a notebook's cell worker, a function's or a deployed app's worker."""
 
     worker: str | None = Field(description="the worker's id (None while it starts)")
@@ -290,7 +292,7 @@ class DescribeGpuHolder(_Model):
     idle: bool = Field(description="idle function workers are stopped to make room")
 
 
-class DescribeGpu(_Model):
+class DescribeGpu(ApiModel):
     """One GPU of the runner, with its latest reading."""
 
     index: int
@@ -302,7 +304,7 @@ class DescribeGpu(_Model):
     holder: DescribeGpuHolder | None = None
 
 
-class DescribeGpuWait(_Model):
+class DescribeGpuWait(ApiModel):
     """A request waiting for GPUs, in queue order."""
 
     position: int
@@ -310,7 +312,7 @@ class DescribeGpuWait(_Model):
     holder: DescribeGpuHolder
 
 
-class ListGpusResponse(_Model):
+class ListGpusResponse(ApiModel):
     """``GET /api/v1/gpus``: the runner's GPUs, who holds them, who waits; why none if none."""
 
     source: str = Field(description="nvml, declared (nbremote runner --gpus), fake-nvml or none")
@@ -319,14 +321,14 @@ class ListGpusResponse(_Model):
     unavailable: str | None = Field(default=None, description="why there are no GPUs")
 
 
-class CreateVolume(_Model):
+class CreateVolume(ApiModel):
     """``POST /api/v1/volumes``: create a named volume."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     exist_ok: bool = Field(default=False, description="answer 200 if it exists (else 409)")
 
 
-class DescribeVolume(_Model):
+class DescribeVolume(ApiModel):
     """A volume: its current version, size and last commit."""
 
     name: str
@@ -337,13 +339,13 @@ class DescribeVolume(_Model):
     size: int = Field(description="bytes in its files")
 
 
-class ListVolumesResponse(_Model):
+class ListVolumesResponse(ApiModel):
     """Every volume."""
 
     volumes: list[DescribeVolume]
 
 
-class VolumeEntry(_Model):
+class VolumeEntry(ApiModel):
     """A file, folder or link in a volume (path relative to its root)."""
 
     path: str
@@ -352,27 +354,27 @@ class VolumeEntry(_Model):
     mtime: float
 
 
-class ListVolumeFilesResponse(_Model):
+class ListVolumeFilesResponse(ApiModel):
     """Entries under a path of a volume's current version."""
 
     entries: list[VolumeEntry]
 
 
-class DescribeBlob(_Model):
+class DescribeBlob(ApiModel):
     """An uploaded file's content, stored by hash until a commit names it."""
 
     hash: ContentHash
     size: int
 
 
-class CopyFiles(_Model):
+class CopyFiles(ApiModel):
     """Copy files or folders within a volume (into ``destination`` if it is a folder)."""
 
     sources: list[str]
     destination: str
 
 
-class CommitVolume(_Model):
+class CommitVolume(ApiModel):
     """``POST /api/v1/volumes/{name}/versions``: a new version from the current one."""
 
     put: dict[str, ContentHash] = Field(
@@ -384,13 +386,13 @@ class CommitVolume(_Model):
     force: bool = Field(default=True, description="put may replace existing files")
 
 
-class SetSecret(_Model):
+class SetSecret(ApiModel):
     """``PUT /api/v1/secrets/{name}``: create or replace a secret (its values are write-only)."""
 
     values: dict[str, str] = Field(repr=False)
 
 
-class DescribeSecret(_Model):
+class DescribeSecret(ApiModel):
     """A secret: names of its keys and dates, never its values."""
 
     name: str
@@ -399,105 +401,7 @@ class DescribeSecret(_Model):
     updated_at: float
 
 
-class ListSecretsResponse(_Model):
+class ListSecretsResponse(ApiModel):
     """Every secret, without values."""
 
     secrets: list[DescribeSecret]
-
-
-# -- scheduled jobs -------------------------------------------------------------------------------
-
-JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-JobName = Annotated[
-    str,
-    Field(
-        pattern=JOB_NAME.pattern,
-        description="a job's name: letters, digits, '_', '.', '-' (64 at most, not first)",
-    ),
-]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "interrupted", "skipped", "missed"]
-
-
-class JobSettings(_Model):
-    """A job's schedule and run settings, as ``%%remote --schedule`` or ``schedule=`` give them
-    (the ``job`` of a ``promote`` frame)."""
-
-    name: JobName
-    schedule: dict[str, Any] = Field(
-        description="the schedule's wire form: nbremote.wire.schedule (cron or period)"
-    )
-    retries: int = Field(default=0, ge=0, le=10, description="runs again after a failure")
-    timeout: float | None = Field(default=None, gt=0, description="seconds a run may take")
-    notify: str | None = Field(
-        default=None,
-        pattern=r"^https?://[^\s]{1,2000}$",
-        description="a webhook URL that gets a JSON summary of each failed run",
-    )
-    notify_on_success: bool = False
-
-
-class DescribeJobOutput(_Model):
-    """A value a run left (a name its cell bound, or a function's return value as 'result')."""
-
-    name: str
-    type: str
-    repr: str = Field(description="its repr, cut to 1000 characters")
-    nbytes: int
-
-
-class DescribeJobRun(_Model):
-    """One run of a job (or a stretch of missed fires, ``missed`` counting them)."""
-
-    id: str
-    job: str
-    number: int = Field(description="1, 2, ... per job")
-    version: int
-    status: JobStatus
-    trigger: Literal["schedule", "catch-up", "manual"]
-    scheduled: float | None = Field(default=None, description="the fire time it was for")
-    started: float | None = None
-    finished: float | None = None
-    attempt: int = 1
-    params: dict[str, Any] = Field(default_factory=dict)
-    error: str | None = Field(default=None, description="'Ename: message' of a failed run")
-    missed: int = Field(default=0, description="for a 'missed' record: how many fire times")
-    outputs: list[DescribeJobOutput] = Field(default_factory=list)
-
-
-class DescribeJob(_Model):
-    """A scheduled job: its current version's settings, when it fires next, its last run."""
-
-    name: str
-    kind: Literal["cell", "function"]
-    version: int
-    settings: JobSettings
-    schedule: str = Field(description="the schedule in words: '0 2 * * * (Europe/Berlin)'")
-    paused: bool
-    created_at: float
-    updated_at: float
-    next_fires: list[str] = Field(description="the next three fire times, ISO 8601, job's zone")
-    app: str | None = Field(default=None, description="the deployed app it belongs to")
-    gpu: str | None = None
-    image: str | None = None
-    inputs: list[str] = Field(default_factory=list)
-    last_run: DescribeJobRun | None = None
-
-
-class ListJobsResponse(_Model):
-    """Every job."""
-
-    jobs: list[DescribeJob]
-
-
-class ListJobRunsResponse(_Model):
-    """A job's runs, newest first."""
-
-    runs: list[DescribeJobRun]
-
-
-class RunJob(_Model):
-    """``POST /api/v1/jobs/{name}/runs``: run a job now, some inputs replaced for this run."""
-
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="input name -> JSON value, for this run only"
-    )

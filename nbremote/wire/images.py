@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .http import FileHash, RelativePath, _Model
+from .http import ApiModel, FileHash, RelativePath
 
 StepKind = Literal[
     "debian_slim",
@@ -31,7 +31,7 @@ StepKind = Literal[
 BASE_STEPS = ("debian_slim", "from_registry", "from_dockerfile")
 
 
-class ImageStep(_Model):
+class ImageStep(ApiModel):
     """One step of an image; its content (all of it) is part of its layer's id."""
 
     kind: StepKind
@@ -68,7 +68,7 @@ def image_id(steps: list[ImageStep]) -> str:
     return f"im-{layer_ids(steps)[-1]}"
 
 
-class CreateImage(_Model):
+class CreateImage(ApiModel):
     """``POST /api/v1/images``: make an image known to the runner (built when first used)."""
 
     steps: list[ImageStep] = Field(min_length=1)
@@ -89,7 +89,7 @@ class CreateImage(_Model):
         return steps
 
 
-class DescribeLayer(_Model):
+class DescribeLayer(ApiModel):
     """One layer of an image in the runner's cache."""
 
     step: str
@@ -98,7 +98,7 @@ class DescribeLayer(_Model):
     build_seconds: float | None = None
 
 
-class DescribeImage(_Model):
+class DescribeImage(ApiModel):
     """An image the runner knows, and how much of it is built."""
 
     id: str
@@ -112,13 +112,13 @@ class DescribeImage(_Model):
     layers: list[DescribeLayer]
 
 
-class ListImagesResponse(_Model):
+class ListImagesResponse(ApiModel):
     """Every image the runner knows, most recently used first."""
 
     images: list[DescribeImage]
 
 
-class PruneImages(_Model):
+class PruneImages(ApiModel):
     """``POST /api/v1/images/prune``: free space, least recently used images first.
 
     Without limits, only what no image uses (failed builds, leftovers) is removed.
@@ -128,7 +128,7 @@ class PruneImages(_Model):
     older_than_s: float | None = Field(default=None, ge=0, description="unused for this long")
 
 
-class PruneImagesResponse(_Model):
+class PruneImagesResponse(ApiModel):
     """What a prune removed."""
 
     removed: list[str]

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from nbremote.wire import frames, ops
-from nbremote.wire.ops import TABLE, Op, Rule, problem
+from nbremote.wire import frames, op_checks
+from nbremote.wire.op_checks import TABLE, Rule, problem
+from nbremote.wire.ops import Op
 
 PYDANTIC = {
     "exec": frames.ExecFrame,
@@ -49,7 +50,7 @@ def _normal(rules: tuple[Rule, ...]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("op", sorted(PYDANTIC))
 def test_the_table_and_the_pydantic_models_agree(op: str) -> None:
-    assert _normal(TABLE[op]) == _normal(ops.shape(PYDANTIC[op]))
+    assert _normal(TABLE[op]) == _normal(op_checks.shape(PYDANTIC[op]))
 
 
 def test_every_op_has_one_typed_definition() -> None:
@@ -164,8 +165,8 @@ def test_op_itself() -> None:
     assert problem({"id": "r"}) == "op: missing"
     assert problem({"op": 3}) == "op: expected str, got int"
     assert problem({"op": "something-newer", "id": "r"}) is None  # left to the receiver
-    with pytest.raises(ops.FrameInvalid, match=r"'stream' frame .*text: missing"):
-        ops.check({"op": "stream", "id": "r", "name": "stdout"})
+    with pytest.raises(op_checks.FrameInvalid, match=r"'stream' frame .*text: missing"):
+        op_checks.check({"op": "stream", "id": "r", "name": "stdout"})
 
 
 def test_none_type_is_named_null() -> None:

@@ -26,7 +26,7 @@ from nbremote.cli.job import parse_param
 from nbremote.errors import RunnerError, RunnerUnavailable
 from nbremote.job import Job, format_fire, job_row, read_frame
 from nbremote.wire.codec import encode_prefix
-from nbremote.wire.http import DescribeJob, DescribeJobRun, JobSettings
+from nbremote.wire.jobs import DescribeJob, DescribeJobRun, JobSettings
 from nbremote.wire.ops import Op
 from nbremote.wire.serialize import content_hash
 from tests.conftest import clean_shell
