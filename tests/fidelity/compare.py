@@ -59,6 +59,12 @@ RULES: list[_Rule] = [
         "a tqdm bar's elapsed time, time left and rate (any unit, SI prefix) are timings",
     ),
     (
+        re.compile(r"\b\d+%\|[^|\n]*\| *(\d+)/(\d+)\b"),
+        lambda m: m[0] if m[1] == m[2] else f"<partial bar>/{m[2]}",
+        "where a tqdm bar stood at each intermediate redraw (9/50 or 10/50) depends on timing; "
+        "its final state (50/50) does not, and stays compared",
+    ),
+    (
         re.compile(r"\b\d+m\d+\.\d{3}s\b"),
         "<time>",
         "the shell's `time` (real/user/sys) reports durations",

@@ -32,6 +32,10 @@ from tests.fidelity.compare import CellView, diff, normalise, view
         ("10.0k/10.0k [00:00<00:00, 9.64Mepoch/s]", "10.0k/10.0k [00:01<00:00, 1.05s/epoch]"),
         ("10/10 [00:01<00:00,  9.84it/s, loss=1]", "10/10 [00:00<?, ?it/s, loss=1]"),
         ("\r 50%|█████     | 5/10\r100%|██████████| 10/10\n", "\r100%|██████████| 10/10\n"),
+        (
+            "3rd loop:  18%|█▊        | 9/50 [00:00<00:00]\x1b[A",
+            "3rd loop:  20%|██        | 10/50 [00:00<00:00]\x1b[A",
+        ),
         ("kernel pid 4242", "kernel pid 17"),
         (
             "<DisplayHandle display_id=01ab2e1412dbf8793a0c4301fdd0a142>",
@@ -58,6 +62,7 @@ def test_what_differs_between_two_local_runs_is_normalised(first: str, second: s
             "1.23 ms +- 45.6 us per loop (mean +- std. dev. of 7 runs, 1,000 loops each)",
         ),
         ("100%|██████████| 10/10", "100%|##########| 10/10"),
+        ("100%|██████████| 10/10", " 90%|█████████ | 9/10"),  # a bar that stopped short
         ("Wall time: 2.31 µs", "Wall time: 2.31 us"),
         ("[1, 2, 3]", "[1, 2, 3, 4]"),
         ("/home/me/project", "/tmp/worker-scratch"),

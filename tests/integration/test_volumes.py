@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def test_a_map_over_many_workers_writes_one_file_each(vol: nr.Volume) -> None:
         Path(f"{MOUNT}/parts").mkdir(exist_ok=True)
         Path(f"{MOUNT}/parts/{i:02d}.txt").write_text(str(i * i))
         vol.commit()
+        time.sleep(0.5)  # long enough that the map scales out instead of one warm worker doing all
         return os.environ.get("NBREMOTE_TASK_ID", str(os.getpid()))
 
     pids = set(part.map(range(12)))
