@@ -169,6 +169,7 @@ class EndpointLogsHandler(EndpointResource):
         self, name: str | None = None, app: str | None = None, function: str | None = None
     ) -> None:
         endpoint = self.find(name, app, function)
+        await self.endpoints.written()
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         if endpoint.log_path.exists():
             self.write(endpoint.log_path.read_bytes())

@@ -238,6 +238,10 @@ class Endpoints:
             follower.put_nowait(line)
         self._writer.submit(_append, endpoint.log_path, line)
 
+    async def written(self) -> None:
+        """Once every request line recorded so far is in its file."""
+        await asyncio.wrap_future(self._writer.submit(lambda: None))
+
     def close(self) -> None:
         """Let the log writer finish."""
         self._writer.shutdown()

@@ -34,8 +34,11 @@ def request(
     url = urllib.parse.urlsplit(runner.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
+        headers = dict(headers or {})
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        connection.request(method, path, data, headers or {})
+        if data is not body:
+            headers["Content-Type"] = "application/json"
+        connection.request(method, path, data, headers)
         response = connection.getresponse()
         answer = response.read()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
