@@ -13,12 +13,18 @@ from collections.abc import Callable
 
 from tornado.web import Application
 
+from .endpoint_handlers import ENDPOINT_ROUTES
 from .handlers import RUNNER_ROUTES, ApiError, BaseHandler
 from .job_handlers import JOB_ROUTES
 from .service import Runner, RunnerConfig
 from .storage_handlers import STORAGE_ROUTES
 
-ROUTES: list[tuple[str, type[BaseHandler]]] = [*RUNNER_ROUTES, *STORAGE_ROUTES, *JOB_ROUTES]
+ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    *RUNNER_ROUTES,
+    *STORAGE_ROUTES,
+    *JOB_ROUTES,
+    *ENDPOINT_ROUTES,
+]
 
 
 class NotFoundHandler(BaseHandler):

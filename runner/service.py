@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import ipaddress
 import json
 import os
@@ -41,10 +40,11 @@ from .calls import CallRegistry
 from .containers import ContainerStarter
 from .data_dir import clear_leftovers, make_private, scratch_root
 from .dispatch import Dispatcher
+from .endpoint_apps import on_change
+from .endpoints import Endpoints
 from .frames import Frame
 from .gpus import GpuBroker, discover
 from .images import Images
-from .job_apps import sync_app
 from .jobs import Jobs
 from .pools import SparePool
 from .secrets import Secrets
@@ -172,6 +172,9 @@ class Runner:
         scheme = "https" if self.config.certfile else "http"
         return f"{scheme}://{host}:{self.port}"
 
+    def _url(self) -> str:
+        return self.url
+
     async def start(self, app: Application) -> None:
         """Open the state, boot the spare worker, listen with ``app``, and announce the runner."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,9 @@ class Runner:
         self.dispatcher = Dispatcher(self.state, self.gpus, self.apps, self.calls)
         self.jobs = Jobs.create(self.state, self.config.data_dir, self.dispatcher, self.gpus)
         await self.jobs.start()
-        self.apps.on_change = functools.partial(sync_app, self.jobs)
+        self.endpoints = Endpoints(self.state, self.config.data_dir / "endpoint-logs", self._url)
+        await self.endpoints.load(self.apps.apps)
+        self.apps.on_change = on_change(self.jobs, self.endpoints)
         sockets = bind_sockets(
             self.config.port,
             address=self.config.host,
@@ -298,6 +303,7 @@ class Runner:
             task.cancel()
         await self.jobs.stop()
         await self.apps.close()
+        self.endpoints.close()
         await self.sessions.close()
         self.volumes.close()
         await self.backend.close()  # its image builds, before the registry's threads go

@@ -135,9 +135,22 @@ CREATE TABLE job_runs (
 );
 """
 
+# Web endpoints (runner/endpoints.py): how each is served is read from its app's deployed
+# settings; kept here is what a redeploy or a restart must not change, its token above all.
+SCHEMA_V3 = """
+CREATE TABLE endpoints (
+    name TEXT PRIMARY KEY,            -- a label, or '{app}/{function}'
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    token TEXT NOT NULL,              -- its bearer token (the data dir is the runner's own)
+    created_at REAL NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, apps, Dicts and Queues, volumes", SCHEMA_V1),
     Migration(2, "scheduled jobs, their versions and runs", SCHEMA_V2),
+    Migration(3, "web endpoints and their tokens", SCHEMA_V3),
 )
 
 

@@ -90,7 +90,10 @@ class Worker:
             Op.PULL: self.pull,
             Op.CALL: self.call,
             Op.LEASE: self.lease,
+            Op.WEB: self.web,
+            Op.CANCEL: self.cancel,
         }
+        self._web: Any = None  # the endpoint apps (`worker_web`), once a web request came
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -169,6 +172,19 @@ class Worker:
     def lease(self, header: Header, buffers: list[bytearray]) -> None:
         """Serve a same-host client's calls straight from its socket (see `worker_lease`)."""
         serve_lease(self, header)
+
+    def web(self, header: Header, buffers: list[bytearray]) -> None:
+        """Serve an HTTP request of a web endpoint (`worker_web`: answered from its own loop)."""
+        if self._web is None:
+            from .worker_web import WebApps  # only a worker that serves an endpoint loads it
+
+            self._web = WebApps(self.outbox)
+        self._web.serve(header, buffers)
+
+    def cancel(self, header: Header, buffers: list[bytearray]) -> None:
+        """The caller of a web request hung up: stop it (nothing else is cancelled this way)."""
+        if self._web is not None:
+            self._web.cancel(header["id"])
 
     # -- inputs --------------------------------------------------------------------------------
 

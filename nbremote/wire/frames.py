@@ -263,6 +263,54 @@ class VolumeFrame(_Frame):
     checkouts: list[str] = []
 
 
+# A header's name is a token (RFC 9110); its value has no control characters: a worker runs
+# anyone's code, and a CR or LF from it must never reach the HTTP caller's response.
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
+HEADER_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]{0,8192}$"
+
+
+class WebHeader(_FramePart):
+    """One response header."""
+
+    name: str = Field(pattern=HEADER_NAME)
+    value: str = Field(pattern=HEADER_VALUE)
+
+
+class WebStartFrame(_Frame):
+    """``web_start``: a worker's start of an HTTP response (see `nbremote.wire.ops`)."""
+
+    op: Literal["web_start"]
+    status: int = Field(ge=100, le=599)
+    headers: list[list[str]] = Field(max_length=256)
+
+    def checked_headers(self) -> list[tuple[str, str]]:
+        """The headers as pairs, each checked.
+
+        Raises:
+            ValueError: one is not a name and a value, or has characters a header may not have.
+        """
+        pairs = []
+        for pair in self.headers:
+            if len(pair) != 2:
+                raise ValueError(f"headers: {pair!r} is not a [name, value] pair")
+            header = WebHeader(name=pair[0], value=pair[1])
+            pairs.append((header.name, header.value))
+        return pairs
+
+
+class WebBodyFrame(_Frame):
+    """``web_body``: a chunk of the response body, in the frame's one buffer."""
+
+    op: Literal["web_body"]
+    more: bool
+
+    def buffers_error(self, count: int) -> str | None:
+        return None if count == 1 else f"buffers: a body chunk is one buffer, not {count}"
+
+
+WebAnswerFrame = Annotated[WebStartFrame | WebBodyFrame, Field(discriminator="op")]
+"""What a worker sends while it serves a ``web`` request (before its ``done``)."""
+
 WorkerRequestFrame = Annotated[DictFrame | QueueFrame | VolumeFrame, Field(discriminator="op")]
 """What a worker asks the runner itself (answered by ``Runner.serve_worker``)."""
 

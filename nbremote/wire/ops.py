@@ -49,6 +49,9 @@ class Op(enum.StrEnum):
     NEED = "need"
     INPUT = "input"
     LEASED = "leased"
+    WEB = "web"
+    WEB_START = "web_start"
+    WEB_BODY = "web_body"
     DONE = "done"
 
 
@@ -227,6 +230,27 @@ class VolumeFrame(_Request):
     checkouts: NotRequired[list[str]]
 
 
+class FrameWebScope(TypedDict):
+    """An HTTP request as an ASGI scope's fields (headers as latin-1 text pairs)."""
+
+    method: str
+    path: str
+    root_path: str
+    query_string: str
+    headers: list[list[str]]
+
+
+class WebFrame(_Request):
+    """The runner's to a worker: serve one HTTP request of a web endpoint. Buffers: the deployed
+    function's payload (``function.nbuf`` of them), then the request body (one). Answered by
+    ``web_start``, ``web_body`` frames as the app sends them, then ``done``."""
+
+    op: Literal["web"]
+    function: FrameFunction
+    web: dict[str, Any]  # nbremote.wire.endpoints.WebSettings
+    scope: FrameWebScope
+
+
 class HelloFrame(TypedDict):
     """A worker's first frame to the runner (``pid``, ``python``), or a kernel's to a leased
     worker (``token``)."""
@@ -313,6 +337,21 @@ class LeasedFrame(_Answer):
     token: str
 
 
+class WebStartFrame(_Answer):
+    """The start of a web request's response: status and headers (latin-1 text pairs)."""
+
+    op: Literal["web_start"]
+    status: int
+    headers: list[list[str]]
+
+
+class WebBodyFrame(_Answer):
+    """A chunk of a web request's response body (its one buffer); ``more``: others follow."""
+
+    op: Literal["web_body"]
+    more: bool
+
+
 class DoneFrame(_Answer):
     """The end of a request; what else it says depends on the request (read by its caller)."""
 
@@ -357,6 +396,9 @@ FRAMES: dict[str, type] = {
     Op.NEED: NeedFrame,
     Op.INPUT: InputFrame,
     Op.LEASED: LeasedFrame,
+    Op.WEB: WebFrame,
+    Op.WEB_START: WebStartFrame,
+    Op.WEB_BODY: WebBodyFrame,
     Op.DONE: DoneFrame,
 }
 """The one typed definition of each op."""

@@ -61,6 +61,7 @@ OLD_ROWS = {
 }
 LATEST = len(MIGRATIONS)
 JOB_TABLES = {"jobs", "job_versions", "job_runs"}  # migration 2: scheduled jobs
+ENDPOINT_TABLES = {"endpoints"}  # migration 3: web endpoints
 
 
 def old_data_dir(path: Path) -> Path:
@@ -147,7 +148,7 @@ def test_an_older_data_dir_with_fewer_tables_gets_the_missing_ones(tmp_path: Pat
 def test_a_fresh_data_dir_gets_the_current_version(tmp_path: Path) -> None:
     asyncio.run(_reopen_and_count(tmp_path / "state.db", expected_runs=0))
     assert version_of(tmp_path / "state.db") == LATEST
-    assert tables_of(tmp_path / "state.db") == set(OLD_ROWS) | JOB_TABLES
+    assert tables_of(tmp_path / "state.db") == set(OLD_ROWS) | JOB_TABLES | ENDPOINT_TABLES
 
 
 def test_a_database_newer_than_the_runner_is_refused_untouched(tmp_path: Path) -> None:
@@ -218,4 +219,4 @@ def test_a_data_dir_of_version_1_gets_the_job_tables_and_keeps_its_rows(tmp_path
     db.close()
     asyncio.run(_reopen_and_count(path, expected_runs=1))
     assert version_of(path) == LATEST
-    assert tables_of(path) == set(OLD_ROWS) | JOB_TABLES
+    assert tables_of(path) == set(OLD_ROWS) | JOB_TABLES | ENDPOINT_TABLES

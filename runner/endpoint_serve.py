@@ -1,0 +1,180 @@
+"""One HTTP request of a web endpoint, from the caller to a warm worker and back.
+
+The request goes to the deployed function's pool in its app (opened like a deployed call's,
+from the function's settings: ``min_containers``, ``max_containers``, ``max_inputs``), as a
+``web`` frame: the function's payload, the ASGI scope's fields, the body as a buffer. Nothing
+of the caller's is unpickled anywhere: the body is bytes the worker's ASGI app reads.
+
+The worker's ``web_start`` and ``web_body`` frames are checked (a worker runs anyone's code: a
+bad status or a header with a line break never reaches the caller) and written to the caller as
+they come, each chunk flushed while more follow, so streamed responses pass through unbuffered.
+A caller that hangs up has its request cancelled in the worker. Requests beyond what the pool
+can ever take plus a bounded queue are answered 503 with Retry-After, at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter, ValidationError
+
+from nbremote.wire.codec import Buffer, Header
+from nbremote.wire.frames import WebAnswerFrame, WebBodyFrame, WebStartFrame
+from nbremote.wire.gpu import parse_text
+from nbremote.wire.http import FunctionScaling, WorkerSpec
+from nbremote.wire.ops import Op
+
+from .apps import DeployedApp
+from .endpoints import QUEUE_PER_WORKER, Endpoint
+from .gpus import Holder
+from .pools import FunctionPool
+from .workers import Worker
+
+ANSWERS: TypeAdapter[Any] = TypeAdapter(WebAnswerFrame)
+RETRY_AFTER = "1"  # seconds a refused caller is told to wait
+log = logging.getLogger(__name__)
+
+
+class Caller(Protocol):
+    """What a web request writes its answer to (the tornado handler)."""
+
+    def start(self, status: int, headers: list[tuple[str, str]]) -> None: ...
+
+    def chunk(self, data: bytes, more: bool) -> None: ...
+
+    def error(
+        self, status: int, kind: str, message: str, retry_after: str | None = None
+    ) -> None: ...
+
+
+def _spec(settings: dict[str, Any]) -> dict[str, Any]:
+    spec = WorkerSpec(
+        env=settings.get("env") or {},
+        volumes=settings.get("volumes") or {},
+        secrets=settings.get("secrets") or [],
+        image=settings.get("image"),
+        gpu=parse_text(settings["gpu"]) if isinstance(settings.get("gpu"), str) else None,
+    )
+    return spec.model_dump(exclude_defaults=True)
+
+
+def endpoint_pool(app: DeployedApp, function: str) -> FunctionPool:
+    """The pool that serves a deployed function's web requests (opened on first use)."""
+    settings = app.objects[function][0].settings
+    scaling = FunctionScaling(
+        max_containers=settings.get("max_containers"),
+        min_containers=settings.get("min_containers") or 0,
+        scaledown_window=settings.get("scaledown_window") or 60.0,
+        max_inputs=settings.get("max_inputs") or 1,
+    )
+    key = f"{app.name}:{function}:web"
+    pool = {"key": key, "spec": _spec(settings), "scaling": scaling.model_dump()}
+    holder = Holder("app", name=f"{app.name}.{function}", group=key)
+    return app.pools.get_or_open(pool, holder)
+
+
+class WebCall:
+    """One request: sent to a worker, its answer relayed to ``caller`` as it comes.
+
+    Args:
+        endpoint: the endpoint called.
+        app: its deployed app.
+        caller: where the answer goes.
+    """
+
+    def __init__(self, endpoint: Endpoint, app: DeployedApp, caller: Caller) -> None:
+        self.endpoint = endpoint
+        self.app = app
+        self.caller = caller
+        self.id = uuid.uuid4().hex
+        self.status = 0  # as answered (0: nothing yet)
+        self.broken = ""  # why the worker's answer was refused
+        self.gone = False  # the caller hung up
+        self.worker: Worker | None = None
+
+    async def run(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
+        """Serve the request; every outcome is answered to the caller."""
+        pool = endpoint_pool(self.app, self.endpoint.function)
+        bound = pool.max_containers * (QUEUE_PER_WORKER + pool.scaling.max_inputs)
+        if self.endpoint.in_flight >= bound:
+            self._error(503, "Busy", f"more than {bound} requests wait: try again", RETRY_AFTER)
+            return
+        described, parts = self.app.objects[self.endpoint.function]
+        header = {
+            "op": Op.WEB,
+            "id": self.id,
+            "function": {"name": described.name, "nbuf": len(parts), "hash": described.hash},
+            "web": self.endpoint.settings.model_dump(),
+            "scope": {
+                "method": method,
+                "path": path,
+                "root_path": f"/endpoints/{self.endpoint.name}",
+                "query_string": query,
+                "headers": self._headers(headers),
+            },
+        }
+        self.endpoint.in_flight += 1
+        try:
+            async with pool.holding() as worker:
+                self.worker = worker
+                done, _ = await worker.run(header, [*parts, body], self._forward, None)
+        finally:
+            self.endpoint.in_flight -= 1
+            self.worker = None
+        self._end(done)
+
+    def _headers(self, headers: list[tuple[str, str]]) -> list[list[str]]:
+        """The caller's headers for the app: our token never reaches it (a public endpoint's
+        ``Authorization`` is the app's own business, and passes)."""
+        ours = self.endpoint.settings.requires_auth
+        return [[k, v] for k, v in headers if not (ours and k.lower() == "authorization")]
+
+    def hang_up(self) -> None:
+        """The caller has gone: stop the request in the worker."""
+        self.gone = True
+        if self.worker is not None:
+            self.worker.send({"op": Op.CANCEL, "id": self.id}, [])
+
+    def _end(self, done: Header) -> None:
+        if self.status:
+            return
+        if self.broken:
+            self._error(502, "BadGateway", f"the worker's answer was refused: {self.broken}")
+            return
+        error = done.get("error") or {}
+        kind, message = error.get("ename", "Error"), error.get("evalue", "no answer")
+        self._error(500, str(kind), str(message))
+
+    def _error(self, status: int, kind: str, message: str, retry: str | None = None) -> None:
+        self.status = status
+        if not self.gone:
+            self.caller.error(status, kind, message, retry)
+
+    def _forward(self, header: Header, buffers: Sequence[Buffer]) -> None:
+        op = header.get("op")
+        if op == Op.STREAM:  # what the app printed: its log
+            self.app.log(str(header.get("text", "")))
+            return
+        if op not in (Op.WEB_START, Op.WEB_BODY) or self.broken or self.gone:
+            return
+        try:
+            frame = ANSWERS.validate_python(header)
+            wrong = frame.buffers_error(len(buffers))
+            if wrong is not None:
+                raise ValueError(wrong)
+            if isinstance(frame, WebStartFrame):
+                if self.status:
+                    raise ValueError("a second web_start")
+                pairs = frame.checked_headers()
+                self.status = frame.status
+                self.caller.start(frame.status, pairs)
+            elif isinstance(frame, WebBodyFrame) and self.status:
+                self.caller.chunk(bytes(buffers[0]), frame.more)
+        except (ValidationError, ValueError) as exc:
+            self.broken = str(exc).splitlines()[0]
+            log.warning("endpoint %s: a worker's answer refused: %s", self.endpoint.name, exc)

@@ -1,0 +1,252 @@
+"""Web endpoints: deployed functions served over HTTP at ``/endpoints/{name}``, each with a
+bearer token of its own.
+
+An endpoint is registered when an app is deployed with a function whose settings carry ``web``
+(`nbremote.wire.endpoints.WebSettings`), and removed when a redeploy drops it or the app is
+stopped (`endpoint_apps`). Its token is made here (``secrets.token_urlsafe(32)``), kept across
+redeploys and restarts (SQLite, migration 3; the data dir is the runner's own, mode 0700),
+compared in constant time and never logged. What an endpoint runs and how is read from its
+app's deployed settings each time, so a redeploy changes it at once.
+
+Each endpoint keeps a request log (time, method, path, status, latency; never a body, a query
+string or a token) in ``endpoint-logs/`` of the data dir, written by one thread off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from nbremote.wire.endpoints import ENDPOINT_NAME, DescribeEndpoint, WebSettings
+from nbremote.wire.http import DeployApp, DeployObject, DescribeAppObject
+
+from .apps import DeployedApp
+from .errors import ApiError
+from .state import State
+
+QUEUE_PER_WORKER = 64  # requests that may wait, per worker the endpoint's pool may have
+
+
+@dataclass
+class Endpoint:
+    """One served endpoint: what the store keeps, and what serving counts."""
+
+    name: str
+    app: str
+    function: str
+    token: str
+    created_at: float
+    settings: WebSettings
+    log_path: Path
+    in_flight: int = 0  # requests waiting for a worker or being served
+    followers: set[asyncio.Queue[str]] = field(default_factory=set)
+
+    def authorized(self, header: str) -> bool:
+        """Whether an ``Authorization`` header value carries this endpoint's token (always, for
+        a public endpoint)."""
+        if not self.settings.requires_auth:
+            return True
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self.token.encode()
+        )
+
+    def describe(self, base_url: str, with_token: bool = False) -> DescribeEndpoint:
+        """The endpoint as the API shows it (its token only when asked for)."""
+        settings = self.settings
+        return DescribeEndpoint(
+            name=self.name,
+            app=self.app,
+            function=self.function,
+            kind=settings.kind,
+            method=settings.method.upper() if settings.kind == "fastapi_endpoint" else None,
+            url=f"{base_url}/endpoints/{self.name}",
+            requires_auth=settings.requires_auth,
+            docs=settings.docs,
+            created_at=self.created_at,
+            token=self.token if with_token else None,
+        )
+
+
+AppObject = DeployObject | DescribeAppObject  # as deployed, or as the runner keeps it
+
+
+def endpoint_name(app: str, obj: AppObject, settings: WebSettings) -> str:
+    """The endpoint's name: its label, else ``{app}/{function}``."""
+    return settings.label or f"{app}/{obj.name}"
+
+
+def web_settings(app: str, obj: AppObject) -> WebSettings | None:
+    """A deployed object's web settings, checked; None if it is not served over HTTP.
+
+    Raises:
+        ApiError: the settings are not valid (422), name a kind not built yet or a class (400),
+            or make a name that is not one (422).
+    """
+    web = obj.settings.get("web")
+    if web is None:
+        return None
+    try:
+        settings = WebSettings.model_validate(web)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ApiError(422, "ValidationError", f"{obj.name}: web.{where}: {first['msg']}") from None
+    if settings.kind == "web_server":
+        raise ApiError(
+            400,
+            "NotBuiltYet",
+            f"{obj.name}: web_server endpoints are not built yet on this runner; "
+            "serve the app with @nr.asgi_app() or @nr.wsgi_app() instead",
+        )
+    if obj.kind != "function":
+        raise ApiError(
+            400, "NotBuiltYet", f"{obj.name}: endpoints on class methods are not built yet"
+        )
+    name = endpoint_name(app, obj, settings)
+    if not ENDPOINT_NAME.match(name):
+        raise ApiError(
+            422,
+            "ValidationError",
+            f"{obj.name}: {name!r} is not an endpoint name (letters, digits, '_', '.', '-'; "
+            "one '/' at most): give the decorator a label=",
+        )
+    return settings
+
+
+def log_file(log_dir: Path, name: str) -> Path:
+    """Where an endpoint's request log is ('/' is not in a file name; '@' is in no name)."""
+    return log_dir / f"{name.replace('/', '@')}.log"
+
+
+class Endpoints:
+    """Every endpoint of a runner, by name.
+
+    Args:
+        state: where endpoints (and their tokens) are kept.
+        log_dir: where request logs are written.
+        base_url: the runner's own URL (known once it listens).
+    """
+
+    def __init__(self, state: State, log_dir: Path, base_url: Callable[[], str]) -> None:
+        self._state = state
+        self._log_dir = log_dir
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="nbremote-endpoint-logs")
+        self.base_url = base_url
+        self.endpoints: dict[str, Endpoint] = {}
+        self.settings: dict[str, WebSettings] = {}  # name -> as deployed (from the app)
+
+    async def load(self, deployed: dict[str, DeployedApp]) -> None:
+        """Read the endpoints back, their settings from the apps as deployed."""
+        for name, app, function, token, created_at in await self._state.query(
+            "SELECT name, app, function, token, created_at FROM endpoints"
+        ):
+            objects = deployed[app].objects if app in deployed else {}
+            obj = objects[function][0] if function in objects else None
+            settings = web_settings(app, obj) if obj is not None else None
+            if settings is None:  # its app went without telling (an older runner stopped it)
+                self._state.write_later("DELETE FROM endpoints WHERE name = ?", (name,))
+                continue
+            self._add(name, app, function, token, created_at, settings)
+
+    def _add(
+        self, name: str, app: str, function: str, token: str, created: float, settings: WebSettings
+    ) -> Endpoint:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        endpoint = Endpoint(
+            name, app, function, token, created, settings, log_file(self._log_dir, name)
+        )
+        self.endpoints[name] = endpoint
+        return endpoint
+
+    def wanted(self, app: str, request: DeployApp | None) -> dict[str, tuple[str, WebSettings]]:
+        """The endpoints an app deploy asks for (name -> function, settings), checked.
+
+        Raises:
+            ApiError: a setting is not valid, or a name is another app's endpoint's (409) or
+                given twice (409): nothing has changed.
+        """
+        wanted: dict[str, tuple[str, WebSettings]] = {}
+        for obj in request.objects if request is not None else []:
+            settings = web_settings(app, obj)
+            if settings is None:
+                continue
+            name = endpoint_name(app, obj, settings)
+            holder = self.endpoints.get(name)
+            if holder is not None and holder.app != app:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"the endpoint name {name!r} is held by app {holder.app!r} "
+                    f"(function {holder.function!r}): give {obj.name} another label=, "
+                    f"or stop that app (nbremote apps stop {holder.app})",
+                )
+            if name in wanted:
+                raise ApiError(
+                    409, "Conflict", f"two functions of app {app!r} are served as {name!r}"
+                )
+            wanted[name] = (obj.name, settings)
+        return wanted
+
+    def sync(self, app: str, wanted: dict[str, tuple[str, WebSettings]]) -> None:
+        """Make ``app``'s endpoints those it wants: new ones get a token, kept ones keep theirs."""
+        for name, (function, settings) in wanted.items():
+            old = self.endpoints.get(name)
+            if old is not None and old.function == function:
+                old.settings = settings
+                continue
+            token = old.token if old is not None else secrets.token_urlsafe(32)
+            created = old.created_at if old is not None else time.time()
+            self._add(name, app, function, token, created, settings)
+            self._state.write_later(
+                "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?, ?)",
+                (name, app, function, token, created),
+            )
+        for name in [n for n, e in self.endpoints.items() if e.app == app and n not in wanted]:
+            self.remove(name)
+
+    def remove(self, name: str) -> None:
+        """Stop serving an endpoint (its app stays deployed)."""
+        self.endpoints.pop(name)
+        self._state.write_later("DELETE FROM endpoints WHERE name = ?", (name,))
+
+    def find(self, path: str) -> tuple[Endpoint, str] | None:
+        """The endpoint a ``/endpoints/`` path names (the longest name that matches) and the
+        rest of the path ("/" if none)."""
+        parts = path.split("/", 2)
+        for count in (2, 1):
+            name = "/".join(parts[:count])
+            endpoint = self.endpoints.get(name) if len(parts) >= count else None
+            if endpoint is not None:
+                rest = "/".join(parts[count:])
+                return endpoint, f"/{rest}"
+        return None
+
+    def record(self, endpoint: Endpoint, method: str, path: str, status: int, ms: float) -> None:
+        """Append a request's line to its endpoint's log (and to those following it)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = f"{stamp} {method} {path} {status} {ms:.1f} ms\n"
+        for follower in endpoint.followers:
+            follower.put_nowait(line)
+        self._writer.submit(_append, endpoint.log_path, line)
+
+    async def written(self) -> None:
+        """Once every request line recorded so far is in its file."""
+        await asyncio.wrap_future(self._writer.submit(lambda: None))
+
+    def close(self) -> None:
+        """Let the log writer finish."""
+        self._writer.shutdown()
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as log:
+        log.write(line)

@@ -1,0 +1,258 @@
+"""How a worker serves HTTP requests of a web endpoint: as ASGI, on an event loop of its own.
+
+The runner sends a ``web`` frame per request (the deployed function's payload, the ASGI scope,
+the body as a buffer). The app is built once per deployed object (by its content hash): a
+FastAPI app with one route at "/" for a ``fastapi_endpoint``, the app the function returns for
+an ``asgi_app`` (called once, like an ``@enter``), ``a2wsgi``'s adapter over the WSGI app for a
+``wsgi_app``. Requests run on one asyncio loop in a thread of this module's, so the worker's
+main thread goes on reading the next request and several run at once (as many as the runner
+sends: its pool's ``max_inputs``); a sync FastAPI route or a WSGI app runs in their threadpool.
+
+The answer streams as the app sends it: ``web_start`` (status, headers), ``web_body`` (a chunk,
+``more``), then ``done``. An app that raises answers 500 ``{"error": {"type", "message"}}``,
+its traceback printed to stderr (the app's log, never the caller). A ``cancel`` frame (the
+caller hung up) cancels the request's task.
+
+Standard library only at import: fastapi, starlette and a2wsgi are imported when a web app is
+first built, so a worker that serves no endpoint never pays for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nbremote.wire.codec import Header
+from nbremote.wire.ops import Op
+from nbremote.wire.serialize import loads
+
+from .worker_io import Outbox
+
+Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_JSON = [["content-type", "application/json"]]
+
+
+def error_body(kind: str, message: str) -> bytes:
+    """The JSON error document every endpoint answers with."""
+    return json.dumps({"error": {"type": kind, "message": message}}).encode()
+
+
+def _json_errors(app: Any) -> None:
+    """Make a Starlette (FastAPI) app answer an exception it does not handle with the JSON error
+    (its own handler for it, if it has one, wins); its middleware re-raises it for the log."""
+    handlers = getattr(app, "exception_handlers", None)
+    if not isinstance(handlers, dict) or Exception in handlers or 500 in handlers:
+        return
+    from starlette.responses import Response
+
+    async def as_json(request: Any, exc: Exception) -> Any:
+        body = error_body(type(exc).__name__, str(exc))
+        return Response(body, 500, media_type="application/json")
+
+    handlers[Exception] = as_json
+
+
+def _fastapi(fn: Any, web: Header) -> Asgi:
+    try:
+        from fastapi import FastAPI
+    except ImportError as exc:
+        raise ImportError(
+            "a fastapi_endpoint needs fastapi in the worker's image: add .pip_install('fastapi')"
+        ) from exc
+    docs = bool(web.get("docs"))
+    app = FastAPI(
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.add_api_route("/", fn, methods=[str(web.get("method") or "GET").upper()])
+    _json_errors(app)
+    return app
+
+
+def _wsgi(fn: Any) -> Asgi:
+    from a2wsgi import WSGIMiddleware
+
+    wsgi = fn()
+    config = getattr(wsgi, "config", None)  # Flask: let an error reach us, to answer it as JSON
+    if isinstance(config, dict) and config.get("PROPAGATE_EXCEPTIONS") is None:
+        config["PROPAGATE_EXCEPTIONS"] = True
+    adapted: Asgi = WSGIMiddleware(wsgi)  # type: ignore[assignment]
+    return adapted
+
+
+def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop) -> Asgi:
+    """The ASGI app of a deployed function for its web settings.
+
+    Raises:
+        ValueError: a kind this worker cannot serve.
+    """
+    kind = web.get("kind")
+    if kind == "fastapi_endpoint":
+        return _fastapi(fn, web)
+    if kind == "wsgi_app":
+        return _wsgi(fn)
+    if kind == "asgi_app":
+        app = fn()
+        if asyncio.iscoroutine(app):  # an async factory: run where the app will run
+            app = asyncio.run_coroutine_threadsafe(app, loop).result()
+        _json_errors(app)
+        built: Asgi = app
+        return built
+    raise ValueError(f"web kind {kind!r} cannot be served by this worker (not built yet)")
+
+
+class WebApps:
+    """The web apps of one worker, and the requests they are serving."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._apps: dict[str, Asgi] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="nbremote-web", daemon=True).start()
+
+    def serve(self, header: Header, buffers: list[bytearray]) -> None:
+        """Start serving a ``web`` request; its answer follows from the loop's thread."""
+        item, request_id = header["function"], header["id"]
+        body = bytes(buffers[item["nbuf"]]) if len(buffers) > item["nbuf"] else b""
+        try:
+            app = self._app(item, buffers[: item["nbuf"]], header["web"])
+        except Exception as exc:  # the app could not be built: every request says why
+            traceback.print_exc()
+            sys.stderr.flush()
+            self._answer_error(request_id, 500, type(exc).__name__, str(exc))
+            return
+        kind = header["web"].get("kind")
+        if kind == "fastapi_endpoint" and not self._is_json(header["scope"], body):
+            message = "the request body is not JSON"
+            self._answer_error(request_id, 400, "BadRequest", message)
+            return
+        scope = self._scope(header["scope"])
+        if kind == "fastapi_endpoint" and body.strip():  # JSON it is (`curl -d` says form)
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope["headers"] = [*headers, (b"content-type", b"application/json")]
+        self._loop.call_soon_threadsafe(self._start, request_id, app, scope, body)
+
+    def cancel(self, request_id: str) -> None:
+        """The caller has gone: stop its request (a stream that never ends, say)."""
+        self._loop.call_soon_threadsafe(self._cancel, request_id)
+
+    def _cancel(self, request_id: str) -> None:
+        task = self._tasks.get(request_id)
+        if task is not None:
+            task.cancel()
+
+    def _app(self, item: Header, parts: list[bytearray], web: Header) -> Asgi:
+        key = f"{item.get('hash')}:{json.dumps(web, sort_keys=True)}"
+        app = self._apps.get(key)
+        if app is None:
+            fn = loads(item["name"], parts)
+            app = self._apps[key] = build(fn, web, self._loop)
+        return app
+
+    @staticmethod
+    def _is_json(scope: Header, body: bytes) -> bool:
+        if scope["method"].upper() not in BODY_METHODS or not body.strip():
+            return True
+        try:
+            json.loads(body)
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def _scope(scope: Header) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": scope["method"].upper(),
+            "scheme": "http",
+            "path": scope["path"],
+            "raw_path": scope["path"].encode("utf-8", "surrogateescape"),
+            "root_path": scope["root_path"],
+            "query_string": scope["query_string"].encode("latin-1"),
+            "headers": [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in scope["headers"]
+            ],
+            "server": None,
+            "client": None,
+            "state": {},
+        }
+
+    def _answer_error(self, request_id: str, status: int, kind: str, message: str) -> None:
+        send = self._outbox.send
+        send(Op.WEB_START, to=request_id, status=status, headers=_JSON)
+        send(Op.WEB_BODY, [error_body(kind, message)], to=request_id, more=False)
+        send(Op.DONE, to=request_id, ok=True)
+
+    def _start(self, request_id: str, app: Asgi, scope: dict[str, Any], body: bytes) -> None:
+        task = self._loop.create_task(self._run(request_id, app, scope, body))
+        self._tasks[request_id] = task
+        task.add_done_callback(lambda _: self._finished(request_id))
+
+    def _finished(self, request_id: str) -> None:
+        self._tasks.pop(request_id, None)
+        # Output printed from now on belongs to a request still in progress, if there is one.
+        self._outbox.serve(next(iter(self._tasks), None))
+
+    async def _run(self, request_id: str, app: Asgi, scope: dict[str, Any], body: bytes) -> None:
+        # What the app prints goes to a request in progress (the runner puts it in the app's log).
+        self._outbox.serve(request_id)
+        outbox, ended = self._outbox, asyncio.Event()
+        started = finished = False
+        received = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal received
+            if not received:
+                received = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await ended.wait()  # the response is over (or the caller gone): a disconnect
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start" and not started:
+                started = True
+                headers = [
+                    [k.decode("latin-1"), v.decode("latin-1")]
+                    for k, v in message.get("headers", ())
+                ]
+                outbox.send(
+                    Op.WEB_START, to=request_id, status=int(message["status"]), headers=headers
+                )
+            elif message["type"] == "http.response.body" and started and not finished:
+                more = bool(message.get("more_body", False))
+                chunk = bytes(message.get("body", b""))
+                if chunk or not more:
+                    outbox.send(Op.WEB_BODY, [chunk], to=request_id, more=more)
+                finished = not more
+
+        try:
+            await app(scope, receive, send)
+        except asyncio.CancelledError:
+            pass  # the caller has gone: nobody reads the rest
+        except Exception as exc:
+            traceback.print_exc()
+            sys.stderr.flush()  # before the done: the runner logs what the request printed
+            if not started:
+                self._answer_error(request_id, 500, type(exc).__name__, str(exc))
+                return
+        finally:
+            ended.set()
+            sys.stdout.flush()
+        if not started:
+            message = "the app sent no response"
+            self._answer_error(request_id, 500, "NoResponse", message)
+            return
+        if not finished:
+            outbox.send(Op.WEB_BODY, [b""], to=request_id, more=False)
+        outbox.send(Op.DONE, to=request_id, ok=True)
