@@ -129,6 +129,11 @@ class Function(Generic[R]):
             deployed=deployed,
         )
 
+    def take_web(self, web: dict[str, Any]) -> None:
+        """Take a web decorator's settings (one put above ``@app.function``, not Modal's order,
+        is applied to this handle rather than to the plain function)."""
+        self.options = dataclasses.replace(self.options, web=web)
+
     def _run_here(self, *args: Any, **kwargs: Any) -> R:
         if self._local_f is None:
             raise NbremoteError(f"{self.__qualname__} is deployed on the runner: call .remote()")

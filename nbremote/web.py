@@ -7,12 +7,13 @@ the runner serves it at ``{runner}/endpoints/{name}``. A web function is still a
 ``.remote()`` and ``.local()`` call it as they would without the decorator.
 
 Both of Modal's orders work: ``@app.function()`` above the web decorator (Modal's, the mark on
-the plain function) or below it (the `Function`'s options are replaced).
+the plain function) or below it (``Function.take_web`` replaces its options: this module imports
+none of the modules that import it).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -126,17 +127,16 @@ def endpoint_name(app: str, function: str, web: dict[str, Any]) -> str:
 
 def _mark(web: dict[str, Any]) -> Callable[[F], F]:
     def mark(target: F) -> F:
-        from .functions import Function
-
-        if isinstance(target, Function):  # under @app.function: replace its options
-            target.options = dataclasses.replace(target.options, web=web)
-        elif isinstance(target, type) or not callable(target):
+        take = getattr(target, "take_web", None)
+        if take is not None:  # a `Function`: the decorator is above @app.function
+            take(web)
+        elif inspect.isfunction(target):
+            setattr(target, MARK, web)
+        else:
             raise TypeError(
                 f"@nr.{web['kind']} goes over a function (with @app.function above it), "
                 f"not {target!r}"
             )
-        else:
-            setattr(target, MARK, web)
         return target
 
     return mark
