@@ -50,8 +50,9 @@ def deploy(path: Path, url: str | None, token: str | None) -> None:
             described = deploy_app(client, app)
             names = ", ".join(f"{obj.name} ({obj.kind})" for obj in described.objects)
             click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
-            for line in endpoint_lines(client, app.name):
-                click.echo(line)
+            if any(fn.options.web for fn in app.registered_functions.values()):
+                for line in endpoint_lines(client, app.name):
+                    click.echo(line)
 
 
 def endpoint_lines(client: RunnerClient, app: str) -> list[str]:
