@@ -113,9 +113,9 @@ class Endpoint:
         return self._known().token
 
     def delete(self) -> None:
-        """Stop serving it (the app it belongs to stays deployed)."""
+        """Stop serving it (the app it belongs to stays deployed; ``.url`` still says where it
+        was)."""
         self._client.call("DELETE", self._path())
-        self._described = None
 
     def logs(self) -> str:
         """Its request log so far: a line per request (time, method, path, status, latency)."""

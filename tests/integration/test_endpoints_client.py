@@ -164,8 +164,9 @@ def test_a_served_notebook_function_answers_and_is_listed(shell: InteractiveShel
         assert again.token == ep.token and http(ep.url, ep.token, {"x": 2}) == (200, {"double": 6})
         assert "POST / 200" in again.logs()
 
+        url, token = ep.url, ep.token
         ep.delete()
-        assert http(ep.url, ep.token, {"x": 2})[0] == 404
+        assert http(url, token, {"x": 2})[0] == 404
         with pytest.raises(nr.NbremoteError, match="no endpoint 't-double'"):
             nr.Endpoint.from_name("t-double")
     finally:
