@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .app import App, remote
     from .cls import Cls, concurrent, enter, exit, method, parameter
     from .dict import Dict
+    from .endpoint import Endpoint
     from .functions import Function, FunctionCall
     from .image import Image
     from .job import Job, JobRun
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .schedule import Cron, Period
     from .secret import Secret
     from .volume import Volume
+    from .web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 # Imported on first use: the worker imports nbremote's frame and pickle helpers, and must not
 # pay for pydantic and the client API it never uses.
@@ -45,6 +47,7 @@ _LAZY = {
     "Cron": "schedule",
     "concurrent": "cls",
     "Dict": "dict",
+    "Endpoint": "endpoint",
     "Queue": "queue",
     "enter": "cls",
     "exit": "cls",
@@ -60,6 +63,11 @@ _LAZY = {
     "Secret": "secret",
     "Volume": "volume",
     "remote": "app",
+    "asgi_app": "web",
+    "fastapi_endpoint": "web",
+    "web_endpoint": "web",
+    "web_server": "web",
+    "wsgi_app": "web",
 }
 
 __all__ = [
@@ -68,6 +76,7 @@ __all__ = [
     "Cls",
     "Cron",
     "Dict",
+    "Endpoint",
     "Function",
     "FunctionCall",
     "Image",
@@ -86,14 +95,19 @@ __all__ = [
     "Volume",
     "WorkerDied",
     "__version__",
+    "asgi_app",
     "concurrent",
     "enter",
     "exit",
+    "fastapi_endpoint",
     "gpu",
     "load_ipython_extension",
     "method",
     "parameter",
     "remote",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
 ]
 
 

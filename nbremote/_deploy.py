@@ -1,6 +1,8 @@
 """Deploying apps (``nbremote deploy``): every function and class of an app, sent to the runner.
 
-Looking deployed objects up, and their settings as JSON, are `nbremote._options`'s.
+Looking deployed objects up, and their settings as JSON, are `nbremote._options`'s. A function
+deployed alone (``f.schedule``, ``f.serve``) is an app of its own, named after its job or
+endpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._by_value import dumps_function
 from ._options import FunctionOptions, settings_of
+from .web import endpoint_name
 from .wire.http import DeployApp, DeployObject, DescribeApp
 from .wire.images import DescribeImage
 
@@ -61,6 +64,9 @@ def _register_images(client: RunnerClient, images: list[Any]) -> None:
 def deploy(client: RunnerClient, app: AppToDeploy) -> DescribeApp:
     """Send every function and class of ``app`` to the runner; the runner's description of it.
     A function with ``schedule=`` becomes a job of the runner's (``{app}.{function}``)."""
+    for name, fn in app.registered_functions.items():
+        if fn.options.web:  # a name the runner would refuse is named before anything is sent
+            endpoint_name(app.name, name, fn.options.web)
     images = [fn.options.image for fn in app.registered_functions.values()]
     images += [cls.options.image for cls in app.registered_classes.values()]
     _register_images(client, images)
@@ -75,18 +81,39 @@ def deploy(client: RunnerClient, app: AppToDeploy) -> DescribeApp:
     return client.call("PUT", f"/api/v1/apps/{app.name}", body, response=DescribeApp)
 
 
+def deploy_alone(
+    client: RunnerClient,
+    function: tuple[str, Any, FunctionOptions],
+    name: str,
+    extra: dict[str, Any] | None = None,
+) -> DescribeApp:
+    """Deploy a function (its name, the function, its options) alone as the app ``name``
+    (``f.schedule``, ``f.serve``): deploying it again replaces it."""
+    qualname, target, options = function
+    _register_images(client, [options.image])
+    obj = _object(qualname, "function", target, options, [], extra)
+    body = DeployApp(objects=[obj])
+    return client.call("PUT", f"/api/v1/apps/{name}", body, response=DescribeApp)
+
+
 def deploy_scheduled(
     client: RunnerClient,
     function: tuple[str, Any, FunctionOptions],
     schedule: Schedule,
     name: str,
 ) -> DescribeApp:
-    """Deploy a function (its name, the function, its options) alone as the app ``name``,
-    fired on ``schedule`` as the job ``name`` (``f.schedule``): deploying it again replaces the
-    job's function and schedule."""
+    """Deploy a function alone as the app ``name``, fired on ``schedule`` as the job ``name``
+    (``f.schedule``): deploying it again replaces the job's function and schedule."""
     qualname, target, options = function
     options = dataclasses.replace(options, schedule=schedule)
-    _register_images(client, [options.image])
-    obj = _object(qualname, "function", target, options, [], {"job": name})
-    body = DeployApp(objects=[obj])
-    return client.call("PUT", f"/api/v1/apps/{name}", body, response=DescribeApp)
+    return deploy_alone(client, (qualname, target, options), name, {"job": name})
+
+
+def deploy_served(
+    client: RunnerClient, function: tuple[str, Any, FunctionOptions], web: dict[str, Any]
+) -> DescribeApp:
+    """Deploy a function alone as the app ``web["label"]``, served as the endpoint of that name
+    with the settings ``web`` (``f.serve``; a schedule it has is not the endpoint's)."""
+    qualname, target, options = function
+    options = dataclasses.replace(options, web=web, schedule=None)
+    return deploy_alone(client, (qualname, target, options), web["label"])

@@ -13,6 +13,17 @@ RENAMED = {
 }
 
 
+def warn_renamed(old: str, new: str, where: str, stacklevel: int) -> None:
+    """Warn that ``old`` is deprecated, naming ``new`` (``stacklevel``: warnings.warn's, as
+    if the caller called it)."""
+    shown = new if new.startswith("@") else f"`{new}`"
+    warnings.warn(
+        f"{where}: `{old}` is deprecated, use {shown} instead",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def rename_deprecated(options: dict[str, Any], where: str, stacklevel: int = 3) -> dict[str, Any]:
     """``options`` with old names mapped to new ones, warning once per old name used.
 
@@ -23,12 +34,8 @@ def rename_deprecated(options: dict[str, Any], where: str, stacklevel: int = 3) 
     for old, new in RENAMED.items():
         if old not in renamed:
             continue
-        instead = "@nr.concurrent(max_inputs=...)" if new == "max_inputs" else f"`{new}`"
-        warnings.warn(
-            f"{where}: `{old}` is deprecated, use {instead} instead",
-            DeprecationWarning,
-            stacklevel=stacklevel,
-        )
+        instead = "@nr.concurrent(max_inputs=...)" if new == "max_inputs" else new
+        warn_renamed(old, instead, where, stacklevel)
         if new in renamed:
             raise TypeError(f"{where}: give `{new}` or `{old}`, not both")
         renamed[new] = renamed.pop(old)

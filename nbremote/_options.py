@@ -56,6 +56,7 @@ class FunctionOptions:
     gpu: GpuRequest | None = None
     image: Image | None = None
     schedule: Cron | Period | None = None  # a deployed app fires it (a job of the runner's)
+    web: dict[str, Any] | None = None  # a web decorator's settings: the runner serves it
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -95,6 +96,7 @@ def function_options(
     concurrent = getattr(target, "__nbremote_max_inputs__", None)
     if concurrent is not None:
         settings["max_inputs"] = concurrent
+    settings["web"] = _web(settings.get("web"), where, target)
     refused = sorted(name for name in NOT_YET if settings.pop(name, None) is not None)
     if refused:
         raise NbremoteError(
@@ -125,6 +127,19 @@ def function_options(
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
+def _web(web: object, where: str, target: object) -> dict[str, Any] | None:
+    """The web settings: given back (``with_options``) or a web decorator's mark on ``target``."""
+    from .web import MARK, checked
+
+    if isinstance(target, type) and any(hasattr(m, MARK) for m in vars(target).values()):
+        raise NbremoteError(
+            f"{where}: web decorators on @app.cls methods are not built yet; serve a function "
+            "that calls the class (Model().predict.remote(...)) instead"
+        )
+    web = getattr(target, MARK, None) if web is None else web
+    return None if web is None else checked(web, where)
+
+
 def _is_schedule(value: object) -> bool:
     from .wire.schedule import Cron, Period
 
@@ -144,18 +159,22 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
             "nr.Secret.from_name(NAME)"
         )
     retries = options.retries.to_wire() if options.retries else None
-    return {
-        "env": options.env,
-        "volumes": options.volumes,
-        "secrets": [secret.name for secret in options.secrets],
-        "timeout": options.timeout,
-        "retries": retries,
-        "max_containers": options.max_containers,
-        "min_containers": options.min_containers,
-        "scaledown_window": options.scaledown_window,
-        "gpu": str(options.gpu) if options.gpu else None,
-        "image": options.image.object_id if options.image else None,
-    } | ({"schedule": options.schedule.wire()} if options.schedule else {})
+    return (
+        {
+            "env": options.env,
+            "volumes": options.volumes,
+            "secrets": [secret.name for secret in options.secrets],
+            "timeout": options.timeout,
+            "retries": retries,
+            "max_containers": options.max_containers,
+            "min_containers": options.min_containers,
+            "scaledown_window": options.scaledown_window,
+            "gpu": str(options.gpu) if options.gpu else None,
+            "image": options.image.object_id if options.image else None,
+        }
+        | ({"schedule": options.schedule.wire()} if options.schedule else {})
+        | ({"web": options.web} if options.web else {})
+    )
 
 
 def options_from(settings: dict[str, Any]) -> FunctionOptions:

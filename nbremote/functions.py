@@ -22,11 +22,12 @@ from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
 from ._options import AppLike, DeployedApp, FunctionOptions, function_options, lookup, options_from
 from ._output import show
 from ._session import Request
-from .errors import NbremoteError, RemoteError, remote_error
+from .errors import NbremoteError, RemoteError, RunnerError, remote_error
 from .wire.ops import Op
 from .wire.serialize import Payload
 
 if TYPE_CHECKING:
+    from .endpoint import Endpoint
     from .job import Job
     from .wire.schedule import Cron, Period
 
@@ -128,6 +129,11 @@ class Function(Generic[R]):
             deployed=deployed,
         )
 
+    def take_web(self, web: dict[str, Any]) -> None:
+        """Take a web decorator's settings (one put above ``@app.function``, not Modal's order,
+        is applied to this handle rather than to the plain function)."""
+        self.options = dataclasses.replace(self.options, web=web)
+
     def _run_here(self, *args: Any, **kwargs: Any) -> R:
         if self._local_f is None:
             raise NbremoteError(f"{self.__qualname__} is deployed on the runner: call .remote()")
@@ -176,7 +182,6 @@ class Function(Generic[R]):
         """
         from ._deploy import deploy_scheduled
         from .job import Job
-        from .wire.jobs import JOB_NAME
         from .wire.schedule import Cron, Period
 
         if not isinstance(schedule, Cron | Period):
@@ -184,20 +189,80 @@ class Function(Generic[R]):
                 f"{self.__qualname__}.schedule() takes nr.Cron('0 2 * * *') or "
                 f"nr.Period(hours=1), got {type(schedule).__name__}"
             )
+        function = self._alone("scheduled", "schedule=")
+        name = _alone_name(name or self.__name__, "job")
+        deploy_scheduled(_session.current_session().client, function, schedule, name)
+        return Job(name)
+
+    def serve(
+        self, name: str | None = None, *, method: str = "POST", requires_auth: bool = True
+    ) -> Endpoint:
+        """Serve it over HTTP from the runner, as a FastAPI endpoint (a JSON body checked
+        against its type hints for POST, query parameters for GET), whether or not this
+        notebook is open: it is deployed as an app of its own, ``name``, whose endpoint is
+        ``name``. Again with the same name replaces the function (the token stays);
+        ``nbremote apps stop NAME`` ends it (``ep.delete()`` ends the endpoint alone).
+
+        Args:
+            name: the endpoint's (and the app's) name; default: the function's name.
+            method: the HTTP method it answers.
+            requires_auth: callers send the endpoint's token (``ep.token``); False: public.
+
+        Example:
+            >>> ep = predict.serve(name="predict")  # doctest: +SKIP
+            >>> ep.url, ep.token  # doctest: +SKIP
+        """
+        from ._deploy import deploy_served
+        from .endpoint import Endpoint
+        from .web import web_settings
+
+        where = f"{self.__qualname__}.serve()"
+        web = web_settings(
+            "fastapi_endpoint", method=method, requires_auth=requires_auth, where=where
+        )
+        function = self._alone("served", "a web decorator")
+        web["label"] = _alone_name(name or self.__name__, "endpoint")
+        deploy_served(_session.current_session().client, function, web)
+        return Endpoint(web["label"])
+
+    def get_web_url(self) -> str:
+        """The URL the runner serves this web function at (it must be deployed).
+
+        Raises:
+            NbremoteError: it has no web decorator, or is not deployed (yet, or any more).
+        """
+        from .endpoint import Endpoint
+        from .web import endpoint_name
+
+        if not self.options.web:
+            raise NbremoteError(
+                f"{self.__qualname__} is not a web function: put @nr.fastapi_endpoint() (or "
+                "asgi_app, wsgi_app) under its @app.function and deploy the app, or serve it "
+                "from a notebook with ep = f.serve(name=...) and use ep.url"
+            )
+        name = endpoint_name(self.app.name, self.__qualname__, self.options.web)
+        try:
+            return Endpoint(name).url
+        except RunnerError as exc:
+            if exc.kind != "NotFound":
+                raise
+            raise NbremoteError(
+                f"{self.__qualname__} is not served: the runner has no endpoint {name!r}; "
+                f"deploy its app {self.app.name!r} first (nbremote deploy FILE.py)"
+            ) from None
+
+    def _alone(self, done: str, instead: str) -> tuple[str, Callable[..., Any], FunctionOptions]:
+        """What a deploy of this function alone sends (``schedule``, ``serve``).
+
+        Raises:
+            NbremoteError: it is not a function of this notebook or script.
+        """
         if self.raw_f is None or self._bind is not None:
             raise NbremoteError(
                 f"{self.__qualname__}: only a function of this notebook or script can be "
-                "scheduled; a deployed one gets schedule= in its app (then `nbremote deploy`)"
+                f"{done}; a deployed one gets {instead} in its app (then `nbremote deploy`)"
             )
-        name = name or self.__name__
-        if not JOB_NAME.match(name):
-            raise ValueError(
-                f"name={name!r}: a job's name is letters, digits, '_', '.' and '-', starting "
-                "with a letter or digit, 64 characters at most"
-            )
-        function = (self.__qualname__, self.raw_f, self.options)
-        deploy_scheduled(_session.current_session().client, function, schedule, name)
-        return Job(name)
+        return (self.__qualname__, self.raw_f, self.options)
 
     def _payload(self) -> Payload | None:
         """The function pickled now, not at definition, so that globals redefined since are
@@ -317,6 +382,22 @@ class Function(Generic[R]):
                     expected += len(ready)
                     yield from ready
         session.sent_functions.add(target.payload_hash)
+
+
+def _alone_name(name: str, what: str) -> str:
+    """The name of a function deployed alone: its app's, and its job's or endpoint's.
+
+    Raises:
+        ValueError: it is not a name the runner takes for an app (one part: no '/').
+    """
+    from .wire.jobs import JOB_NAME
+
+    if not JOB_NAME.match(name):
+        raise ValueError(
+            f"name={name!r}: a {what}'s name is letters, digits, '_', '.' and '-', starting "
+            "with a letter or digit, 64 characters at most"
+        )
+    return name
 
 
 def _length(*iterables: Iterable[Any]) -> int | None:

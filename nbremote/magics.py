@@ -36,7 +36,10 @@ from .wire.http import ListGpusResponse, ListSessionsResponse
 from .wire.mounts import check_mount_paths
 from .wire.ops import Op
 
-SUBCOMMANDS = ("connect", "status", "pull", "push", "reset", "sessions", "attach", "config", "jobs")
+SUBCOMMANDS = (
+    *("connect", "status", "pull", "push", "reset", "sessions", "attach", "config", "jobs"),
+    "endpoints",
+)
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -96,7 +99,8 @@ def _secrets(names: list[str], namespace: dict[str, Any]) -> list[Secret]:
 
 @magics_class
 class RemoteMagics(Magics):
-    """``%%remote`` and ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``."""
+    """``%%remote`` and ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``
+    and ``%remote endpoints``."""
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
@@ -180,7 +184,8 @@ class RemoteMagics(Magics):
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
         """Run the cell on the runner (with ``--schedule``: store it as a job there, not run),
-        or manage it: ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``.
+        or manage it: ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``,
+        ``%remote endpoints``.
 
         Example::
 
@@ -402,6 +407,17 @@ class RemoteMagics(Magics):
             return
         now = datetime.now(UTC)
         print(render_table(job.JOB_COLUMNS, [job.job_row(j, now) for j in listed]))
+
+    @magic_arguments("remote endpoints")
+    def _endpoints(self, args: Namespace) -> None:
+        """List the web endpoints on the runner (`nr.Endpoint(NAME)` for one, with its token)."""
+        from .endpoint import ENDPOINT_COLUMNS, Endpoint, endpoint_row
+
+        listed = Endpoint.list()
+        if not listed:
+            print("nbremote: no endpoints; serve a function with ep = f.serve(name=...)")
+            return
+        print(render_table(ENDPOINT_COLUMNS, [endpoint_row(e) for e in listed]))
 
     @magic_arguments("remote config")
     @argument("--reset", action="store_true", help="clear the defaults (before setting any given)")

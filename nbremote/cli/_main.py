@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import apps
+from .endpoint import endpoints
 from .gpu import gpus
 from .image import images
 from .job import jobs
@@ -32,6 +33,7 @@ for command in (
     deploy,
     apps,
     jobs,
+    endpoints,
     images,
     demo,
     volumes,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ._options import connect, runner_options
+from ._options import connect, runner_options, usage_errors
+
+if TYPE_CHECKING:
+    from .._client import RunnerClient
 
 
 @click.command("run")
@@ -42,9 +46,25 @@ def deploy(path: Path, url: str | None, token: str | None) -> None:
         raise click.UsageError(f"{path} defines no app with functions or classes")
     client = connect(url, token)
     for app in apps:
-        described = deploy_app(client, app)
-        names = ", ".join(f"{obj.name} ({obj.kind})" for obj in described.objects)
-        click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
+        with usage_errors():
+            described = deploy_app(client, app)
+            names = ", ".join(f"{obj.name} ({obj.kind})" for obj in described.objects)
+            click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
+            if any(fn.options.web for fn in app.registered_functions.values()):
+                for line in endpoint_lines(client, app.name):
+                    click.echo(line)
+
+
+def endpoint_lines(client: RunnerClient, app: str) -> list[str]:
+    """The endpoints of a deployed app, one line each: its URL and how to get its token."""
+    from ..endpoint import Endpoint
+
+    served = [endpoint for endpoint in Endpoint.list(client=client) if endpoint.app == app]
+    return [
+        f"  endpoint {endpoint.name}: {endpoint.url}"
+        + (f"  (token: nbremote endpoints show {endpoint.name})" if endpoint.requires_auth else "")
+        for endpoint in served
+    ]
 
 
 @click.command()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from IPython.core.interactiveshell import InteractiveShell
 
+from nbremote import _session
+
 README = Path(__file__).parents[2] / "README.md"
 
 
@@ -23,6 +25,8 @@ def test_readme_python_examples_run(shell: InteractiveShell) -> None:
     assert shell.user_ns["on_volume"] == ["tiny.bin"]
     assert shell.user_ns["greeting"].remote() == "hello from six 1.16.0"
     assert shell.user_ns["report"] == {"rows": 5, "mean": 2.8}  # pulled from the job's run
+    assert shell.user_ns["answer"] == {"price": 60.0}  # f.serve's endpoint, called over HTTP
+    _session.current_session().client.call("DELETE", "/api/v1/apps/discount")  # ends it
     shell.user_ns["scores"].delete()
     shell.user_ns["jobs"].delete()
     shell.user_ns["vol"].delete()

@@ -1,0 +1,279 @@
+"""Modal's web decorators: ``@nr.fastapi_endpoint``, ``@nr.asgi_app``, ``@nr.wsgi_app``,
+``@nr.web_server`` (and the old ``@nr.web_endpoint``).
+
+A decorator only marks the function: ``@app.function`` reads the mark into its options, and a
+deploy sends it as the function's ``settings["web"]`` (the runner's `WebSettings`), after which
+the runner serves it at ``{runner}/endpoints/{name}``. A web function is still a function:
+``.remote()`` and ``.local()`` call it as they would without the decorator.
+
+Both of Modal's orders work: ``@app.function()`` above the web decorator (Modal's, the mark on
+the plain function) or below it (``Function.take_web`` replaces its options: this module imports
+none of the modules that import it).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._deprecation import warn_renamed
+from .errors import NbremoteError
+from .wire.endpoints import ENDPOINT_NAME
+
+F = TypeVar("F")
+
+MARK = "__nbremote_web__"  # the settings a web decorator leaves on a function
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+KINDS = ("fastapi_endpoint", "asgi_app", "wsgi_app", "web_server")
+NAME_RULE = (
+    "an endpoint's name is one or two parts joined by '/', each letters, digits, '_', '.' and "
+    "'-', starting with a letter or digit, 64 characters at most"
+)
+
+
+def _flag(value: object, argument: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {argument}= takes True or False, got {value!r}")
+    return value
+
+
+def _method(method: object, where: str) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"{where}: method= takes an HTTP method name, got {method!r}")
+    if method.upper() not in HTTP_METHODS:
+        raise ValueError(
+            f"{where}: method={method!r} is not an HTTP method; one of {', '.join(HTTP_METHODS)}"
+        )
+    return method.upper()
+
+
+def _label(label: object, where: str) -> str | None:
+    if label is None:
+        return None
+    if not isinstance(label, str):
+        raise TypeError(f"{where}: label= takes a name, got {label!r}")
+    if not ENDPOINT_NAME.match(label):
+        raise ValueError(f"{where}: label={label!r}: {NAME_RULE}")
+    return label
+
+
+def _port(port: object, where: str) -> int:
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"{where}: port= takes a port number, got {port!r}")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{where}: port={port!r} is out of 1\N{EN DASH}65535")
+    return port
+
+
+def web_settings(
+    kind: str,
+    *,
+    method: str = "GET",
+    docs: bool = False,
+    requires_auth: bool = True,
+    label: str | None = None,
+    port: int | None = None,
+    where: str | None = None,
+) -> dict[str, Any]:
+    """A function's ``settings["web"]``, checked: every field of the runner's `WebSettings`.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong type or out of its range, named.
+    """
+    where = where or f"@nr.{kind}"
+    if kind not in KINDS:
+        raise ValueError(f"{where}: web kind {kind!r} is not one of {', '.join(KINDS)}")
+    return {
+        "kind": kind,
+        "method": _method(method, where),
+        "docs": _flag(docs, "docs", where),
+        "requires_auth": _flag(requires_auth, "requires_auth", where),
+        "label": _label(label, where),
+        "port": _port(port, where) if kind == "web_server" else None,
+    }
+
+
+def checked(web: object, where: str) -> dict[str, Any]:
+    """``web`` (a ``settings["web"]`` given back, by ``with_options`` or a lookup) checked again.
+
+    Raises:
+        TypeError, ValueError: it is not a web settings document (named).
+    """
+    if not isinstance(web, dict):
+        raise TypeError(f"{where}: web= takes the settings of a web decorator, got {web!r}")
+    known = {"kind", "method", "docs", "requires_auth", "label", "port"}
+    unknown = sorted(set(web) - known)
+    if unknown:
+        raise TypeError(f"{where}: unexpected web settings {', '.join(unknown)}")
+    return web_settings(**web, where=where)
+
+
+def endpoint_name(app: str, function: str, web: dict[str, Any]) -> str:
+    """The endpoint's name: its ``label``, else ``{app}/{function}``.
+
+    Raises:
+        NbremoteError: ``{app}/{function}`` breaks the name rule (a nested function's
+            ``<locals>``, say): give ``label=``.
+    """
+    name: str = web.get("label") or f"{app}/{function}"
+    if not ENDPOINT_NAME.match(name):
+        raise NbremoteError(
+            f"the endpoint of {function!r} (app {app!r}) would be named {name!r}, but {NAME_RULE}: "
+            f"give it one with label='...' in its web decorator"
+        )
+    return name
+
+
+def _mark(web: dict[str, Any]) -> Callable[[F], F]:
+    def mark(target: F) -> F:
+        take = getattr(target, "take_web", None)
+        if take is not None:  # a `Function`: the decorator is above @app.function
+            take(web)
+        elif inspect.isfunction(target):
+            setattr(target, MARK, web)
+        else:
+            raise TypeError(
+                f"@nr.{web['kind']} goes over a function (with @app.function above it), "
+                f"not {target!r}"
+            )
+        return target
+
+    return mark
+
+
+def _no_custom_domains(custom_domains: object, where: str) -> None:
+    if custom_domains:
+        raise NbremoteError(
+            f"{where}: custom_domains= is not supported by nbremote: an endpoint is served at "
+            "{runner}/endpoints/{name}; remove it (label= names the endpoint)"
+        )
+
+
+def fastapi_endpoint(
+    _fn: Any = None,
+    *,
+    method: str = "GET",
+    docs: bool = False,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Any:
+    """Serve a function as an HTTP endpoint once its app is deployed, Modal's way: GET reads
+    its query parameters, POST (and the others) a JSON body checked against its type hints
+    (pydantic models too); its return value is the JSON answer.
+
+    Args:
+        method: the HTTP method it answers.
+        docs: also serve ``/docs`` and ``/openapi.json`` under it.
+        requires_auth: callers send the endpoint's own token (``Authorization: Bearer T``);
+            False makes it public.
+        label: the endpoint's name (default ``{app}/{function}``).
+        custom_domains: refused (an endpoint lives on its runner).
+        requires_proxy_auth: Modal's token flag; True is nbremote's default.
+
+    Example:
+        >>> app = nr.App("hello")  # doctest: +SKIP
+        >>> @app.function()  # doctest: +SKIP
+        ... @nr.fastapi_endpoint(method="POST")
+        ... def greet(name: str) -> dict:
+        ...     return {"hello": name}
+    """
+    where = "@nr.fastapi_endpoint"
+    _no_custom_domains(custom_domains, where)
+    _flag(requires_proxy_auth, "requires_proxy_auth", where)
+    web = web_settings(
+        "fastapi_endpoint", method=method, docs=docs, requires_auth=requires_auth, label=label
+    )
+    return _mark(web)(_fn) if _fn is not None else _mark(web)
+
+
+def web_endpoint(
+    _fn: Any = None,
+    *,
+    method: str = "GET",
+    docs: bool = False,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Any:
+    """Modal's old name of `fastapi_endpoint` (deprecated: it warns, then does the same)."""
+    warn_renamed("web_endpoint", "fastapi_endpoint", "@nr.web_endpoint", stacklevel=2)
+    return fastapi_endpoint(
+        _fn,
+        method=method,
+        docs=docs,
+        requires_auth=requires_auth,
+        label=label,
+        custom_domains=custom_domains,
+        requires_proxy_auth=requires_proxy_auth,
+    )
+
+
+def asgi_app(
+    _fn: Any = None,
+    *,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Any:
+    """Serve the ASGI app (FastAPI, Starlette) the function returns: all its routes under
+    ``{runner}/endpoints/{name}``. The function runs once per worker. Arguments as for
+    `fastapi_endpoint` (an app's own auth applies on top of the token)."""
+    return _app("asgi_app", _fn, requires_auth, label, custom_domains, requires_proxy_auth)
+
+
+def wsgi_app(
+    _fn: Any = None,
+    *,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Any:
+    """Serve the WSGI app (Flask, Django) the function returns, as `asgi_app` does."""
+    return _app("wsgi_app", _fn, requires_auth, label, custom_domains, requires_proxy_auth)
+
+
+def _app(
+    kind: str,
+    fn: Any,
+    requires_auth: bool,
+    label: str | None,
+    custom_domains: Any,
+    requires_proxy_auth: bool,
+) -> Any:
+    where = f"@nr.{kind}"
+    _no_custom_domains(custom_domains, where)
+    _flag(requires_proxy_auth, "requires_proxy_auth", where)
+    web = web_settings(kind, requires_auth=requires_auth, label=label)
+    return _mark(web)(fn) if fn is not None else _mark(web)
+
+
+def web_server(
+    port: int,
+    *,
+    startup_timeout: float = 5.0,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Serve what the function starts listening on ``port`` (any HTTP server). Accepted here;
+    the runner does not serve it yet (the deploy says so).
+
+    Args:
+        port: the port the server listens on, inside its worker.
+        startup_timeout: seconds the server may take to start listening.
+    """
+    where = "@nr.web_server"
+    _no_custom_domains(custom_domains, where)
+    _flag(requires_proxy_auth, "requires_proxy_auth", where)
+    if isinstance(startup_timeout, bool) or not isinstance(startup_timeout, int | float):
+        raise TypeError(f"{where}: startup_timeout= takes seconds, got {startup_timeout!r}")
+    if startup_timeout <= 0:
+        raise ValueError(f"{where}: startup_timeout={startup_timeout!r}: must be positive")
+    return _mark(web_settings("web_server", port=port, requires_auth=requires_auth, label=label))
