@@ -8,6 +8,10 @@
 `nbremote endpoints logs shop/total` shows the requests; `nbremote apps stop shop` ends them.
 """
 
+from __future__ import annotations
+
+from pydantic import BaseModel
+
 import nbremote as modal
 
 app = modal.App("shop")
@@ -25,3 +29,15 @@ def total(price: float, quantity: int = 1) -> dict:
 def hello(name: str = "world") -> dict:
     """GET ?name=...: public (no token), named by its label."""
     return {"hello": name}
+
+
+class Order(BaseModel):
+    item: str
+    count: int
+
+
+@app.function()
+@modal.fastapi_endpoint(method="POST")
+def order(order: Order) -> dict:
+    """A JSON body that is an Order: {"item": "pen", "count": 2} (422 naming a bad field)."""
+    return {"ordered": f"{order.count} x {order.item}"}

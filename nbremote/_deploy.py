@@ -8,7 +8,9 @@ endpoint.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
+import typing
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._by_value import dumps_function
@@ -43,6 +45,8 @@ def _object(
     methods: list[str],
     extra: dict[str, Any] | None = None,
 ) -> DeployObject:
+    if options.web:
+        _resolve_annotations(target)
     payload = dumps_function(f"{kind} {name}", target)
     return DeployObject(
         name=name,
@@ -53,6 +57,14 @@ def _object(
         sizes=[part.nbytes for part in payload.parts],
         hash=payload.hash,
     )
+
+
+def _resolve_annotations(fn: Any) -> None:
+    """Evaluate a web function's annotations here, where its module's names are: under ``from
+    __future__ import annotations`` they are strings, and a pydantic model named only there
+    would not travel with the function (the endpoint would then miss its body's schema)."""
+    with contextlib.suppress(Exception):  # one that cannot be resolved stays a string
+        fn.__annotations__ = typing.get_type_hints(fn, include_extras=True)
 
 
 def _register_images(client: RunnerClient, images: list[Any]) -> None:

@@ -169,6 +169,7 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
             "max_containers": options.max_containers,
             "min_containers": options.min_containers,
             "scaledown_window": options.scaledown_window,
+            "max_inputs": options.max_inputs,  # an endpoint's worker takes this many at once
             "gpu": str(options.gpu) if options.gpu else None,
             "image": options.image.object_id if options.image else None,
         }

@@ -20,10 +20,12 @@ first built, so a worker that serves no endpoint never pays for them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import threading
 import traceback
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -71,9 +73,51 @@ def _fastapi(fn: Any, web: Header) -> Asgi:
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.add_api_route("/", fn, methods=[str(web.get("method") or "GET").upper()])
+    method = str(web.get("method") or "GET").upper()
+    if method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        fn.__signature__ = _from_the_body(fn)
+    app.add_api_route("/", fn, methods=[method])
     _json_errors(app)
     return app
+
+
+def _from_the_body(fn: Any) -> inspect.Signature:
+    """``fn``'s signature with each parameter read from the JSON body (DESIGN: a POST takes JSON
+    in): a lone pydantic model is the whole body, other parameters are its fields by name.
+    FastAPI's own markers (Query, Header, Depends...) and ``Request`` parameters stay as they
+    are. Annotations are resolved here, from the function's own globals."""
+    from fastapi import Body, Request
+    from fastapi.params import Depends, Param
+    from pydantic import BaseModel
+
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # a name the by-value pickle did not bring: FastAPI reads what it can
+        hints = {}
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+    ]
+    plain = [
+        p
+        for p in params
+        if not isinstance(p.default, Param | Depends)
+        and typing.get_origin(p.annotation) is not typing.Annotated
+        and p.annotation is not Request
+    ]
+    lone_model = (
+        len(plain) == 1
+        and isinstance(plain[0].annotation, type)
+        and issubclass(plain[0].annotation, BaseModel)
+    )
+    if not lone_model:
+        params = [
+            p.replace(default=Body(... if p.default is p.empty else p.default, embed=True))
+            if p in plain
+            else p
+            for p in params
+        ]
+    return signature.replace(parameters=params)
 
 
 def _wsgi(fn: Any) -> Asgi:

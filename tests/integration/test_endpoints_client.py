@@ -9,6 +9,7 @@ its serving of /endpoints/{name}."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -25,7 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import nbremote as nr
-from nbremote import _session
+from nbremote import _deploy, _session
 from nbremote.errors import RunnerError
 from tests.conftest import RunningRunner
 
@@ -110,6 +111,18 @@ def test_a_deployed_endpoint_answers_with_its_token_only(
     assert http(f"{runner.url}/endpoints/shop-hello?name=ann") == (200, {"hello": "ann"})
 
 
+def test_a_pydantic_body_is_checked_though_the_script_postpones_annotations(
+    runner: RunningRunner, shop: tuple[str, dict[str, Any]]
+) -> None:
+    # examples/shop.py has `from __future__ import annotations`: `order: Order` is a string
+    # there, and the model travels only because the deploy resolves it first.
+    shown = json.loads(cli(runner, "endpoints", "show", "shop/order", "--json").stdout)
+    ok = http(shown["url"], shown["token"], {"item": "pen", "count": 2})
+    assert ok == (200, {"ordered": "2 x pen"})
+    status, error = http(shown["url"], shown["token"], {"item": "pen", "count": "many"})
+    assert status == 422 and error["detail"][0]["loc"] == ["body", "count"]
+
+
 def test_ls_and_show_from_the_cli(runner: RunningRunner, shop: tuple[str, dict[str, Any]]) -> None:
     _, shown = shop
     listed = cli(runner, "endpoints", "ls", "--json")
@@ -137,6 +150,42 @@ def test_get_web_url_of_a_deployed_function(
 
     with pytest.raises(nr.NbremoteError, match=r"no endpoint 'never-deployed'.*deploy its app"):
         nowhere.get_web_url()
+
+
+def test_a_concurrent_endpoint_takes_its_requests_at_once_in_one_worker(
+    runner: RunningRunner,
+) -> None:
+    app = nr.App("t-concurrent")
+
+    @app.function(max_containers=1)
+    @nr.concurrent(max_inputs=4)
+    @nr.fastapi_endpoint(label="t-together")
+    async def together() -> dict:
+        """Answers once four requests are in this worker at the same time (or after 20 s)."""
+        import asyncio
+        import os
+
+        state = globals().setdefault("_state", {"in": 0, "most": 0})
+        state["in"] += 1
+        state["most"] = max(state["most"], state["in"])
+        for _ in range(200):
+            if state["most"] >= 4:
+                break
+            await asyncio.sleep(0.1)
+        state["in"] -= 1
+        return {"most": state["most"], "pid": os.getpid()}
+
+    with runner.client() as client:
+        _deploy.deploy(client, app)
+        shown = nr.Endpoint.from_name("t-together", client=client)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: http(shown.url, shown.token), range(4)))
+        assert [status for status, _ in answers] == [200] * 4
+        assert {body["most"] for _, body in answers} == {4}  # all four in at once
+        assert len({body["pid"] for _, body in answers}) == 1  # in one worker
+    finally:
+        stop_app(runner, "t-concurrent")
 
 
 def test_a_served_notebook_function_answers_and_is_listed(shell: InteractiveShell) -> None:
