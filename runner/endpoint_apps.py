@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from nbremote.wire.http import DeployApp
 
 from .endpoints import Endpoints
+from .errors import ApiError
 from .job_apps import sync_app
 from .jobs import Jobs
 
@@ -29,6 +30,15 @@ def on_change(jobs: Jobs, endpoints: Endpoints) -> Hook:
 
     async def changed(app: str, request: DeployApp | None) -> None:
         wanted = endpoints.wanted(app, request)
+        for name in wanted:  # a job and an endpoint share names
+            job = jobs.jobs.get(name)
+            if job is not None and job.record.app != app:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"the name {name!r} is taken by the job {name!r}: give the function another "
+                    f"label= (or name=), or remove the job (nbremote jobs rm {name})",
+                )
         await sync_app(jobs, app, request)
         endpoints.sync(app, wanted)
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,8 @@ class Jobs:
         self._lock = asyncio.Lock()  # promotions and removals, one at a time
         self._background: set[asyncio.Task[Any]] = set()
         self.pinned: collections.Counter[str] = collections.Counter()  # promotions' blobs
+        # Who else holds a name (an endpoint, say), in words; None: nobody. Set by the service.
+        self.held_elsewhere: Callable[[str], str | None] = lambda name: None
 
     @classmethod
     def create(cls, state: Any, data_dir: Path, dispatcher: Any, gpus: Any) -> Jobs:
@@ -232,7 +235,14 @@ class Jobs:
         return job
 
     def check_name(self, name: str, app: str | None) -> None:
-        """Refuse to replace a job of another owner (a deployed app's, or a cell's)."""
+        """Refuse to replace a job of another owner (a deployed app's, or a cell's), or to take
+        a name that something else of the runner holds (an endpoint)."""
+        holder = self.held_elsewhere(name)
+        if holder is not None:
+            raise RunnerError(
+                f"the name {name!r} is taken by {holder}: choose another --name",
+                kind="Conflict",
+            )
         job = self.jobs.get(name)
         if job is None or job.record.app == app:
             return

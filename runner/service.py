@@ -198,6 +198,7 @@ class Runner:
         self.endpoints = Endpoints(self.state, self.config.data_dir / "endpoint-logs", self._url)
         await self.endpoints.load(self.apps.apps)
         self.apps.on_change = on_change(self.jobs, self.endpoints)
+        self.jobs.held_elsewhere = self._endpoint_named
         sockets = bind_sockets(
             self.config.port,
             address=self.config.host,
@@ -209,6 +210,12 @@ class Runner:
         self._tasks.append(asyncio.create_task(self._maintain()))
         if self.config.embedded:
             self._write_runtime_file()
+
+    def _endpoint_named(self, name: str) -> str | None:
+        """Whose a job's name is, when an endpoint has it (a job and an endpoint share names)."""
+        if name not in self.endpoints.endpoints:
+            return None
+        return f"the endpoint {name!r} (nbremote endpoints rm {name} frees it)"
 
     def _write_runtime_file(self) -> None:
         path = self.config.data_dir / RUNTIME_FILE

@@ -184,6 +184,27 @@ def test_a_name_a_deployed_app_holds_is_refused(shell: InteractiveShell) -> None
         _session.current_session().client.call("DELETE", "/api/v1/apps/t-held")
 
 
+def test_a_name_an_endpoint_holds_is_refused(shell: InteractiveShell) -> None:
+    @nr.remote
+    def echo(x: int) -> int:
+        return x
+
+    echo.serve(name="t-named")
+    try:
+        with pytest.raises(UsageError, match=r"taken by the endpoint 't-named'"):
+            promote(shell, "--schedule @daily --name t-named", "y = 1")
+        assert "t-named" not in [job.name for job in nr.Job.list()]
+    finally:
+        _session.current_session().client.call("DELETE", "/api/v1/apps/t-named")
+
+    # And the other way round: a cell's job holds the name an endpoint asks for.
+    promote(shell, "--schedule @daily --name t-named", "y = 1")
+    with pytest.raises(RunnerError, match=r"taken by the job 't-named'"):
+        echo.serve(name="t-named")
+    assert nr.Job("t-named").describe().kind == "cell"
+    nr.Job("t-named").delete()
+
+
 def test_bad_cron_fields_are_named(shell: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="hour 24 is out of 0\N{EN DASH}23"):
         promote(shell, '--schedule "0 24 * * *" --name t-bad-cron', "y = 1")
@@ -201,6 +222,19 @@ def test_a_failed_run_says_why_and_keeps_no_outputs(shell: InteractiveShell, job
         nr.NbremoteError, match=r"failed \(ValueError: no data today\): it left no outputs"
     ):
         run.outputs  # noqa: B018
+
+
+def test_a_run_whose_image_does_not_build_fails_with_the_build_log(
+    shell: InteractiveShell, job_name: str
+) -> None:
+    bad = "nbremote-surely-missing-package==1.0"
+    promote(shell, f'--pip "{bad}" --schedule @daily --name {job_name}', "x = 1")
+    job = nr.Job(job_name)
+    for _ in range(2):  # the schedule goes on: the next run tries the build again
+        run = job.run().wait(timeout=RUN_TIMEOUT)
+        assert run.status == "failed" and run.error.startswith("ImageBuildError: ")
+        assert f"pip install {bad}" in run.logs()  # the build's log, in the run's
+    assert job.describe().paused is False
 
 
 def test_a_scheduled_function_runs_and_returns_its_result(shell: InteractiveShell) -> None:
