@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -189,24 +190,30 @@ def test_serve_reloads_on_edit_and_its_endpoints_go_on_ctrl_c(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    assert serving.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(serving.stdout or ()), daemon=True)
+    reader.start()
     url = f"{runner.url}/endpoints/t-serve-hello"
     try:
         wait_for(lambda: http(url) == (200, {"version": 1}), "serving version 1")
-        script.write_text("VERSION = (\n" + SERVED)  # does not import: the last deploy stays
-        time.sleep(1.5)
+        assert any(f"endpoint t-serve-hello: {url}" in line for line in lines)
+        script.write_text("VERSION = (\n" + SERVED)  # does not load: the last deploy stays
+        wait_for(lambda: any("does not load" in line for line in lines), "told")
+        assert any("SyntaxError" in line for line in lines)
         assert http(url) == (200, {"version": 1})
         script.write_text("VERSION = 2\n" + SERVED)
         wait_for(lambda: http(url) == (200, {"version": 2}), "serving version 2")
         serving.send_signal(signal.SIGINT)
-        printed, _ = serving.communicate(timeout=TIMEOUT)
-        assert serving.returncode == 0, printed
+        assert serving.wait(timeout=TIMEOUT) == 0, lines
         assert http(url)[0] == 404
-        assert f"endpoint t-serve-hello: {url}" in printed
-        assert "SyntaxError" in printed and "redeployed" in printed
+        assert any("redeployed app 't-serve'" in line for line in lines)
     finally:
         if serving.poll() is None:
             serving.kill()
-            serving.communicate()
+            serving.wait()
+        reader.join(timeout=TIMEOUT)
+        serving.stdout.close()
         with contextlib.suppress(RunnerError), runner.client() as client:
             client.call("DELETE", "/api/v1/apps/t-serve")
 
