@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -218,6 +219,18 @@ def test_serve_reloads_on_edit_and_its_endpoints_go_on_ctrl_c(
             client.call("DELETE", "/api/v1/apps/t-serve")
 
 
+def free_ports(count: int) -> tuple[int, ...]:
+    """Ports nothing listens on now (the kernel's choice: no clash with another test run)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(sock.getsockname()[1] for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 WEB_SERVER = """\
 import http.server
 import json
@@ -228,6 +241,7 @@ import threading
 import nbremote as nr
 
 app = nr.App("t-web-server")
+PORT, SILENT = {ports}
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
@@ -242,14 +256,14 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
 
 @app.function()
-@nr.web_server(8765 + 1011, label="t-web-server", requires_auth=False)
+@nr.web_server(PORT, label="t-web-server", requires_auth=False)
 def serve():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 8765 + 1011), Echo)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
 @app.function()
-@nr.web_server(8765 + 1012, startup_timeout=1, label="t-web-never", requires_auth=False)
+@nr.web_server(SILENT, startup_timeout=1, label="t-web-never", requires_auth=False)
 def never():
     pass
 """
@@ -259,7 +273,8 @@ def test_a_web_server_started_by_the_function_is_served(
     runner: RunningRunner, tmp_path: Path
 ) -> None:
     script = tmp_path / "server_app.py"
-    script.write_text(WEB_SERVER)
+    ports = free_ports(2)
+    script.write_text(WEB_SERVER.replace("{ports}", repr(ports)))
     env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
     try:
         deployed = subprocess.run(
@@ -276,7 +291,7 @@ def test_a_web_server_started_by_the_function_is_served(
             {"path": "/items?id=7", "got": {"n": 1}},
         )
         status, answer = http(f"{runner.url}/endpoints/t-web-never")
-        assert status == 503 and "did not start listening on port 9777" in str(answer)
+        assert status == 503 and f"did not start listening on port {ports[1]}" in str(answer)
     finally:
         with contextlib.suppress(RunnerError), runner.client() as client:
             client.call("DELETE", "/api/v1/apps/t-web-server")
