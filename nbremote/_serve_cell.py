@@ -93,6 +93,17 @@ def _method_and_path(words: list[str]) -> tuple[str, str]:
     return method, path.rstrip("/") or "/"
 
 
+@dataclass(frozen=True)
+class _Besides:
+    """The names of ``hidden``, and one more."""
+
+    hidden: Container[str]
+    name: str
+
+    def __contains__(self, item: object) -> bool:
+        return item == self.name or item in self.hidden
+
+
 def cell_endpoint(
     code: str,
     namespace: MutableMapping[str, Any],
@@ -105,7 +116,9 @@ def cell_endpoint(
     Raises:
         SerializationError: an input cannot be pickled (naming it; nothing was sent).
     """
-    built = exec_request(code, namespace, options, lambda key: (), hidden=hidden)
+    # `request` is each request's own: a notebook variable of that name is not an input.
+    unsent = _Besides(hidden, "request")
+    built = exec_request(code, namespace, options, lambda key: (), hidden=unsent)
     parts: dict[str, list[bytes]] = {}
     modules: dict[str, str] = {}
     position = 0
