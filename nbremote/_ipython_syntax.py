@@ -21,6 +21,12 @@ def parse_cell(source: str) -> ast.Module:
     return ast.parse(_TRANSFORMER.transform_cell(source), filename="<cell>")
 
 
+def python_of(source: str) -> str:
+    """Cell source as the plain Python IPython runs (``%magic`` and ``!command`` as calls)."""
+    text: str = _TRANSFORMER.transform_cell(source)
+    return text
+
+
 def ipython_call(node: ast.Call) -> tuple[str, list[str]] | None:
     """``get_ipython().method("text", ...)`` as ``(method, texts)``, other calls as None."""
     match node:

@@ -43,7 +43,15 @@ _FLAGS = (
         help="promote the cell to a job instead of running it: a cron ('0 2 * * *'), an alias "
         "(@daily) or a period ('every 10m')",
     ),
-    argument("--name", metavar="N", help="the job's name (with --schedule)"),
+    argument(
+        "--endpoint",
+        nargs="*",
+        metavar="METHOD PATH",
+        help="promote the cell to an HTTP endpoint instead of running it: it answers METHOD "
+        "(POST) at PATH (/) with `response` or its last expression",
+    ),
+    argument("--public", action="store_true", help="with --endpoint: callers need no token"),
+    argument("--name", metavar="N", help="the job's or endpoint's name"),
     argument("--tz", metavar="ZONE", help="the cron's time zone, e.g. Europe/Berlin (UTC)"),
     argument("--retries", type=int, metavar="N", help="try a failed run again N times (0-10)"),
     argument("--notify", metavar="URL", help="POST a JSON summary of each failed run to URL"),
@@ -53,7 +61,8 @@ _JOB_ONLY = ("tz", "retries", "notify", "notify_on_success")
 
 
 def job_flags(func: F) -> F:
-    """Add the ``--schedule`` flags to a magic's parser (under ``magic_arguments``)."""
+    """Add the promotion flags (``--schedule``, ``--endpoint``) to a magic's parser (under
+    ``magic_arguments``)."""
     for flag in reversed(_FLAGS):
         func = flag(func)
     return func
@@ -91,9 +100,13 @@ def job_settings(args: Namespace) -> JobSettings | None:
         UsageError: a bad schedule, zone, name or setting (naming it), ``--schedule`` without
             ``--name``, or a job flag without ``--schedule``.
     """
+    if args.schedule is not None and args.endpoint is not None:
+        raise UsageError(
+            "--schedule and --endpoint promote a cell two ways: give one (two cells for both)"
+        )
     if args.schedule is None:
         given = [f"--{flag.replace('_', '-')}" for flag in _JOB_ONLY if getattr(args, flag)]
-        given += ["--name"] if args.name is not None else []
+        given += ["--name"] if args.name is not None and args.endpoint is None else []
         if given:
             raise UsageError(f"{', '.join(given)} only go with --schedule SPEC --name N")
         return None

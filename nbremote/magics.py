@@ -12,7 +12,7 @@ import shlex
 import sys
 from argparse import Namespace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -33,8 +33,12 @@ from .errors import NbremoteError, RunnerError, SerializationError
 from .image import Image
 from .secret import Secret
 from .wire.http import ListGpusResponse, ListSessionsResponse
+from .wire.jobs import JobSettings
 from .wire.mounts import check_mount_paths
 from .wire.ops import Op
+
+if TYPE_CHECKING:  # imported when a cell is served: the kernel does not load deploys for cells
+    from ._serve_cell import Route
 
 SUBCOMMANDS = (
     *("connect", "status", "pull", "push", "reset", "sessions", "attach", "config", "jobs"),
@@ -180,12 +184,12 @@ class RemoteMagics(Magics):
     @argument("--out", dest="outputs", metavar="X,Y", help="bring back exactly these names")
     @argument("--fresh", action="store_true", help="start a new worker (empty namespace)")
     @worker_flags  # --timeout --env --gpu --volume --secret --image --pip (%remote config too)
-    @job_flags  # --schedule --name --tz --retries --notify --notify-on-success
+    @job_flags  # --schedule --endpoint --public --name --tz --retries --notify ...
     @line_cell_magic
     def remote(self, line: str, cell: str | None = None) -> None:
-        """Run the cell on the runner (with ``--schedule``: store it as a job there, not run),
-        or manage it: ``%remote connect|status|pull|push|reset|sessions|attach|config|jobs``,
-        ``%remote endpoints``.
+        """Run the cell on the runner (with ``--schedule``: store it as a job there, not run;
+        with ``--endpoint``: serve it over HTTP, not run), or manage it: ``%remote
+        connect|status|pull|push|reset|sessions|attach|config|jobs|endpoints``.
 
         Example::
 
@@ -196,7 +200,12 @@ class RemoteMagics(Magics):
             self._subcommand(line)
             return
         args = self.defaults.fill(parse_argstring(self.remote, line))
-        settings = job_settings(args)  # checked before anything is sent
+        route = None  # checked, as the job's settings, before anything is sent
+        if args.endpoint is not None or args.public:
+            from ._serve_cell import endpoint_route
+
+            route = endpoint_route(args)
+        settings = job_settings(args)
         options = dataclasses.replace(
             self._worker_options(args),
             inputs=_names(args.inputs),
@@ -207,11 +216,8 @@ class RemoteMagics(Magics):
         missing = [name for name in options.inputs or [] if name not in self.ipython.user_ns]
         if missing:
             raise UsageError(f"--in names {', '.join(missing)}, not defined in this notebook")
-        if settings is not None:  # stored as a job on the runner, not run: nothing here changes
-            code = f"# %%remote {line}\n{cell}"
-            hidden = self.ipython.user_ns_hidden
-            session = _session.current_session()
-            promote_cell(session, code, self.ipython.user_ns, options, settings, hidden=hidden)
+        if settings is not None or route is not None:  # promoted, not run: nothing here changes
+            self._promote(f"# %%remote {line}\n{cell}", options, settings, route)
             return
         if options.fresh:
             self.remote_only.clear()
@@ -234,6 +240,20 @@ class RemoteMagics(Magics):
                 execution_count=count,
             )
         self._report(outcome)
+
+    def _promote(
+        self, code: str, options: CellOptions, settings: JobSettings | None, route: Route | None
+    ) -> None:
+        """Store the cell as a job (``--schedule``) or serve it (``--endpoint``)."""
+        hidden, namespace = self.ipython.user_ns_hidden, self.ipython.user_ns
+        session = _session.current_session()
+        if settings is not None:
+            promote_cell(session, code, namespace, options, settings, hidden=hidden)
+            return
+        from ._serve_cell import serve_cell
+
+        assert route is not None
+        serve_cell(session, code, namespace, options, route, hidden=hidden)
 
     def _worker_options(self, args: Namespace) -> CellOptions:
         """The worker flags but the image, checked: a bad one is a UsageError naming it."""

@@ -74,6 +74,7 @@ def web_settings(
     requires_auth: bool = True,
     label: str | None = None,
     port: int | None = None,
+    startup_timeout: float | None = None,
     where: str | None = None,
 ) -> dict[str, Any]:
     """A function's ``settings["web"]``, checked: every field of the runner's `WebSettings`.
@@ -91,7 +92,20 @@ def web_settings(
         "requires_auth": _flag(requires_auth, "requires_auth", where),
         "label": _label(label, where),
         "port": _port(port, where) if kind == "web_server" else None,
+        "startup_timeout": _startup_timeout(startup_timeout, where)
+        if kind == "web_server"
+        else None,
     }
+
+
+def _startup_timeout(seconds: object, where: str) -> float:
+    if seconds is None:
+        return 5.0
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"{where}: startup_timeout= takes seconds, got {seconds!r}")
+    if seconds <= 0:
+        raise ValueError(f"{where}: startup_timeout={seconds!r}: must be positive")
+    return float(seconds)
 
 
 def checked(web: object, where: str) -> dict[str, Any]:
@@ -102,7 +116,7 @@ def checked(web: object, where: str) -> dict[str, Any]:
     """
     if not isinstance(web, dict):
         raise TypeError(f"{where}: web= takes the settings of a web decorator, got {web!r}")
-    known = {"kind", "method", "docs", "requires_auth", "label", "port"}
+    known = {"kind", "method", "docs", "requires_auth", "label", "port", "startup_timeout"}
     unknown = sorted(set(web) - known)
     if unknown:
         raise TypeError(f"{where}: unexpected web settings {', '.join(unknown)}")
@@ -262,18 +276,23 @@ def web_server(
     custom_domains: Any = None,
     requires_proxy_auth: bool = False,
 ) -> Callable[[F], F]:
-    """Serve what the function starts listening on ``port`` (any HTTP server). Accepted here;
-    the runner does not serve it yet (the deploy says so).
+    """Serve what the function starts listening on ``port`` of 127.0.0.1 (any HTTP server,
+    in a thread or a subprocess): the worker calls it once, waits for the port, then forwards
+    each request to it (method, path and query, headers, body) and streams the answer back.
 
     Args:
         port: the port the server listens on, inside its worker.
-        startup_timeout: seconds the server may take to start listening.
+        startup_timeout: seconds the server may take to start listening (then requests get a
+            503 naming the port, and the app's log says why).
     """
     where = "@nr.web_server"
     _no_custom_domains(custom_domains, where)
     _flag(requires_proxy_auth, "requires_proxy_auth", where)
-    if isinstance(startup_timeout, bool) or not isinstance(startup_timeout, int | float):
-        raise TypeError(f"{where}: startup_timeout= takes seconds, got {startup_timeout!r}")
-    if startup_timeout <= 0:
-        raise ValueError(f"{where}: startup_timeout={startup_timeout!r}: must be positive")
-    return _mark(web_settings("web_server", port=port, requires_auth=requires_auth, label=label))
+    web = web_settings(
+        "web_server",
+        port=port,
+        startup_timeout=_startup_timeout(startup_timeout, where),
+        requires_auth=requires_auth,
+        label=label,
+    )
+    return _mark(web)

@@ -100,13 +100,8 @@ def web_settings(app: str, obj: AppObject) -> WebSettings | None:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ApiError(422, "ValidationError", f"{obj.name}: web.{where}: {first['msg']}") from None
-    if settings.kind == "web_server":
-        raise ApiError(
-            400,
-            "NotBuiltYet",
-            f"{obj.name}: web_server endpoints are not built yet on this runner; "
-            "serve the app with @nr.asgi_app() or @nr.wsgi_app() instead",
-        )
+    if settings.kind == "web_server" and settings.port is None:
+        raise ApiError(422, "ValidationError", f"{obj.name}: web.port: a web_server needs its port")
     if obj.kind != "function":
         raise ApiError(
             400, "NotBuiltYet", f"{obj.name}: endpoints on class methods are not built yet"

@@ -149,6 +149,10 @@ def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop) -> Asgi:
         _json_errors(app)
         built: Asgi = app
         return built
+    if kind == "web_server":  # the server the function starts, behind a forwarding app
+        from .worker_web_server import web_server_app
+
+        return web_server_app(fn, int(web["port"]), float(web.get("startup_timeout") or 5.0))
     raise ValueError(f"web kind {kind!r} cannot be served by this worker (not built yet)")
 
 

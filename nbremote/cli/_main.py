@@ -12,6 +12,7 @@ from .job import jobs
 from .run import demo, deploy, run_command
 from .runner import runner
 from .secret import secrets
+from .serve import serve
 from .sessions import sessions
 from .status import status
 from .volume import volumes
@@ -31,6 +32,7 @@ for command in (
     gpus,
     run_command,
     deploy,
+    serve,
     apps,
     jobs,
     endpoints,

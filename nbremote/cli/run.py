@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,21 +39,27 @@ def run_command(target: str) -> None:
 @runner_options
 def deploy(path: Path, url: str | None, token: str | None) -> None:
     """Deploy a script's apps: their functions and classes stay callable on the runner."""
-    from .._deploy import deploy as deploy_app
     from .._script import load_apps
 
     apps = [app for app in load_apps(path) if app.registered_functions or app.registered_classes]
     if not apps:
         raise click.UsageError(f"{path} defines no app with functions or classes")
     client = connect(url, token)
+    with usage_errors():
+        for line in deploy_lines(client, apps):
+            click.echo(line)
+
+
+def deploy_lines(client: RunnerClient, apps: list[Any], verb: str = "deployed") -> Iterator[str]:
+    """Deploy each app (`nbremote.App`), saying so as each is done, with its endpoints' URLs."""
+    from .._deploy import deploy as deploy_app
+
     for app in apps:
-        with usage_errors():
-            described = deploy_app(client, app)
-            names = ", ".join(f"{obj.name} ({obj.kind})" for obj in described.objects)
-            click.echo(f"deployed app {app.name!r} on {client.url}: {names}")
-            if any(fn.options.web for fn in app.registered_functions.values()):
-                for line in endpoint_lines(client, app.name):
-                    click.echo(line)
+        described = deploy_app(client, app)
+        names = ", ".join(f"{obj.name} ({obj.kind})" for obj in described.objects)
+        yield f"{verb} app {app.name!r} on {client.url}: {names}"
+        if any(fn.options.web for fn in app.registered_functions.values()):
+            yield from endpoint_lines(client, app.name)
 
 
 def endpoint_lines(client: RunnerClient, app: str) -> list[str]:

@@ -40,6 +40,9 @@ class WebSettings(ApiModel):
         default=None, description='the endpoint\'s name instead of "{app}/{function}"'
     )
     port: int | None = Field(default=None, description="web_server only")
+    startup_timeout: float | None = Field(
+        default=None, gt=0, description="web_server only: seconds the server may take to listen"
+    )
 
 
 class DescribeEndpoint(ApiModel):

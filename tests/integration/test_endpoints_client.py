@@ -1,8 +1,8 @@
 """Web endpoints from the client's side, against a real runner: an app with Modal's web
 decorators deployed with ``nbremote deploy`` and called over HTTP with the token ``nbremote
 endpoints show --json`` gives, ``f.get_web_url()``, ``f.serve(name=...)`` from a real IPython
-shell, ``%remote endpoints``, ``nbremote endpoints ls|rm|logs``, and the deploys refused (a name
-another app holds, ``web_server`` not built yet).
+shell, ``%remote endpoints``, ``nbremote endpoints ls|rm|logs``, and the deploy refused for a name
+another app holds (``web_server`` apps: tests/integration/test_endpoints_cells.py).
 
 These need the runner side of issue 18 (branch i18-runner): the runner's /api/v1/endpoints and
 its serving of /endpoints/{name}."""
@@ -272,23 +272,3 @@ def test_a_name_another_app_holds_is_refused_at_deploy(
     finally:
         stop_app_of_session("t-clash")
         stop_app_of_session("t-clash-other")
-
-
-def test_web_server_is_refused_at_deploy_as_not_built(
-    runner: RunningRunner, tmp_path: Path
-) -> None:
-    script = tmp_path / "server_app.py"
-    script.write_text(
-        "import nbremote as nr\n"
-        "app = nr.App('t-server')\n"
-        "@app.function()\n"
-        "@nr.web_server(8000)\n"
-        "def serve() -> None:\n"
-        "    pass\n"
-    )
-    try:
-        refused = cli(runner, "deploy", str(script))
-        assert refused.returncode == 2 and "web_server" in refused.stderr
-        assert "Traceback" not in refused.stderr
-    finally:
-        stop_app(runner, "t-server")

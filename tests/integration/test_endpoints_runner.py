@@ -237,10 +237,38 @@ def test_a_name_held_by_another_app_refuses_the_deploy(runner: RunningRunner, ap
     assert api(runner, "GET", f"/apps/{other}")[0] == 404
 
 
-def test_a_web_server_is_refused_as_not_built_yet(runner: RunningRunner, app: str) -> None:
-    web = {"kind": "web_server", "port": 8000}
-    status, answer = deploy(runner, app, [deployed_object(FASTAPI, "hello", {"web": web})])
-    assert status == 400 and "not built yet" in answer["error"]["message"]
+WEB_SERVER = """
+def serve():
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("served " + self.path).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+"""
+
+
+def test_a_web_server_is_served(runner: RunningRunner, app: str) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port free now, for the server the function starts
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = WEB_SERVER.replace('("127.0.0.1", 0)', f'("127.0.0.1", {port})')
+    web = {"kind": "web_server", "port": port}
+    status, answer = deploy(runner, app, [deployed_object(source, "serve", {"web": web})])
+    assert status in (200, 201), answer
+    auth = bearer(token_of(runner, f"{app}/serve"))
+    status, _, body = request(runner, "GET", f"/endpoints/{app}/serve/a/b?c=1", None, auth)
+    assert (status, body) == (200, b"served /a/b?c=1")
 
 
 def test_64_callers_at_once_all_get_their_answer(runner: RunningRunner, app: str) -> None:

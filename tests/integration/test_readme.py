@@ -26,7 +26,9 @@ def test_readme_python_examples_run(shell: InteractiveShell) -> None:
     assert shell.user_ns["greeting"].remote() == "hello from six 1.16.0"
     assert shell.user_ns["report"] == {"rows": 5, "mean": 2.8}  # pulled from the job's run
     assert shell.user_ns["answer"] == {"price": 60.0}  # f.serve's endpoint, called over HTTP
+    assert shell.user_ns["priced"] == {"item": "pear", "price": 3.0}  # a cell's endpoint
     _session.current_session().client.call("DELETE", "/api/v1/apps/discount")  # ends it
+    _session.current_session().client.call("DELETE", "/api/v1/apps/quote")
     shell.user_ns["scores"].delete()
     shell.user_ns["jobs"].delete()
     shell.user_ns["vol"].delete()

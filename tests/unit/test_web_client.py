@@ -81,11 +81,16 @@ def test_modal_code_with_web_decorators_runs_under_the_modal_name() -> None:
         "requires_auth": True,
         "label": None,
         "port": None,
+        "startup_timeout": None,
     }
     assert web_of(process) | {} == web_of(hello) | {"method": "POST", "docs": True}
     assert web_of(fastapi_app)["kind"] == "asgi_app"
     assert web_of(flask_app)["kind"] == "wsgi_app"
-    assert web_of(custom_server) | {} == web_of(hello) | {"kind": "web_server", "port": 8080}
+    assert web_of(custom_server) == web_of(hello) | {
+        "kind": "web_server",
+        "port": 8080,
+        "startup_timeout": 5.0,
+    }
     assert {name.rsplit(".", 1)[1] for name in app.registered_functions} == {
         "hello", "process", "fastapi_app", "flask_app", "custom_server",
     }  # fmt: skip
