@@ -126,6 +126,7 @@ class WebCall:
             "id": self.id,
             "function": function,
             "web": self.endpoint.settings.model_dump(),
+            "concurrency": pool.scaling.max_inputs,
             "scope": {
                 "method": method,
                 "path": path,

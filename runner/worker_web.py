@@ -59,7 +59,7 @@ def _json_errors(app: Any) -> None:
     handlers[Exception] = as_json
 
 
-def _fastapi(fn: Any, web: Header) -> Asgi:
+def _fastapi(fn: Any, web: Header, inline: bool) -> Asgi:
     try:
         from fastapi import FastAPI
     except ImportError as exc:
@@ -75,9 +75,53 @@ def _fastapi(fn: Any, web: Header) -> Asgi:
     method = str(web.get("method") or "GET").upper()
     if method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
         fn.__signature__ = _from_the_body(fn)
+    if inline and not inspect.iscoroutinefunction(fn):
+        fn = _inline(fn)
     app.add_api_route("/", fn, methods=[method])
     _json_errors(app)
     return app
+
+
+def _inline(fn: Any) -> Any:
+    """``fn`` as a coroutine function that calls it on the loop's own thread: no hop to a pool
+    thread and back, the biggest cost of a small request. Only for a worker that takes one
+    request at a time (its loop has nothing else to do meanwhile). To ``fn``, as in a pool
+    thread, no loop is running: ``asyncio.run`` inside it works. ``fn`` as it is if its
+    annotations cannot be resolved here (FastAPI then reads them from its globals)."""
+    try:
+        signature = _resolved(fn, strict=True)
+    except Exception:
+        return fn
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        running = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            asyncio._set_running_loop(running)
+
+    for name in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(call, name, getattr(fn, name, None) or getattr(call, name))
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    return call
+
+
+def _resolved(fn: Any, strict: bool = False) -> inspect.Signature:
+    """``fn``'s signature, its annotations resolved from its own globals (as far as they can be,
+    unless ``strict``)."""
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # a name the by-value pickle did not bring: FastAPI reads what it can
+        if strict:
+            raise
+        hints = {}
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+    ]
+    returns = hints.get("return", signature.return_annotation)
+    return signature.replace(parameters=params, return_annotation=returns)
 
 
 def _from_the_body(fn: Any) -> inspect.Signature:
@@ -89,14 +133,8 @@ def _from_the_body(fn: Any) -> inspect.Signature:
     from fastapi.params import Depends, Param
     from pydantic import BaseModel
 
-    signature = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:  # a name the by-value pickle did not bring: FastAPI reads what it can
-        hints = {}
-    params = [
-        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-    ]
+    signature = _resolved(fn)
+    params = list(signature.parameters.values())
     plain = [
         p
         for p in params
@@ -130,15 +168,16 @@ def _wsgi(fn: Any) -> Asgi:
     return adapted
 
 
-def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop) -> Asgi:
-    """The ASGI app of a deployed function for its web settings.
+def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop, inline: bool = False) -> Asgi:
+    """The ASGI app of a deployed function for its web settings; ``inline``: a sync
+    ``fastapi_endpoint`` runs on the loop's thread (its worker takes one request at a time).
 
     Raises:
         ValueError: a kind this worker cannot serve.
     """
     kind = web.get("kind")
     if kind == "fastapi_endpoint":
-        return _fastapi(fn, web)
+        return _fastapi(fn, web, inline)
     if kind == "wsgi_app":
         return _wsgi(fn)
     if kind == "asgi_app":
@@ -224,7 +263,8 @@ class WebApps:
         ``function`` gives the deployed function, when its app is not built yet."""
         request_id = header["id"]
         try:
-            app = self._app(header["function"], header["web"], function)
+            inline = int(header.get("concurrency") or 1) == 1
+            app = self._app(header["function"], header["web"], inline, function)
         except Exception as exc:  # the app could not be built: every request says why
             traceback.print_exc()
             sys.stderr.flush()
@@ -250,11 +290,11 @@ class WebApps:
         if task is not None:
             task.cancel()
 
-    def _app(self, item: Header, web: Header, function: Callable[[], Any]) -> Asgi:
-        key = f"{item.get('hash')}:{json.dumps(web, sort_keys=True)}"
+    def _app(self, item: Header, web: Header, inline: bool, function: Callable[[], Any]) -> Asgi:
+        key = f"{item.get('hash')}:{json.dumps(web, sort_keys=True)}:{inline}"
         app = self._apps.get(key)
         if app is None:
-            app = self._apps[key] = build(function(), web, self._loop)
+            app = self._apps[key] = build(function(), web, self._loop, inline)
         return app
 
     @staticmethod

@@ -251,6 +251,7 @@ class WebFrame(_Request):
     function: FrameFunction
     web: dict[str, Any]  # nbremote.wire.endpoints.WebSettings
     scope: FrameWebScope
+    concurrency: NotRequired[int]  # requests the worker may take at once (its pool's max_inputs)
 
 
 class HelloFrame(TypedDict):
