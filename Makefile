@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/bench_images.py
 	$(BIN)/python bench/bench_stores.py
 	$(BIN)/python bench/bench_schedule.py
+	$(BIN)/python bench/bench_endpoints.py
 	$(BIN)/python bench/plot_ratios.py
 
 # Public notebooks, local against %%remote, cell by cell (tests/fidelity/SOURCES.md).

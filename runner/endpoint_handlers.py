@@ -84,12 +84,18 @@ class EndpointHandler(BaseHandler):
                 self.add_header(name, value)
 
     def chunk(self, data: bytes, more: bool) -> None:
-        if self.request.method == "HEAD" or self.get_status() in NO_BODY:
+        if self._finished:
             return
-        if data:
+        sent = bool(data) and self.request.method != "HEAD" and self.get_status() not in NO_BODY
+        if sent:
             self.write(data)
-        if more:  # sent now: a stream's events must not wait for its end
+        if not more:  # the caller has its answer now, whatever the app does after (tasks)
+            self.finish()
+        elif sent:  # sent now: a stream's events must not wait for its end
             self.flush().add_done_callback(lambda done: done.exception())
+
+    def compute_etag(self) -> None:
+        return None  # the app's answer as it is: no ETag of ours (nor a 304 for it)
 
     def error(self, status: int, kind: str, message: str, retry_after: str | None = None) -> None:
         self.clear()

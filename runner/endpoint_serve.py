@@ -5,6 +5,9 @@ from the function's settings: ``min_containers``, ``max_containers``, ``max_inpu
 ``web`` frame: the function's payload, the ASGI scope's fields, the body as a buffer. Nothing
 of the caller's is unpickled anywhere: the body is bytes the worker's ASGI app reads.
 
+The function's payload goes to a worker with its first request only; later ones name it by hash
+(a worker that lost it asks, ``need``, and is answered from the deployed app).
+
 The worker's ``web_start`` and ``web_body`` frames are checked (a worker runs anyone's code: a
 bad status or a header with a line break never reaches the caller) and written to the caller as
 they come, each chunk flushed while more follow, so streamed responses pass through unbuffered.
@@ -14,15 +17,16 @@ can ever take plus a bounded queue are answered 503 with Retry-After, at once.
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from nbremote.wire.codec import Buffer, Header
-from nbremote.wire.frames import WebAnswerFrame, WebBodyFrame, WebStartFrame
+from nbremote.wire.frames import WebBodyFrame, WebStartFrame
 from nbremote.wire.gpu import parse_text
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 from nbremote.wire.ops import Op
@@ -33,9 +37,16 @@ from .gpus import Holder
 from .pools import FunctionPool
 from .workers import Worker
 
-ANSWERS: TypeAdapter[Any] = TypeAdapter(WebAnswerFrame)
+# A worker's answers, each checked by its op's model (no union to try first).
+ANSWERS: dict[str, type[WebStartFrame] | type[WebBodyFrame]] = {
+    Op.WEB_START: WebStartFrame,
+    Op.WEB_BODY: WebBodyFrame,
+}
 RETRY_AFTER = "1"  # seconds a refused caller is told to wait
 log = logging.getLogger(__name__)
+_ids = itertools.count()  # request ids: unique on this runner, which is all a worker needs
+# The function hashes each worker was sent (it keeps them): forgotten with the worker.
+_sent: weakref.WeakKeyDictionary[Worker, set[str]] = weakref.WeakKeyDictionary()
 
 
 class Caller(Protocol):
@@ -63,6 +74,9 @@ def _spec(settings: dict[str, Any]) -> dict[str, Any]:
 
 def endpoint_pool(app: DeployedApp, function: str) -> FunctionPool:
     """The pool that serves a deployed function's web requests (opened on first use)."""
+    key = f"{app.name}:{function}:web"
+    if key in app.pools:  # opened already: the hot path stops here
+        return app.pools[key]
     settings = app.objects[function][0].settings
     scaling = FunctionScaling(
         max_containers=settings.get("max_containers"),
@@ -70,7 +84,6 @@ def endpoint_pool(app: DeployedApp, function: str) -> FunctionPool:
         scaledown_window=settings.get("scaledown_window") or 60.0,
         max_inputs=settings.get("max_inputs") or 1,
     )
-    key = f"{app.name}:{function}:web"
     pool = {"key": key, "spec": _spec(settings), "scaling": scaling.model_dump()}
     holder = Holder("app", name=f"{app.name}.{function}", group=key)
     return app.pools.get_or_open(pool, holder)
@@ -89,11 +102,12 @@ class WebCall:
         self.endpoint = endpoint
         self.app = app
         self.caller = caller
-        self.id = uuid.uuid4().hex
+        self.id = f"web-{next(_ids)}"
         self.status = 0  # as answered (0: nothing yet)
         self.broken = ""  # why the worker's answer was refused
         self.gone = False  # the caller hung up
         self.worker: Worker | None = None
+        self._payload: list[bytes] = []  # the function's, sent if its worker asks
 
     async def run(
         self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
@@ -105,11 +119,14 @@ class WebCall:
             self._error(503, "Busy", f"more than {bound} requests wait: try again", RETRY_AFTER)
             return
         described, parts = self.app.objects[self.endpoint.function]
-        header = {
+        self._payload = parts
+        function = {"name": described.name, "nbuf": 0, "hash": described.hash}
+        header: Header = {
             "op": Op.WEB,
             "id": self.id,
-            "function": {"name": described.name, "nbuf": len(parts), "hash": described.hash},
+            "function": function,
             "web": self.endpoint.settings.model_dump(),
+            "concurrency": pool.scaling.max_inputs,
             "scope": {
                 "method": method,
                 "path": path,
@@ -122,7 +139,11 @@ class WebCall:
         try:
             async with pool.holding() as worker:
                 self.worker = worker
-                done, _ = await worker.run(header, [*parts, body], self._forward, None)
+                sent = _sent.setdefault(worker, set())
+                payload = [] if described.hash in sent else list(parts)
+                function["nbuf"] = len(payload)
+                sent.add(described.hash)
+                done, _ = await worker.run(header, [*payload, body], self._forward, None)
         finally:
             self.endpoint.in_flight -= 1
             self.worker = None
@@ -160,10 +181,14 @@ class WebCall:
         if op == Op.STREAM:  # what the app printed: its log
             self.app.log(str(header.get("text", "")))
             return
-        if op not in (Op.WEB_START, Op.WEB_BODY) or self.broken or self.gone:
+        if op == Op.NEED:  # a worker without the function's payload (it failed to load, say)
+            self._send_payload(header)
+            return
+        model = ANSWERS.get(op) if isinstance(op, str) else None
+        if model is None or self.broken or self.gone:
             return
         try:
-            frame = ANSWERS.validate_python(header)
+            frame = model.model_validate(header)
             wrong = frame.buffers_error(len(buffers))
             if wrong is not None:
                 raise ValueError(wrong)
@@ -173,8 +198,20 @@ class WebCall:
                 pairs = frame.checked_headers()
                 self.status = frame.status
                 self.caller.start(frame.status, pairs)
-            elif isinstance(frame, WebBodyFrame) and self.status:
+                if frame.more is not None:
+                    self.caller.chunk(bytes(buffers[0]), frame.more)
+            elif self.status:
                 self.caller.chunk(bytes(buffers[0]), frame.more)
         except (ValidationError, ValueError) as exc:
             self.broken = str(exc).splitlines()[0]
             log.warning("endpoint %s: a worker's answer refused: %s", self.endpoint.name, exc)
+
+    def _send_payload(self, need: Header) -> None:
+        """Answer a worker's ``need``: the function's payload, and nothing else it may ask."""
+        described, _ = self.app.objects[self.endpoint.function]
+        hashes = need.get("hashes")
+        ours = isinstance(hashes, list) and described.hash in hashes
+        item = {"name": described.name, "hash": described.hash, "nbuf": len(self._payload)}
+        blobs = {"op": Op.BLOBS, "id": self.id, "items": [item] if ours else []}
+        if self.worker is not None:
+            self.worker.send(blobs, self._payload if ours else [])

@@ -33,6 +33,7 @@ from .errors import ApiError
 from .state import State
 
 QUEUE_PER_WORKER = 64  # requests that may wait, per worker the endpoint's pool may have
+LOG_DELAY = 0.2  # seconds a request's log line may wait to be written with others
 
 
 @dataclass
@@ -135,6 +136,8 @@ class Endpoints:
         self._state = state
         self._log_dir = log_dir
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="nbremote-endpoint-logs")
+        self._lines: dict[Path, list[str]] = {}  # request lines not yet given to the writer
+        self._flush_at: asyncio.TimerHandle | None = None
         self.base_url = base_url
         self.endpoints: dict[str, Endpoint] = {}
         self.settings: dict[str, WebSettings] = {}  # name -> as deployed (from the app)
@@ -226,22 +229,37 @@ class Endpoints:
         return None
 
     def record(self, endpoint: Endpoint, method: str, path: str, status: int, ms: float) -> None:
-        """Append a request's line to its endpoint's log (and to those following it)."""
+        """Append a request's line to its endpoint's log (and to those following it). Lines go
+        to the file in batches, at most `LOG_DELAY` late: one wake-up of the writer's thread for
+        many requests, none in the way of the next one."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         line = f"{stamp} {method} {path} {status} {ms:.1f} ms\n"
         for follower in endpoint.followers:
             follower.put_nowait(line)
-        self._writer.submit(_append, endpoint.log_path, line)
+        self._lines.setdefault(endpoint.log_path, []).append(line)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(LOG_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        lines, self._lines = self._lines, {}
+        if lines:
+            self._writer.submit(_append, lines)
 
     async def written(self) -> None:
         """Once every request line recorded so far is in its file."""
+        self._flush()
         await asyncio.wrap_future(self._writer.submit(lambda: None))
 
     def close(self) -> None:
         """Let the log writer finish."""
+        self._flush()
         self._writer.shutdown()
 
 
-def _append(path: Path, line: str) -> None:
-    with path.open("a") as log:
-        log.write(line)
+def _append(lines: dict[Path, list[str]]) -> None:
+    for path, added in lines.items():
+        with path.open("a") as log:
+            log.write("".join(added))

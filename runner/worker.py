@@ -179,7 +179,10 @@ class Worker:
             from .worker_web import WebApps  # only a worker that serves an endpoint loads it
 
             self._web = WebApps(self.outbox)
-        self._web.serve(header, buffers)
+        item = header["function"]
+        parts = buffers[: item["nbuf"]]  # sent once per worker: then known by its hash
+        body = bytes(buffers[item["nbuf"]]) if len(buffers) > item["nbuf"] else b""
+        self._web.serve(header, body, lambda: self._function(item, parts))
 
     def cancel(self, header: Header, buffers: list[bytearray]) -> None:
         """The caller of a web request hung up: stop it (nothing else is cancelled this way)."""

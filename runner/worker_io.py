@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from nbremote.wire.codec import Buffer, Header, send_frame
+from nbremote.wire.codec import Buffer, Header, encode_prefix, send_frame
 from nbremote.wire.ops import Op
 
 FLUSH_INTERVAL = 0.05
@@ -82,6 +82,13 @@ class Outbox:
         header: Header = {"op": op, "id": to or request_id, **fields}
         with self._lock:
             send_frame(via or self._sock, header, buffers, self.shm_dir if shm_ok else None)
+
+    def send_joined(self, frames: Sequence[tuple[Header, Sequence[Buffer]]]) -> None:
+        """Send whole frames (``id`` and all) in one write: a web answer and its ``done`` wake
+        the runner once."""
+        data = b"".join(b"".join([encode_prefix(h, bufs), *bufs]) for h, bufs in frames)
+        with self._lock:
+            self._sock.sendall(data)
 
 
 class FrameStream(io.TextIOBase):

@@ -31,7 +31,6 @@ from typing import Any
 
 from nbremote.wire.codec import Header
 from nbremote.wire.ops import Op
-from nbremote.wire.serialize import loads
 
 from .worker_io import Outbox
 
@@ -60,7 +59,7 @@ def _json_errors(app: Any) -> None:
     handlers[Exception] = as_json
 
 
-def _fastapi(fn: Any, web: Header) -> Asgi:
+def _fastapi(fn: Any, web: Header, inline: bool) -> Asgi:
     try:
         from fastapi import FastAPI
     except ImportError as exc:
@@ -76,9 +75,53 @@ def _fastapi(fn: Any, web: Header) -> Asgi:
     method = str(web.get("method") or "GET").upper()
     if method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
         fn.__signature__ = _from_the_body(fn)
+    if inline and not inspect.iscoroutinefunction(fn):
+        fn = _inline(fn)
     app.add_api_route("/", fn, methods=[method])
     _json_errors(app)
     return app
+
+
+def _inline(fn: Any) -> Any:
+    """``fn`` as a coroutine function that calls it on the loop's own thread: no hop to a pool
+    thread and back, the biggest cost of a small request. Only for a worker that takes one
+    request at a time (its loop has nothing else to do meanwhile). To ``fn``, as in a pool
+    thread, no loop is running: ``asyncio.run`` inside it works. ``fn`` as it is if its
+    annotations cannot be resolved here (FastAPI then reads them from its globals)."""
+    try:
+        signature = _resolved(fn, strict=True)
+    except Exception:
+        return fn
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        running = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            asyncio._set_running_loop(running)
+
+    for name in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(call, name, getattr(fn, name, None) or getattr(call, name))
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    return call
+
+
+def _resolved(fn: Any, strict: bool = False) -> inspect.Signature:
+    """``fn``'s signature, its annotations resolved from its own globals (as far as they can be,
+    unless ``strict``)."""
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # a name the by-value pickle did not bring: FastAPI reads what it can
+        if strict:
+            raise
+        hints = {}
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+    ]
+    returns = hints.get("return", signature.return_annotation)
+    return signature.replace(parameters=params, return_annotation=returns)
 
 
 def _from_the_body(fn: Any) -> inspect.Signature:
@@ -90,14 +133,8 @@ def _from_the_body(fn: Any) -> inspect.Signature:
     from fastapi.params import Depends, Param
     from pydantic import BaseModel
 
-    signature = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:  # a name the by-value pickle did not bring: FastAPI reads what it can
-        hints = {}
-    params = [
-        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-    ]
+    signature = _resolved(fn)
+    params = list(signature.parameters.values())
     plain = [
         p
         for p in params
@@ -131,15 +168,16 @@ def _wsgi(fn: Any) -> Asgi:
     return adapted
 
 
-def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop) -> Asgi:
-    """The ASGI app of a deployed function for its web settings.
+def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop, inline: bool = False) -> Asgi:
+    """The ASGI app of a deployed function for its web settings; ``inline``: a sync
+    ``fastapi_endpoint`` runs on the loop's thread (its worker takes one request at a time).
 
     Raises:
         ValueError: a kind this worker cannot serve.
     """
     kind = web.get("kind")
     if kind == "fastapi_endpoint":
-        return _fastapi(fn, web)
+        return _fastapi(fn, web, inline)
     if kind == "wsgi_app":
         return _wsgi(fn)
     if kind == "asgi_app":
@@ -156,6 +194,64 @@ def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop) -> Asgi:
     raise ValueError(f"web kind {kind!r} cannot be served by this worker (not built yet)")
 
 
+class _Answer:
+    """One request's answer as frames, in as few writes as it can: the start waits for the
+    body's first chunk (a one-chunk answer is one frame), and the last chunk waits for the app to
+    return, or for the loop to turn if it does not at once (background tasks), so that it goes
+    out with the ``done``: one write, one wake-up of the runner."""
+
+    def __init__(self, outbox: Outbox, request_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._outbox = outbox
+        self._id = request_id
+        self._loop = loop
+        self._start: Header | None = None  # the app's start, until its first chunk
+        self._held: list[tuple[Header, list[bytes]]] = []
+        self.started = False
+        self.finished = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """The ASGI ``send`` of the request."""
+        if message["type"] == "http.response.start" and not self.started:
+            self.started = True
+            headers = [
+                [k.decode("latin-1"), v.decode("latin-1")] for k, v in message.get("headers", ())
+            ]
+            status = int(message["status"])
+            self._start = {"op": Op.WEB_START, "id": self._id, "status": status, "headers": headers}
+        elif message["type"] == "http.response.body" and self.started and not self.finished:
+            more = bool(message.get("more_body", False))
+            chunk = bytes(message.get("body", b""))
+            if chunk or not more:
+                self._hold(chunk, more)
+            if more:  # a stream's chunk goes now
+                self.write()
+            else:
+                self.finished = True
+                self._loop.call_soon(self.write)  # unless the app returns first (`end`)
+
+    def _hold(self, chunk: bytes, more: bool) -> None:
+        if self._start is not None:
+            header, self._start = {**self._start, "more": more}, None
+        else:
+            header = {"op": Op.WEB_BODY, "id": self._id, "more": more}
+        self._held.append((header, [chunk]))
+
+    def write(self, done: bool = False) -> None:
+        """Send what is held (and the ``done``)."""
+        frames, self._held = self._held, []
+        if done:
+            frames.append(({"op": Op.DONE, "id": self._id, "ok": True}, []))
+        if frames:
+            self._outbox.send_joined(frames)
+
+    def end(self) -> None:
+        """The app has returned: the body ends (empty, if it sent none) and the ``done``."""
+        if not self.finished:
+            self._hold(b"", False)
+            self.finished = True
+        self.write(done=True)
+
+
 class WebApps:
     """The web apps of one worker, and the requests they are serving."""
 
@@ -166,12 +262,13 @@ class WebApps:
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="nbremote-web", daemon=True).start()
 
-    def serve(self, header: Header, buffers: list[bytearray]) -> None:
-        """Start serving a ``web`` request; its answer follows from the loop's thread."""
-        item, request_id = header["function"], header["id"]
-        body = bytes(buffers[item["nbuf"]]) if len(buffers) > item["nbuf"] else b""
+    def serve(self, header: Header, body: bytes, function: Callable[[], Any]) -> None:
+        """Start serving a ``web`` request; its answer follows from the loop's thread.
+        ``function`` gives the deployed function, when its app is not built yet."""
+        request_id = header["id"]
         try:
-            app = self._app(item, buffers[: item["nbuf"]], header["web"])
+            inline = int(header.get("concurrency") or 1) == 1
+            app = self._app(header["function"], header["web"], inline, function)
         except Exception as exc:  # the app could not be built: every request says why
             traceback.print_exc()
             sys.stderr.flush()
@@ -197,12 +294,11 @@ class WebApps:
         if task is not None:
             task.cancel()
 
-    def _app(self, item: Header, parts: list[bytearray], web: Header) -> Asgi:
-        key = f"{item.get('hash')}:{json.dumps(web, sort_keys=True)}"
+    def _app(self, item: Header, web: Header, inline: bool, function: Callable[[], Any]) -> Asgi:
+        key = f"{item.get('hash')}:{json.dumps(web, sort_keys=True)}:{inline}"
         app = self._apps.get(key)
         if app is None:
-            fn = loads(item["name"], parts)
-            app = self._apps[key] = build(fn, web, self._loop)
+            app = self._apps[key] = build(function(), web, self._loop, inline)
         return app
 
     @staticmethod
@@ -236,10 +332,11 @@ class WebApps:
         }
 
     def _answer_error(self, request_id: str, status: int, kind: str, message: str) -> None:
-        send = self._outbox.send
-        send(Op.WEB_START, to=request_id, status=status, headers=_JSON)
-        send(Op.WEB_BODY, [error_body(kind, message)], to=request_id, more=False)
-        send(Op.DONE, to=request_id, ok=True)
+        start = {"op": Op.WEB_START, "id": request_id, "status": status, "headers": _JSON}
+        done = {"op": Op.DONE, "id": request_id, "ok": True}
+        self._outbox.send_joined(
+            [({**start, "more": False}, [error_body(kind, message)]), (done, [])]
+        )
 
     def _start(self, request_id: str, app: Asgi, scope: dict[str, Any], body: bytes) -> None:
         task = self._loop.create_task(self._run(request_id, app, scope, body))
@@ -254,8 +351,7 @@ class WebApps:
     async def _run(self, request_id: str, app: Asgi, scope: dict[str, Any], body: bytes) -> None:
         # What the app prints goes to a request in progress (the runner puts it in the app's log).
         self._outbox.serve(request_id)
-        outbox, ended = self._outbox, asyncio.Event()
-        started = finished = False
+        answer, ended = _Answer(self._outbox, request_id, self._loop), asyncio.Event()
         received = False
 
         async def receive() -> dict[str, Any]:
@@ -266,41 +362,20 @@ class WebApps:
             await ended.wait()  # the response is over (or the caller gone): a disconnect
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal started, finished
-            if message["type"] == "http.response.start" and not started:
-                started = True
-                headers = [
-                    [k.decode("latin-1"), v.decode("latin-1")]
-                    for k, v in message.get("headers", ())
-                ]
-                outbox.send(
-                    Op.WEB_START, to=request_id, status=int(message["status"]), headers=headers
-                )
-            elif message["type"] == "http.response.body" and started and not finished:
-                more = bool(message.get("more_body", False))
-                chunk = bytes(message.get("body", b""))
-                if chunk or not more:
-                    outbox.send(Op.WEB_BODY, [chunk], to=request_id, more=more)
-                finished = not more
-
         try:
-            await app(scope, receive, send)
+            await app(scope, receive, answer.send)
         except asyncio.CancelledError:
             pass  # the caller has gone: nobody reads the rest
         except Exception as exc:
             traceback.print_exc()
             sys.stderr.flush()  # before the done: the runner logs what the request printed
-            if not started:
+            if not answer.started:
                 self._answer_error(request_id, 500, type(exc).__name__, str(exc))
                 return
         finally:
             ended.set()
             sys.stdout.flush()
-        if not started:
-            message = "the app sent no response"
-            self._answer_error(request_id, 500, "NoResponse", message)
+        if not answer.started:
+            self._answer_error(request_id, 500, "NoResponse", "the app sent no response")
             return
-        if not finished:
-            outbox.send(Op.WEB_BODY, [b""], to=request_id, more=False)
-        outbox.send(Op.DONE, to=request_id, ok=True)
+        answer.end()

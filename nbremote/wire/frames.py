@@ -9,6 +9,7 @@ Validated on every call: keep them flat and cheap.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -267,10 +268,14 @@ class VolumeFrame(_Frame):
 # anyone's code, and a CR or LF from it must never reach the HTTP caller's response.
 HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
 HEADER_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]{0,8192}$"
+# The same, checked without a model per header (the hot path): fullmatch, since ``$`` would
+# also match before a final line break.
+_NAME = re.compile(HEADER_NAME[1:-1])
+_VALUE = re.compile(HEADER_VALUE[1:-1])
 
 
 class WebHeader(_FramePart):
-    """One response header."""
+    """One response header (the rule `WebStartFrame.checked_headers` applies)."""
 
     name: str = Field(pattern=HEADER_NAME)
     value: str = Field(pattern=HEADER_VALUE)
@@ -282,6 +287,11 @@ class WebStartFrame(_Frame):
     op: Literal["web_start"]
     status: int = Field(ge=100, le=599)
     headers: list[list[str]] = Field(max_length=256)
+    more: bool | None = None  # given: the frame's one buffer is the body's first chunk
+
+    def buffers_error(self, count: int) -> str | None:
+        wanted = 0 if self.more is None else 1
+        return None if count == wanted else f"buffers: {count}, not {wanted}"
 
     def checked_headers(self) -> list[tuple[str, str]]:
         """The headers as pairs, each checked.
@@ -293,8 +303,10 @@ class WebStartFrame(_Frame):
         for pair in self.headers:
             if len(pair) != 2:
                 raise ValueError(f"headers: {pair!r} is not a [name, value] pair")
-            header = WebHeader(name=pair[0], value=pair[1])
-            pairs.append((header.name, header.value))
+            name, value = pair
+            if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+                raise ValueError(f"headers: {name[:64]!r} has characters a header may not have")
+            pairs.append((name, value))
         return pairs
 
 

@@ -243,12 +243,15 @@ class FrameWebScope(TypedDict):
 class WebFrame(_Request):
     """The runner's to a worker: serve one HTTP request of a web endpoint. Buffers: the deployed
     function's payload (``function.nbuf`` of them), then the request body (one). Answered by
-    ``web_start``, ``web_body`` frames as the app sends them, then ``done``."""
+    ``web_start``, ``web_body`` frames as the app sends them, then ``done``. The payload is sent
+    to a worker once (``nbuf`` 0 after that): the worker keeps it by ``function.hash``, and asks
+    for it (``need``) if it has not."""
 
     op: Literal["web"]
     function: FrameFunction
     web: dict[str, Any]  # nbremote.wire.endpoints.WebSettings
     scope: FrameWebScope
+    concurrency: NotRequired[int]  # requests the worker may take at once (its pool's max_inputs)
 
 
 class HelloFrame(TypedDict):
@@ -338,11 +341,14 @@ class LeasedFrame(_Answer):
 
 
 class WebStartFrame(_Answer):
-    """The start of a web request's response: status and headers (latin-1 text pairs)."""
+    """The start of a web request's response: status and headers (latin-1 text pairs). With
+    ``more``, its one buffer is the body's first chunk (``more`` as in ``web_body``): a response
+    of one chunk is one frame."""
 
     op: Literal["web_start"]
     status: int
     headers: list[list[str]]
+    more: NotRequired[bool]
 
 
 class WebBodyFrame(_Answer):
