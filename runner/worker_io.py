@@ -44,6 +44,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._main: tuple[str | None, bool] = (None, False)
+        self._default: str | None = None  # see `by_default`
         # Big answers go through shared memory when the request says its client can map them.
         self.shm_dir = os.environ.get("NBREMOTE_SHM_DIR")
 
@@ -53,9 +54,17 @@ class Outbox:
         if threading.current_thread() is threading.main_thread():
             self._main = (request_id, shm_ok)
 
+    def by_default(self, request_id: str | None) -> None:
+        """The request that output goes to from a thread that serves none while the main thread
+        serves none either: a web request in progress (its app's own threads print too, a
+        framework's thread pool or a cell endpoint's thread; the runner logs it for the app)."""
+        self._default = request_id
+
     def _current(self) -> tuple[str | None, bool]:
         current: tuple[str | None, bool] | None = getattr(self._local, "request", None)
-        return current if current is not None and current[0] is not None else self._main
+        if current is not None and current[0] is not None:
+            return current
+        return self._main if self._main[0] is not None else (self._default, False)
 
     @property
     def request_id(self) -> str | None:

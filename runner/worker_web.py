@@ -346,11 +346,15 @@ class WebApps:
     def _finished(self, request_id: str) -> None:
         self._tasks.pop(request_id, None)
         # Output printed from now on belongs to a request still in progress, if there is one.
-        self._outbox.serve(next(iter(self._tasks), None))
+        going = next(iter(self._tasks), None)
+        self._outbox.serve(going)
+        self._outbox.by_default(going)
 
     async def _run(self, request_id: str, app: Asgi, scope: dict[str, Any], body: bytes) -> None:
-        # What the app prints goes to a request in progress (the runner puts it in the app's log).
+        # What the app prints goes to a request in progress (the runner puts it in the app's log),
+        # from this loop's thread and from the threads the app runs code in.
         self._outbox.serve(request_id)
+        self._outbox.by_default(request_id)
         answer, ended = _Answer(self._outbox, request_id, self._loop), asyncio.Event()
         received = False
 
