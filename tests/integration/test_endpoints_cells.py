@@ -121,7 +121,10 @@ def test_the_request_holds_the_callers_headers_but_not_the_token(shell: Interact
 def test_a_cell_error_and_an_answer_that_is_not_json_are_500_json(
     shell: InteractiveShell,
 ) -> None:
-    cell = "print('asked', request['json'])\nif request['json']['fail']:\n    raise KeyError('no such item')\n{1, 2}\n"
+    cell = (
+        "print('asked', request['json'])\n"
+        "if request['json']['fail']:\n    raise KeyError('no such item')\n{1, 2}\n"
+    )
     try:
         promote(shell, "--endpoint --name t-cell-fails --public", cell)
         ep = nr.Endpoint("t-cell-fails")
