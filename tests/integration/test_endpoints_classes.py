@@ -2,7 +2,7 @@
 loads a "model" once per worker, served as a POST endpoint, a labelled GET one and an ASGI app
 from the class's own warm worker; tokens as for functions (401 without, or with another
 endpoint's), kept by a redeploy; stopping the app ends them; ``Model().predict.get_web_url()``;
-a web decorator on the class itself refused by the runner."""
+a restart keeps them; a web decorator on the class itself refused by the runner."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +19,8 @@ import pytest
 import nbremote as nr
 from nbremote import _deploy, _session
 from nbremote.errors import RunnerError
-from tests.conftest import RunningRunner
-from tests.integration.endpoints_helpers import deploy, deployed_object
+from tests.conftest import RunningRunner, start_runner
+from tests.integration.endpoints_helpers import api, deploy, deployed_object
 
 TIMEOUT = 120  # seconds: the first request of an endpoint starts its worker
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
@@ -83,6 +84,12 @@ def model_app(name: str, scale: int) -> tuple[nr.App, nr.Cls]:
     return app, app.cls(max_containers=1)(Model)
 
 
+def api_get(runner: RunningRunner, path: str) -> Any:
+    status, answer = api(runner, "GET", path)
+    assert status == 200, answer
+    return answer
+
+
 def stop_app(runner: RunningRunner, name: str) -> None:
     with contextlib.suppress(RunnerError), runner.client() as client:
         client.call("DELETE", f"/api/v1/apps/{name}")
@@ -112,6 +119,10 @@ def test_methods_answer_from_one_instance_entered_once(
         == f"{runner.url}/endpoints/t-cls/Model.predict"
     )
     assert model().info.get_web_url() == info.url
+    assert nr.Cls.from_name("t-cls", "Model")().predict.get_web_url() == predict.url
+    described = {e["name"]: e for e in api_get(runner, "/endpoints")["endpoints"]}
+    assert described["t-cls/Model.predict"]["function"] == "Model.predict"
+    assert described["t-cls-api"]["kind"] == "asgi_app"
 
     answers = [http(predict.url, predict.token, {"x": x}) for x in (1, 2, 5)]
     answers.append(http(f"{info.url}?name=big", info.token))
@@ -157,6 +168,25 @@ def test_redeploy_keeps_tokens_and_stop_removes_the_endpoints(
         stop_app(runner, "t-cls-again")
     assert http(before.url, before.token, {"x": 2})[0] == 404
     assert http(f"{runner.url}/endpoints/t-cls-again-info", before.token)[0] == 404
+
+
+def test_a_methods_endpoint_answers_again_with_its_token_after_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "runner"
+    first = start_runner(data_dir)
+    try:
+        with first.client() as client:
+            _deploy.deploy(client, model_app("t-cls-kept", 3)[0])
+            token = nr.Endpoint.from_name("t-cls-kept/Model.predict", client=client).token
+    finally:
+        first.stop()
+    second = start_runner(data_dir)
+    try:
+        with second.client() as client:
+            again = nr.Endpoint.from_name("t-cls-kept/Model.predict", client=client)
+        assert again.token == token
+        assert http(again.url, token, {"x": 2})[1]["y"] == 6
+    finally:
+        second.stop()
 
 
 def test_a_web_decorator_on_the_class_itself_is_refused_by_the_runner(
