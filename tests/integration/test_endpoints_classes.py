@@ -41,8 +41,9 @@ def http(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any
 
 
 def model_app(name: str, scale: int) -> tuple[nr.App, nr.Cls]:
-    """An app with a class ``Model`` whose three methods are endpoints: ``predict`` (POST),
-    ``info`` (GET, labelled ``{name}-info``) and ``api`` (an ASGI app, labelled ``{name}-api``).
+    """An app with a class ``Model`` whose methods are endpoints: ``predict`` (POST), ``info``
+    (GET, labelled ``{name}-info``), ``ready`` (an ``async def``, ``{name}-async``) and ``api``
+    (an ASGI app, ``{name}-api``).
     Each answer says how many times ``@nr.enter()`` ran in its worker, and which worker."""
     app = nr.App(name)
 
@@ -67,6 +68,10 @@ def model_app(name: str, scale: int) -> tuple[nr.App, nr.Cls]:
         @nr.fastapi_endpoint(label=f"{name}-info")
         def info(self, name: str = "model") -> dict[str, Any]:
             return {"name": name, "scale": self.model["scale"], **self._seen()}
+
+        @nr.fastapi_endpoint(label=f"{name}-async")
+        async def ready(self) -> dict[str, Any]:
+            return {"ready": self.model["scale"] > 0, **self._seen()}
 
         @nr.asgi_app(label=f"{name}-api")
         def api(self) -> Any:
@@ -127,11 +132,13 @@ def test_methods_answer_from_one_instance_entered_once(
     answers = [http(predict.url, predict.token, {"x": x}) for x in (1, 2, 5)]
     answers.append(http(f"{info.url}?name=big", info.token))
     answers.append(http(f"{api.url}/scale/4", api.token))
-    assert [status for status, _ in answers] == [200] * 5
+    ready = nr.Endpoint.from_name("t-cls-async")
+    answers.append(http(ready.url, ready.token))
+    assert [status for status, _ in answers] == [200] * 6
     bodies = [body for _, body in answers]
     assert [body.get("y") for body in bodies[:3]] == [3, 6, 15]
     assert bodies[3]["name"] == "big" and bodies[3]["scale"] == 3
-    assert bodies[4]["scaled"] == 12
+    assert bodies[4]["scaled"] == 12 and bodies[5]["ready"] is True
     assert {body["entered"] for body in bodies} == {1}  # @enter ran once...
     assert len({body["pid"] for body in bodies}) == 1  # ...in the class's one worker
 
