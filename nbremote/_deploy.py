@@ -1,8 +1,9 @@
 """Deploying apps (``nbremote deploy``): every function and class of an app, sent to the runner.
 
-Looking deployed objects up, and their settings as JSON, are `nbremote._options`'s. A function
-deployed alone (``f.schedule``, ``f.serve``) is an app of its own, named after its job or
-endpoint.
+Looking deployed objects up, and their settings as JSON, are `nbremote._options`'s. A class's
+methods under web decorators go as its ``settings["web_methods"]`` (method -> web settings),
+each served as ``label`` or ``{app}/{Class}.{method}``. A function deployed alone
+(``f.schedule``, ``f.serve``) is an app of its own, named after its job or endpoint.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def _object(
     )
 
 
+def _class(name: str, cls: Any) -> DeployObject:
+    """A class to deploy, with its web methods' settings (their annotations resolved here)."""
+    web = cls.web_methods
+    for method in web:
+        _resolve_annotations(getattr(cls.user_cls, method))
+    extra = {"web_methods": web} if web else None
+    return _object(name, "class", cls.user_cls, cls.options, cls.methods, extra)
+
+
 def _resolve_annotations(fn: Any) -> None:
     """Evaluate a web function's annotations here, where its module's names are: under ``from
     __future__ import annotations`` they are strings, and a pydantic model named only there
@@ -79,16 +89,16 @@ def deploy(client: RunnerClient, app: AppToDeploy) -> DescribeApp:
     for name, fn in app.registered_functions.items():
         if fn.options.web:  # a name the runner would refuse is named before anything is sent
             endpoint_name(app.name, name, fn.options.web)
+    for name, cls in app.registered_classes.items():
+        for method, web in cls.web_methods.items():
+            endpoint_name(app.name, f"{name}.{method}", web)
     images = [fn.options.image for fn in app.registered_functions.values()]
     images += [cls.options.image for cls in app.registered_classes.values()]
     _register_images(client, images)
     objects = [
         _object(name, "function", fn.raw_f, fn.options, [])
         for name, fn in app.registered_functions.items()
-    ] + [
-        _object(name, "class", cls.user_cls, cls.options, cls.methods)
-        for name, cls in app.registered_classes.items()
-    ]
+    ] + [_class(name, cls) for name, cls in app.registered_classes.items()]
     body = DeployApp(objects=objects)
     return client.call("PUT", f"/api/v1/apps/{app.name}", body, response=DescribeApp)
 

@@ -129,13 +129,10 @@ def function_options(
 
 def _web(web: object, where: str, target: object) -> dict[str, Any] | None:
     """The web settings: given back (``with_options``) or a web decorator's mark on ``target``."""
-    from .web import MARK, checked
+    from .web import MARK, checked, methods_web
 
-    if isinstance(target, type) and any(hasattr(m, MARK) for m in vars(target).values()):
-        raise NbremoteError(
-            f"{where}: web decorators on @app.cls methods are not built yet; serve a function "
-            "that calls the class (Model().predict.remote(...)) instead"
-        )
+    if isinstance(target, type):  # its methods' marks are its own (`Cls.web_methods`)
+        methods_web(target, where)
     web = getattr(target, MARK, None) if web is None else web
     return None if web is None else checked(web, where)
 

@@ -16,17 +16,23 @@
 
 Each distinct set of constructor parameters gets containers of its own; ``@nr.enter()`` methods
 run once per container before its first call, ``@nr.exit()`` methods when it stops. Only
-``@nr.method()`` methods can be called remotely.
+``@nr.method()`` methods, and those under a web decorator, can be called remotely.
+
+A method under ``@nr.fastapi_endpoint()`` (``asgi_app``, ``wsgi_app``, ``web_server``) is served
+once the app is deployed, from the class's own warm workers, on an instance made with the
+parameters' defaults (``Model().predict.get_web_url()`` gives its URL).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._calls import Bind
 from ._options import AppLike, DeployedApp, FunctionOptions, function_options, lookup, options_from
 from .functions import Function
+from .web import methods_web
 from .wire.classes import instance, marked
 from .wire.serialize import dumps
 
@@ -80,12 +86,20 @@ class Cls:
         *,
         name: str | None = None,
         methods: list[str] | None = None,
+        web_methods: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.user_cls = user_cls  # None for a class looked up by name (it is on the runner)
         self.app = app
         self.options = options
-        self.methods: list[str] = marked(user_cls, "method") if user_cls else methods or []
         self.__name__ = self.__qualname__ = name or str(getattr(user_cls, "__qualname__", "Cls"))
+        # method -> its web decorator's settings (a deployed class's, from its settings)
+        self.web_methods: dict[str, dict[str, Any]] = (
+            methods_web(user_cls, f"@{app.name}.cls on {self.__qualname__}")
+            if user_cls
+            else web_methods or {}
+        )
+        found = marked(user_cls, "method") if user_cls else methods or []
+        self.methods: list[str] = found + [m for m in self.web_methods if m not in found]
         self.__doc__ = getattr(user_cls, "__doc__", None)
 
     @classmethod
@@ -97,7 +111,9 @@ class Cls:
         """
         described = lookup(app_name, name, "class")
         options = options_from(described.settings)
-        return Cls(None, DeployedApp(app_name), options, name=name, methods=described.methods)
+        web = described.settings.get("web_methods") or {}
+        app = DeployedApp(app_name)
+        return Cls(None, app, options, name=name, methods=described.methods, web_methods=web)
 
     def __repr__(self) -> str:
         return f"<nbremote.Cls {self.__qualname__} of app {self.app.name!r}>"
@@ -112,7 +128,14 @@ class Cls:
             name: getattr(self.options, name) for name in FunctionOptions.__dataclass_fields__
         }
         options = function_options(current | overrides, self.__qualname__)
-        return Cls(self.user_cls, self.app, options, name=self.__qualname__, methods=self.methods)
+        return Cls(
+            self.user_cls,
+            self.app,
+            options,
+            name=self.__qualname__,
+            methods=self.methods,
+            web_methods=self.web_methods,
+        )
 
 
 class Obj:
@@ -140,8 +163,9 @@ class Obj:
         if name not in cls.methods:
             if cls.user_cls is not None and callable(getattr(cls.user_cls, name, None)):
                 raise AttributeError(
-                    f"{cls.__qualname__}.{name} is not marked @nr.method(), so it cannot be called "
-                    f"remotely; remote methods: {', '.join(cls.methods) or 'none'}"
+                    f"{cls.__qualname__}.{name} is not marked @nr.method() (nor a web "
+                    f"decorator), so it cannot be called remotely; remote methods: "
+                    f"{', '.join(cls.methods) or 'none'}"
                 )
             raise AttributeError(f"{cls.__qualname__} has no method {name!r}")
         bind = Bind(self._key, name, self._params)
@@ -150,7 +174,7 @@ class Obj:
         return Function(
             cls.user_cls,
             cls.app,
-            cls.options,
+            dataclasses.replace(cls.options, web=cls.web_methods.get(name)),  # get_web_url's
             name=f"{cls.__qualname__}.{name}",
             pool_name=self._key,
             local=local,

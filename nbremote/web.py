@@ -9,6 +9,10 @@ the runner serves it at ``{runner}/endpoints/{name}``. A web function is still a
 Both of Modal's orders work: ``@app.function()`` above the web decorator (Modal's, the mark on
 the plain function) or below it (``Function.take_web`` replaces its options: this module imports
 none of the modules that import it).
+
+On a method of an ``@app.cls`` class the mark stays on the method: `methods_web` collects them
+into the class's ``settings["web_methods"]`` (method -> settings), and the runner serves each
+method bound to an instance made once per worker (its ``@nr.enter()`` run once).
 """
 
 from __future__ import annotations
@@ -139,9 +143,41 @@ def endpoint_name(app: str, function: str, web: dict[str, Any]) -> str:
     return name
 
 
+def methods_web(cls: type, where: str) -> dict[str, dict[str, Any]]:
+    """The web settings of the methods of ``cls`` under a web decorator (method -> settings),
+    in definition order.
+
+    Raises:
+        NbremoteError: a web decorator on an ``@nr.enter()`` or ``@nr.exit()`` method (they run
+            when a worker starts or stops, not per request).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            web = getattr(value, MARK, None)
+            if not isinstance(web, dict):
+                continue
+            hooks = [
+                hook for hook in ("enter", "exit") if getattr(value, f"__nbremote_{hook}__", 0)
+            ]
+            if hooks:
+                raise NbremoteError(
+                    f"{where}: {name} is an @nr.{hooks[0]}() method and under @nr.{web['kind']}: "
+                    f"@nr.{hooks[0]}() methods run when a worker starts or stops, not per request; "
+                    "put the web decorator on another method"
+                )
+            found[name] = web
+    return found
+
+
 def _mark(web: dict[str, Any]) -> Callable[[F], F]:
     def mark(target: F) -> F:
         take = getattr(target, "take_web", None)
+        if isinstance(target, type) or hasattr(target, "user_cls"):  # a class, or an @app.cls
+            raise TypeError(
+                f"@nr.{web['kind']} goes over a method of the class (under @app.cls), not over "
+                f"the class {getattr(target, '__qualname__', target)!r} itself"
+            )
         if take is not None:  # a `Function`: the decorator is above @app.function
             take(web)
         elif inspect.isfunction(target):

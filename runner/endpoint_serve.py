@@ -125,7 +125,7 @@ class WebCall:
             "op": Op.WEB,
             "id": self.id,
             "function": function,
-            "web": self.endpoint.settings.model_dump(),
+            "web": self.endpoint.web_frame(),
             "concurrency": pool.scaling.max_inputs,
             "scope": {
                 "method": method,

@@ -2,11 +2,13 @@
 bearer token of its own.
 
 An endpoint is registered when an app is deployed with a function whose settings carry ``web``
-(`nbremote.wire.endpoints.WebSettings`), and removed when a redeploy drops it or the app is
-stopped (`endpoint_apps`). Its token is made here (``secrets.token_urlsafe(32)``), kept across
-redeploys and restarts (SQLite, migration 3; the data dir is the runner's own, mode 0700),
-compared in constant time and never logged. What an endpoint runs and how is read from its
-app's deployed settings each time, so a redeploy changes it at once.
+(`nbremote.wire.endpoints.WebSettings`), or a class whose settings carry ``web_methods``
+(method -> settings: each method is an endpoint, served from the class's pool on an instance
+made once per worker, ``{app}/{Class}.{method}`` unless labelled), and removed when a redeploy
+drops it or the app is stopped (`endpoint_apps`). Its token is made here
+(``secrets.token_urlsafe(32)``), kept across redeploys and restarts (SQLite, migration 3; the data
+dir is the runner's own, mode 0700), compared in constant time and never logged. What an endpoint
+runs and how is read from its app's deployed settings each time, so a redeploy changes it at once.
 
 Each endpoint keeps a request log (time, method, path, status, latency; never a body, a query
 string or a token) in ``endpoint-logs/`` of the data dir, written by one thread off the loop.
@@ -49,6 +51,18 @@ class Endpoint:
     log_path: Path
     in_flight: int = 0  # requests waiting for a worker or being served
     followers: set[asyncio.Queue[str]] = field(default_factory=set)
+    method: str | None = None  # a class's method: ``function`` is the class
+
+    @property
+    def label(self) -> str:
+        """What it serves: ``function``, or ``Class.method``."""
+        return f"{self.function}.{self.method}" if self.method else self.function
+
+    def web_frame(self) -> dict[str, object]:
+        """Its settings as a ``web`` frame carries them: a method's name as ``bind`` (the worker
+        binds it to the class's instance)."""
+        web = self.settings.model_dump()
+        return web | {"bind": self.method} if self.method else web
 
     def authorized(self, header: str) -> bool:
         """Whether an ``Authorization`` header value carries this endpoint's token (always, for
@@ -66,7 +80,7 @@ class Endpoint:
         return DescribeEndpoint(
             name=self.name,
             app=self.app,
-            function=self.function,
+            function=self.label,
             kind=settings.kind,
             method=settings.method.upper() if settings.kind == "fastapi_endpoint" else None,
             url=f"{base_url}/endpoints/{self.name}",
@@ -80,19 +94,41 @@ class Endpoint:
 AppObject = DeployObject | DescribeAppObject  # as deployed, or as the runner keeps it
 
 
-def endpoint_name(app: str, obj: AppObject, settings: WebSettings) -> str:
-    """The endpoint's name: its label, else ``{app}/{function}``."""
-    return settings.label or f"{app}/{obj.name}"
+Served = dict[str, tuple[str | None, WebSettings]]  # endpoint name -> method, settings
 
 
-def web_settings(app: str, obj: AppObject) -> WebSettings | None:
-    """A deployed object's web settings, checked; None if it is not served over HTTP.
+def served(app: str, obj: AppObject) -> Served:
+    """What a deployed object serves over HTTP, checked: endpoint name -> (its method, for a
+    class; None for a function) and settings. Empty if nothing.
 
     Raises:
-        ApiError: the settings are not valid (422), name a kind not built yet or a class (400),
-            or make a name that is not one (422).
+        ApiError: settings that are not valid (422), a web decorator on a class rather than its
+            methods (400), a name that is not one (422), or one name given twice (409).
     """
-    web = obj.settings.get("web")
+    if obj.kind == "class" and obj.settings.get("web") is not None:
+        raise ApiError(
+            400, "BadRequest", f"{obj.name}: a web decorator goes on a method of a class, not on it"
+        )
+    if obj.kind != "class":
+        settings = _checked(obj.name, obj.settings.get("web"))
+        return {} if settings is None else {_name(app, obj.name, settings): (None, settings)}
+    methods = obj.settings.get("web_methods") or {}
+    if not isinstance(methods, dict):
+        raise ApiError(422, "ValidationError", f"{obj.name}: web_methods: not a mapping")
+    found: Served = {}
+    for method, web in methods.items():
+        if not isinstance(method, str) or not method.isidentifier():
+            raise ApiError(422, "ValidationError", f"{obj.name}: {method!r} is not a method name")
+        settings = _checked(f"{obj.name}.{method}", web)
+        name = _name(app, f"{obj.name}.{method}", settings) if settings else ""
+        if name in found:
+            raise ApiError(409, "Conflict", f"two methods of {obj.name} are served as {name!r}")
+        if settings is not None:
+            found[name] = (method, settings)
+    return found
+
+
+def _checked(what: str, web: object) -> WebSettings | None:
     if web is None:
         return None
     try:
@@ -100,22 +136,47 @@ def web_settings(app: str, obj: AppObject) -> WebSettings | None:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ApiError(422, "ValidationError", f"{obj.name}: web.{where}: {first['msg']}") from None
+        raise ApiError(422, "ValidationError", f"{what}: web.{where}: {first['msg']}") from None
     if settings.kind == "web_server" and settings.port is None:
-        raise ApiError(422, "ValidationError", f"{obj.name}: web.port: a web_server needs its port")
-    if obj.kind != "function":
-        raise ApiError(
-            400, "NotBuiltYet", f"{obj.name}: endpoints on class methods are not built yet"
-        )
-    name = endpoint_name(app, obj, settings)
+        raise ApiError(422, "ValidationError", f"{what}: web.port: a web_server needs its port")
+    return settings
+
+
+def _name(app: str, what: str, settings: WebSettings) -> str:
+    """The endpoint's name: its label, else ``{app}/{function}`` (or ``{app}/{Class}.{method}``)."""
+    name = settings.label or f"{app}/{what}"
     if not ENDPOINT_NAME.match(name):
         raise ApiError(
             422,
             "ValidationError",
-            f"{obj.name}: {name!r} is not an endpoint name (letters, digits, '_', '.', '-'; "
+            f"{what}: {name!r} is not an endpoint name (letters, digits, '_', '.', '-'; "
             "one '/' at most): give the decorator a label=",
         )
-    return settings
+    return name
+
+
+Wanted = tuple[str, str | None, WebSettings]  # function or class, its method, settings
+
+
+def _label(wanted: Wanted) -> str:
+    return f"{wanted[0]}.{wanted[1]}" if wanted[1] else wanted[0]
+
+
+def _serving(app: str, objects: list[DeployObject] | list[DescribeAppObject]) -> dict[str, Wanted]:
+    """Every endpoint of an app's objects (name -> what it serves), checked.
+
+    Raises:
+        ApiError: as `served` does; one name given twice (409).
+    """
+    wanted: dict[str, Wanted] = {}
+    for obj in objects:
+        for name, (method, settings) in served(app, obj).items():
+            if name in wanted:
+                raise ApiError(
+                    409, "Conflict", f"two functions of app {app!r} are served as {name!r}"
+                )
+            wanted[name] = (obj.name, method, settings)
+    return wanted
 
 
 def log_file(log_dir: Path, name: str) -> Path:
@@ -144,69 +205,59 @@ class Endpoints:
 
     async def load(self, deployed: dict[str, DeployedApp]) -> None:
         """Read the endpoints back, their settings from the apps as deployed."""
-        for name, app, function, token, created_at in await self._state.query(
+        for name, app, label, token, created_at in await self._state.query(
             "SELECT name, app, function, token, created_at FROM endpoints"
         ):
             objects = deployed[app].objects if app in deployed else {}
-            obj = objects[function][0] if function in objects else None
-            settings = web_settings(app, obj) if obj is not None else None
-            if settings is None:  # its app went without telling (an older runner stopped it)
+            wanted = _serving(app, [obj for obj, _ in objects.values()])
+            found = wanted.get(name)
+            if found is None or _label(found) != label:  # its app went without telling
                 self._state.write_later("DELETE FROM endpoints WHERE name = ?", (name,))
                 continue
-            self._add(name, app, function, token, created_at, settings)
+            self._add(name, app, found, token, created_at)
 
-    def _add(
-        self, name: str, app: str, function: str, token: str, created: float, settings: WebSettings
-    ) -> Endpoint:
+    def _add(self, name: str, app: str, wanted: Wanted, token: str, created: float) -> Endpoint:
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        endpoint = Endpoint(
-            name, app, function, token, created, settings, log_file(self._log_dir, name)
-        )
+        function, method, settings = wanted
+        log_path = log_file(self._log_dir, name)
+        endpoint = Endpoint(name, app, function, token, created, settings, log_path, method=method)
         self.endpoints[name] = endpoint
         return endpoint
 
-    def wanted(self, app: str, request: DeployApp | None) -> dict[str, tuple[str, WebSettings]]:
-        """The endpoints an app deploy asks for (name -> function, settings), checked.
+    def wanted(self, app: str, request: DeployApp | None) -> dict[str, Wanted]:
+        """The endpoints an app deploy asks for (name -> function or class, its method, the
+        settings), checked.
 
         Raises:
             ApiError: a setting is not valid, or a name is another app's endpoint's (409) or
                 given twice (409): nothing has changed.
         """
-        wanted: dict[str, tuple[str, WebSettings]] = {}
-        for obj in request.objects if request is not None else []:
-            settings = web_settings(app, obj)
-            if settings is None:
-                continue
-            name = endpoint_name(app, obj, settings)
+        wanted = _serving(app, request.objects if request is not None else [])
+        for name, found in wanted.items():
             holder = self.endpoints.get(name)
             if holder is not None and holder.app != app:
                 raise ApiError(
                     409,
                     "Conflict",
                     f"the endpoint name {name!r} is held by app {holder.app!r} "
-                    f"(function {holder.function!r}): give {obj.name} another label=, "
+                    f"(function {holder.label!r}): give {_label(found)} another label=, "
                     f"or stop that app (nbremote apps stop {holder.app})",
                 )
-            if name in wanted:
-                raise ApiError(
-                    409, "Conflict", f"two functions of app {app!r} are served as {name!r}"
-                )
-            wanted[name] = (obj.name, settings)
         return wanted
 
-    def sync(self, app: str, wanted: dict[str, tuple[str, WebSettings]]) -> None:
+    def sync(self, app: str, wanted: dict[str, Wanted]) -> None:
         """Make ``app``'s endpoints those it wants: new ones get a token, kept ones keep theirs."""
-        for name, (function, settings) in wanted.items():
+        for name, found in wanted.items():
             old = self.endpoints.get(name)
-            if old is not None and old.function == function:
-                old.settings = settings
+            if old is not None and old.label == _label(found):
+                old.settings = found[2]
                 continue
             token = old.token if old is not None else secrets.token_urlsafe(32)
             created = old.created_at if old is not None else time.time()
-            self._add(name, app, function, token, created, settings)
+            self._add(name, app, found, token, created)
             self._state.write_later(
                 "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?, ?)",
-                (name, app, function, token, created),
+                (name, app, _label(found), token, created),
             )
         for name in [n for n, e in self.endpoints.items() if e.app == app and n not in wanted]:
             self.remove(name)

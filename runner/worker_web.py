@@ -4,7 +4,9 @@ The runner sends a ``web`` frame per request (the deployed function's payload, t
 the body as a buffer). The app is built once per deployed object (by its content hash): a
 FastAPI app with one route at "/" for a ``fastapi_endpoint``, the app the function returns for
 an ``asgi_app`` (called once, like an ``@enter``), ``a2wsgi``'s adapter over the WSGI app for a
-``wsgi_app``. Requests run on one asyncio loop in a thread of this module's, so the worker's
+``wsgi_app``. A class's method (``bind`` in the web settings) is first bound to the class's
+instance in this worker, made and entered once (`nbremote.wire.classes.instance`), and served as
+a function would be. Requests run on one asyncio loop in a thread of this module's, so the worker's
 main thread goes on reading the next request and several run at once (as many as the runner
 sends: its pool's ``max_inputs``); a sync FastAPI route or a WSGI app runs in their threadpool.
 
@@ -20,6 +22,7 @@ first built, so a worker that serves no endpoint never pays for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import sys
@@ -168,13 +171,39 @@ def _wsgi(fn: Any) -> Asgi:
     return adapted
 
 
+def _bound(cls: type, method: str) -> Any:
+    """``method`` of the class's one instance in this worker (made, its ``@nr.enter()`` methods
+    run, on first use; its parameters' defaults), as a plain function of the method's other
+    parameters (FastAPI reads its signature: ``self`` is not one)."""
+    from nbremote.wire.classes import instance
+
+    obj = instance(f"web:{cls.__module__}.{cls.__qualname__}", cls, (), {})
+    bound = getattr(obj, method)
+    if inspect.iscoroutinefunction(bound):
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await bound(*args, **kwargs)
+
+    else:
+
+        def call(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return bound(*args, **kwargs)
+
+    functools.update_wrapper(call, bound)  # its globals resolve its annotations
+    call.__signature__ = _resolved(bound)  # type: ignore[attr-defined]
+    return call
+
+
 def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop, inline: bool = False) -> Asgi:
     """The ASGI app of a deployed function for its web settings; ``inline``: a sync
     ``fastapi_endpoint`` runs on the loop's thread (its worker takes one request at a time).
+    With ``bind``, ``fn`` is a class and its method of that name is served.
 
     Raises:
         ValueError: a kind this worker cannot serve.
     """
+    if web.get("bind"):
+        fn = _bound(fn, str(web["bind"]))
     kind = web.get("kind")
     if kind == "fastapi_endpoint":
         return _fastapi(fn, web, inline)
