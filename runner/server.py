@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from tornado.web import Application
 
+from .endpoint_front import FrontApplication
 from .endpoint_handlers import ENDPOINT_ROUTES
 from .handlers import RUNNER_ROUTES, ApiError, BaseHandler
 from .job_handlers import JOB_ROUTES
@@ -34,8 +35,11 @@ class NotFoundHandler(BaseHandler):
 
 
 def make_app(runner: Runner) -> Application:
-    """The runner's HTTP application: its routes (which its OpenAPI document lists) over it."""
-    return Application(ROUTES, runner=runner, routes=ROUTES, default_handler_class=NotFoundHandler)
+    """The runner's HTTP application: its routes (which its OpenAPI document lists) over it,
+    ``/endpoints/`` answered by `endpoint_front` without a route."""
+    return FrontApplication(
+        ROUTES, runner=runner, routes=ROUTES, default_handler_class=NotFoundHandler
+    )
 
 
 def serve(config: RunnerConfig, announce: Callable[[Runner], None]) -> None:
