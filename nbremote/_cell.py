@@ -25,7 +25,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from ._analysis import analyse_cell
-from ._imports_ahead import import_ahead, star_imported
+from ._imports_ahead import import_ahead, output_after, star_imported
 from ._ipython_syntax import parse_cell
 from ._namespace import Packed, pack, unpack
 from ._output import inline_settings, notebook_shell, settle_result
@@ -186,7 +186,7 @@ def run_cell(
     packed = built.packed
     request = Request(built.header, packed.buffers, packed, built.spec_key, image=options.image)
     importing = import_ahead(code)  # here, while the worker runs the cell
-    done, buffers = session.call(request, on_frame)
+    done, buffers = session.call(request, output_after(importing, on_frame))
     raise_for(done)
     if importing is not None:
         importing.join()

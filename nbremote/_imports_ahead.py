@@ -20,6 +20,12 @@ import threading
 from collections.abc import Iterator
 
 from ._ipython_syntax import parse_cell
+from ._session import OnFrame
+from .wire.codec import Header
+from .wire.ops import Op
+
+# The frames a cell's output is made of (not the status line's, which may show at once).
+_OUTPUT = frozenset({Op.STREAM, Op.DISPLAY, Op.CLEAR_OUTPUT, Op.RESULT, Op.ERROR, Op.PAGE})
 
 
 def _module_level(tree: ast.AST) -> Iterator[ast.AST]:
@@ -79,3 +85,20 @@ def import_ahead(code: str) -> threading.Thread | None:
     thread = threading.Thread(target=_import_all, args=(names,), name="nbremote-import-ahead")
     thread.start()
     return thread
+
+
+def output_after(importing: threading.Thread | None, on_frame: OnFrame) -> OnFrame:
+    """``on_frame``, holding the cell's first output until ``importing`` has ended: what the
+    imports print here (a module's import-time warning) then comes before the cell's output, as
+    it does when the same cell runs locally, however late the import finishes on a loaded box."""
+    if importing is None:
+        return on_frame
+
+    def shown(frame: Header, buffers: list[bytearray]) -> None:
+        if importing.is_alive() and frame.get("op") in _OUTPUT:
+            importing.join()
+            sys.stderr.flush()  # a kernel's streams flush on a timer: what it wrote goes now
+            sys.stdout.flush()
+        on_frame(frame, buffers)
+
+    return shown

@@ -195,3 +195,19 @@ def test_a_figure_of_a_failed_cell_shows_after_its_error_as_locally(kernel: Kern
     local, remote = kernel.both(cell)
     assert remote.kinds == local.kinds == ["error", "display_data"]
     assert remote.reply["status"] == local.reply["status"] == "error"
+
+
+def test_what_importing_here_prints_comes_before_the_cells_output(kernel: Kernel) -> None:
+    # The notebook imports a remote cell's modules too (to bind them), on a thread, while the
+    # worker runs the cell. A module that warns when the kernel imports it, slowly (as
+    # tqdm.auto warns in a kernel only), must still warn before the cell's output, as locally.
+    module = (
+        "import sys, time, warnings\n"
+        "if 'nbremote_runner' not in sys.modules:  # the kernel, not the worker\n"
+        "    time.sleep(1.0)\n"
+        "    warnings.warn('imported here')\n"
+    )
+    kernel.ok(f"open('nbr_slow_warning.py', 'w').write({module!r})")
+    ran = kernel.run("%%remote\nimport nbr_slow_warning\nprint('after the import')")
+    assert ran.kinds == ["stderr", "stdout"], ran.outputs
+    assert "UserWarning: imported here" in ran.text("stderr")
