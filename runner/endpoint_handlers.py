@@ -9,11 +9,7 @@ A name in a REST URL is looked up, never used as a path: either ``a%2Fb`` or the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
-
-from tornado.iostream import StreamClosedError
 
 from nbremote.wire.endpoints import DescribeEndpoint, ListEndpointsResponse
 
@@ -85,22 +81,7 @@ class EndpointLogsHandler(EndpointResource):
     ) -> None:
         endpoint = self.find(name, app, function)
         await self.endpoints.written()
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        if endpoint.log_path.exists():
-            self.write(endpoint.log_path.read_bytes())
-        if not self.get_argument("follow", ""):
-            return
-        follower: asyncio.Queue[str] = asyncio.Queue()
-        endpoint.followers.add(follower)
-        try:
-            while True:  # until the client hangs up (flush then raises)
-                await self.flush()
-                with contextlib.suppress(TimeoutError):
-                    self.write(await asyncio.wait_for(follower.get(), 1.0))
-        except StreamClosedError:
-            pass
-        finally:
-            endpoint.followers.discard(follower)
+        await self.write_log(endpoint.log_path, endpoint.followers)
 
 
 NAME = r"(?P<name>[^/]{1,200})"

@@ -17,6 +17,7 @@ import hmac
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -170,6 +171,26 @@ class BaseHandler(RequestHandler):
             )
         return session
 
+    async def write_log(self, path: Path, followers: set[asyncio.Queue[str]]) -> None:
+        """Answer with a log file as text; with ``?follow=1``, then with each new line as it
+        is written (``followers`` gets a queue for this request) until the client hangs up."""
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if path.exists():
+            self.write(path.read_bytes())
+        if not self.get_argument("follow", ""):
+            return
+        follower: asyncio.Queue[str] = asyncio.Queue()
+        followers.add(follower)
+        try:
+            while True:  # until the client hangs up (flush then raises)
+                await self.flush()
+                with contextlib.suppress(TimeoutError):
+                    self.write(await asyncio.wait_for(follower.get(), 1.0))
+        except StreamClosedError:
+            pass
+        finally:
+            followers.discard(follower)
+
 
 def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
@@ -310,22 +331,7 @@ class AppLogsHandler(BaseHandler):
         app = self.runner.apps.apps.get(name)
         if app is None:
             raise ApiError(404, "NotFound", self.runner.apps.missing(name))
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        if app.log_path.exists():
-            self.write(app.log_path.read_bytes())
-        if not self.get_argument("follow", ""):
-            return
-        follower: asyncio.Queue[str] = asyncio.Queue()
-        app.followers.add(follower)
-        try:
-            while True:  # until the client hangs up (flush then raises)
-                await self.flush()
-                with contextlib.suppress(TimeoutError):
-                    self.write(await asyncio.wait_for(follower.get(), 1.0))
-        except StreamClosedError:
-            pass
-        finally:
-            app.followers.discard(follower)
+        await self.write_log(app.log_path, app.followers)
 
 
 class GpusHandler(BaseHandler):
