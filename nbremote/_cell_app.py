@@ -20,13 +20,12 @@ import json
 import linecache
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from .wire.asgi import Receive, Send, read_body
+
 ANSWER = "response"
 
 
@@ -106,7 +105,7 @@ class CellApp:
         if method != self.cell.method:
             allowed = f"{method}: this endpoint takes {self.cell.method}"
             return 405, _error("MethodNotAllowed", allowed)
-        body = await _body(receive)
+        body = await read_body(receive)
         try:
             data = json.loads(body) if body.strip() else None
         except ValueError:
@@ -135,15 +134,6 @@ class CellApp:
         if ANSWER in namespace and answer is not self.inputs.get(ANSWER, self):
             return 200, answer, ""
         return 200, value, ""
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if message["type"] != "http.request" or not message.get("more_body"):
-            return b"".join(chunks)
 
 
 def _args(query: bytes) -> dict[str, str]:

@@ -21,11 +21,10 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from nbremote.wire.asgi import Receive, Send, read_body
+
 HOST = "127.0.0.1"
 CHUNK = 64 * 1024
 # RFC 9110 7.6.1: they concern one connection, not the request that crosses two.
@@ -95,7 +94,7 @@ class WebServerProxy:
             )
             await _answer(send, 503, _error("ServerNotListening", message))
             return
-        body = await _body(receive)
+        body = await read_body(receive)
         try:
             response = await asyncio.to_thread(self._forward, scope, body)
         except OSError as exc:
@@ -139,15 +138,6 @@ class WebServerProxy:
         connection.putheader("Connection", "close")
         connection.endheaders(body or None)
         return connection.getresponse()
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if message["type"] != "http.request" or not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:
