@@ -127,6 +127,16 @@ def function_options(
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
+def with_overrides(
+    options: FunctionOptions, overrides: dict[str, Any], where: str, target: object = None
+) -> FunctionOptions:
+    """``options`` with ``overrides`` applied (``with_options``). Old names in ``overrides`` are
+    renamed first, so that they replace the current setting rather than clash with it."""
+    current = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
+    overrides = rename_deprecated(overrides, where, stacklevel=4)
+    return function_options(current | overrides, where, target)
+
+
 def _web(web: object, where: str, target: object) -> dict[str, Any] | None:
     """The web settings: given back (``with_options``) or a web decorator's mark on ``target``."""
     from .web import MARK, checked, methods_web
