@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _session
 from ._deprecation import rename_deprecated
 from ._spec import worker_spec
-from .errors import NbremoteError, RunnerError
+from .errors import NbremoteError, NotFoundError, RunnerError
 from .gpu import parse
 from .image import Image
 from .retries import Retries
@@ -211,17 +211,18 @@ def lookup(app_name: str, name: str, kind: str) -> DescribeAppObject:
     """The runner's description of a deployed function or class.
 
     Raises:
-        NbremoteError: the app is not deployed, or has no such object (listing what there is).
+        NotFoundError: the app is not deployed, or has no such object (listing what there is).
     """
     try:
         client = _session.current_session().client
         app = client.call("GET", f"/api/v1/apps/{app_name}", response=DescribeApp)
     except RunnerError as exc:
-        raise NbremoteError(exc.message) from None
+        raise RunnerError(exc.kind, exc.message) from None  # no HTTP frames in the traceback
     found = {obj.name: obj for obj in app.objects if obj.kind == kind}
     if name not in found:
-        raise NbremoteError(
+        raise NotFoundError(
+            "NotFound",
             f"app {app_name!r} has no deployed {kind} {name!r}; its {kind}s: "
-            f"{', '.join(sorted(found)) or 'none'}"
+            f"{', '.join(sorted(found)) or 'none'}",
         )
     return found[name]

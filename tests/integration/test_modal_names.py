@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nbremote as nr
 from nbremote._session import RemoteSession
+from tests.conftest import RunningRunner, run_python
 
 app = nr.App("modal-names")
 
@@ -92,3 +94,63 @@ def test_dict_keys_values_items_and_iteration(remote_session: RemoteSession) -> 
         assert sorted(values_there, key=repr) == sorted([1, [1, 2], "bee"], key=repr)
         assert dict(items_there) == {"a": 1, ("t", 2): [1, 2], "b": "bee"}
         assert size_there == 3
+
+
+def test_modal_exception_names_catch_what_nbremote_raises(remote_session: RemoteSession) -> None:
+    import nbremote as modal
+
+    with pytest.raises(modal.exception.NotFoundError, match="no Dict named 'absent-dict'"):
+        modal.Dict.from_name("absent-dict")
+    with pytest.raises(modal.exception.NotFoundError, match="absent-volume"):
+        modal.Volume.from_name("absent-volume").listdir("/")
+    with pytest.raises(modal.exception.NotFoundError, match="no deployed app 'ghost-app'"):
+        modal.Function.from_name("ghost-app", "f")
+    with pytest.raises(modal.exception.NotFoundError, match="ghost-app"):
+        modal.App.lookup("ghost-app")
+    try:
+        modal.Queue.from_name("absent-queue")
+    except modal.exception.Error as exc:  # Modal's root name catches nbremote's errors
+        assert isinstance(exc, nr.RunnerError) and exc.kind == "NotFound"
+
+
+@app.function(timeout=1)
+def overruns() -> None:
+    time.sleep(30)
+
+
+def test_a_function_timeout_is_modal_function_timeout_error(
+    remote_session: RemoteSession,
+) -> None:
+    import nbremote as modal
+
+    with pytest.raises(modal.exception.FunctionTimeoutError, match="longer than its timeout"):
+        overruns.remote()
+    with pytest.raises(modal.exception.TimeoutError):  # the same, by Modal's base name
+        overruns.remote()
+
+
+ENABLE_OUTPUT = """
+import nbremote as modal
+
+app = modal.App("enable-output")
+
+
+@app.function()
+def hello(name):
+    print(f"hello {name} from the worker")
+    return len(name)
+
+
+with modal.enable_output():
+    with app.run():
+        print("returned", hello.remote("modal"))
+"""
+
+
+def test_enable_output_runs_modal_code_and_shows_remote_prints(
+    runner: RunningRunner, tmp_path: Path
+) -> None:
+    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": runner.token or ""}
+    (tmp_path / "script.py").write_text(ENABLE_OUTPUT)
+    output = run_python("import runpy; runpy.run_path('script.py')", tmp_path, env)
+    assert "hello modal from the worker" in output and "returned 5" in output
