@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 
 if TYPE_CHECKING:
-    from . import gpu
+    from . import exception, gpu
     from .app import App, remote
     from .cls import Cls, concurrent, enter, exit, method, parameter
     from .dict import Dict
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .functions import Function, FunctionCall
     from .image import Image
     from .job import Job, JobRun
+    from .output import enable_output
     from .queue import Queue
     from .retries import Retries
     from .schedule import Cron, Period
@@ -47,6 +48,7 @@ _LAZY = {
     "Cron": "schedule",
     "concurrent": "cls",
     "Dict": "dict",
+    "enable_output": "output",
     "Endpoint": "endpoint",
     "Queue": "queue",
     "enter": "cls",
@@ -97,7 +99,9 @@ __all__ = [
     "__version__",
     "asgi_app",
     "concurrent",
+    "enable_output",
     "enter",
+    "exception",
     "exit",
     "fastapi_endpoint",
     "gpu",
@@ -119,8 +123,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "gpu":  # a module, as Modal's `modal.gpu`
-        return importlib.import_module(".gpu", __name__)
+    if name in ("gpu", "exception"):  # modules, as Modal's `modal.gpu` and `modal.exception`
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

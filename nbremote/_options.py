@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _session
 from ._deprecation import rename_deprecated
 from ._spec import worker_spec
-from .errors import NbremoteError, RunnerError
+from .errors import NbremoteError, NotFoundError, RunnerError
 from .gpu import parse
 from .image import Image
 from .retries import Retries
@@ -127,6 +127,16 @@ def function_options(
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
 
+def with_overrides(
+    options: FunctionOptions, overrides: dict[str, Any], where: str, target: object = None
+) -> FunctionOptions:
+    """``options`` with ``overrides`` applied (``with_options``). Old names in ``overrides`` are
+    renamed first, so that they replace the current setting rather than clash with it."""
+    current = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
+    overrides = rename_deprecated(overrides, where, stacklevel=4)
+    return function_options(current | overrides, where, target)
+
+
 def _web(web: object, where: str, target: object) -> dict[str, Any] | None:
     """The web settings: given back (``with_options``) or a web decorator's mark on ``target``."""
     from .web import MARK, checked, methods_web
@@ -201,17 +211,18 @@ def lookup(app_name: str, name: str, kind: str) -> DescribeAppObject:
     """The runner's description of a deployed function or class.
 
     Raises:
-        NbremoteError: the app is not deployed, or has no such object (listing what there is).
+        NotFoundError: the app is not deployed, or has no such object (listing what there is).
     """
     try:
         client = _session.current_session().client
         app = client.call("GET", f"/api/v1/apps/{app_name}", response=DescribeApp)
     except RunnerError as exc:
-        raise NbremoteError(exc.message) from None
+        raise RunnerError(exc.kind, exc.message) from None  # no HTTP frames in the traceback
     found = {obj.name: obj for obj in app.objects if obj.kind == kind}
     if name not in found:
-        raise NbremoteError(
+        raise NotFoundError(
+            "NotFound",
             f"app {app_name!r} has no deployed {kind} {name!r}; its {kind}s: "
-            f"{', '.join(sorted(found)) or 'none'}"
+            f"{', '.join(sorted(found)) or 'none'}",
         )
     return found[name]

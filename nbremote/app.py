@@ -12,7 +12,6 @@ from typing import Any, TypeVar, overload
 
 from ._options import function_options
 from .cls import Cls
-from .errors import NbremoteError
 from .functions import Function
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,7 +47,7 @@ class App:
         """The app called ``name``: deployed on the runner, or a new one if ``create_if_missing``.
 
         Raises:
-            NbremoteError: it is not deployed (the message lists the apps that are).
+            NotFoundError: it is not deployed (the message lists the apps that are).
         """
         from . import _session
         from .errors import RunnerError
@@ -60,7 +59,7 @@ class App:
             )
         except RunnerError as exc:
             if not create_if_missing:
-                raise NbremoteError(exc.message) from None
+                raise RunnerError(exc.kind, exc.message) from None  # no HTTP frames shown
         return cls(name)
 
     @overload

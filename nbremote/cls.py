@@ -30,7 +30,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._calls import Bind
-from ._options import AppLike, DeployedApp, FunctionOptions, function_options, lookup, options_from
+from ._options import (
+    AppLike,
+    DeployedApp,
+    FunctionOptions,
+    lookup,
+    options_from,
+    with_overrides,
+)
 from .functions import Function
 from .web import methods_web
 from .wire.classes import instance, marked
@@ -124,10 +131,7 @@ class Cls:
 
     def with_options(self, **overrides: Any) -> Cls:
         """The same class with some settings changed (this one stays as it is)."""
-        current = {
-            name: getattr(self.options, name) for name in FunctionOptions.__dataclass_fields__
-        }
-        options = function_options(current | overrides, self.__qualname__)
+        options = with_overrides(self.options, overrides, self.__qualname__)
         return Cls(
             self.user_cls,
             self.app,

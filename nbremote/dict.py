@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._stores import RunnerStore
@@ -10,6 +10,7 @@ from .wire.ops import Op
 from .wire.serialize import dumps, loads
 
 _MISSING = object()
+_EMPTY: Mapping[Any, Any] = {}
 
 
 def _key_parts(key: Any) -> list[memoryview]:
@@ -65,19 +66,58 @@ class Dict(RunnerStore):
             return default
         return value
 
-    def __contains__(self, key: Any) -> bool:
+    def __delitem__(self, key: Any) -> None:
+        self.pop(key)
+
+    def contains(self, key: Any) -> bool:
+        """Whether ``key`` is in it (``key in d``)."""
         done, _ = self._call("contains", _key_parts(key))
         return bool(done["found"])
 
-    def __len__(self) -> int:
+    __contains__ = contains
+
+    def len(self) -> int:
+        """How many keys it holds (``len(d)``)."""
         done, _ = self._call("len")
         return int(done["len"])
 
-    def update(self, other: Mapping[Any, Any]) -> None:
-        """Set every key of ``other``."""
-        for key, value in other.items():
+    __len__ = len
+
+    def keys(self) -> Iterator[Any]:
+        """An iterator over its keys, as they are now (one request: later changes are not seen).
+
+        As in Modal, a plain iterator, not a view; ``for key in d`` does the same.
+        """
+        _, out = self._call("keys")
+        return (loads("a key", [part]) for part in out)
+
+    __iter__ = keys
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """An iterator over its ``(key, value)`` pairs, as they are now (one request, values
+        unpickled one by one as the iterator reaches them)."""
+        done, out = self._call("items")
+        return _pairs(done["sizes"], out)
+
+    def values(self) -> Iterator[Any]:
+        """An iterator over its values, as they are now (see `items`)."""
+        return (value for _, value in self.items())
+
+    def update(self, other: Mapping[Any, Any] = _EMPTY, /, **kwargs: Any) -> None:
+        """Set every key of ``other`` and of ``kwargs``, as `dict.update` does."""
+        for key, value in {**other, **kwargs}.items():
             self.put(key, value)
 
     def clear(self) -> None:
         """Remove every key."""
         self._call("clear")
+
+
+def _pairs(sizes: list[int], parts: list[Any]) -> Iterator[tuple[Any, Any]]:
+    """``(key, value)`` from an ``items`` answer: each key's one buffer, then its value's parts."""
+    position = 0
+    for size in sizes:
+        key = loads("a key", [parts[position]])
+        value = loads(f"the value for key {key!r}", parts[position + 1 : position + 1 + size])
+        position += 1 + size
+        yield key, value

@@ -6,10 +6,16 @@ Every error derives from one root, so ``except nbremote.NbremoteError`` catches 
     ├── RunnerUnavailable      the runner is down, unreachable or did not start
     ├── AuthenticationError    the runner refused the token (HTTP 401)
     ├── RunnerError            the runner answered with an error document
+    │   ├── NotFoundError      ... of kind NotFound: no object by that name
+    │   ├── InvalidError       ... of kind ValidationError or BadRequest
+    │   └── AlreadyExistsError ... of kind Conflict
     ├── SerializationError     a value cannot be pickled or unpickled (names the value)
     ├── VersionMismatch        the worker's Python differs from the kernel's
     ├── WorkerDied             the worker process exited in the middle of a call
+    ├── FunctionTimeoutError   a call ran longer than its function's timeout (a TimeoutError)
     └── RemoteError            the remote code raised; carries the remote traceback
+
+``nbremote.exception`` gives them Modal's names (``modal.exception.NotFoundError``, ...).
 
 Each message names the culprit and a way out.
 """
@@ -47,10 +53,39 @@ class RunnerError(NbremoteError):
         message: the runner's message.
     """
 
+    def __new__(cls, kind: str, message: str) -> RunnerError:
+        # The class follows the kind, so that `except NotFoundError` catches every "NotFound"
+        # answer, wherever in the client it is raised.
+        chosen = _KINDS.get(kind, cls) if cls is RunnerError else cls
+        return super().__new__(chosen, kind, message)
+
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+
+    def __reduce__(self) -> tuple[type[RunnerError], tuple[str, str]]:
+        return type(self), (self.kind, self.message)
+
+
+class NotFoundError(RunnerError):
+    """The runner has no object by that name (a Dict, Volume, secret, app, function...)."""
+
+
+class InvalidError(RunnerError):
+    """The runner refused a request as invalid (the message names the field)."""
+
+
+class AlreadyExistsError(RunnerError):
+    """The runner already holds an object by that name."""
+
+
+_KINDS: dict[str, type[RunnerError]] = {
+    "NotFound": NotFoundError,
+    "ValidationError": InvalidError,
+    "BadRequest": InvalidError,
+    "Conflict": AlreadyExistsError,
+}
 
 
 class SerializationError(NbremoteError):
@@ -73,6 +108,11 @@ class VersionMismatch(NbremoteError):
 
 class WorkerDied(NbremoteError):
     """The worker process exited while running a call; the next call gets a new worker."""
+
+
+class FunctionTimeoutError(NbremoteError, builtins.TimeoutError):
+    """A remote call ran longer than its function's ``timeout=``; the remote error raised then
+    (a `RemoteError` too) derives from it, and from the built-in ``TimeoutError``."""
 
 
 class RemoteError(NbremoteError):
@@ -112,6 +152,8 @@ class RemoteError(NbremoteError):
 
 @functools.cache
 def _remote_class(ename: str, base: str | None) -> type[RemoteError]:
+    if ename == "InputTimeout":  # the worker's name for a function's timeout
+        return type(ename, (RemoteError, FunctionTimeoutError), {"__module__": "nbremote.errors"})
     builtin = getattr(builtins, base or ename, None)
     # IPython shows any SyntaxError with its own syntax-error view (this class's frames and
     # "(<string>)"), never its _render_traceback_: a remote one keeps the worker's rendering,

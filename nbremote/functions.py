@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _session
 from ._by_value import dumps_function, frozen_captures, same_objects
 from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
-from ._options import AppLike, DeployedApp, FunctionOptions, function_options, lookup, options_from
+from ._options import (
+    AppLike,
+    DeployedApp,
+    FunctionOptions,
+    lookup,
+    options_from,
+    with_overrides,
+)
 from ._output import show
 from ._session import Request
 from .errors import NbremoteError, RemoteError, RunnerError, remote_error
@@ -149,11 +156,7 @@ class Function(Generic[R]):
 
     def with_options(self, **overrides: Any) -> Function[R]:
         """The same function with some settings changed (this one stays as it is)."""
-        current = {
-            field.name: getattr(self.options, field.name)
-            for field in dataclasses.fields(self.options)
-        }
-        options = function_options(current | overrides, self.__qualname__)
+        options = with_overrides(self.options, overrides, self.__qualname__)
         return Function(
             self.raw_f,
             self.app,

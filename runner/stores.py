@@ -12,7 +12,8 @@ transaction fail, the state undoes the change in memory and the caller gets an e
 
 Requests (``op`` "dict" or "queue", from a kernel's channel or from a worker while it runs code):
   dict   lookup {create} · put {nkey} + key and value parts · get/contains/pop {} + key parts
-         · len · clear · delete
+         · len · clear · delete · keys (answer: one buffer per key) · items (answer: each key's
+         buffer then its value's parts, ``sizes`` the value parts per item)
   queue  lookup {create} · put {sizes: parts per value} + parts · get {n, timeout} · len · delete
 Every answer is a ``done`` frame: ``ok`` with its fields and buffers, or an ``error``.
 """
@@ -168,6 +169,8 @@ class Stores:
         if action == "clear":
             await self._dict_clear(name, items)
             return {}, []
+        if action in ("keys", "items"):
+            return _listing(items, with_values=action == "items")
         nkey = header.get("nkey", len(buffers))
         key, _ = _blob(buffers[:nkey])
         if action == "put":
@@ -277,6 +280,18 @@ class Stores:
 
 _INSERT_ITEM = "INSERT INTO store_items VALUES (?, ?, ?, ?, ?)"
 _DELETE_ITEM = "DELETE FROM store_items WHERE kind = ? AND name = ? AND key = ?"
+
+
+def _listing(items: dict[bytes, Blob], with_values: bool) -> tuple[Header, list[Any]]:
+    """A Dict's contents now: its keys (a key is stored as one buffer), and with ``with_values``
+    each key followed by its value's parts."""
+    if not with_values:
+        return {}, list(items)
+    out: list[Any] = []
+    for key, blob in items.items():
+        out.append(key)
+        out.extend(_parts(blob))
+    return {"sizes": [len(blob[1]) for blob in items.values()]}, out
 
 
 def _seq_key(seq: int) -> bytes:

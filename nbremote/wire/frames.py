@@ -223,7 +223,9 @@ class DictFrame(_Frame):
 
     op: Literal["dict"]
     name: str
-    action: Literal["lookup", "put", "get", "contains", "pop", "len", "clear", "delete"]
+    action: Literal[
+        "lookup", "put", "get", "contains", "pop", "len", "clear", "delete", "keys", "items"
+    ]
     create: bool = False
     nkey: int | None = Field(default=None, ge=0)
 
