@@ -111,6 +111,9 @@ class FrameStream(io.TextIOBase):
         self._pending: dict[str, list[str]] = {}
         self._size = 0
         self._lock = threading.Lock()
+        # One flush at a time: a flush that returns has sent what it took and what any flush
+        # before it took (the request's `done`, sent next, never overtakes its last output).
+        self._flushing = threading.Lock()
 
     # As ipykernel's streams: libraries pick their characters by it (%timeit's "±" and "µs",
     # tqdm's block bars); every text frame is UTF-8 JSON anyway.
@@ -138,10 +141,11 @@ class FrameStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        with self._lock:
-            pending, self._pending, self._size = self._pending, {}, 0
-        for request_id, pieces in pending.items():
-            self._outbox.send(Op.STREAM, to=request_id, name=self.name, text="".join(pieces))
+        with self._flushing:
+            with self._lock:
+                pending, self._pending, self._size = self._pending, {}, 0
+            for request_id, pieces in pending.items():
+                self._outbox.send(Op.STREAM, to=request_id, name=self.name, text="".join(pieces))
 
 
 def start_flusher(streams: list[FrameStream]) -> None:
