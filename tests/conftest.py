@@ -54,6 +54,18 @@ class RunningRunner:
         """The runner's API."""
         return RunnerClient(self.url, self.token)
 
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``nbremote ARGS`` in a process of its own, pointed at this runner (by environment:
+        the token never on a command line)."""
+        env = {**os.environ, "NBREMOTE_URL": self.url, "NBREMOTE_TOKEN": str(self.token)}
+        return subprocess.run(
+            [sys.executable, "-m", "nbremote", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+
     def stop(self) -> None:
         """Stop it (SIGTERM) and wait."""
         if self.proc.poll() is None:

@@ -13,8 +13,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -35,17 +33,6 @@ TIMEOUT = 120  # seconds: the first request of an endpoint starts its worker
 
 # No proxy from the environment: the runner is on loopback.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def cli(runner: RunningRunner, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
-    return subprocess.run(
-        [sys.executable, "-m", "nbremote", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env,
-    )
 
 
 def http(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -73,9 +60,9 @@ def stop_app(runner: RunningRunner, name: str) -> None:
 def shop(runner: RunningRunner) -> Iterator[tuple[str, dict[str, Any]]]:
     """examples/shop.py deployed: what the deploy printed, and ``endpoints show --json`` of
     its POST endpoint."""
-    deployed = cli(runner, "deploy", str(EXAMPLE))
+    deployed = runner.cli("deploy", str(EXAMPLE))
     assert deployed.returncode == 0, deployed.stderr
-    shown = cli(runner, "endpoints", "show", "shop/total", "--json")
+    shown = runner.cli("endpoints", "show", "shop/total", "--json")
     assert shown.returncode == 0, shown.stderr
     yield deployed.stdout, json.loads(shown.stdout)
     stop_app(runner, "shop")
@@ -116,7 +103,7 @@ def test_a_pydantic_body_is_checked_though_the_script_postpones_annotations(
 ) -> None:
     # examples/shop.py has `from __future__ import annotations`: `order: Order` is a string
     # there, and the model travels only because the deploy resolves it first.
-    shown = json.loads(cli(runner, "endpoints", "show", "shop/order", "--json").stdout)
+    shown = json.loads(runner.cli("endpoints", "show", "shop/order", "--json").stdout)
     ok = http(shown["url"], shown["token"], {"item": "pen", "count": 2})
     assert ok == (200, {"ordered": "2 x pen"})
     status, error = http(shown["url"], shown["token"], {"item": "pen", "count": "many"})
@@ -125,13 +112,13 @@ def test_a_pydantic_body_is_checked_though_the_script_postpones_annotations(
 
 def test_ls_and_show_from_the_cli(runner: RunningRunner, shop: tuple[str, dict[str, Any]]) -> None:
     _, shown = shop
-    listed = cli(runner, "endpoints", "ls", "--json")
+    listed = runner.cli("endpoints", "ls", "--json")
     endpoints = {e["name"]: e for e in json.loads(listed.stdout)}
     assert {"shop/total", "shop-hello"} <= set(endpoints)
     assert all(e["token"] is None for e in endpoints.values())  # a listing has no tokens
-    table = cli(runner, "endpoints", "ls").stdout
+    table = runner.cli("endpoints", "ls").stdout
     assert "shop/total" in table and shown["url"] in table and shown["token"] not in table
-    plain = cli(runner, "endpoints", "show", "shop/total").stdout.splitlines()
+    plain = runner.cli("endpoints", "show", "shop/total").stdout.splitlines()
     assert f"url       {shown['url']}" in plain and f"token     {shown['token']}" in plain
 
 
@@ -163,7 +150,6 @@ def test_a_concurrent_endpoint_takes_its_requests_at_once_in_one_worker(
     async def together() -> dict:
         """Answers once four requests are in this worker at the same time (or after 20 s)."""
         import asyncio
-        import os
 
         state = globals().setdefault("_state", {"in": 0, "most": 0})
         state["in"] += 1
@@ -235,13 +221,13 @@ def test_rm_and_logs_from_the_cli(runner: RunningRunner, shell: InteractiveShell
     try:
         ep = echo.serve(name="t-echo")
         assert http(ep.url, ep.token, {"text": "hi"}) == (200, {"echo": "hi"})
-        logs = cli(runner, "endpoints", "logs", "t-echo")
+        logs = runner.cli("endpoints", "logs", "t-echo")
         assert logs.returncode == 0 and "POST / 200" in logs.stdout
         assert ep.token not in logs.stdout and "hi" not in logs.stdout  # never tokens or bodies
-        removed = cli(runner, "endpoints", "rm", "t-echo")
+        removed = runner.cli("endpoints", "rm", "t-echo")
         assert removed.stdout == "deleted endpoint 't-echo'\n"
         assert http(ep.url, ep.token, {"text": "hi"})[0] == 404
-        missing = cli(runner, "endpoints", "show", "t-echo")
+        missing = runner.cli("endpoints", "show", "t-echo")
         assert missing.returncode == 2 and "t-echo" in missing.stderr
     finally:
         stop_app_of_session("t-echo")
@@ -265,7 +251,7 @@ def test_a_name_another_app_holds_is_refused_at_deploy(
     )
     try:
         first.serve(name="t-clash")
-        refused = cli(runner, "deploy", str(script))
+        refused = runner.cli("deploy", str(script))
         assert refused.returncode == 2 and "t-clash" in refused.stderr
         assert "Traceback" not in refused.stderr
         assert nr.Endpoint.from_name("t-clash").describe().app == "t-clash"  # left as it was

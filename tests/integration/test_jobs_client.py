@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,17 +31,6 @@ total = int(values.sum()) + offset
 label = f"total={total}"
 values = None
 """
-
-
-def cli(runner: RunningRunner, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
-    return subprocess.run(
-        [sys.executable, "-m", "nbremote", *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env=env,
-    )
 
 
 def promote(shell: InteractiveShell, line: str, cell: str) -> str:
@@ -264,44 +250,44 @@ def test_a_deployed_apps_cron_is_a_job(runner: RunningRunner, tmp_path: Path) ->
         "def report():\n"
         "    return 'done'\n"
     )
-    deployed = cli(runner, "deploy", str(script))
+    deployed = runner.cli("deploy", str(script))
     assert deployed.returncode == 0, deployed.stderr
     try:
-        listed = cli(runner, "jobs", "ls", "--json")
+        listed = runner.cli("jobs", "ls", "--json")
         jobs = {job["name"]: job for job in json.loads(listed.stdout)}
         assert jobs["t-deployed.report"]["schedule"] == "0 3 * * * (UTC)"
-        run = cli(runner, "jobs", "run", "t-deployed.report", "--wait", "--json")
+        run = runner.cli("jobs", "run", "t-deployed.report", "--wait", "--json")
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["status"] == "succeeded"
     finally:
-        cli(runner, "apps", "stop", "t-deployed")
+        runner.cli("apps", "stop", "t-deployed")
 
 
 def test_the_cli_lists_runs_pauses_and_deletes(
     runner: RunningRunner, promoted: tuple[str, str]
 ) -> None:
     name, _ = promoted
-    listed = json.loads(cli(runner, "jobs", "ls", "--json").stdout)
+    listed = json.loads(runner.cli("jobs", "ls", "--json").stdout)
     assert name in [job["name"] for job in listed]
-    shown = json.loads(cli(runner, "jobs", "show", name, "--json").stdout)
+    shown = json.loads(runner.cli("jobs", "show", name, "--json").stdout)
     assert shown["settings"]["schedule"] == nr.Cron("0 2 * * *", "Europe/Berlin").wire()
 
-    run = cli(runner, "jobs", "run", name, "-p", "offset=3", "--wait")
+    run = runner.cli("jobs", "run", name, "-p", "offset=3", "--wait")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"run 1 of job {name!r} succeeded")
     assert nr.Job(name).last_run().outputs["total"] == 499503  # type: ignore[union-attr]
-    assert "summing 1000" in cli(runner, "jobs", "logs", name).stdout
-    assert "summing 1000" in cli(runner, "jobs", "logs", name, "1").stdout
-    assert "#1 succeeded" in cli(runner, "jobs", "ls").stdout
-    table = cli(runner, "jobs", "show", name).stdout
+    assert "summing 1000" in runner.cli("jobs", "logs", name).stdout
+    assert "summing 1000" in runner.cli("jobs", "logs", name, "1").stdout
+    assert "#1 succeeded" in runner.cli("jobs", "ls").stdout
+    table = runner.cli("jobs", "show", name).stdout
     assert "Europe/Berlin" in table and "manual" in table
 
-    assert cli(runner, "jobs", "pause", name).stdout == f"paused job {name!r}\n"
+    assert runner.cli("jobs", "pause", name).stdout == f"paused job {name!r}\n"
     assert nr.Job(name).describe().paused
-    assert cli(runner, "jobs", "resume", name).stdout.startswith(f"resumed job {name!r}")
+    assert runner.cli("jobs", "resume", name).stdout.startswith(f"resumed job {name!r}")
     assert not nr.Job(name).describe().paused
-    assert cli(runner, "jobs", "rm", name).stdout == f"deleted job {name!r}\n"
-    missing = cli(runner, "jobs", "show", name)
+    assert runner.cli("jobs", "rm", name).stdout == f"deleted job {name!r}\n"
+    missing = runner.cli("jobs", "show", name)
     assert missing.returncode == 2 and name in missing.stderr
 
 
@@ -309,6 +295,6 @@ def test_the_cli_exits_1_when_a_run_fails(
     runner: RunningRunner, shell: InteractiveShell, job_name: str
 ) -> None:
     promote(shell, f"--schedule @daily --name {job_name}", "raise RuntimeError('boom')")
-    run = cli(runner, "jobs", "run", job_name, "--wait")
+    run = runner.cli("jobs", "run", job_name, "--wait")
     assert run.returncode == 1
     assert "failed" in run.stdout and "RuntimeError: boom" in run.stdout
