@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
@@ -41,6 +40,7 @@ from .containers import ContainerStarter
 from .data_dir import clear_leftovers, make_private, scratch_root
 from .dispatch import Dispatcher
 from .endpoint_apps import on_change
+from .endpoint_http import FrontServer
 from .endpoints import Endpoints
 from .frames import Frame
 from .gpus import GpuBroker, discover
@@ -162,7 +162,7 @@ class Runner:
         self.calls = CallRegistry()
         self.port = config.port
         self._last_touch = time.monotonic()
-        self._server: HTTPServer | None = None
+        self._server: FrontServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -205,7 +205,7 @@ class Runner:
             family=socket.AF_INET if "." in self.config.host else socket.AF_UNSPEC,
         )
         self.port = sockets[0].getsockname()[1]
-        self._server = HTTPServer(app, ssl_options=self.config.tls())
+        self._server = FrontServer(app, ssl_options=self.config.tls())
         self._server.add_sockets(sockets)
         self._tasks.append(asyncio.create_task(self._maintain()))
         if self.config.embedded:
