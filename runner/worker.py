@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import platform
 import queue
+import select
 import signal
 import socket
 import sys
@@ -94,6 +95,7 @@ class Worker:
             Op.CANCEL: self.cancel,
         }
         self._web: Any = None  # the endpoint apps (`worker_web`), once a web request came
+        self._web_here = False  # their loop runs on this thread and reads the socket
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -106,15 +108,22 @@ class Worker:
         """A Dict or Queue request of the running code, answered by the runner on this socket.
 
         While the main thread runs the user's code, nobody else reads the socket and the asker
-        reads the answer itself; otherwise (concurrent inputs on pool threads) the serve loop
-        reads it and hands it over.
+        reads the answer itself; otherwise (concurrent inputs on pool threads, a web app's
+        threads) the serve loop reads it and hands it over.
         """
         op = header.pop("op")
-        if self.running or threading.current_thread() is threading.main_thread():
+        main = threading.current_thread() is threading.main_thread()
+        if self.running or (main and not self._web_here):
             with self._store_lock:  # the code may use its Dicts from several threads
                 self.outbox.send(op, buffers, via=self.sock, **header)
                 return checked_reply(*self.runner_reader.read())
         reply_id = uuid.uuid4().hex
+        if main:  # on the web loop, which reads the socket: requests before the answer wait
+            self.outbox.send(op, buffers, to=reply_id, via=self.sock, **header)
+            reply = self.inbox.reply(self.runner_reader, reply_id)
+            if self.inbox.ready(self.runner_reader):  # no readiness of the socket will say so
+                self._web.wake()
+            return reply
         box: queue.Queue[tuple[Header, list[Any]]] = queue.Queue(maxsize=1)
         self.inbox.replies[reply_id] = box
         try:
@@ -124,17 +133,35 @@ class Worker:
             del self.inbox.replies[reply_id]
 
     def serve(self) -> None:
-        """Announce this worker, then answer requests one at a time."""
+        """Announce this worker, then answer requests one at a time (once it serves a web
+        endpoint, from that endpoint's event loop, on this thread: `worker_web.WebApps.run`)."""
         self.outbox.send(Op.HELLO, pid=os.getpid(), python=platform.python_version())
+        while self._serve_ready():
+            if self._web is not None and self.reader is self.runner_reader:
+                self._web_here = True
+                fd = self.sock.fileno()
+                self._web.run(fd, self._serve_ready, self.inbox.ready(self.reader))
+                return
+
+    def _serve_ready(self) -> bool:
+        """Serve the next request (serving web: those that have come, never waiting for more);
+        False: the worker must stop."""
+        web = self._web_here
+        if web and not (self.inbox.ready(self.reader) or _readable(self.sock)):
+            return True  # what woke the loop was read meanwhile (with a Dict's answer)
         while True:
             try:
-                header, buffers, refused = self.inbox.next_request(self.reader)
+                request = self.inbox.next_request(self.reader, web)
             except ConnectionError:
-                return
-            if header.get("op") == Op.STOP:  # leave, the socket open for @nr.exit()'s Dicts
-                return
-            self._handle(header, buffers, refused)
-            del header, buffers  # the frame's buffers live on only in what was bound
+                return False
+            if request is not None:  # else another thread's answer, handed over
+                header, buffers, refused = request
+                if header.get("op") == Op.STOP:  # leave, the socket open for @nr.exit()'s Dicts
+                    return False
+                self._handle(header, buffers, refused)
+                del header, buffers, request  # the buffers live on only in what was bound
+            if not (web and self.inbox.ready(self.reader)):
+                return True
 
     def _handle(self, header: Header, buffers: list[bytearray], refused: str = "") -> None:
         """Serve one request; one it cannot serve gets an error ``done``, never an exception."""
@@ -434,6 +461,10 @@ class Worker:
                     f"the result of input #{first + offset} cannot be pickled: {exc.reason}",
                 ).error
         return dumps("results", batch.results)
+
+
+def _readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def main() -> None:

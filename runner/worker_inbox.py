@@ -29,9 +29,11 @@ class Inbox:
         self.replies: dict[str, queue.Queue[Frame]] = {}  # request id -> the thread's mailbox
         self._deferred: collections.deque[Request] = collections.deque()
 
-    def next_request(self, reader: FrameReader) -> Request:
-        """The next request to serve: one that had to wait first, else the next on ``reader``."""
-        return self._deferred.popleft() if self._deferred else self._read(reader)
+    def next_request(self, reader: FrameReader, once: bool = False) -> Request | None:
+        """The next request to serve: one that had to wait first, else the next on ``reader``
+        (``once``: None if the frame read was another thread's answer, so that an event loop
+        reading the socket never waits here for a request that may not come)."""
+        return self._deferred.popleft() if self._deferred else self._read(reader, once)
 
     def blobs(self, reader: FrameReader, op: str = Op.BLOBS) -> Frame:
         """The ``blobs`` frame answering the ``need`` just sent (or the ``op`` frame answering
@@ -42,7 +44,26 @@ class Inbox:
                 return header, buffers
             self._deferred.append((header, buffers, refused))
 
-    def _read(self, reader: FrameReader) -> Request:
+    def ready(self, reader: FrameReader) -> bool:
+        """Whether a request was read already (no readiness of the socket will say so)."""
+        return reader.buffered or bool(self._deferred)
+
+    def reply(self, reader: FrameReader, reply_id: str) -> Frame:
+        """The runner's answer ``reply_id`` to this thread, read here; requests before it wait
+        (and other threads' answers go to them)."""
+        box: queue.Queue[Frame] = queue.Queue(maxsize=1)
+        self.replies[reply_id] = box
+        try:
+            while box.empty():
+                request = self._read(reader, once=True)
+                if request is not None:
+                    self._deferred.append(request)
+            return box.get()
+        finally:
+            del self.replies[reply_id]
+
+    def _read(self, reader: FrameReader, once: bool = False) -> Any:
+        """The next request (``once``: None after a thread's answer)."""
         while True:
             try:
                 header, buffers = reader.read()
@@ -56,6 +77,8 @@ class Inbox:
             box = self.replies.get(request_id) if isinstance(request_id, str) else None
             if box is not None:  # the runner's answer to a thread's Dict request
                 box.put(checked_reply(header, buffers))
+            if once:
+                return None
 
 
 def checked_reply(header: Header, buffers: list[Any]) -> Frame:

@@ -6,9 +6,11 @@ FastAPI app with one route at "/" for a ``fastapi_endpoint``, the app the functi
 an ``asgi_app`` (called once, like an ``@enter``), ``a2wsgi``'s adapter over the WSGI app for a
 ``wsgi_app``. A class's method (``bind`` in the web settings) is first bound to the class's
 instance in this worker, made and entered once (`nbremote.wire.classes.instance`), and served as
-a function would be. Requests run on one asyncio loop in a thread of this module's, so the worker's
-main thread goes on reading the next request and several run at once (as many as the runner
-sends: its pool's ``max_inputs``); a sync FastAPI route or a WSGI app runs in their threadpool.
+a function would be. Requests run as tasks of one asyncio loop, which from the first web request
+on runs on the worker's main thread and reads the runner's socket itself (`WebApps.run`): a
+request is read and run by one thread, with no wake-up of another; several run at once (as many
+as the runner sends: its pool's ``max_inputs``); a sync FastAPI route or a WSGI app runs in
+their threadpool (on the loop itself for a worker that takes one request at a time).
 
 The answer streams as the app sends it: ``web_start`` (status, headers), ``web_body`` (a chunk,
 ``more``), then ``done``. An app that raises answers 500 ``{"error": {"type", "message"}}``,
@@ -26,7 +28,6 @@ import functools
 import inspect
 import json
 import sys
-import threading
 import traceback
 import typing
 from collections.abc import Awaitable, Callable
@@ -194,7 +195,7 @@ def _bound(cls: type, method: str) -> Any:
     return call
 
 
-def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop, inline: bool = False) -> Asgi:
+def build(fn: Any, web: Header, inline: bool = False) -> Asgi:
     """The ASGI app of a deployed function for its web settings; ``inline``: a sync
     ``fastapi_endpoint`` runs on the loop's thread (its worker takes one request at a time).
     With ``bind``, ``fn`` is a class and its method of that name is served.
@@ -211,8 +212,8 @@ def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop, inline: bool = 
         return _wsgi(fn)
     if kind == "asgi_app":
         app = fn()
-        if asyncio.iscoroutine(app):  # an async factory: run where the app will run
-            app = asyncio.run_coroutine_threadsafe(app, loop).result()
+        if asyncio.iscoroutine(app):  # an async factory: awaited where the app will run
+            return _Awaited(fn, app)
         _json_errors(app)
         built: Asgi = app
         return built
@@ -221,6 +222,27 @@ def build(fn: Any, web: Header, loop: asyncio.AbstractEventLoop, inline: bool = 
 
         return web_server_app(fn, int(web["port"]), float(web.get("startup_timeout") or 5.0))
     raise ValueError(f"web kind {kind!r} cannot be served by this worker (not built yet)")
+
+
+class _Awaited:
+    """The app of an async factory, awaited by the first request (on the loop, which is this
+    thread's own and may be running already); a factory that raised is called again by the
+    next request, as a factory whose build failed is."""
+
+    def __init__(self, factory: Callable[[], Any], first: Any) -> None:
+        self._factory, self._coroutine = factory, first
+        self._app: Asgi | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._app is None:
+            async with self._lock:
+                if self._app is None:
+                    coroutine, self._coroutine = self._coroutine or self._factory(), None
+                    app = await coroutine
+                    _json_errors(app)
+                    self._app = app
+        await self._app(scope, receive, send)
 
 
 class _Answer:
@@ -286,13 +308,37 @@ class WebApps:
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._apps: dict[str, Asgi] = {}
+        self._apps: dict[tuple[Any, ...], Asgi] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, name="nbremote-web", daemon=True).start()
+        self._ready: Callable[[], object] = lambda: None
+
+    def run(self, fd: int, ready: Callable[[], bool], buffered: bool) -> None:
+        """Run the loop on this (the worker's main) thread, reading the runner's socket ``fd``
+        on it: ``ready`` serves the frames that have come, False when the worker must stop.
+        One thread reads a request and runs it: no wake-up of another thread per request.
+        ``buffered``: a frame was read already (no readiness of ``fd`` will say so)."""
+        loop = self._loop
+
+        def on_readable() -> None:
+            if not ready():
+                loop.stop()
+
+        self._ready = lambda: loop.call_soon(on_readable)
+        loop.add_reader(fd, on_readable)
+        if buffered:
+            self._ready()
+        try:
+            loop.run_forever()
+        finally:
+            loop.remove_reader(fd)
+
+    def wake(self) -> None:
+        """Serve the frames read already (while a request waited for its answer)."""
+        self._ready()
 
     def serve(self, header: Header, body: bytes, function: Callable[[], Any]) -> None:
-        """Start serving a ``web`` request; its answer follows from the loop's thread.
+        """Start serving a ``web`` request (on the loop's thread); its answer follows from its task.
         ``function`` gives the deployed function, when its app is not built yet."""
         request_id = header["id"]
         try:
@@ -312,22 +358,19 @@ class WebApps:
         if kind == "fastapi_endpoint" and body.strip():  # JSON it is (`curl -d` says form)
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope["headers"] = [*headers, (b"content-type", b"application/json")]
-        self._loop.call_soon_threadsafe(self._start, request_id, app, scope, body)
+        self._start(request_id, app, scope, body)
 
     def cancel(self, request_id: str) -> None:
         """The caller has gone: stop its request (a stream that never ends, say)."""
-        self._loop.call_soon_threadsafe(self._cancel, request_id)
-
-    def _cancel(self, request_id: str) -> None:
         task = self._tasks.get(request_id)
         if task is not None:
             task.cancel()
 
     def _app(self, item: Header, web: Header, inline: bool, function: Callable[[], Any]) -> Asgi:
-        key = f"{item.get('hash')}:{json.dumps(web, sort_keys=True)}:{inline}"
+        key = (item.get("hash"), *sorted(web.items()), inline)  # the settings are scalars
         app = self._apps.get(key)
         if app is None:
-            app = self._apps[key] = build(function(), web, self._loop, inline)
+            app = self._apps[key] = build(function(), web, inline)
         return app
 
     @staticmethod
