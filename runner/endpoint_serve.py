@@ -23,8 +23,6 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.frames import WebBodyFrame, WebStartFrame
 from nbremote.wire.gpu import parse_text
@@ -37,11 +35,6 @@ from .gpus import Holder
 from .pools import FunctionPool
 from .workers import Worker
 
-# A worker's answers, each checked by its op's model (no union to try first).
-ANSWERS: dict[str, type[WebStartFrame] | type[WebBodyFrame]] = {
-    Op.WEB_START: WebStartFrame,
-    Op.WEB_BODY: WebBodyFrame,
-}
 RETRY_AFTER = "1"  # seconds a refused caller is told to wait
 log = logging.getLogger(__name__)
 _ids = itertools.count()  # request ids: unique on this runner, which is all a worker needs
@@ -184,25 +177,25 @@ class WebCall:
         if op == Op.NEED:  # a worker without the function's payload (it failed to load, say)
             self._send_payload(header)
             return
-        model = ANSWERS.get(op) if isinstance(op, str) else None
-        if model is None or self.broken or self.gone:
+        if op not in (Op.WEB_START, Op.WEB_BODY) or self.broken or self.gone:
             return
         try:
-            frame = model.model_validate(header)
-            wrong = frame.buffers_error(len(buffers))
-            if wrong is not None:
-                raise ValueError(wrong)
-            if isinstance(frame, WebStartFrame):
+            if op == Op.WEB_START:
                 if self.status:
                     raise ValueError("a second web_start")
-                pairs = frame.checked_headers()
-                self.status = frame.status
-                self.caller.start(frame.status, pairs)
-                if frame.more is not None:
-                    self.caller.chunk(bytes(buffers[0]), frame.more)
-            elif self.status:
-                self.caller.chunk(bytes(buffers[0]), frame.more)
-        except (ValidationError, ValueError) as exc:
+                status, pairs, more = WebStartFrame.read(header, len(buffers))
+                self.status = status
+                self.caller.start(status, pairs)
+                if more is not None:
+                    self.caller.chunk(bytes(buffers[0]), more)
+            else:
+                body = WebBodyFrame.model_validate(header)
+                wrong = body.buffers_error(len(buffers))
+                if wrong is not None:
+                    raise ValueError(wrong)
+                if self.status:
+                    self.caller.chunk(bytes(buffers[0]), body.more)
+        except ValueError as exc:  # a ValidationError too
             self.broken = str(exc).splitlines()[0]
             log.warning("endpoint %s: a worker's answer refused: %s", self.endpoint.name, exc)
 

@@ -52,6 +52,7 @@ class Endpoint:
     in_flight: int = 0  # requests waiting for a worker or being served
     followers: set[asyncio.Queue[str]] = field(default_factory=set)
     method: str | None = None  # a class's method: ``function`` is the class
+    _frame: tuple[WebSettings, dict[str, object]] | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -60,9 +61,11 @@ class Endpoint:
 
     def web_frame(self) -> dict[str, object]:
         """Its settings as a ``web`` frame carries them: a method's name as ``bind`` (the worker
-        binds it to the class's instance)."""
-        web = self.settings.model_dump()
-        return web | {"bind": self.method} if self.method else web
+        binds it to the class's instance); made once per settings (a request's hot path)."""
+        if self._frame is None or self._frame[0] is not self.settings:
+            web = self.settings.model_dump()
+            self._frame = (self.settings, web | {"bind": self.method} if self.method else web)
+        return self._frame[1]
 
     def authorized(self, header: str) -> bool:
         """Whether an ``Authorization`` header value carries this endpoint's token (always, for

@@ -277,7 +277,7 @@ _VALUE = re.compile(HEADER_VALUE[1:-1])
 
 
 class WebHeader(_FramePart):
-    """One response header (the rule `WebStartFrame.checked_headers` applies)."""
+    """One response header (the rule `checked_pairs` applies)."""
 
     name: str = Field(pattern=HEADER_NAME)
     value: str = Field(pattern=HEADER_VALUE)
@@ -295,21 +295,51 @@ class WebStartFrame(_Frame):
         wanted = 0 if self.more is None else 1
         return None if count == wanted else f"buffers: {count}, not {wanted}"
 
-    def checked_headers(self) -> list[tuple[str, str]]:
-        """The headers as pairs, each checked.
+    @classmethod
+    def read(
+        cls, header: dict[str, Any], count: int
+    ) -> tuple[int, list[tuple[str, str]], bool | None]:
+        """A worker's ``web_start`` of ``count`` buffers, checked: its status, headers and
+        ``more``. Checked by hand (a request's hot path; the model costs as much as the rest of
+        the frame's trip), by the model when that fails, for the message.
 
         Raises:
-            ValueError: one is not a name and a value, or has characters a header may not have.
+            ValueError: the frame is not a ``web_start`` as the model says (a ValidationError).
         """
-        pairs = []
-        for pair in self.headers:
-            if len(pair) != 2:
-                raise ValueError(f"headers: {pair!r} is not a [name, value] pair")
-            name, value = pair
-            if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
-                raise ValueError(f"headers: {name[:64]!r} has characters a header may not have")
-            pairs.append((name, value))
-        return pairs
+        status, headers, more = header.get("status"), header.get("headers"), header.get("more")
+        if not (
+            type(status) is int
+            and 100 <= status <= 599
+            and type(headers) is list
+            and len(headers) <= 256
+            and (more is None or type(more) is bool)
+            and type(header.get("id")) is str
+        ):
+            frame = cls.model_validate(header)
+            status, headers, more = frame.status, frame.headers, frame.more
+        wanted = 0 if more is None else 1
+        if count != wanted:
+            raise ValueError(f"buffers: {count}, not {wanted}")
+        return status, checked_pairs(headers), more
+
+
+def checked_pairs(headers: list[Any]) -> list[tuple[str, str]]:
+    """HTTP headers as ``[name, value]`` lists, checked and made pairs.
+
+    Raises:
+        ValueError: one is not a name and a value, or has characters a header may not have.
+    """
+    pairs = []
+    for pair in headers:
+        if type(pair) is not list or len(pair) != 2:
+            raise ValueError(f"headers: {pair!r:.80} is not a [name, value] pair")
+        name, value = pair
+        if type(name) is not str or type(value) is not str:
+            raise ValueError(f"headers: {pair!r:.80} is not a [name, value] pair of strings")
+        if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+            raise ValueError(f"headers: {name[:64]!r} has characters a header may not have")
+        pairs.append((name, value))
+    return pairs
 
 
 class WebBodyFrame(_Frame):
