@@ -1,9 +1,9 @@
 """``nr.Secret``: environment variables a worker gets, without writing them in the notebook.
 
 ``Secret.from_name`` names a secret kept by the runner (``nbremote secrets set NAME K=V``);
-``Secret.from_dict``, ``Secret.from_local_environ`` and ``Secret.from_dotenv`` carry their values along with each request that
-starts a worker, and the runner never stores them. Values never appear in a repr, a pickle or
-an error message.
+``Secret.from_dict``, ``Secret.from_local_environ`` and ``Secret.from_dotenv`` carry their
+values along with each request that starts a worker, and the runner never stores them. Values
+never appear in a repr, a pickle or an error message.
 """
 
 from __future__ import annotations

@@ -176,21 +176,58 @@ async def build_layer(
     assert parent is not None, "every image starts with a base step"
     await run(["cp", "-al", str(parent), str(env)], log, uv_env(), tmp)
     if step.kind in ("pip_install", "uv_pip_install"):
-        await _pip(env, step, step.args, log, tmp, context.sandbox)
+        await pip_install(env, step, step.args, log, tmp, context.sandbox)
     elif step.kind == "pip_install_from_requirements":
         requirements = tmp / "requirements.txt"
         requirements.write_text(step.options["requirements"])
-        await _pip(env, step, ["-r", str(requirements)], log, tmp, context.sandbox)
+        await pip_install(env, step, ["-r", str(requirements)], log, tmp, context.sandbox)
     elif step.kind == "run_commands":
         await _commands(env, step.args, context, log, tmp)
     elif step.kind == "apt_install":
         await _apt_check(step.args, log, tmp)
-    elif step.kind in ("add_local_python_source", "add_local_dir"):
+    elif step.kind in ("add_local_python_source", "add_local_dir", "add_local_file"):
         target = _copy_target(env, step)
         await asyncio.get_running_loop().run_in_executor(
-            None, _copy_files, step, context.blobs, target
+            None, copy_files, step, context.blobs, target
         )
-    # env: variables only, kept in the image's definition; the layer is the parent's venv
+    elif step.kind == "workdir":
+        worker_path(step.options["path"], "workdir")  # refused here, not when a worker starts
+    elif step.kind in ("run_function", "uv_sync"):
+        from .image_steps import run_function, uv_sync
+
+        await (run_function if step.kind == "run_function" else uv_sync)(env, step, context, log)
+    # env, entrypoint: kept in the image's definition (see `step_env`); the layer is its parent's
+
+
+def step_env(step: ImageStep) -> dict[str, str]:
+    """What a step adds to the environment of later steps and of the image's workers: an
+    ``env`` step its variables; ``workdir`` the folder workers start in (``NBREMOTE_WORKDIR``,
+    relative to the worker's own folder, which the worker enters)."""
+    if step.kind == "env":
+        return dict(step.options)
+    if step.kind == "workdir":
+        return {"NBREMOTE_WORKDIR": worker_path(step.options["path"], "workdir") or "."}
+    return {}
+
+
+def worker_path(remote: str, what: str) -> str:
+    """A remote path as the process backend has it: relative to the worker's working folder.
+    Modal's containers start in ``/root``: paths under it are taken as relative to that.
+
+    Raises:
+        StepFailed: an absolute path elsewhere, or one with ``..``.
+    """
+    if remote.startswith("/"):
+        if remote != "/root" and not remote.startswith("/root/"):
+            raise StepFailed(
+                f"{what}({remote!r}): the process backend cannot create absolute paths on the "
+                "host; use a relative path (or one under /root), which is relative to the "
+                "worker's working directory"
+            )
+        remote = remote.removeprefix("/root").lstrip("/")
+    if ".." in Path(remote).parts:
+        raise StepFailed(f"{what}({remote!r}): '..' is not allowed")
+    return remote
 
 
 async def _base(env: Path, context: LayerContext, log: Log) -> None:
@@ -212,7 +249,7 @@ async def _base(env: Path, context: LayerContext, log: Log) -> None:
     (site_packages(env) / "_nbremote.pth").write_text(f"../../../{CODE_DIR}\n")
 
 
-async def _pip(
+async def pip_install(
     env: Path, step: ImageStep, args: list[str], log: Log, cwd: Path, sandbox: Sandbox | None
 ) -> None:
     command = [uv_bin(), "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
@@ -271,22 +308,12 @@ async def _apt_check(packages: list[str], log: Log, cwd: Path) -> None:
 def _copy_target(env: Path, step: ImageStep) -> Path:
     if step.kind == "add_local_python_source":
         return site_packages(env)
-    remote = step.options["remote_path"]
-    if remote.startswith("/"):
-        # Modal's containers start in /root: paths under it map to the worker's working dir.
-        if remote != "/root" and not remote.startswith("/root/"):
-            raise StepFailed(
-                f"add_local_dir(remote_path={remote!r}): the process backend cannot create "
-                "absolute paths on the host; use a relative path (or one under /root), which "
-                "is relative to the worker's working directory"
-            )
-        remote = remote.removeprefix("/root").lstrip("/")
-    if ".." in Path(remote).parts:
-        raise StepFailed(f"add_local_dir(remote_path={remote!r}): '..' is not allowed")
-    return env / FILES_DIR / remote
+    if step.kind == "add_local_file":
+        return env / FILES_DIR / worker_path(step.options["remote_dir"], "add_local_file")
+    return env / FILES_DIR / worker_path(step.options["remote_path"], "add_local_dir")
 
 
-def _copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
+def copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
     for rel, sha in step.files.items():
         # The schema checked both; a definition read back from disk is checked again here.
         if not FILE_HASH.fullmatch(sha) or rel.startswith("/") or ".." in rel.split("/"):
