@@ -61,7 +61,7 @@ def command_for(fn: Callable[..., Any], name: str, call: Callable[..., Any]) -> 
     Raises:
         click.UsageError: ``fn`` takes ``*args`` (options cannot name them).
     """
-    options = []
+    options: list[click.Parameter] = []
     parameters = inspect.signature(fn).parameters.values()
     positional = [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_ONLY]
     for parameter in parameters:

@@ -38,6 +38,7 @@ def run_command(target: str, args: tuple[str, ...]) -> None:
         raise click.UsageError(str(exc)) from None
     results: list[Any] = []
     signature_of = fn.raw_f if isinstance(fn, Function) else fn
+    assert signature_of is not None, "a script's function has its code"
     command = command_for(
         signature_of, name, lambda *a, **k: results.append(call_target(app, fn, *a, **k))
     )
