@@ -101,7 +101,7 @@ def test_a_functions_own_settings_combine_with_the_apps(
 
 def test_bad_app_defaults_are_refused_naming_the_function() -> None:
     app = nr.App("bad-defaults", secrets=["not-a-secret"])  # type: ignore[list-item]
-    with pytest.raises(nr.NbremoteError, match="secrets= takes nr.Secret objects, got a str"):
+    with pytest.raises(nr.NbremoteError, match=r"secrets= takes nr\.Secret objects, got a str"):
         app.function()(len)
-    with pytest.raises(TypeError, match="image= takes an nr.Image"):
+    with pytest.raises(TypeError, match=r"image= takes an nr\.Image"):
         nr.App("bad-image", image="python:3.11").function()(len)  # type: ignore[arg-type]

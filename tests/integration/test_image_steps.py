@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from nbremote_runner.image_build import uv_bin, uv_env
 
 import nbremote as nr
 from nbremote import _session
 from nbremote.errors import NbremoteError, RemoteError
-from nbremote_runner.image_build import uv_bin, uv_env
 
 from ..conftest import RunningRunner
 
@@ -117,7 +117,7 @@ def test_run_function_failure_and_refusals(shell: InteractiveShell) -> None:
         raise ValueError("no weights today")
 
     shell.user_ns["img"] = base().run_function(fails)
-    with pytest.raises(RemoteError, match="(?s)run function fails.*ValueError: no weights today"):
+    with pytest.raises(RemoteError, match=r"(?s)run function fails.*ValueError: no weights today"):
         remote(shell, "x = 1", "--image img")
     with pytest.raises(NbremoteError, match=r"run_function\(fails\): secrets= not supported"):
         base().run_function(fails, secrets=[nr.Secret.from_dict({"A": "b"})])
@@ -141,7 +141,7 @@ def test_uv_sync_installs_the_locked_dependencies(shell: InteractiveShell, tmp_p
         '[project]\nname = "demo-proj"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n'
         'dependencies = ["six==1.16.0"]\n\n[dependency-groups]\ntools = ["idna==3.7"]\n'
     )
-    with pytest.raises(NbremoteError, match="no uv.lock in .*run `uv lock` there"):
+    with pytest.raises(NbremoteError, match=r"no uv\.lock in .*run `uv lock` there"):
         base().uv_sync(project)
     subprocess.run([uv_bin(), "lock"], cwd=project, env=uv_env(), check=True, capture_output=True)
     shell.user_ns["img"] = base().uv_sync(project, groups=["tools"])
