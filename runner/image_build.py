@@ -5,7 +5,10 @@ imports (IPython, cloudpickle, dill, matplotlib-inline, xxhash) at the runner's 
 with the runner's ``nbremote``/``nbremote_runner`` code made importable by a ``.pth`` file.
 Every later layer starts as a hard-linked copy of its parent's venv (cheap: no file is copied)
 and runs its one step in it, so adding a package to a built image costs one ``uv pip install``.
-Nothing here writes to a parent layer: uv and pip replace files, they never edit them in place.
+Nothing here writes to a parent layer: uv and pip replace files, they never edit them in place,
+and ``run_function`` (the user's function, run from its source) gets copies of the image's
+files to change. ``uv_sync`` installs what a uv project's lock pins; ``workdir`` and ``env``
+only add to the image's environment (`step_env`); ``entrypoint`` is the docker backend's.
 """
 
 from __future__ import annotations
@@ -192,10 +195,10 @@ async def build_layer(
         )
     elif step.kind == "workdir":
         worker_path(step.options["path"], "workdir")  # refused here, not when a worker starts
-    elif step.kind in ("run_function", "uv_sync"):
-        from .image_steps import run_function, uv_sync
-
-        await (run_function if step.kind == "run_function" else uv_sync)(env, step, context, log)
+    elif step.kind == "run_function":
+        await _run_function(env, step, context, log)
+    elif step.kind == "uv_sync":
+        await _uv_sync(env, step, context, log)
     # env, entrypoint: kept in the image's definition (see `step_env`); the layer is its parent's
 
 
@@ -321,6 +324,59 @@ def copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
         destination = target / rel
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blobs / sha, destination)
+
+
+async def _run_function(env: Path, step: ImageStep, context: LayerContext, log: Log) -> None:
+    """Run the function in the image's venv, in the image's working directory (its files
+    folder, or the ``workdir`` under it): what it writes there is part of the image."""
+    files = env / FILES_DIR
+    # Files of earlier layers are hard links to theirs: the function gets copies to change.
+    await asyncio.get_running_loop().run_in_executor(None, _unshare, files)
+    cwd = files / context.env.get("NBREMOTE_WORKDIR", ".")
+    cwd.mkdir(parents=True, exist_ok=True)
+    name = step.options["name"]
+    if not name.isidentifier():  # it is written into the script below
+        raise StepFailed(f"run_function: {name[:80]!r} is not a function name")
+    script = env.parent / f"run_function_{name}.py"
+    script.write_text(
+        step.options["source"]
+        + f"\n\nimport json as _json\n_call = _json.loads({step.options['call']!r})\n"
+        + f"{name}(*_call['args'], **_call['kwargs'])\n"
+    )
+    variables = uv_env() | context.env | {"VIRTUAL_ENV": str(env)}
+    variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    variables.pop("NBREMOTE_WORKDIR", None)
+    await log(f"$ {name}(...)")
+    await run([str(env / "bin" / "python"), str(script)], log, variables, cwd, context.sandbox)
+
+
+def _unshare(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    copy = folder.with_name(f"{folder.name}.copy")
+    shutil.copytree(folder, copy, symlinks=True)
+    shutil.rmtree(folder)
+    copy.rename(folder)
+
+
+async def _uv_sync(env: Path, step: ImageStep, context: LayerContext, log: Log) -> None:
+    """Install what the project's ``uv.lock`` pins (``uv export``, then ``uv pip install``:
+    the worker's own packages stay, where ``uv sync`` would remove what the lock lacks)."""
+    work = env.parent
+    project = work / "project"
+    await asyncio.get_running_loop().run_in_executor(None, copy_files, step, context.blobs, project)
+    requirements = work / "requirements.txt"
+    command = [uv_bin(), "export", "--no-config", "--format", "requirements-txt", "--no-hashes"]
+    command += ["--no-emit-project", "--no-emit-workspace", "--directory", str(project)]
+    command += ["--output-file", str(requirements)]
+    if step.options.get("frozen"):
+        command.append("--frozen")
+    for group in filter(None, step.options.get("groups", "").split(",")):
+        command += ["--group", group]
+    for extra in filter(None, step.options.get("extras", "").split(",")):
+        command += ["--extra", extra]
+    await run(command, log, uv_env(), work, context.sandbox)
+    await pip_install(env, step, ["-r", str(requirements)], log, work, context.sandbox)
 
 
 def relocate_scripts(env: Path, layers: Path, final: Path) -> None:
