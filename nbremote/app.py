@@ -104,9 +104,11 @@ class App:
             env: environment variables of its workers.
             gpu: the GPUs of each worker: ``"A100"``, ``"H100:2"``, ``"H100|A100-80GB"``, a list
                 (fallback order) or ``nr.gpu.A100(memory=80)``.
-            volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers.
-            secrets: ``[nr.Secret]``: their variables set in its workers' environment.
-            image: the `Image` its workers run in (default: the runner's environment).
+            volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers (with the app's).
+            secrets: ``[nr.Secret]``: their variables set in its workers' environment (after
+                the app's).
+            image: the `Image` its workers run in (default: the app's, else the runner's
+                environment).
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).
