@@ -286,8 +286,10 @@ class Image:
         return self._then(step, blobs)
 
     def workdir(self, path: str | PurePosixPath) -> Image:
-        """The working directory of later steps' commands and of the image's workers (on the
-        process backend: relative to the worker's own folder; ``/root/...`` is taken as such)."""
+        """The working directory of the image's workers and of later ``run_commands`` and
+        ``run_function`` steps (what they write there is in the image). On the process backend
+        it is relative to the worker's own folder (``/root/...`` is taken as such); workers may
+        add files there, while the image's own files there are read-only."""
         return self._then(ImageStep(kind="workdir", options={"path": str(path)}))
 
     def entrypoint(self, entrypoint_commands: list[str]) -> Image:

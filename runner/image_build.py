@@ -269,10 +269,12 @@ async def pip_install(
 async def _commands(
     env: Path, commands: list[str], context: LayerContext, log: Log, tmp: Path
 ) -> None:
-    work = tmp / "work"
-    work.mkdir()
-    variables = uv_env() | context.env | {"VIRTUAL_ENV": str(env)}
-    variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    if "NBREMOTE_WORKDIR" in context.env:  # after workdir(), as Docker's RUN after WORKDIR
+        work = await _image_folder(env, context)
+    else:  # a folder of its own, left out of the image (as before workdir() existed)
+        work = tmp / "work"
+        work.mkdir()
+    variables = _step_variables(env, context)
     for command in commands:
         await log(f"$ {command}")
         await run(["/bin/sh", "-c", command], log, variables, work, context.sandbox)
@@ -329,11 +331,7 @@ def copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
 async def _run_function(env: Path, step: ImageStep, context: LayerContext, log: Log) -> None:
     """Run the function in the image's venv, in the image's working directory (its files
     folder, or the ``workdir`` under it): what it writes there is part of the image."""
-    files = env / FILES_DIR
-    # Files of earlier layers are hard links to theirs: the function gets copies to change.
-    await asyncio.get_running_loop().run_in_executor(None, _unshare, files)
-    cwd = files / context.env.get("NBREMOTE_WORKDIR", ".")
-    cwd.mkdir(parents=True, exist_ok=True)
+    cwd = await _image_folder(env, context)
     name = step.options["name"]
     if not name.isidentifier():  # it is written into the script below
         raise StepFailed(f"run_function: {name[:80]!r} is not a function name")
@@ -343,11 +341,28 @@ async def _run_function(env: Path, step: ImageStep, context: LayerContext, log: 
         + f"\n\nimport json as _json\n_call = _json.loads({step.options['call']!r})\n"
         + f"{name}(*_call['args'], **_call['kwargs'])\n"
     )
+    await log(f"$ {name}(...)")
+    command = [str(env / "bin" / "python"), str(script)]
+    await run(command, log, _step_variables(env, context), cwd, context.sandbox)
+
+
+def _step_variables(env: Path, context: LayerContext) -> dict[str, str]:
+    """The environment of a step running the user's commands: the image's venv first."""
     variables = uv_env() | context.env | {"VIRTUAL_ENV": str(env)}
     variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    variables.pop("NBREMOTE_WORKDIR", None)
-    await log(f"$ {name}(...)")
-    await run([str(env / "bin" / "python"), str(script)], log, variables, cwd, context.sandbox)
+    variables.pop("NBREMOTE_WORKDIR", None)  # the worker's, not the build's
+    return variables
+
+
+async def _image_folder(env: Path, context: LayerContext) -> Path:
+    """The image's working directory in this layer (its files folder, or the ``workdir``
+    under it), made this layer's own: files of earlier layers are hard links to theirs, so a
+    step gets copies to change."""
+    files = env / FILES_DIR
+    await asyncio.get_running_loop().run_in_executor(None, _unshare, files)
+    folder = files / context.env.get("NBREMOTE_WORKDIR", ".")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _unshare(folder: Path) -> None:

@@ -48,18 +48,23 @@ def test_workdir_add_local_file_and_entrypoint(shell: InteractiveShell, tmp_path
         .add_local_file(config, "/root/app/settings.json")
         .add_local_file(config, "/root/")  # a folder: the file keeps its name
         .workdir("/root/app")
+        .run_commands("echo built > made.txt")  # after workdir(): runs there, stays there
     )
     cell = (
         "import os, pathlib\n"
         "cwd = pathlib.Path.cwd().name\n"
         "here = pathlib.Path('settings.json').read_text()\n"
         "above = pathlib.Path('../config.json').read_text()\n"
-        "pathlib.Path('scratch.txt').write_text('ok')  # the workdir is writable\n"
+        "made = pathlib.Path('made.txt').read_text()\n"
+        "pathlib.Path('notes.txt').write_text('mine')  # the workdir takes new files\n"
     )
     log = remote(shell, cell, "--image img")
     assert "entrypoint []" in log and "workdir /root/app" in log
     assert shell.user_ns["cwd"] == "app"
     assert shell.user_ns["here"] == shell.user_ns["above"] == '{"mode": "fast"}'
+    assert shell.user_ns["made"] == "built\n"
+    remote(shell, "import os\nagain = os.path.exists('notes.txt')", "--image img --fresh")
+    assert shell.user_ns["again"] is False  # a new worker: the image is as built
 
     shell.user_ns["bad"] = base().workdir("/srv/app")
     with pytest.raises(RemoteError, match=r"workdir\('/srv/app'\).*relative path"):
