@@ -175,3 +175,22 @@ def test_secret_from_local_environ(
     assert token.remote() == value
     assert value not in repr(nr.Secret.from_local_environ(["NBR_LOCAL_TOKEN"]))
     assert value not in "".join(runner.output)
+
+
+def test_crafted_steps_are_refused_by_the_runner(shell: InteractiveShell) -> None:
+    """Steps written by hand (not by the Image methods) cannot escape or inject: the runner
+    checks what it writes into a script and the paths it makes."""
+    from nbremote.wire.images import ImageStep
+
+    injected = ImageStep(
+        kind="run_function",
+        options={"name": "f(); import os; os.system('id') #", "source": "", "call": "{}"},
+    )
+    escaping = ImageStep(kind="workdir", options={"path": "../../outside"})
+    for step, message in [
+        (injected, "is not a function name"),
+        (escaping, r"workdir\('../../outside'\): '\.\.' is not allowed"),
+    ]:
+        shell.user_ns["img"] = nr.Image([*base().steps, step])
+        with pytest.raises(RemoteError, match=message):
+            remote(shell, "x = 1", "--image img")

@@ -93,6 +93,7 @@ def test_app_list_is_apps_ls(runner: RunningRunner, tmp_path: Path) -> None:
     finally:
         assert runner.cli("app", "stop", name).returncode == 0
     assert name not in runner.cli("apps", "ls").stdout
+    assert runner.cli("image", "list", "--json").returncode == 0  # `modal image list`
 
 
 def test_volume_ls_lists_a_volumes_files(runner: RunningRunner, tmp_path: Path) -> None:
