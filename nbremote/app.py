@@ -2,17 +2,25 @@
 
 ``@app.function(...)`` turns a function into a `Function`; ``@nr.remote(...)`` does the same on
 the notebook's own app. ``@app.local_entrypoint()`` marks what ``nbremote run file.py`` calls.
+
+App-wide defaults (``nr.App(name, image=, secrets=, volumes=)``) combine with a function's or
+class's own settings as Modal's do: its ``image=`` replaces the app's; its secrets come after
+the app's (a key both set takes the function's value, later secrets winning); its volumes are
+added to the app's (a mount path both name takes the function's volume).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from ._options import function_options
 from .cls import Cls
+from .errors import NotFoundError
 from .functions import Function
+from .image import Image
+from .secret import Secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -23,6 +31,11 @@ class App:
 
     Args:
         name: the app's name (functions of different apps never share workers).
+        image: the `Image` of every function and class that names none.
+        secrets: `Secret` objects every function and class gets, before its own.
+        volumes: ``{"/path": nr.Volume}`` mounted in every function's and class's workers
+            (a function's own volume at the same path wins).
+        include_source: accepted for Modal's code; functions always travel with their source.
 
     Example:
         >>> app = App("demo")
@@ -33,8 +46,22 @@ class App:
         9
     """
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        image: Image | None = None,
+        secrets: Sequence[Secret] = (),
+        volumes: Mapping[str, Any] | None = None,
+        include_source: bool | None = None,
+    ) -> None:
         self.name = name or "app"
+        self.image = image
+        self.secrets = list(secrets)
+        self.volumes = dict(volumes or {})
+        # Accepted for Modal's code: nbremote always sends a function by value with its source
+        # lines and the local modules it uses, so there is no source mount to leave out.
+        self.include_source = include_source
         self.registered_functions: dict[str, Function[Any]] = {}
         self.registered_classes: dict[str, Any] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
@@ -77,9 +104,11 @@ class App:
             env: environment variables of its workers.
             gpu: the GPUs of each worker: ``"A100"``, ``"H100:2"``, ``"H100|A100-80GB"``, a list
                 (fallback order) or ``nr.gpu.A100(memory=80)``.
-            volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers.
-            secrets: ``[nr.Secret]``: their variables set in its workers' environment.
-            image: the `Image` its workers run in (default: the runner's environment).
+            volumes: ``{"/path": nr.Volume}``: volumes mounted in its workers (with the app's).
+            secrets: ``[nr.Secret]``: their variables set in its workers' environment (after
+                the app's).
+            image: the `Image` its workers run in (default: the app's, else the runner's
+                environment).
             timeout: seconds an input may run before it is stopped.
             retries: an int, or `Retries`, for inputs that raise.
             max_containers: workers that may run it at once (default: one per runner core).
@@ -89,7 +118,7 @@ class App:
 
         def wrap(raw: Callable[..., Any]) -> Function[Any]:
             where = f"@{self.name}.function on {raw.__qualname__}"
-            function = Function(raw, self, function_options(settings, where, raw))
+            function = Function(raw, self, function_options(self._defaults(settings), where, raw))
             self.registered_functions[raw.__qualname__] = function
             return function
 
@@ -100,11 +129,28 @@ class App:
 
         def wrap(raw: type) -> Cls:
             where = f"@{self.name}.cls on {raw.__qualname__}"
-            handle = Cls(raw, self, function_options(settings, where, raw))
+            handle = Cls(raw, self, function_options(self._defaults(settings), where, raw))
             self.registered_classes[raw.__qualname__] = handle
             return handle
 
         return wrap(user_cls) if user_cls is not None else wrap
+
+    def _defaults(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """A function's settings with the app's defaults under them (see the module's doc)."""
+        settings = dict(settings)
+        settings.pop("include_source", None)  # see __init__
+        if settings.get("image") is None and self.image is not None:
+            settings["image"] = self.image
+        if self.secrets:
+            # The same secret named twice is sent once.
+            settings["secrets"] = list(
+                dict.fromkeys([*self.secrets, *(settings.get("secrets") or ())])
+            )
+        own = settings.get("volumes") or {}
+        if self.volumes and isinstance(own, Mapping):  # else mounts_of says what is wrong
+            paths = {str(path): volume for path, volume in [*self.volumes.items(), *own.items()]}
+            settings["volumes"] = paths
+        return settings
 
     def local_entrypoint(self, fn: F | None = None, /) -> Any:
         """Mark the function ``nbremote run file.py`` calls (in this process)."""
@@ -131,7 +177,9 @@ class App:
             with contextlib.suppress(Exception):  # the block's own error is the one to see
                 session.stop_app(self.name)
             raise
-        session.stop_app(self.name)
+        # No session on the runner: the block called nothing remote, so nothing is to stop.
+        with contextlib.suppress(NotFoundError):
+            session.stop_app(self.name)
 
 
 _notebook_app = App("notebook")

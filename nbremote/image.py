@@ -6,28 +6,28 @@ copies); the image's id is its last layer's id. Changing the last step rebuilds 
 
 On the process backend an image is a virtual environment built with uv, layered over a base that
 holds what the worker itself needs; ``apt_install`` only checks that the host has the packages,
-and ``from_registry``/``from_dockerfile`` need the docker backend.
+``from_registry``/``from_dockerfile`` need the docker backend, and conda/micromamba steps are
+refused (the way out: ``pip_install``/``uv_pip_install``). ``entrypoint`` is recorded for the
+docker backend: a process-backend worker is started by the runner, with no entrypoint.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import fnmatch
-import hashlib
-import importlib.util
 import os
 import platform
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn
 
+from . import _image_files as local
 from ._client import build
 from .errors import NbremoteError
 from .wire.images import CreateImage, ImageStep, image_id
 
-MAX_LOCAL_BYTES = 64 << 20  # beyond this, data belongs in a Volume, not an image
-_SKIPPED = ("__pycache__", ".git", ".ipynb_checkpoints", ".venv", "node_modules")
+# Modal settings of run_function that a build step cannot have: it sees no secrets or volumes.
+_BUILD_REFUSES = ("secrets", "volumes", "network_file_systems", "gpu", "cpu", "memory")
 
 
 def _flatten(items: Iterable[str | Sequence[str]]) -> list[str]:
@@ -231,15 +231,15 @@ class Image:
         """
         files: dict[str, bytes] = {}
         for module in modules:
-            root = _module_source(module)
+            root = local.module_source(module)
             if root.is_file():
                 relative = Path(*module.split("."))
                 files[f"{relative}.py"] = root.read_bytes()
             else:
                 prefix = Path(*module.split("."))
-                for rel, content in _read_tree(root, list(ignore), only_py=True):
+                for rel, content in local.read_tree(root, list(ignore), only_py=True):
                     files[str(prefix / rel)] = content
-        step, blobs = _copy_step("add_local_python_source", list(modules), {}, files)
+        step, blobs = local.copy_step("add_local_python_source", list(modules), {}, files)
         return self._then(step, blobs)
 
     def add_local_dir(
@@ -264,10 +264,152 @@ class Image:
         root = Path(local_path)
         if not root.is_dir():
             raise NotADirectoryError(f"add_local_dir: {root} is not a folder")
-        files = dict(_read_tree(root, list(ignore), only_py=False))
+        files = dict(local.read_tree(root, list(ignore), only_py=False))
         options = {"local_path": str(local_path), "remote_path": remote_path}
-        step, blobs = _copy_step("add_local_dir", [], options, files)
+        step, blobs = local.copy_step("add_local_dir", [], options, files)
         return self._then(step, blobs)
+
+    def add_local_file(
+        self, local_path: str | os.PathLike[str], remote_path: str, *, copy: bool = False
+    ) -> Image:
+        """Copy one local file into the image (``remote_path`` as for `add_local_dir`; one
+        ending in ``/`` is a folder the file goes into).
+
+        Args:
+            local_path: the file here.
+            remote_path: where it appears remotely.
+            copy: accepted for Modal compatibility; files are always a layer here.
+        """
+        folder, name, content = local.local_file(local_path, remote_path)
+        options = {"local_path": str(local_path), "remote_path": remote_path, "remote_dir": folder}
+        step, blobs = local.copy_step("add_local_file", [], options, {name: content})
+        return self._then(step, blobs)
+
+    def workdir(self, path: str | PurePosixPath) -> Image:
+        """The working directory of the image's workers and of later ``run_commands`` and
+        ``run_function`` steps (what they write there is in the image). On the process backend
+        it is relative to the worker's own folder (``/root/...`` is taken as such); workers may
+        add files there, while the image's own files there are read-only."""
+        return self._then(ImageStep(kind="workdir", options={"path": str(path)}))
+
+    def entrypoint(self, entrypoint_commands: list[str]) -> Image:
+        """The container's entrypoint (``.entrypoint([])`` clears a registry image's).
+
+        Recorded in the image for the docker backend; a process-backend worker is started by
+        the runner itself, so there it changes nothing.
+        """
+        if not isinstance(entrypoint_commands, list | tuple) or not all(
+            isinstance(part, str) for part in entrypoint_commands
+        ):
+            raise TypeError("entrypoint takes a list of strings, e.g. entrypoint([])")
+        return self._then(ImageStep(kind="entrypoint", args=list(entrypoint_commands)))
+
+    def run_function(
+        self,
+        raw_f: Callable[..., Any],
+        *,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        force_build: bool = False,
+        timeout: int | None = None,
+        **settings: Any,
+    ) -> Image:
+        """Run a function at build time, in the image's environment (to download or prepare
+        files); what it leaves in its working directory (the image's `workdir`) is part of the
+        image. The step's cache key is the function's source and its arguments: edit the
+        function and the step runs again.
+
+        The function travels as source: it runs without the globals of your script, so it
+        imports what it uses inside its body.
+
+        Args:
+            raw_f: a function defined with ``def``.
+            args: positional arguments (JSON values).
+            kwargs: keyword arguments (JSON values).
+            force_build: accepted for Modal compatibility.
+            timeout: accepted for Modal compatibility.
+
+        Raises:
+            NbremoteError: ``secrets=``, ``volumes=`` or ``gpu=`` were given (build steps see
+                none of them), or the function's source cannot be read.
+        """
+        refused = sorted(key for key in settings if key in _BUILD_REFUSES and settings[key])
+        unknown = sorted(key for key in settings if key not in _BUILD_REFUSES)
+        if unknown:
+            raise TypeError(f"run_function: unexpected arguments {', '.join(unknown)}")
+        name = getattr(raw_f, "__name__", "function")
+        if refused:
+            raise NbremoteError(
+                f"run_function({name}): {', '.join(f'{key}=' for key in refused)} not supported "
+                "by nbremote's image builds (a build step sees no secrets, volumes or GPUs): "
+                "do that work at run time, in a class's @nr.enter() method"
+            )
+        options = {
+            "name": name,
+            "source": local.function_source(raw_f),
+            "call": local.call_json(name, tuple(args), dict(kwargs or {})),
+        }
+        return self._then(ImageStep(kind="run_function", options=options))
+
+    def uv_sync(
+        self,
+        uv_project_dir: str | os.PathLike[str] = "./",
+        *,
+        force_build: bool = False,
+        groups: Sequence[str] | None = None,
+        extras: Sequence[str] | None = None,
+        frozen: bool = True,
+        extra_options: str = "",
+        uv_version: str | None = None,
+    ) -> Image:
+        """Install the dependencies a uv project locks (its ``pyproject.toml`` and ``uv.lock``;
+        the project itself is not installed). The files' content is part of the step.
+
+        Args:
+            uv_project_dir: the project's folder.
+            groups: dependency groups to install too.
+            extras: optional dependencies (extras) to install too.
+            frozen: install what ``uv.lock`` says, without resolving again (it must exist).
+            extra_options: more installer options, as one string.
+            force_build: accepted for Modal compatibility.
+            uv_version: accepted for Modal compatibility (the runner's uv is used).
+        """
+        files = local.uv_project(uv_project_dir, frozen)
+        options = {
+            "path": str(uv_project_dir),
+            "groups": ",".join(groups or ()),
+            "extras": ",".join(extras or ()),
+            "frozen": "1" if frozen else "",
+            "extra_options": extra_options,
+        }
+        step, blobs = local.copy_step(
+            "uv_sync", [], {k: v for k, v in options.items() if v or k == "path"}, files
+        )
+        return self._then(step, blobs)
+
+    # -- refused: conda ----------------------------------------------------------------------
+
+    @staticmethod
+    def micromamba(*args: Any, **kwargs: Any) -> NoReturn:
+        """Refused: nbremote images are virtual environments built with uv, without conda."""
+        _no_conda("Image.micromamba()")
+
+    @staticmethod
+    def conda(*args: Any, **kwargs: Any) -> NoReturn:
+        """Refused, as `micromamba`."""
+        _no_conda("Image.conda()")
+
+    def micromamba_install(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused, as `micromamba`."""
+        _no_conda(".micromamba_install()")
+
+    def conda_install(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused, as `micromamba`."""
+        _no_conda(".conda_install()")
+
+    def conda_update_from_environment(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused, as `micromamba`."""
+        _no_conda(".conda_update_from_environment()")
 
     # -- use -------------------------------------------------------------------------------------
 
@@ -298,51 +440,9 @@ class Image:
         return build(CreateImage, steps=list(self._steps), files=files, name=name or None)
 
 
-def _module_source(module: str) -> Path:
-    """The source file or package folder of an importable module, without importing it."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as exc:
-        raise NbremoteError(f"add_local_python_source: cannot find {module!r} ({exc})") from None
-    if spec is None:
-        raise NbremoteError(
-            f"add_local_python_source: no module {module!r} is importable here; run from the "
-            "folder that holds it, or add that folder to sys.path"
-        )
-    if spec.submodule_search_locations:
-        folders = list(spec.submodule_search_locations)
-        return Path(folders[0])
-    if spec.origin is None or not spec.origin.endswith(".py"):
-        raise NbremoteError(
-            f"add_local_python_source: {module!r} is not Python source ({spec.origin})"
-        )
-    return Path(spec.origin)
-
-
-def _read_tree(root: Path, ignore: list[str], only_py: bool) -> Iterator[tuple[str, bytes]]:
-    total = 0
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if not path.is_file() or any(part in _SKIPPED for part in rel.parts):
-            continue
-        if only_py and path.suffix != ".py":
-            continue
-        if any(fnmatch.fnmatch(rel.as_posix(), pattern) for pattern in ignore):
-            continue
-        content = path.read_bytes()
-        total += len(content)
-        if total > MAX_LOCAL_BYTES:
-            raise NbremoteError(
-                f"{root} holds more than {MAX_LOCAL_BYTES >> 20} MiB: put data in a Volume "
-                "(or pass ignore=[...] to leave files out)"
-            )
-        yield rel.as_posix(), content
-
-
-def _copy_step(
-    kind: str, args: list[str], options: dict[str, str], files: dict[str, bytes]
-) -> tuple[ImageStep, dict[str, bytes]]:
-    hashes = {rel: hashlib.sha256(content).hexdigest() for rel, content in files.items()}
-    blobs = {hashes[rel]: content for rel, content in files.items()}
-    step = ImageStep(kind=kind, args=args, options=options, files=hashes)  # type: ignore[arg-type]
-    return step, blobs
+def _no_conda(what: str) -> NoReturn:
+    raise NbremoteError(
+        f"{what} is not supported by nbremote: its images are virtual environments built with "
+        "uv, without conda. Start from Image.debian_slim() and install Python packages with "
+        ".pip_install(...) or .uv_pip_install(...) (system libraries: .apt_install(...))"
+    )

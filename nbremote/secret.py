@@ -1,9 +1,9 @@
 """``nr.Secret``: environment variables a worker gets, without writing them in the notebook.
 
 ``Secret.from_name`` names a secret kept by the runner (``nbremote secrets set NAME K=V``);
-``Secret.from_dict`` and ``Secret.from_dotenv`` carry their values along with each request that
-starts a worker, and the runner never stores them. Values never appear in a repr, a pickle or
-an error message.
+``Secret.from_dict``, ``Secret.from_local_environ`` and ``Secret.from_dotenv`` carry their
+values along with each request that starts a worker, and the runner never stores them. Values
+never appear in a repr, a pickle or an error message.
 """
 
 from __future__ import annotations
@@ -73,6 +73,26 @@ class Secret:
                 )
         digest = hmac.new(_DIGEST_KEY, repr(sorted(values.items())).encode(), hashlib.sha256)
         return cls(f"inline:{digest.hexdigest()[:16]}", values)
+
+    @classmethod
+    def from_local_environ(cls, env_keys: Iterable[str]) -> Secret:
+        """These variables of this process's environment, as `from_dict`.
+
+        Raises:
+            NbremoteError: a variable is not set here (naming it, never a value).
+
+        Example:
+            >>> Secret.from_local_environ(["HOME"])  # sent with each request, never stored
+            <nbremote.Secret from_dict keys=['HOME']>
+        """
+        keys = [env_keys] if isinstance(env_keys, str) else list(env_keys)
+        missing = [key for key in keys if key not in os.environ]
+        if missing:
+            raise NbremoteError(
+                f"Secret.from_local_environ: {', '.join(missing)} not set in this environment; "
+                "export it before starting Python (or leave it out of the list)"
+            )
+        return cls.from_dict({key: os.environ[key] for key in keys})
 
     @classmethod
     def from_dotenv(

@@ -5,7 +5,10 @@ imports (IPython, cloudpickle, dill, matplotlib-inline, xxhash) at the runner's 
 with the runner's ``nbremote``/``nbremote_runner`` code made importable by a ``.pth`` file.
 Every later layer starts as a hard-linked copy of its parent's venv (cheap: no file is copied)
 and runs its one step in it, so adding a package to a built image costs one ``uv pip install``.
-Nothing here writes to a parent layer: uv and pip replace files, they never edit them in place.
+Nothing here writes to a parent layer: uv and pip replace files, they never edit them in place,
+and ``run_function`` (the user's function, run from its source) gets copies of the image's
+files to change. ``uv_sync`` installs what a uv project's lock pins; ``workdir`` and ``env``
+only add to the image's environment (`step_env`); ``entrypoint`` is the docker backend's.
 """
 
 from __future__ import annotations
@@ -176,21 +179,58 @@ async def build_layer(
     assert parent is not None, "every image starts with a base step"
     await run(["cp", "-al", str(parent), str(env)], log, uv_env(), tmp)
     if step.kind in ("pip_install", "uv_pip_install"):
-        await _pip(env, step, step.args, log, tmp, context.sandbox)
+        await pip_install(env, step, step.args, log, tmp, context.sandbox)
     elif step.kind == "pip_install_from_requirements":
         requirements = tmp / "requirements.txt"
         requirements.write_text(step.options["requirements"])
-        await _pip(env, step, ["-r", str(requirements)], log, tmp, context.sandbox)
+        await pip_install(env, step, ["-r", str(requirements)], log, tmp, context.sandbox)
     elif step.kind == "run_commands":
         await _commands(env, step.args, context, log, tmp)
     elif step.kind == "apt_install":
         await _apt_check(step.args, log, tmp)
-    elif step.kind in ("add_local_python_source", "add_local_dir"):
+    elif step.kind in ("add_local_python_source", "add_local_dir", "add_local_file"):
         target = _copy_target(env, step)
         await asyncio.get_running_loop().run_in_executor(
-            None, _copy_files, step, context.blobs, target
+            None, copy_files, step, context.blobs, target
         )
-    # env: variables only, kept in the image's definition; the layer is the parent's venv
+    elif step.kind == "workdir":
+        worker_path(step.options["path"], "workdir")  # refused here, not when a worker starts
+    elif step.kind == "run_function":
+        await _run_function(env, step, context, log)
+    elif step.kind == "uv_sync":
+        await _uv_sync(env, step, context, log)
+    # env, entrypoint: kept in the image's definition (see `step_env`); the layer is its parent's
+
+
+def step_env(step: ImageStep) -> dict[str, str]:
+    """What a step adds to the environment of later steps and of the image's workers: an
+    ``env`` step its variables; ``workdir`` the folder workers start in (``NBREMOTE_WORKDIR``,
+    relative to the worker's own folder, which the worker enters)."""
+    if step.kind == "env":
+        return dict(step.options)
+    if step.kind == "workdir":
+        return {"NBREMOTE_WORKDIR": worker_path(step.options["path"], "workdir") or "."}
+    return {}
+
+
+def worker_path(remote: str, what: str) -> str:
+    """A remote path as the process backend has it: relative to the worker's working folder.
+    Modal's containers start in ``/root``: paths under it are taken as relative to that.
+
+    Raises:
+        StepFailed: an absolute path elsewhere, or one with ``..``.
+    """
+    if remote.startswith("/"):
+        if remote != "/root" and not remote.startswith("/root/"):
+            raise StepFailed(
+                f"{what}({remote!r}): the process backend cannot create absolute paths on the "
+                "host; use a relative path (or one under /root), which is relative to the "
+                "worker's working directory"
+            )
+        remote = remote.removeprefix("/root").lstrip("/")
+    if ".." in Path(remote).parts:
+        raise StepFailed(f"{what}({remote!r}): '..' is not allowed")
+    return remote
 
 
 async def _base(env: Path, context: LayerContext, log: Log) -> None:
@@ -212,7 +252,7 @@ async def _base(env: Path, context: LayerContext, log: Log) -> None:
     (site_packages(env) / "_nbremote.pth").write_text(f"../../../{CODE_DIR}\n")
 
 
-async def _pip(
+async def pip_install(
     env: Path, step: ImageStep, args: list[str], log: Log, cwd: Path, sandbox: Sandbox | None
 ) -> None:
     command = [uv_bin(), "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
@@ -229,10 +269,12 @@ async def _pip(
 async def _commands(
     env: Path, commands: list[str], context: LayerContext, log: Log, tmp: Path
 ) -> None:
-    work = tmp / "work"
-    work.mkdir()
-    variables = uv_env() | context.env | {"VIRTUAL_ENV": str(env)}
-    variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    if "NBREMOTE_WORKDIR" in context.env:  # after workdir(), as Docker's RUN after WORKDIR
+        work = await _image_folder(env, context)
+    else:  # a folder of its own, left out of the image (as before workdir() existed)
+        work = tmp / "work"
+        work.mkdir()
+    variables = _step_variables(env, context)
     for command in commands:
         await log(f"$ {command}")
         await run(["/bin/sh", "-c", command], log, variables, work, context.sandbox)
@@ -271,22 +313,12 @@ async def _apt_check(packages: list[str], log: Log, cwd: Path) -> None:
 def _copy_target(env: Path, step: ImageStep) -> Path:
     if step.kind == "add_local_python_source":
         return site_packages(env)
-    remote = step.options["remote_path"]
-    if remote.startswith("/"):
-        # Modal's containers start in /root: paths under it map to the worker's working dir.
-        if remote != "/root" and not remote.startswith("/root/"):
-            raise StepFailed(
-                f"add_local_dir(remote_path={remote!r}): the process backend cannot create "
-                "absolute paths on the host; use a relative path (or one under /root), which "
-                "is relative to the worker's working directory"
-            )
-        remote = remote.removeprefix("/root").lstrip("/")
-    if ".." in Path(remote).parts:
-        raise StepFailed(f"add_local_dir(remote_path={remote!r}): '..' is not allowed")
-    return env / FILES_DIR / remote
+    if step.kind == "add_local_file":
+        return env / FILES_DIR / worker_path(step.options["remote_dir"], "add_local_file")
+    return env / FILES_DIR / worker_path(step.options["remote_path"], "add_local_dir")
 
 
-def _copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
+def copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
     for rel, sha in step.files.items():
         # The schema checked both; a definition read back from disk is checked again here.
         if not FILE_HASH.fullmatch(sha) or rel.startswith("/") or ".." in rel.split("/"):
@@ -294,6 +326,72 @@ def _copy_files(step: ImageStep, blobs: Path, target: Path) -> None:
         destination = target / rel
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blobs / sha, destination)
+
+
+async def _run_function(env: Path, step: ImageStep, context: LayerContext, log: Log) -> None:
+    """Run the function in the image's venv, in the image's working directory (its files
+    folder, or the ``workdir`` under it): what it writes there is part of the image."""
+    cwd = await _image_folder(env, context)
+    name = step.options["name"]
+    if not name.isidentifier():  # it is written into the script below
+        raise StepFailed(f"run_function: {name[:80]!r} is not a function name")
+    script = env.parent / f"run_function_{name}.py"
+    script.write_text(
+        step.options["source"]
+        + f"\n\nimport json as _json\n_call = _json.loads({step.options['call']!r})\n"
+        + f"{name}(*_call['args'], **_call['kwargs'])\n"
+    )
+    await log(f"$ {name}(...)")
+    command = [str(env / "bin" / "python"), str(script)]
+    await run(command, log, _step_variables(env, context), cwd, context.sandbox)
+
+
+def _step_variables(env: Path, context: LayerContext) -> dict[str, str]:
+    """The environment of a step running the user's commands: the image's venv first."""
+    variables = uv_env() | context.env | {"VIRTUAL_ENV": str(env)}
+    variables["PATH"] = f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    variables.pop("NBREMOTE_WORKDIR", None)  # the worker's, not the build's
+    return variables
+
+
+async def _image_folder(env: Path, context: LayerContext) -> Path:
+    """The image's working directory in this layer (its files folder, or the ``workdir``
+    under it), made this layer's own: files of earlier layers are hard links to theirs, so a
+    step gets copies to change."""
+    files = env / FILES_DIR
+    await asyncio.get_running_loop().run_in_executor(None, _unshare, files)
+    folder = files / context.env.get("NBREMOTE_WORKDIR", ".")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _unshare(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    copy = folder.with_name(f"{folder.name}.copy")
+    shutil.copytree(folder, copy, symlinks=True)
+    shutil.rmtree(folder)
+    copy.rename(folder)
+
+
+async def _uv_sync(env: Path, step: ImageStep, context: LayerContext, log: Log) -> None:
+    """Install what the project's ``uv.lock`` pins (``uv export``, then ``uv pip install``:
+    the worker's own packages stay, where ``uv sync`` would remove what the lock lacks)."""
+    work = env.parent
+    project = work / "project"
+    await asyncio.get_running_loop().run_in_executor(None, copy_files, step, context.blobs, project)
+    requirements = work / "requirements.txt"
+    command = [uv_bin(), "export", "--no-config", "--format", "requirements-txt", "--no-hashes"]
+    command += ["--no-emit-project", "--no-emit-workspace", "--directory", str(project)]
+    command += ["--output-file", str(requirements)]
+    if step.options.get("frozen"):
+        command.append("--frozen")
+    for group in filter(None, step.options.get("groups", "").split(",")):
+        command += ["--group", group]
+    for extra in filter(None, step.options.get("extras", "").split(",")):
+        command += ["--extra", extra]
+    await run(command, log, uv_env(), work, context.sandbox)
+    await pip_install(env, step, ["-r", str(requirements)], log, work, context.sandbox)
 
 
 def relocate_scripts(env: Path, layers: Path, final: Path) -> None:

@@ -482,7 +482,12 @@ def main() -> None:
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     started = time.perf_counter()
     try:
-        Worker(sock, outbox).serve()
+        worker = Worker(sock, outbox)
+        if os.environ.get("NBREMOTE_WORKDIR"):  # the image's workdir(), under the worker's folder
+            from .worker_workdir import enter_workdir
+
+            enter_workdir(os.environ["NBREMOTE_WORKDIR"])
+        worker.serve()
         if "nbremote.wire.classes" in sys.modules:  # the runner said stop: a clean stop
             outbox.serve("exit")  # the id of the @nr.exit() methods' Dict, Queue, Volume calls
             sys.modules["nbremote.wire.classes"].shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ._options import AliasGroup
 from .app import apps
 from .endpoint import endpoints
 from .gpu import gpus
@@ -17,8 +18,11 @@ from .sessions import sessions
 from .status import status
 from .volume import volumes
 
+# Modal's singular nouns (``modal app list``, ``modal volume ls``) name the same groups.
+MODAL_NOUNS = {"app": "apps", "volume": "volumes", "secret": "secrets", "image": "images"}
 
-@click.group()
+
+@click.group(cls=AliasGroup, aliases=MODAL_NOUNS)
 @click.version_option(package_name="nbremote")
 def main() -> None:
     """nbremote: run notebook cells and functions on your own GPU runner."""

@@ -23,6 +23,25 @@ _TOKEN_HELP = (
 )
 
 
+class AliasGroup(click.Group):
+    """A group that also answers to other spellings of its commands (Modal's: ``app list`` for
+    ``apps ls``), without listing them twice in ``--help``.
+
+    Args:
+        aliases: spelling -> the name of the command it stands for.
+    """
+
+    def __init__(self, *args: Any, aliases: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases = dict(aliases or {})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in self.aliases:
+            found = super().get_command(ctx, self.aliases[cmd_name])
+        return found
+
+
 def runner_options(command: F) -> F:
     """Add ``--url`` and ``--token``: which runner to talk to (else the environment's, else the
     embedded one), passed to the command as ``url`` and ``token``."""

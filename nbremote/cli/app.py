@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from ._options import json_option, runner_client, runner_options, usage_errors
+from ._options import AliasGroup, json_option, runner_client, runner_options, usage_errors
 from ._utils import display_table
 
 
-@click.group()
+@click.group(cls=AliasGroup, aliases={"list": "ls"})
 def apps() -> None:
     """Deployed apps: list or stop them."""
 

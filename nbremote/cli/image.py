@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._options import DURATION, SIZE, json_option, runner_client, runner_options, usage_errors
+from ._options import (
+    DURATION,
+    SIZE,
+    AliasGroup,
+    json_option,
+    runner_client,
+    runner_options,
+    usage_errors,
+)
 from ._utils import display_table, format_ago, format_bytes
 
 if TYPE_CHECKING:
@@ -16,7 +24,7 @@ if TYPE_CHECKING:
     from ..wire.images import DescribeImage
 
 
-@click.group()
+@click.group(cls=AliasGroup, aliases={"list": "ls", "delete": "rm"})
 def images() -> None:
     """Images in the runner's cache: list, build, remove, prune."""
 

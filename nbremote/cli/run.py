@@ -15,21 +15,36 @@ if TYPE_CHECKING:
     from .._client import RunnerClient
 
 
-@click.command("run")
+@click.command(
+    "run",
+    # Everything after FILE.py[::NAME] is the target's: ``--help`` there is the target's help.
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
 @click.argument("target", metavar="FILE.py[::NAME]")
-def run_command(target: str) -> None:
-    """Run a script's local entrypoint (or NAME: an entrypoint or a remote function)."""
-    from .._script import ScriptError, run_script
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[--PARAM VALUE]...")
+def run_command(target: str, args: tuple[str, ...]) -> None:
+    """Run a script's local entrypoint (or NAME: an entrypoint or a remote function); its
+    parameters are options (``--x 3``; ``FILE.py::NAME --help`` lists them)."""
+    from .._script import ScriptError, call_target, find_target, load_apps
+    from ..functions import Function
+    from ._params import command_for
 
     path, _, name = target.partition("::")
     if not Path(path).is_file():
         raise click.UsageError(f"{path}: no such file")
     try:
-        result = run_script(Path(path), name or None)
+        app, name, fn = find_target(Path(path), load_apps(Path(path)), name or None)
     except ScriptError as exc:
         raise click.UsageError(str(exc)) from None
-    if result is not None:
-        click.echo(repr(result))
+    results: list[Any] = []
+    signature_of = fn.raw_f if isinstance(fn, Function) else fn
+    assert signature_of is not None, "a script's function has its code"
+    command = command_for(
+        signature_of, name, lambda *a, **k: results.append(call_target(app, fn, *a, **k))
+    )
+    command.main(list(args), prog_name=f"nbremote run {target}", standalone_mode=False)
+    if results and results[0] is not None:
+        click.echo(repr(results[0]))
 
 
 @click.command()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from ._options import connect, json_option, runner_options, usage_errors
+from ._options import AliasGroup, connect, json_option, runner_options, usage_errors
 from ._utils import display_table, format_when
 
 
-@click.group()
+@click.group(cls=AliasGroup, aliases={"create": "set", "list": "ls", "delete": "rm"})
 def secrets() -> None:
     """Named secrets: environment variables for workers (values are write-only)."""
 
@@ -19,15 +20,23 @@ def secrets() -> None:
 @click.argument("name")
 @click.argument("pairs", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--from-dotenv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, hidden=True)  # Modal's `secret create --force`: set replaces
 @runner_options
 def secrets_set(
-    name: str, pairs: tuple[str, ...], from_dotenv: Path | None, url: str | None, token: str | None
+    name: str,
+    pairs: tuple[str, ...],
+    from_dotenv: Path | None,
+    force: bool,
+    url: str | None,
+    token: str | None,
 ) -> None:
-    """Create or replace a secret from KEY=VALUE pairs (and/or a .env file)."""
+    """Create or replace a secret from KEY=VALUE pairs (and/or a .env file); KEY=- reads that
+    value from stdin (so it is neither in the shell's history nor in `ps`)."""
     from ..secret import parse_dotenv
     from ..wire.http import DescribeSecret, SetSecret
 
     values: dict[str, str] = {}
+    stdin_read = False
     if from_dotenv is not None:
         with usage_errors():
             values.update(parse_dotenv(from_dotenv.read_text().splitlines(), str(from_dotenv)))
@@ -35,6 +44,11 @@ def secrets_set(
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.UsageError(f"argument {number} is not KEY=VALUE")  # never echo a value
+        if value == "-":
+            if stdin_read:
+                raise click.UsageError(f"argument {number}: only one KEY=- can read stdin")
+            stdin_read = True
+            value = sys.stdin.read().removesuffix("\n")  # `echo` ends it with a newline
         values[key] = value
     if not values:
         raise click.UsageError("give KEY=VALUE pairs or --from-dotenv FILE")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._options import connect, json_option, runner_options, usage_errors
+from ._options import AliasGroup, connect, json_option, runner_options, usage_errors
 from ._utils import display_table, format_bytes, format_when
 
 if TYPE_CHECKING:
@@ -22,17 +22,42 @@ def _volume(name: str) -> Volume:
     return Volume.from_name(name)
 
 
-@click.group()
+@click.group(cls=AliasGroup, aliases={"list": "ls", "delete": "rm"})
 def volumes() -> None:
     """Named volumes: list, create, delete them; upload, download and list their files."""
 
 
 @volumes.command("ls")
+@click.argument("name", required=False)
+@click.argument("path", default="/")
+@click.option("--recursive", "-r", is_flag=True, help="With NAME: list folders' content too.")
 @runner_options
 @json_option
-def volumes_ls(url: str | None, token: str | None, as_json: bool) -> None:
-    """List volumes with their size and last commit."""
+@click.pass_context
+def volumes_ls(
+    ctx: click.Context,
+    name: str | None,
+    path: str,
+    recursive: bool,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """List volumes with their size and last commit; with NAME, its files under PATH (as
+    Modal's ``volume ls VOL [PATH]``)."""
     from ..wire.http import ListVolumesResponse
+
+    if name is not None:
+        ctx.invoke(
+            volumes_files,
+            name=name,
+            path=path,
+            recursive=recursive,
+            url=url,
+            token=token,
+            as_json=as_json,
+        )
+        return
 
     listed = connect(url, token).call("GET", "/api/v1/volumes", response=ListVolumesResponse)
     display_table(

@@ -26,6 +26,11 @@ StepKind = Literal[
     "apt_install",
     "add_local_python_source",
     "add_local_dir",
+    "add_local_file",
+    "workdir",
+    "entrypoint",
+    "run_function",
+    "uv_sync",
 ]
 
 BASE_STEPS = ("debian_slim", "from_registry", "from_dockerfile")
@@ -46,8 +51,12 @@ class ImageStep(ApiModel):
         detail = " ".join(self.args) or " ".join(f"{k}={v}" for k, v in self.options.items())
         if self.kind == "pip_install_from_requirements":
             detail = f"({len(self.options.get('requirements', '').splitlines())} lines)"
-        if self.kind == "add_local_dir":
+        if self.kind in ("add_local_dir", "add_local_file"):
             detail = f"{self.options.get('local_path')} -> {self.options.get('remote_path')}"
+        if self.kind in ("workdir", "run_function", "uv_sync"):  # not the function's source
+            detail = self.options.get("path") or self.options.get("name", "")
+        if self.kind == "entrypoint":
+            detail = repr(self.args)
         words = self.kind.replace("_", " ")
         return f"{words} {detail}".strip()
 

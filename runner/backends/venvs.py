@@ -114,8 +114,7 @@ class VenvBuilder:
                         await self._build_layer(key, step, parent, context, build, where)
             else:
                 await build.emit(f"{where} cached: {step.describe()}")
-            if step.kind == "env":
-                context.env.update(step.options)
+            context.env.update(image_build.step_env(step))  # env, workdir
             parent = images.layers / key / "env"
         assert parent is not None
         await build.emit(f"image {definition.id} ready ({time.monotonic() - started:.1f} s)")
