@@ -16,7 +16,9 @@ nbremote
     ``/endpoints/bench/ping`` with its bearer token.
 uvicorn
     ``uvicorn app:app`` (one process, ``--log-level warning``), a FastAPI app with the function
-    as its ``GET /`` route: the floor the runner is held to (target: p50 within 1.5x).
+    as its ``GET /`` route, twice: with httptools (the parser of ``uvicorn[standard]``, which the
+    runner's endpoint front uses too) and with h11 (plain ``pip install uvicorn``). The faster
+    is the floor the runner is held to (target: p50 within 1.5x).
 kernel-gateway
     ``jupyter kernelgateway`` in notebook-http mode over a notebook whose one cell is
     ``# GET /ping`` printing the JSON, its one kernel, in a virtualenv of its own under
@@ -43,8 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,21 +169,28 @@ def nbremote_peer() -> Iterator[Peer]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-@contextmanager
-def uvicorn_peer() -> Iterator[Peer]:
-    folder = Path(tempfile.mkdtemp(prefix="bench-endpoints-"))
-    (folder / "plainapp.py").write_text(
-        f"from fastapi import FastAPI\n\n{SOURCE}\napp = FastAPI()\napp.get('/')(ping)\n"
-    )
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "plainapp:app", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning"], cwd=folder)
-    try:
-        wait_for(port, "/", {}, process)
-        yield Peer("uvicorn+FastAPI", port, "/", note="1 process")
-    finally:
-        stop(process)
-        shutil.rmtree(folder, ignore_errors=True)
+def uvicorn_peer(http: str) -> Callable[[], AbstractContextManager[Peer]]:
+    """uvicorn with the HTTP parser ``http``: h11 (``pip install uvicorn``) or httptools (what
+    ``uvicorn[standard]`` adds; its uvloop is not installed here, so both run asyncio's loop)."""
+
+    @contextmanager
+    def peer() -> Iterator[Peer]:
+        folder = Path(tempfile.mkdtemp(prefix="bench-endpoints-"))
+        (folder / "plainapp.py").write_text(
+            f"from fastapi import FastAPI\n\n{SOURCE}\napp = FastAPI()\napp.get('/')(ping)\n"
+        )
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "plainapp:app", "--port", str(port)]
+        command += ["--http", http, "--loop", "asyncio", "--log-level", "warning"]
+        process = subprocess.Popen(command, cwd=folder)
+        try:
+            wait_for(port, "/", {}, process)
+            yield Peer(f"uvicorn+FastAPI ({http})", port, "/", note="1 process")
+        finally:
+            stop(process)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return peer
 
 
 def kernel_gateway_python() -> Path:
@@ -308,7 +317,12 @@ def measure(peer: Peer, clients: int, warm: float, seconds: float) -> tuple[str,
     return f"| {peer.name} | {clients} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {errors} |", p50
 
 
-PEERS = {"nbremote": nbremote_peer, "uvicorn": uvicorn_peer, "kernel-gateway": kernel_gateway_peer}
+PEERS = {
+    "nbremote": nbremote_peer,
+    "uvicorn-httptools": uvicorn_peer("httptools"),
+    "uvicorn-h11": uvicorn_peer("h11"),
+    "kernel-gateway": kernel_gateway_peer,
+}
 
 
 def main() -> None:
@@ -337,14 +351,16 @@ def main() -> None:
                 raise
             notes.append(f"Kernel Gateway could not be measured here: {exc}")
             rows.append("| Kernel Gateway (notebook-http) | - | - | - | - | not run |")
-    ratio = p50s["nbremote"] / p50s["uvicorn"]
+    fastest = min(p50s[name] for name in PEERS if name.startswith("uvicorn"))
+    ratio = p50s["nbremote"] / fastest
     lines = [
         "## Web endpoints: a trivial JSON GET (bench/bench_endpoints.py)",
         "",
         f"- Machine: {machine()}; nbremote checkout {checkout()}; {args.seconds:g} s per row "
         f"after {warm:g} s of warm-up; the load from one asyncio process, a keep-alive "
         "connection per client",
-        f"- 1 client p50: nbremote {ratio:.2f}x plain uvicorn's (target: within 1.5x)",
+        f"- 1 client p50: nbremote {ratio:.2f}x plain uvicorn's, its faster parser "
+        "(target: within 1.5x)",
         f"- Peers: {'; '.join(notes)}",
         "",
         "| server | clients | requests/s | p50 ms | p99 ms | errors |",
