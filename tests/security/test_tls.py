@@ -8,6 +8,7 @@ every byte crosses the TLS connection, as it would to a runner on another machin
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import ssl
@@ -219,3 +220,31 @@ def test_remote_connect_magic_takes_an_https_url(
         session.reset()
         session.close()
         _session._current = None
+
+
+def test_an_endpoint_answers_over_https(
+    tls_runner: RunningRunner, ca: tuple[Any, Path, Path, Path]
+) -> None:
+    """Over TLS an endpoint is served by tornado's front (the lean one takes plain HTTP only)."""
+    from tests.integration.endpoints_helpers import deployed_object
+
+    source = "def hello(name: str = 'you'):\n    return {'hello': name}\n"
+    web = {"web": {"kind": "fastapi_endpoint"}}
+    with tls_runner.client() as client:
+        client.request(
+            "PUT", "/api/v1/apps/tlsweb", {"objects": [deployed_object(source, "hello", web)]}
+        )
+        token = client.request("GET", "/api/v1/endpoints/tlsweb%2Fhello")["token"]
+    try:
+        port = int(tls_runner.url.rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(ca[1]))
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=60)
+        for name in ("a", "b"):  # twice on one connection
+            headers = {"Authorization": f"Bearer {token}"}
+            connection.request("GET", f"/endpoints/tlsweb/hello?name={name}", headers=headers)
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b'{"hello":"%s"}' % name.encode())
+        connection.close()
+    finally:
+        with tls_runner.client() as client:
+            client.request("DELETE", "/api/v1/apps/tlsweb")
