@@ -136,7 +136,8 @@ class WebCall:
                 payload = [] if described.hash in sent else list(parts)
                 function["nbuf"] = len(payload)
                 sent.add(described.hash)
-                done, _ = await worker.run(header, [*payload, body], self._forward, None)
+                sending = [*payload, body]
+                done, _ = await worker.run(header, sending, self._forward, None, forward_done=True)
         finally:
             self.endpoint.in_flight -= 1
             self.worker = None
@@ -177,6 +178,12 @@ class WebCall:
         if op == Op.NEED:  # a worker without the function's payload (it failed to load, say)
             self._send_payload(header)
             return
+        if op == Op.DONE:  # its answer, if it carries it (a one-chunk answer: one frame)
+            answer = header.get("answer")
+            if not isinstance(answer, dict):
+                return
+            op, header = Op.WEB_START, {"op": Op.WEB_START, "id": self.id, "more": False}
+            header |= {"status": answer.get("status"), "headers": answer.get("headers")}
         if op not in (Op.WEB_START, Op.WEB_BODY) or self.broken or self.gone:
             return
         try:

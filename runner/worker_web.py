@@ -288,10 +288,10 @@ class _Answer:
         self._held.append((header, [chunk]))
 
     def write(self, done: bool = False) -> None:
-        """Send what is held (and the ``done``)."""
+        """Send what is held (and the ``done``: an answer of one chunk is the ``done`` alone)."""
         frames, self._held = self._held, []
         if done:
-            frames.append(({"op": Op.DONE, "id": self._id, "ok": True}, []))
+            frames = _with_done(self._id, frames)
         if frames:
             self._outbox.send_joined(frames)
 
@@ -301,6 +301,17 @@ class _Answer:
             self._hold(b"", False)
             self.finished = True
         self.write(done=True)
+
+
+def _with_done(request_id: str, frames: list[tuple[Header, list[bytes]]]) -> list[Any]:
+    """``frames`` then the request's ``done``; a lone ``web_start`` of the whole body becomes
+    the ``done``'s ``answer`` (one frame for the runner to read instead of two)."""
+    done: Header = {"op": Op.DONE, "id": request_id, "ok": True}
+    if len(frames) == 1 and frames[0][0]["op"] == Op.WEB_START and frames[0][0]["more"] is False:
+        start, body = frames[0]
+        done["answer"] = {"status": start["status"], "headers": start["headers"]}
+        return [(done, body)]
+    return [*frames, (done, [])]
 
 
 class WebApps:
@@ -405,9 +416,8 @@ class WebApps:
 
     def _answer_error(self, request_id: str, status: int, kind: str, message: str) -> None:
         start = {"op": Op.WEB_START, "id": request_id, "status": status, "headers": _JSON}
-        done = {"op": Op.DONE, "id": request_id, "ok": True}
         self._outbox.send_joined(
-            [({**start, "more": False}, [error_body(kind, message)]), (done, [])]
+            _with_done(request_id, [({**start, "more": False}, [error_body(kind, message)])])
         )
 
     def _start(self, request_id: str, app: Asgi, scope: dict[str, Any], body: bytes) -> None:

@@ -30,6 +30,29 @@ from .frame_checks import WORKER_FRAMES, check
 from .frames import ConnectionClosed, Frame
 
 Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller gone loses it
+
+
+class _InFlight:
+    """A request in progress: where its frames go, and its ``done`` twice: ``done``, kept for
+    `Worker._abandon` whatever happens to the caller, and ``seen``, which the caller awaits and
+    a cancel may cancel. Two futures set at once, rather than a shield over one: a shield adds a
+    turn of the loop between the frame and the caller, on every request."""
+
+    __slots__ = ("done", "forward", "forward_done", "seen")
+
+    def __init__(self, forward: Forward, forward_done: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.forward = forward
+        self.forward_done = forward_done  # the ``done`` goes to ``forward`` too (a web answer)
+        self.done: asyncio.Future[Frame] = loop.create_future()
+        self.seen: asyncio.Future[Frame] = loop.create_future()
+
+    def settle(self, frame: Frame) -> None:
+        for future in (self.done, self.seen):
+            if not future.done():
+                future.set_result(frame)
+
+
 Serve = Callable[[Header, list[Any]], Awaitable[Frame]]
 WORKER_REQUESTS = (Op.DICT, Op.QUEUE, Op.VOLUME)  # frames a worker sends for the runner to answer
 
@@ -64,7 +87,7 @@ class Worker:
         self.namespace: list[DescribeObject] = []
         self.alive = True
         self._death = ""  # how the worker ended, once it has
-        self._requests: dict[str, tuple[Forward, asyncio.Future[Frame]]] = {}
+        self._requests: dict[str, _InFlight] = {}
         self._interrupted: set[str] = set()  # requests in progress that were interrupted
         self._answering: set[asyncio.Task[None]] = set()
         process.connection.listen(self._on_frame)
@@ -102,13 +125,14 @@ class Worker:
         request = self._requests.get(request_id) if isinstance(request_id, str) else None
         if request is None:
             return  # output of a request whose caller has gone
-        forward, done = request
         if op != Op.DONE:
-            forward(header, buffers)
-        elif not done.done():
+            request.forward(header, buffers)
+        elif not request.done.done():
             header["worker"] = self.id
             self._record(header)
-            done.set_result((header, buffers))
+            if request.forward_done:
+                request.forward(header, buffers)
+            request.settle((header, buffers))
 
     async def _watch(self) -> None:
         """When the connection closes: fail the requests in progress, saying how it ended."""
@@ -117,9 +141,8 @@ class Worker:
         status = await self.process.exit_status()
         pid = self.process.stats().pid
         self._death = f"the worker (pid {pid}) died while running this: {status}"
-        for request_id, (_, done) in list(self._requests.items()):
-            if not done.done():
-                done.set_result(self._died(request_id))
+        for request_id, request in list(self._requests.items()):
+            request.settle(self._died(request_id))
 
     def _died(self, request_id: str) -> Frame:
         return error_done(request_id, WorkerDied(self._death), worker=self.id, held=[]), []
@@ -164,20 +187,27 @@ class Worker:
         self.process.interrupt()
 
     async def run(
-        self, header: Header, buffers: Sequence[Buffer], forward: Forward, timeout: float | None
+        self,
+        header: Header,
+        buffers: Sequence[Buffer],
+        forward: Forward,
+        timeout: float | None,
+        forward_done: bool = False,
     ) -> Frame:
-        """Serve one request, forwarding the frames it produces; return its ``done`` frame."""
+        """Serve one request, forwarding the frames it produces (``forward_done``: its ``done``
+        too, before it is returned); return its ``done`` frame."""
         if self._death:
             return self._died(header["id"])
         if header.get("op") == Op.LEASE and not self.process.direct:
             return self._not_leasable(header["id"])
-        done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._requests[header["id"]] = (forward, done)
+        request = self._requests[header["id"]] = _InFlight(forward, forward_done)
         try:
             self.send(header, buffers)
-            return await self._wait(done, timeout)
+            if timeout is None:
+                return await request.seen
+            return await self._wait(request.done, timeout)
         except asyncio.CancelledError:
-            if await self._abandon(header["id"], done):
+            if await self._abandon(header["id"], request.done):
                 raise WorkerKilled() from None
             raise
         finally:
@@ -199,9 +229,9 @@ class Worker:
             return again
         return False
 
-    async def _wait(self, done: asyncio.Future[Frame], timeout: float | None) -> Frame:
-        if timeout is None:  # shielded: a cancel must leave ``done`` for `_abandon` to await
-            return await asyncio.shield(done)
+    async def _wait(self, done: asyncio.Future[Frame], timeout: float) -> Frame:
+        """``done`` within ``timeout``, else the request interrupted, then its worker stopped.
+        Shielded: a cancel must leave ``done`` for `_abandon` to await."""
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout)
         except TimeoutError:

@@ -243,9 +243,10 @@ class FrameWebScope(TypedDict):
 class WebFrame(_Request):
     """The runner's to a worker: serve one HTTP request of a web endpoint. Buffers: the deployed
     function's payload (``function.nbuf`` of them), then the request body (one). Answered by
-    ``web_start``, ``web_body`` frames as the app sends them, then ``done``. The payload is sent
-    to a worker once (``nbuf`` 0 after that): the worker keeps it by ``function.hash``, and asks
-    for it (``need``) if it has not."""
+    ``web_start``, ``web_body`` frames as the app sends them, then ``done`` (an answer of one
+    chunk: the ``done`` alone, its ``answer`` the start, its one buffer the body). The payload
+    is sent to a worker once (``nbuf`` 0 after that): the worker keeps it by ``function.hash``,
+    and asks for it (``need``) if it has not."""
 
     op: Literal["web"]
     function: FrameFunction
@@ -372,6 +373,7 @@ class DoneFrame(_Answer):
     errors: NotRequired[dict[str, Any] | None]
     call_id: NotRequired[str | None]
     reprs: NotRequired[dict[str, str] | None]
+    answer: NotRequired[dict[str, Any]]  # a web request's ``status`` and ``headers``: one frame
 
 
 FRAMES: dict[str, type] = {

@@ -63,3 +63,41 @@ def test_a_malformed_start_is_a_502_with_nothing_of_it(
 ) -> None:
     caller = relay(header, buffers)
     assert caller.started == [] and caller.chunks == [] and caller.errors == [502]
+
+
+def relay_done(answer: Any, buffers: list[bytes]) -> Caller:
+    """The one-frame form: the ``done`` carries the start as its ``answer``, the body as its
+    buffer."""
+    caller = Caller()
+    call = WebCall(SimpleNamespace(name="a/b"), SimpleNamespace(), caller)  # type: ignore[arg-type]
+    done = {"op": "done", "id": call.id, "ok": True, "answer": answer}
+    call._forward(done, buffers)
+    call._end(done)
+    return caller
+
+
+def test_a_one_frame_answer_in_the_done_reaches_the_caller() -> None:
+    caller = relay_done({"status": 201, "headers": [["x-ok", "yes"]]}, [b"hi"])
+    assert caller.started == [(201, [("x-ok", "yes")])] and caller.chunks == [b"hi"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "buffers"),
+    [
+        ({"status": 200, "headers": [["x-ok", "a\r\nSet-Cookie: s=1"]]}, [b"hi"]),
+        ({"status": 200, "headers": []}, []),  # no body buffer
+        ({"status": 200, "headers": []}, [b"a", b"b"]),
+        ({"status": 99, "headers": []}, [b"hi"]),
+        ({"status": 200, "headers": "x-ok: yes"}, [b"hi"]),
+    ],
+)
+def test_a_malformed_answer_in_the_done_is_a_502_with_nothing_of_it(
+    answer: dict[str, Any], buffers: list[bytes]
+) -> None:
+    caller = relay_done(answer, buffers)
+    assert caller.started == [] and caller.chunks == [] and caller.errors == [502]
+
+
+def test_a_done_whose_answer_is_not_a_mapping_is_no_answer() -> None:
+    caller = relay_done(["status", 200], [b"hi"])
+    assert caller.started == [] and caller.errors == [500]
