@@ -10,11 +10,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from nbremote_runner.backends.sandbox import unavailable
 
 import nbremote as nr
 from nbremote._session import RemoteSession
 from nbremote.errors import RemoteError
-from nbremote_runner.backends.sandbox import unavailable
 from tests.conftest import RunningRunner
 
 app = nr.App("test-isolation-flags")
