@@ -185,6 +185,18 @@ class ProcessBackend(Backend):
     def python_version(self) -> str:
         return platform.python_version()
 
+    def hidden(self) -> Sandbox:
+        """What no user code may see, for other containers of this backend (`sandboxes`)."""
+        return self._hidden()
+
+    async def image_environment(self, ref: str) -> Ready:
+        """The image ``ref``'s venv, built if need be.
+
+        Raises:
+            WorkerStartError: the runner has no image cache. LookupError, ImageBuildError.
+        """
+        return await self._venv(ref)
+
     def _hidden(self) -> Sandbox:
         """A sandbox that hides what no user code may see: the data dir, the home with its
         runner.json, the token file."""

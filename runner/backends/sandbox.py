@@ -57,6 +57,8 @@ class Sandbox:
         shm_dir: the runner's shared-memory folder for frames, if any.
         network: the host's network; False: a network namespace of its own, with only a
             loopback (``block_network``).
+        tmp: a host folder to be its /tmp (a sandbox's, kept between its commands); None: an
+            empty tmpfs.
     """
 
     hidden: Sequence[Path] = ()
@@ -66,6 +68,7 @@ class Sandbox:
     mounts: Mapping[str, Path] = field(default_factory=dict)
     shm_dir: str | None = None
     network: bool = True
+    tmp: Path | None = None
 
 
 def check_host_paths(paths: list[str]) -> None:
@@ -142,7 +145,7 @@ def bwrap_command(command: list[str], sandbox: Sandbox, cwd: Path) -> list[str]:
     if not sandbox.network:
         args.insert(3, "--unshare-net")
     args += ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc"]
-    args += ["--tmpfs", "/tmp"]
+    args += ["--tmpfs", "/tmp"] if sandbox.tmp is None else ["--bind", str(sandbox.tmp), "/tmp"]
     for folder in sandbox.hidden:  # one under /tmp is already out of sight
         if folder.is_dir() and not _under(folder, "/tmp"):
             args += ["--tmpfs", str(folder)]
