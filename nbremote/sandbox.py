@@ -128,7 +128,7 @@ class StreamWriter:
         """Send what was written (and the end of input, after write_eof)."""
         data, self._buffer = bytes(self._buffer), bytearray()
         body = WriteStdin(data=_b64(data), eof=self._eof)
-        _client().call("POST", f"{self._path}/stdin", body)
+        _client().call("POST", f"{self._path}/stdin", body, response=DescribeSandboxProcess)
 
 
 class ContainerProcess:
@@ -348,7 +348,7 @@ class SandboxFileIO:
         data = self._buffer.getvalue()
         self._buffer = io.BytesIO()
         body = SandboxFile(path=self.path, data=_b64(data), append=self._append)
-        _client().call("POST", f"{self._sandbox_path}/files/write", body)
+        _client().call("POST", f"{self._sandbox_path}/files/write", body, response=SandboxFile)
         self._append = True  # what follows goes after what was sent
 
     def close(self) -> None:

@@ -123,12 +123,13 @@ class ProcessOutputHandler(SandboxHandler):
 
 
 class ProcessStdinHandler(SandboxHandler):
-    api = {"post": Operation("Write to a process's stdin", request=WriteStdin, status=204)}
+    api = {"post": Operation("Write to a process's stdin", DescribeSandboxProcess, WriteStdin)}
 
     async def post(self, sandbox_id: str, process_id: str) -> None:
         request: WriteStdin = self.parse(WriteStdin)
-        await self.process(sandbox_id, process_id).write(_bytes(request.data), request.eof)
-        self.set_status(204)
+        process = self.process(sandbox_id, process_id)
+        await process.write(_bytes(request.data), request.eof)
+        self.reply(process.describe())
 
 
 class FileReadHandler(SandboxHandler):
@@ -141,13 +142,13 @@ class FileReadHandler(SandboxHandler):
 
 
 class FileWriteHandler(SandboxHandler):
-    api = {"post": Operation("Write a file of a sandbox", request=SandboxFile, status=204)}
+    api = {"post": Operation("Write a file of a sandbox", SandboxFile, SandboxFile)}
 
     async def post(self, sandbox_id: str) -> None:
         request: SandboxFile = self.parse(SandboxFile)
         data = _bytes(request.data or "")
         await self.sandboxes.write_file(self.box(sandbox_id), request.path, data, request.append)
-        self.set_status(204)
+        self.reply(SandboxFile(path=request.path))
 
 
 SANDBOX_ROUTES: list[tuple[str, Any]] = [

@@ -41,6 +41,7 @@ from .backends.process import ProcessBackend, worker_environment
 from .backends.sandbox import Sandbox, SandboxError, bwrap_command, unavailable
 from .children import die_with_runner
 from .errors import ApiError
+from .image_types import ImageBuildError
 from .sandbox_files import read, write
 
 if TYPE_CHECKING:
@@ -283,18 +284,17 @@ class Sandboxes:
             ApiError: what it asks for cannot be given (saying why).
         """
         backend = self._backend
+        # 409: this runner cannot, whatever the request (a 5xx would blame the runner).
         if not isinstance(backend, ProcessBackend):
-            raise ApiError(
-                501, "NotImplemented", f"the {backend.name} backend has no sandboxes yet"
-            )
+            raise ApiError(409, "Unavailable", f"the {backend.name} backend has no sandboxes yet")
         reason = unavailable()
         if reason is not None:
-            raise ApiError(501, "NotImplemented", f"sandboxes need bubblewrap: {reason}")
+            raise ApiError(409, "Unavailable", f"sandboxes need bubblewrap: {reason}")
         if request.gpu is not None:
             raise ApiError(
-                501,
-                "NotImplemented",
-                "sandboxes with gpu= are not supported yet; use a function with gpu=",
+                422,
+                "ValidationError",
+                "gpu: sandboxes with GPUs are not supported yet; use a function with gpu=",
             )
         if len([b for b in self.sandboxes.values() if b.state == "running"]) >= MAX_SANDBOXES:
             raise ApiError(
@@ -335,6 +335,8 @@ class Sandboxes:
                 ready = await backend.image_environment(request.image)
             except LookupError as exc:
                 raise ApiError(404, "NotFound", str(exc)) from None
+            except ImageBuildError as exc:
+                raise ApiError(422, "ImageBuildError", str(exc)) from None
             venv = ready.python.parent.parent
             readonly.append(venv)
             env = {k: v for k, v in env.items() if k != "PYTHONPATH"} | ready.env

@@ -18,7 +18,10 @@ from .http import ApiModel, GpuRequest
 
 SANDBOX_ID = re.compile(r"^sb-[0-9a-f]{16}$")
 SandboxId = Annotated[str, Field(pattern=SANDBOX_ID.pattern)]
-Command = Annotated[list[Annotated[str, Field(max_length=65536)]], Field(max_length=4096)]
+# What becomes an argv or an environment: no NUL (the OS takes none), no '=' in a name.
+Argument = Annotated[str, Field(max_length=65536, pattern=r"^[^\x00]*$")]
+Command = Annotated[list[Argument], Field(max_length=4096)]
+Environment = dict[Annotated[str, Field(pattern=r"^[^\x00=]+$", max_length=1024)], Argument]
 
 
 def _absolute_path(path: str) -> str:
@@ -42,7 +45,7 @@ class CreateSandbox(ApiModel):
     gpu: GpuRequest | None = None
     volumes: dict[AbsolutePath, str] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: Environment = Field(default_factory=dict)
     block_network: bool = False
 
 
@@ -64,7 +67,7 @@ class ExecSandbox(ApiModel):
 
     command: Command = Field(min_length=1)
     workdir: AbsolutePath | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: Environment = Field(default_factory=dict)
 
 
 class DescribeSandboxProcess(ApiModel):
