@@ -30,6 +30,7 @@ from .sandboxes import SandboxBox, Sandboxes, SandboxProcess
 
 ID = r"(?P<sandbox_id>sb-[0-9a-f]{16})"
 PROCESS = r"(?P<process_id>main|p[0-9]{1,9})"
+TERMINATE_WAIT = 10.0  # seconds a terminate waits for the sandbox's end before it answers
 
 
 def _bytes(data: str) -> bytes:
@@ -77,8 +78,10 @@ class SandboxItemHandler(SandboxHandler):
     def get(self, sandbox_id: str) -> None:
         self.reply(self.box(sandbox_id).describe())
 
-    def delete(self, sandbox_id: str) -> None:
-        self.box(sandbox_id).end("terminated")
+    async def delete(self, sandbox_id: str) -> None:
+        box = self.box(sandbox_id)
+        box.end("terminated")
+        await box.wait(TERMINATE_WAIT)  # its processes killed, its volumes committed
         self.set_status(204)
 
 

@@ -167,7 +167,8 @@ class SandboxBox:
         self.state: State = "running"
         self.processes: dict[str, SandboxProcess] = {}
         self.main: SandboxProcess | None = None
-        self.ended = asyncio.Event()
+        self.ended = asyncio.Event()  # told to end (or its entrypoint exited)
+        self.finished = asyncio.Event()  # its processes gone, its volumes committed
         self.view = Sandbox()
         self.env: dict[str, str] = {}
         self.checkouts: list[Checkout] = []
@@ -230,9 +231,10 @@ class SandboxBox:
         return process
 
     async def wait(self, seconds: float) -> None:
-        """Wait up to ``seconds`` for the sandbox to end."""
+        """Wait up to ``seconds`` for the sandbox to have ended: its processes gone, its volumes
+        committed (so what a client reads next sees all it did)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ended.wait(), seconds)
+            await asyncio.wait_for(self.finished.wait(), seconds)
 
     def process(self, process_id: str) -> SandboxProcess:
         found = self.processes.get(process_id)
@@ -373,7 +375,10 @@ class Sandboxes:
         ended.cancel()
         box.end("exited")
         await asyncio.gather(*(p.ended for p in box.processes.values()), return_exceptions=True)
-        await self._release(box)
+        try:
+            await self._release(box)
+        finally:
+            box.finished.set()
 
     async def _release(self, box: SandboxBox) -> None:
         checkouts, box.checkouts = box.checkouts, []

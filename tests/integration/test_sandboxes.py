@@ -139,3 +139,20 @@ def test_a_sandbox_sees_no_runner_file_and_blocks_the_network_when_asked(
         assert "NBREMOTE_TOKEN" not in env and str(runner.token) not in env
     finally:
         sb.terminate()
+
+
+def test_image_volumes_and_secrets_reach_its_commands(remote_session: RemoteSession) -> None:
+    image = nr.Image.debian_slim().pip_install("six==1.16.0").env({"GREETING": "from the image"})
+    volume = nr.Volume.from_name("sandbox-test-volume", create_if_missing=True)
+    secret = nr.Secret.from_dict({"SANDBOX_SECRET": "s3cret"})
+    sb = nr.Sandbox.create(app=app, image=image, volumes={"/data": volume}, secrets=[secret])
+    code = (
+        "import os, six, sys; print(six.__version__, os.environ['GREETING'], sys.prefix, sep='|')"
+    )
+    version, greeting, prefix = sb.exec("python", "-c", code).stdout.read().strip().split("|")
+    assert (version, greeting) == ("1.16.0", "from the image")
+    assert prefix not in (sys.prefix, sys.base_prefix)  # the image's venv, first on PATH
+    write = sb.exec("sh", "-c", "echo $SANDBOX_SECRET > /data/note.txt")
+    assert write.wait() == 0
+    sb.terminate()  # its volumes are committed as it ends
+    assert b"".join(volume.read_file("note.txt")) == b"s3cret\n"
