@@ -11,6 +11,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbremote as nr
+from nbremote._options import function_options, options_from, settings_of
 from nbremote._session import RemoteSession
 from nbremote.errors import RemoteError, WorkerDied
 
@@ -103,3 +104,32 @@ def test_bad_limits_are_refused_naming_them(settings: dict[str, object], named: 
 def test_bad_limit_flags_are_usage_errors(shell: InteractiveShell, line: str) -> None:
     with pytest.raises(UsageError, match=line.split()[0]):
         remote(shell, "x = 1", line=line)
+
+
+@app.cls(memory=300)
+class Holder:
+    @nr.method()
+    def allocate(self, mib: int) -> int:
+        return len(bytearray(mib * 2**20))
+
+
+def test_a_class_and_with_options_take_the_limits_too(remote_session: RemoteSession) -> None:
+    with pytest.raises(OVER, match="300 MiB memory limit"):
+        Holder().allocate.remote(600)
+    assert Holder().allocate.remote(10) == 10 * 2**20
+    roomier = allocate.with_options(memory=1024)
+    assert roomier.remote(600) == 600 * 2**20
+
+
+def test_limits_and_flags_survive_a_deploy() -> None:
+    options = function_options(
+        {"cpu": 2, "memory": 512, "block_network": True, "single_use_containers": True},
+        "test",
+    )
+    back = options_from(settings_of(options))
+    assert (back.cpu, back.memory, back.block_network, back.single_use_containers) == (
+        2.0,
+        512,
+        True,
+        True,
+    )
