@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     from .volumes import Checkout, Volumes
 
 KEEP = 16 << 20  # bytes of each output stream kept for reading
-MAX_SANDBOXES = 64
+MAX_SANDBOXES = 64  # running at once
+MAX_PROCESSES = 256  # commands one sandbox may have started
+KEEP_ENDED = 64  # ended sandboxes kept (their output still readable) before the oldest goes
 DEFAULT_WORKDIR = "/sandbox"
 State = Literal["running", "exited", "terminated", "timed out"]
 
@@ -212,6 +214,12 @@ class SandboxBox:
         """Start ``command`` in a container of the sandbox."""
         if self.state != "running":
             raise ApiError(409, "SandboxEnded", f"sandbox {self.id} has {self.state}")
+        if len(self.processes) >= MAX_PROCESSES:
+            raise ApiError(
+                429,
+                "TooManyProcesses",
+                f"sandbox {self.id} has run {MAX_PROCESSES} commands; create another sandbox",
+            )
         try:
             argv = bwrap_command(command, self.view, Path(workdir or self.workdir))
         except SandboxError as exc:
@@ -304,9 +312,8 @@ class Sandboxes:
                 "TooManySandboxes",
                 f"{MAX_SANDBOXES} sandboxes are running; terminate one first",
             )
-        box = SandboxBox(
-            f"sb-{secrets.token_hex(8)}", request, self._root / f"sb-{secrets.token_hex(8)}"
-        )
+        sandbox_id = f"sb-{secrets.token_hex(8)}"
+        box = SandboxBox(sandbox_id, request, self._root / sandbox_id)
         for folder in ("tmp", "work"):
             (box.root / folder).mkdir(parents=True)
         try:
@@ -379,6 +386,9 @@ class Sandboxes:
             await self._release(box)
         finally:
             box.finished.set()
+        gone = [b for b in self.sandboxes.values() if b.finished.is_set()]
+        for old in gone[: max(0, len(gone) - KEEP_ENDED)]:  # oldest first (insertion order)
+            del self.sandboxes[old.id]
 
     async def _release(self, box: SandboxBox) -> None:
         checkouts, box.checkouts = box.checkouts, []
