@@ -307,8 +307,8 @@ class Sandbox:
         return f"Sandbox({self.object_id!r})"
 
 
-class SandboxTimeoutError(NbremoteError):
-    """A sandbox reached its timeout (Modal's ``SandboxTimeoutError``)."""
+class SandboxTimeoutError(NbremoteError, TimeoutError):
+    """A sandbox reached its timeout (``modal.exception.SandboxTimeoutError``)."""
 
 
 class SandboxFileIO:

@@ -14,7 +14,6 @@ import nbremote as nr
 from nbremote._client import RunnerClient
 from nbremote._session import RemoteSession, current_session
 from nbremote.errors import RunnerError
-from nbremote.sandbox import SandboxTimeoutError
 from tests.conftest import RunningRunner
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"no bwrap: {unavailable()}")
@@ -82,7 +81,7 @@ def test_terminate_kills_every_command(remote_session: RemoteSession) -> None:
 
 def test_the_timeout_kills_it(remote_session: RemoteSession) -> None:
     sb = nr.Sandbox.create("sleep", "600", app=app, timeout=1)
-    with pytest.raises(SandboxTimeoutError, match="timeout of 1 s"):
+    with pytest.raises(nr.exception.SandboxTimeoutError, match="timeout of 1 s"):
         sb.wait()
     assert sb.returncode == 124
 
