@@ -14,7 +14,7 @@ import nbremote as nr
 from nbremote._client import RunnerClient
 from nbremote._session import RemoteSession, current_session
 from nbremote.errors import RunnerError
-from tests.conftest import RunningRunner
+from tests.conftest import RunningRunner, run_python
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"no bwrap: {unavailable()}")
 app = nr.App("test-sandboxes")
@@ -155,3 +155,31 @@ def test_image_volumes_and_secrets_reach_its_commands(remote_session: RemoteSess
     assert write.wait() == 0
     sb.terminate()  # its volumes are committed as it ends
     assert b"".join(volume.read_file("note.txt")) == b"s3cret\n"
+
+
+# Modal's guide (Sandboxes), as written there but for the import.
+GUIDE_SANDBOX = """
+import nbremote as modal
+
+app = modal.App.lookup("sandbox-app", create_if_missing=True)
+
+# Create a sandbox
+sb = modal.Sandbox.create(
+    image=modal.Image.debian_slim().pip_install("numpy"),
+    app=app,
+)
+
+# Execute commands
+p = sb.exec("python", "-c", "import numpy; print(numpy.__version__)")
+print(p.stdout.read())
+
+# Clean up
+sb.terminate()
+"""
+
+
+def test_modals_sandbox_example_runs_as_a_script(runner: RunningRunner, tmp_path: Path) -> None:
+    import numpy
+
+    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
+    assert run_python(GUIDE_SANDBOX, tmp_path, env, timeout=300).strip() == numpy.__version__

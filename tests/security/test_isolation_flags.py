@@ -6,6 +6,7 @@ without the flag too, so that it fails where the flag is ignored."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ from nbremote_runner.backends.sandbox import unavailable
 import nbremote as nr
 from nbremote._session import RemoteSession
 from nbremote.errors import RemoteError
-from tests.conftest import RunningRunner
+from tests.conftest import RunningRunner, run_python
 
 app = nr.App("test-isolation-flags")
 
@@ -141,3 +142,40 @@ def test_restricted_code_holds_no_runner_address_or_token(
     assert runner.token is not None
     assert not [key for key, value in env.items() if runner.token in value]
     assert not [key for key, value in env.items() if runner.url in value]
+
+
+# Modal's guide (LLM Code Execution), as written there but for the import and the app.
+GUIDE_UNTRUSTED = """
+import nbremote as modal
+
+app = modal.App("untrusted")
+
+
+@app.function(
+    restrict_modal_access=True,  # Security: restrict Modal API access
+    single_use_containers=True,   # Fresh container per request
+    timeout=30,
+    block_network=True,           # No network access
+)
+def run_untrusted_code(code: str):
+    try:
+        exec_globals = {}
+        exec(code, exec_globals)
+        return exec_globals.get("result")
+    except Exception as e:
+        return f"Error: {e}"
+
+
+print(run_untrusted_code.remote("result = 6 * 7"))
+print(run_untrusted_code.remote("import socket; socket.create_connection(('1.1.1.1', 53), 3)"))
+"""
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=f"no sandbox here: {unavailable()}")
+def test_modals_untrusted_code_example_runs_as_a_script(
+    runner: RunningRunner, tmp_path: Path
+) -> None:
+    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
+    answer, refused = run_python(GUIDE_UNTRUSTED, tmp_path, env).splitlines()
+    assert answer == "42"
+    assert refused.startswith("Error: [Errno")  # no route: only a loopback in there
