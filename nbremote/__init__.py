@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .output import enable_output
     from .queue import Queue
     from .retries import Retries
+    from .sandbox import Sandbox
     from .schedule import Cron, Period
     from .secret import Secret
     from .volume import Volume
@@ -62,6 +63,7 @@ _LAZY = {
     "JobRun": "job",
     "Period": "schedule",
     "Retries": "retries",
+    "Sandbox": "sandbox",
     "Secret": "secret",
     "Volume": "volume",
     "remote": "app",
@@ -91,6 +93,7 @@ __all__ = [
     "Retries",
     "RunnerError",
     "RunnerUnavailable",
+    "Sandbox",
     "Secret",
     "SerializationError",
     "VersionMismatch",

@@ -174,15 +174,16 @@ def request_error(error: Header) -> NbremoteError:
 class Batcher:
     """Cuts an input iterator into batches sized from how long inputs took so far."""
 
-    def __init__(self, inputs: Iterable[Input]) -> None:
+    def __init__(self, inputs: Iterable[Input], most: int = MAX_BATCH) -> None:
         self._inputs = iter(inputs)
         self.size = 1
+        self.most = most  # 1: each input a request of its own (single_use_containers)
         self.next_index = 0
 
     def observe(self, count: int, elapsed: float) -> None:
         """Learn from a finished batch of ``count`` inputs that took ``elapsed`` seconds."""
         per_input = max(elapsed / max(count, 1), 1e-7)
-        self.size = max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / per_input)))
+        self.size = max(1, min(self.most, int(TARGET_BATCH_SECONDS / per_input)))
 
     def batches(self) -> Iterator[tuple[int, list[Input]]]:
         """``(first index, inputs)`` until the iterator is exhausted; it is read lazily."""

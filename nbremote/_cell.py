@@ -35,7 +35,7 @@ from ._spec import worker_spec
 from .errors import SerializationError, WorkerDied, remote_error
 from .secret import Secret
 from .wire.codec import Header
-from .wire.http import GpuRequest
+from .wire.http import GpuRequest, WorkerSpec
 from .wire.names import RESULT, travels
 from .wire.ops import Op
 
@@ -53,6 +53,20 @@ class CellOptions:
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
     secrets: list[Secret] = field(default_factory=list)
     image: Any = None  # an nbremote.Image, or None for the runner's own environment
+    cpu: float | None = None  # cores (--cpu)
+    memory: int | None = None  # MiB (--memory)
+
+    def spec(self) -> WorkerSpec:
+        """The spec of the worker these flags ask for."""
+        return worker_spec(
+            self.env,
+            self.gpu,
+            self.volumes,
+            self.secrets,
+            self.image,
+            cpu=self.cpu,
+            memory=self.memory,
+        )
 
 
 @dataclass
@@ -121,7 +135,7 @@ def exec_request(
         SerializationError: an input cannot be pickled (naming it, and the way out).
     """
     inputs, outputs, deletes = plan(code, namespace, options, hidden, stays_remote)
-    spec = worker_spec(options.env, options.gpu, options.volumes, options.secrets, options.image)
+    spec = options.spec()
     spec_key = spec.key()
     try:
         packed = pack(inputs, namespace, known(spec_key))

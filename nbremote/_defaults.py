@@ -40,6 +40,8 @@ _FLAGS = (
         help="a runner secret (or a notebook nr.Secret variable) in the environment",
     ),
     argument("--image", metavar="NAME", help="an nr.Image variable, or a cached image's id/name"),
+    argument("--cpu", type=float, metavar="N", help="CPU cores the worker may use"),
+    argument("--memory", type=int, metavar="MB", help="MiB of memory; beyond it the cell fails"),
     argument(
         "--pip",
         action="append",
@@ -62,6 +64,8 @@ class Defaults:
     """The worker flags that later ``%%remote`` cells get when they do not give them."""
 
     timeout: float | None = None
+    cpu: float | None = None
+    memory: int | None = None
     gpu: str | None = None
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # KEY -> its "KEY=VALUE" flag
@@ -71,7 +75,7 @@ class Defaults:
 
     def add(self, args: Namespace) -> None:
         """Merge the (already checked) flags of one ``%remote config``."""
-        for name in ("timeout", "gpu", "image"):
+        for name in ("timeout", "cpu", "memory", "gpu", "image"):
             if getattr(args, name) is not None:
                 setattr(self, name, getattr(args, name))
         self.env |= {pair.partition("=")[0]: pair for pair in args.env}
@@ -84,6 +88,8 @@ class Defaults:
         given = vars(args)
         filled = {
             "timeout": self.timeout,
+            "cpu": self.cpu,
+            "memory": self.memory,
             "gpu": self.gpu,
             "image": self.image,
             "env": list(self.env.values()),
@@ -96,8 +102,9 @@ class Defaults:
     def flags(self) -> str:
         """The defaults as the flags of the ``%remote config`` line that sets them."""
         single = {"gpu": self.gpu, "image": self.image}
-        if self.timeout is not None:
-            single["timeout"] = f"{self.timeout:g}"
+        for name in ("timeout", "cpu", "memory"):
+            if getattr(self, name) is not None:
+                single[name] = f"{getattr(self, name):g}"
         pairs = [(name, value) for name, value in single.items() if value is not None]
         pairs += [("env", pair) for pair in self.env.values()]
         pairs += [("volume", pair) for pair in self.volume.values()]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _session
 from ._deprecation import rename_deprecated
-from ._spec import worker_spec
+from ._spec import resource_limit, worker_spec
 from .errors import NbremoteError, NotFoundError, RunnerError
 from .gpu import parse
 from .image import Image
@@ -57,6 +57,11 @@ class FunctionOptions:
     image: Image | None = None
     schedule: Cron | Period | None = None  # a deployed app fires it (a job of the runner's)
     web: dict[str, Any] | None = None  # a web decorator's settings: the runner serves it
+    cpu: float | None = None  # cores; enforced as a limit
+    memory: int | None = None  # MiB; a call beyond it fails
+    block_network: bool = False
+    single_use_containers: bool = False
+    restrict_modal_access: bool = False
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -72,7 +77,18 @@ class FunctionOptions:
 
     def pool(self, app_name: str, name: str) -> dict[str, Any]:
         """The runner's pool for the function (or class instance) ``name`` with these settings."""
-        spec = worker_spec(self.env, self.gpu, self.volumes, self.secrets, self.image)
+        spec = worker_spec(
+            self.env,
+            self.gpu,
+            self.volumes,
+            self.secrets,
+            self.image,
+            cpu=self.cpu,
+            memory=self.memory,
+            block_network=self.block_network,
+            single_use=self.single_use_containers,
+            restrict_modal_access=self.restrict_modal_access,
+        )
         scaling = FunctionScaling(
             max_containers=self.max_containers,
             min_containers=self.min_containers,
@@ -81,10 +97,6 @@ class FunctionOptions:
         )
         key = f"{app_name}:{name}:{spec.key()}:{scaling.model_dump_json()}"
         return {"key": key, "spec": spec.wire(), "scaling": scaling.model_dump()}
-
-
-# Modal settings that this runner cannot honour yet: refusing beats running without them.
-NOT_YET = ("cpu", "memory")
 
 
 def function_options(
@@ -97,12 +109,6 @@ def function_options(
     if concurrent is not None:
         settings["max_inputs"] = concurrent
     settings["web"] = _web(settings.get("web"), where, target)
-    refused = sorted(name for name in NOT_YET if settings.pop(name, None) is not None)
-    if refused:
-        raise NbremoteError(
-            f"{where}: {', '.join(f'{name}=' for name in refused)} not supported by nbremote yet; "
-            "remove it to run on the runner's default environment"
-        )
     known = {field for field in FunctionOptions.__dataclass_fields__}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -123,6 +129,8 @@ def function_options(
     settings["gpu"] = parse(settings.get("gpu"), where)
     settings["volumes"] = mounts_of(settings.get("volumes"), where)
     settings["secrets"] = tuple(settings.get("secrets") or ())
+    for name in ("cpu", "memory"):
+        settings[name] = resource_limit(settings.get(name), name, where)
     spec_secrets(settings["secrets"])  # refuse what is not a Secret now, not at call time
     return FunctionOptions(**{key: value for key, value in settings.items() if value is not None})
 
@@ -179,6 +187,11 @@ def settings_of(options: FunctionOptions) -> dict[str, Any]:
             "max_inputs": options.max_inputs,  # an endpoint's worker takes this many at once
             "gpu": str(options.gpu) if options.gpu else None,
             "image": options.image.object_id if options.image else None,
+            "cpu": options.cpu,
+            "memory": options.memory,
+            "block_network": options.block_network,
+            "single_use_containers": options.single_use_containers,
+            "restrict_modal_access": options.restrict_modal_access,
         }
         | ({"schedule": options.schedule.wire()} if options.schedule else {})
         | ({"web": options.web} if options.web else {})

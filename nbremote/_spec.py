@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -17,10 +18,13 @@ def worker_spec(
     volumes: dict[str, str],
     secrets: Sequence[Secret],
     image: Any,
+    **isolation: Any,
 ) -> WorkerSpec:
-    """What a worker for these settings is started with (inline secret values included)."""
+    """What a worker for these settings is started with (inline secret values included);
+    ``isolation``: its ``cpu``, ``memory`` and isolation flags (`WorkerSpec`'s names)."""
     names, inline = spec_secrets(secrets)
     return WorkerSpec(
+        **{key: value for key, value in isolation.items() if value},
         env=env,
         gpu=gpu,
         volumes=volumes,
@@ -28,6 +32,26 @@ def worker_spec(
         inline_secrets=inline,
         image=image.object_id if image is not None else None,
         python=kernel_python() if image is None else None,
+    )
+
+
+def resource_limit(value: Any, name: str, where: str) -> Any:
+    """A ``cpu=`` or ``memory=`` as the limit it sets: a number, or Modal's ``(request,
+    limit)``, of which the runner enforces the limit (it reserves nothing).
+
+    Raises:
+        ValueError: not a positive number, or a pair of them.
+    """
+    if isinstance(value, tuple) and len(value) == 2:
+        value = value[1]
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return math.ceil(value) if name == "memory" else float(value)
+    raise ValueError(
+        f"{where}: {name}={value!r}: give a positive number "
+        + ("of MiB (memory=2048)" if name == "memory" else "of cores (cpu=2.0)")
+        + " or a (request, limit) pair"
     )
 
 

@@ -30,6 +30,7 @@ from .errors import (
     VersionMismatch,
     WorkerDied,
 )
+from .sandbox import SandboxTimeoutError
 
 Error = NbremoteError
 AuthError = AuthenticationError
@@ -53,6 +54,7 @@ __all__ = [
     "InvalidError",
     "NotFoundError",
     "RemoteError",
+    "SandboxTimeoutError",
     "SerializationError",
     "TimeoutError",
     "VersionError",

@@ -357,7 +357,7 @@ class Function(Generic[R]):
     ) -> Iterator[Any]:
         session = _session.current_session()
         target = self._target()
-        batcher = Batcher(inputs)
+        batcher = Batcher(inputs, 1) if self.options.single_use_containers else Batcher(inputs)
         sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:

@@ -27,7 +27,6 @@ from ._namespace import unpack
 from ._output import show
 from ._promote import job_flags, job_settings, promote_cell
 from ._session import Request
-from ._spec import worker_spec
 from .cli._utils import format_bytes, render_table
 from .errors import NbremoteError, RunnerError, SerializationError
 from .image import Image
@@ -257,8 +256,9 @@ class RemoteMagics(Magics):
 
     def _worker_options(self, args: Namespace) -> CellOptions:
         """The worker flags but the image, checked: a bad one is a UsageError naming it."""
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+        for flag in ("timeout", "cpu", "memory"):
+            if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+                raise UsageError(f"--{flag} must be positive, got {getattr(args, flag):g}")
         try:
             gpus = gpu.parse(args.gpu.strip("'\"") if args.gpu else None, where="--gpu")
         except ValueError as exc:
@@ -269,6 +269,8 @@ class RemoteMagics(Magics):
             env=_env(args.env),
             volumes=_volumes(args.volume),
             secrets=_secrets(args.secret, self.ipython.user_ns),
+            cpu=args.cpu,
+            memory=args.memory,
         )
 
     # -- %remote subcommands --------------------------------------------------------------------
@@ -348,7 +350,7 @@ class RemoteMagics(Magics):
             return
         session = _session.current_session()
         last = self.last_worker
-        spec = worker_spec(last.env, last.gpu, last.volumes, last.secrets, last.image)
+        spec = last.spec()
         header = {"op": Op.PULL, "names": names, "spec": spec.wire()}
         done, buffers = session.call(Request(header, spec_key=spec.key(), image=last.image), show)
         raise_for(done)

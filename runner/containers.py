@@ -4,7 +4,9 @@
 volumes or secrets goes straight to the backend. Otherwise the secrets are resolved first (a
 missing one fails the request before any process starts), each volume gets a working copy, and
 the backend binds the copies at their mount paths. When the worker stops cleanly its changes are
-committed; when it dies they are dropped; either way its copies are removed.
+committed; when it dies they are dropped; either way its copies are removed. Every request
+carries the spec's `Limits` (``cpu=``, ``memory=``) for the backend to enforce, and the memory
+limit in the worker's environment, so that a ``MemoryError`` there can name it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ import json
 
 from nbremote.wire.http import WorkerSpec
 
-from .backends import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
+from .backends import (
+    Backend,
+    Limits,
+    WorkerHandle,
+    WorkerRequest,
+    WorkerStartError,
+    WorkerStats,
+)
 from .secrets import SecretError, Secrets
 from .volumes import Checkout, VolumeError, Volumes
 
 DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"  # where the GPU broker pins a worker's devices
+# A worker's memory limit, so that its MemoryError can name it (`worker_calls`).
+MEMORY_VARIABLE = "NBREMOTE_MEMORY_MIB"
 
 
 class MountedWorker(WorkerHandle):
@@ -92,10 +103,13 @@ class ContainerStarter:
             WorkerStartError: a secret or volume it names does not exist, or the backend could
                 not start it.
         """
+        limits = Limits.of(spec)
+        limit_env = {MEMORY_VARIABLE: str(spec.memory)} if spec.memory is not None else {}
         if not spec.volumes and not spec.secrets:
-            return await self.backend.start_worker(WorkerRequest(spec, devices=devices(spec)))
+            request = WorkerRequest(spec, limit_env, devices=devices(spec), limits=limits)
+            return await self.backend.start_worker(request)
         try:
-            env = self._secrets.environment(spec)
+            env = self._secrets.environment(spec) | limit_env
             for name in spec.volumes.values():
                 self._volumes.get(name)
         except (SecretError, VolumeError) as exc:
@@ -114,6 +128,7 @@ class ContainerStarter:
                 env=env,
                 mounts={path: c.root for path, c in mounts.items()},
                 devices=devices(spec),
+                limits=limits,
             )
             inner = await self.backend.start_worker(request)
         except BaseException:

@@ -17,6 +17,7 @@ from .endpoint_front import FrontApplication
 from .endpoint_handlers import ENDPOINT_ROUTES
 from .handlers import RUNNER_ROUTES, ApiError, BaseHandler
 from .job_handlers import JOB_ROUTES
+from .sandbox_handlers import SANDBOX_ROUTES
 from .service import Runner, RunnerConfig
 from .storage_handlers import STORAGE_ROUTES
 
@@ -25,6 +26,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     *STORAGE_ROUTES,
     *JOB_ROUTES,
     *ENDPOINT_ROUTES,
+    *SANDBOX_ROUTES,
 ]
 
 

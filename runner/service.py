@@ -47,6 +47,7 @@ from .gpus import GpuBroker, discover
 from .images import Images
 from .jobs import Jobs
 from .pools import SparePool
+from .sandboxes import Sandboxes
 from .secrets import Secrets
 from .sessions import Session, SessionRegistry
 from .state import State
@@ -187,6 +188,8 @@ class Runner:
         self.secrets = Secrets(self.config.data_dir / "secrets.json")
         self.secrets.load()
         starter = ContainerStarter(self.backend, self.volumes, self.secrets)
+        root = scratch_root(self.config.data_dir)
+        self.sandboxes = Sandboxes(self.backend, root, self.volumes, self.secrets)
         spare = SparePool(starter, self.serve_worker, self.config.spare_worker)
         self.gpus = GpuBroker(self.discovery, spare)
         self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
@@ -312,6 +315,7 @@ class Runner:
         await self.apps.close()
         self.endpoints.close()
         await self.sessions.close()
+        await self.sandboxes.close()
         self.volumes.close()
         await self.backend.close()  # its image builds, before the registry's threads go
         await self.images.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import signal
 import threading
 import time
@@ -22,6 +23,25 @@ from types import FrameType
 from typing import Any
 
 Input = tuple[tuple[Any, ...], dict[str, Any]]
+MEMORY_VARIABLE = "NBREMOTE_MEMORY_MIB"  # the worker's memory= limit, set by the runner
+
+
+def out_of_memory(memory_mib: int | str) -> str:
+    """What a call that went over its memory limit says (here, for a ``MemoryError``; on the
+    runner, for a container the kernel killed)."""
+    return (
+        f"the worker ran out of its {memory_mib} MiB memory limit (memory={memory_mib}); raise "
+        "memory= (--memory for a cell) or use less memory at a time"
+    )
+
+
+def explain_memory_error(etype: object, evalue: str) -> str:
+    """An error's message, naming the worker's memory limit when it is a ``MemoryError`` of a
+    worker that has one (an allocation over ``RLIMIT_DATA`` raises it)."""
+    limit = os.environ.get(MEMORY_VARIABLE)
+    if limit is None or not (isinstance(etype, type) and issubclass(etype, MemoryError)):
+        return evalue
+    return out_of_memory(limit) + (f" ({evalue})" if evalue else "")
 
 
 class InputTimeout(TimeoutError):
@@ -80,9 +100,12 @@ def describe_error(exc: BaseException, attempts: int) -> dict[str, Any]:
     """An exception as JSON: its name, message and traceback (without the worker's own frame)."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
     lines = traceback.format_exception(type(exc), exc, tb)
+    evalue = explain_memory_error(type(exc), str(exc))
+    if evalue != str(exc):
+        lines[-1] = f"{type(exc).__name__}: {evalue}\n"
     return {
         "ename": type(exc).__name__,
-        "evalue": str(exc),
+        "evalue": evalue,
         "builtin": builtin_base(type(exc)),
         "traceback": ["".join(lines)],
         "attempts": attempts,

@@ -35,7 +35,7 @@ from traitlets.config import Config
 
 from nbremote.wire.ops import Op
 
-from .worker_calls import builtin_base
+from .worker_calls import builtin_base, explain_memory_error
 from .worker_io import Outbox, flush_streams, json_mime
 from .worker_stdin import InputRelay
 
@@ -226,9 +226,12 @@ class ZMQInteractiveShell(InteractiveShell):
         }
 
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        message = explain_memory_error(etype, str(evalue))
+        if message != str(evalue) and stb:  # the limit it ran out of, on the error's last line
+            stb = [*stb[:-1], f"{stb[-1].rstrip().removesuffix(str(evalue))} {message}"]
         error = {
             "ename": getattr(etype, "__name__", str(etype)),
-            "evalue": str(evalue),
+            "evalue": message,
             "builtin": builtin_base(etype) if isinstance(etype, type) else None,
             "traceback": stb,
         }

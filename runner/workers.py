@@ -74,6 +74,18 @@ class WorkerKilled(RunnerError):
         super().__init__(KILLED, kind="KeyboardInterrupt")
 
 
+def _restricted(header: Header) -> Header:
+    """The answer to a Dict, Queue or volume request of a worker started with
+    ``restrict_modal_access=True``: its code may not reach the runner."""
+    refusal = RunnerError(
+        f"this function runs with restrict_modal_access=True: its code cannot use the runner's "
+        f"{header['op']}s (nr.Dict, nr.Queue, volume commits); remove restrict_modal_access to "
+        "allow it",
+        kind="PermissionDenied",
+    )
+    return error_done(header["id"], refusal)
+
+
 class Worker:
     """A warm worker and the requests it is serving (one at a time, or several for concurrent
     inputs: the worker's frames carry their request's id)."""
@@ -114,6 +126,9 @@ class Worker:
             if invalid is not None:
                 self.send(invalid, [])
                 return
+            if self.process.spec.restrict_modal_access:
+                self.send(_restricted(header), [])
+                return
             if op == Op.VOLUME:  # a worker commits or reloads its own working copies only
                 owned = self.process.checkouts
                 header["checkouts"] = [c for c in header.get("checkouts", ()) if c in owned]
@@ -129,6 +144,8 @@ class Worker:
             request.forward(header, buffers)
         elif not request.done.done():
             header["worker"] = self.id
+            if self.process.spec.single_use:  # one input per container: the next gets a new one
+                header["retire"] = True
             self._record(header)
             if request.forward_done:
                 request.forward(header, buffers)

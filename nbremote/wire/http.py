@@ -118,6 +118,16 @@ class WorkerSpec(ApiModel):
         description="the kernel's interpreter, for workers of an embedded runner on its host "
         "(None: the runner's)",
     )
+    # Resources and isolation (Modal's names): every backend enforces them on its containers.
+    cpu: float | None = Field(default=None, gt=0, le=1024, description="CPU cores it may use")
+    memory: int | None = Field(
+        default=None, ge=1, le=2**24, description="MiB of memory; beyond it a call fails"
+    )
+    block_network: bool = Field(default=False, description="no network but its own loopback")
+    single_use: bool = Field(default=False, description="a fresh worker for every input")
+    restrict_modal_access: bool = Field(
+        default=False, description="its code may not reach the runner (no Dict, Queue, volume)"
+    )
 
     def key(self) -> str:
         """A stable string that identifies workers interchangeable for this spec."""

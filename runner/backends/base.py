@@ -18,7 +18,9 @@ A backend must:
   leave nothing behind (no process, no scratch folder);
 - keep what the runner itself holds (its data dir, its token) out of the worker's reach, and none
   of the runner's ``NBREMOTE_*`` settings in its environment;
-- stop its workers when the runner goes, however it goes.
+- stop its workers when the runner goes, however it goes;
+- enforce the request's `Limits` and the spec's ``block_network`` (only a loopback of its own),
+  or refuse to start the worker, saying why: a flag it cannot honour is never dropped silently.
 """
 
 from __future__ import annotations
@@ -40,10 +42,18 @@ class WorkerStartError(RunnerError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of a worker (none enforced yet: a place for docker's and Ray's)."""
+    """Resource limits of a worker, from its spec's ``memory=`` (MiB) and ``cpu=`` (cores).
+    Every backend enforces them; going over memory ends the call with
+    `nbremote_runner.worker_calls.out_of_memory`."""
 
     memory_bytes: int | None = None
     cpus: float | None = None
+
+    @classmethod
+    def of(cls, spec: WorkerSpec) -> Limits:
+        """The limits ``spec`` asks for."""
+        memory = spec.memory * 2**20 if spec.memory is not None else None
+        return cls(memory_bytes=memory, cpus=spec.cpu)
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class WorkerRequest:
         mounts: mount path -> host folder to bind there (volumes' working copies).
         devices: the GPUs it may use (UUIDs where NVML gave them, else indices), already named in
             its environment as ``CUDA_VISIBLE_DEVICES``.
-        limits: its resource limits.
+        limits: its resource limits (`Limits.of` its spec).
     """
 
     spec: WorkerSpec

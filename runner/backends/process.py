@@ -34,8 +34,16 @@ from nbremote.wire.http import WorkerSpec
 from ..children import die_with_runner
 from ..data_dir import scratch_root
 from ..frames import ConnectionClosed, FrameConnection, connect
-from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
+from ..worker_calls import out_of_memory
+from .base import (
+    Backend,
+    WorkerHandle,
+    WorkerRequest,
+    WorkerStartError,
+    WorkerStats,
+)
 from .interpreters import worker_python
+from .limits import Enforced, LimitEnforcer, chain
 from .sandbox import Sandbox, SandboxError, bwrap_command, host_pid, unavailable
 from .venvs import VenvBuilder
 
@@ -49,7 +57,8 @@ STOP_GRACE = 5.0
 
 class LocalWorker(WorkerHandle):
     """A worker that is a child process of the runner (maybe through bwrap). A same-host client
-    shares its network namespace, so it may be leased (`direct`)."""
+    shares its network namespace, so it may be leased (`direct`), unless the worker has a
+    network of its own (``block_network``) or must see one input only (``single_use``)."""
 
     direct = True
 
@@ -63,12 +72,15 @@ class LocalWorker(WorkerHandle):
         hello: dict[str, object],
         host_pid: int,
         sandboxed: bool,
+        enforced: Enforced,
     ) -> None:
         super().__init__(worker_id, spec, connection, hello)
         self._proc = proc
         self._scratch = scratch
         self._host_pid = host_pid  # in a sandbox, the pid the worker reported is another
         self._sandboxed = sandboxed
+        self._enforced = enforced
+        self.direct = not (spec.block_network or spec.single_use)
 
     def interrupt(self) -> None:
         if self._proc.poll() is None:  # the worker itself: under bwrap, _proc is bwrap
@@ -85,6 +97,7 @@ class LocalWorker(WorkerHandle):
         if self._proc.poll() is None:
             self._proc.kill()
         await self.exit_status()
+        self._enforced.remove()
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: shutil.rmtree(self._scratch, ignore_errors=True)
         )
@@ -100,7 +113,10 @@ class LocalWorker(WorkerHandle):
         for _ in range(100):  # the socket closes a moment before the process is reaped
             code = self._proc.poll()
             if code is not None:
-                return describe_exit(code, self._sandboxed)
+                status = describe_exit(code, self._sandboxed)
+                if self.spec.memory is not None and self._enforced.oom_killed():
+                    status = f"{status}: {out_of_memory(self.spec.memory)}"
+                return status
             await asyncio.sleep(0.01)
         return "still running"
 
@@ -158,6 +174,7 @@ class ProcessBackend(Backend):
         self._shm_dir = shm_dir  # workers share the runner's machine, so its shm folder
         self._private = list(private)
         self.sandboxed = _sandboxing(sandbox)
+        self._limits = LimitEnforcer()
         # A spec with an image runs in that image's venv; its build steps run user code as well.
         self.venvs: VenvBuilder | None = None
         if images is not None:
@@ -167,6 +184,18 @@ class ProcessBackend(Backend):
     @property
     def python_version(self) -> str:
         return platform.python_version()
+
+    def hidden(self) -> Sandbox:
+        """What no user code may see, for other containers of this backend (`sandboxes`)."""
+        return self._hidden()
+
+    async def image_environment(self, ref: str) -> Ready:
+        """The image ``ref``'s venv, built if need be.
+
+        Raises:
+            WorkerStartError: the runner has no image cache. LookupError, ImageBuildError.
+        """
+        return await self._venv(ref)
 
     def _hidden(self) -> Sandbox:
         """A sandbox that hides what no user code may see: the data dir, the home with its
@@ -183,6 +212,7 @@ class ProcessBackend(Backend):
             readonly=[image] if image is not None else [],
             mounts=request.mounts,
             shm_dir=self._shm_dir,
+            network=not request.spec.block_network,
         )
 
     async def _venv(self, ref: str) -> Ready:
@@ -196,6 +226,7 @@ class ProcessBackend(Backend):
     async def close(self) -> None:
         if self.venvs is not None:
             await self.venvs.close()
+        self._limits.close()
 
     async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
         spec = request.spec
@@ -223,16 +254,18 @@ class ProcessBackend(Backend):
             env["NBREMOTE_SHM_DIR"] = self._shm_dir
         # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
         command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
-        sandboxed = self.sandboxed or bool(request.mounts)
-        if sandboxed:
-            try:
-                sandbox = self._sandbox(scratch, image, request)
-                command = bwrap_command(command, sandbox, scratch)
-            except SandboxError as exc:
-                ours.close()
-                theirs.close()
-                shutil.rmtree(scratch, ignore_errors=True)
-                raise WorkerStartError(str(exc)) from None
+        sandboxed = self.sandboxed or bool(request.mounts) or spec.block_network
+        try:
+            if spec.block_network and unavailable() is not None:
+                raise SandboxError(f"block_network=True needs a sandbox: {unavailable()}")
+            if sandboxed:
+                command = bwrap_command(command, self._sandbox(scratch, image, request), scratch)
+            enforced = self._limits.enforce(worker_id, request.limits)
+        except (SandboxError, OSError) as exc:
+            ours.close()
+            theirs.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise WorkerStartError(str(exc)) from None
         # From the event loop's thread, which lives as long as the runner (see `children`).
         proc = subprocess.Popen(
             command,
@@ -243,7 +276,7 @@ class ProcessBackend(Backend):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=die_with_runner(),
+            preexec_fn=chain(die_with_runner(), enforced.preexec),
         )
         theirs.close()
         assert proc.stderr is not None
@@ -256,13 +289,16 @@ class ProcessBackend(Backend):
             connection.close()
             proc.kill()
             status = describe_exit(proc.wait(), sandboxed)
+            enforced.remove()
             shutil.rmtree(scratch, ignore_errors=True)
             if not isinstance(exc, ConnectionClosed | TimeoutError | LookupError):
                 raise
             raise WorkerStartError(
                 f"the worker did not start ({status}); see the runner's log"
             ) from exc
-        return LocalWorker(worker_id, spec, connection, proc, scratch, hello, pid, sandboxed)
+        return LocalWorker(
+            worker_id, spec, connection, proc, scratch, hello, pid, sandboxed, enforced
+        )
 
 
 def forward_to_log(stream: IO[bytes]) -> None:

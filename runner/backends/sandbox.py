@@ -13,7 +13,9 @@ the runner's data dir (every secret, the state, the token), other workers' envir
 - its own /tmp and /dev/shm (an empty tmpfs each; only the runner's shared-memory folder for
   frames is bound into /dev/shm);
 - the host's network (workers serve a same-host client over an abstract Unix socket, which lives
-  in the network namespace) and devices (GPUs).
+  in the network namespace), unless ``block_network`` gives it a namespace of its own with only
+  a loopback (its socket to the runner is a socket pair, which crosses namespaces), and the
+  host's devices (GPUs).
 
 ``--die-with-parent`` kills the sandbox when the runner dies, however it dies.
 """
@@ -53,6 +55,10 @@ class Sandbox:
         readonly: folders bound back read-only at their own path (its image environment).
         mounts: mount path -> host folder (volumes' working copies).
         shm_dir: the runner's shared-memory folder for frames, if any.
+        network: the host's network; False: a network namespace of its own, with only a
+            loopback (``block_network``).
+        tmp: a host folder to be its /tmp (a sandbox's, kept between its commands); None: an
+            empty tmpfs.
     """
 
     hidden: Sequence[Path] = ()
@@ -61,6 +67,8 @@ class Sandbox:
     readonly: Sequence[Path] = ()
     mounts: Mapping[str, Path] = field(default_factory=dict)
     shm_dir: str | None = None
+    network: bool = True
+    tmp: Path | None = None
 
 
 def check_host_paths(paths: list[str]) -> None:
@@ -134,8 +142,10 @@ def bwrap_command(command: list[str], sandbox: Sandbox, cwd: Path) -> list[str]:
         )
     check_host_paths(list(sandbox.mounts))
     args = [bwrap, "--die-with-parent", "--unshare-pid", "--tmpfs", "/", *_root_binds()]
+    if not sandbox.network:
+        args.insert(3, "--unshare-net")
     args += ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc"]
-    args += ["--tmpfs", "/tmp"]
+    args += ["--tmpfs", "/tmp"] if sandbox.tmp is None else ["--bind", str(sandbox.tmp), "/tmp"]
     for folder in sandbox.hidden:  # one under /tmp is already out of sight
         if folder.is_dir() and not _under(folder, "/tmp"):
             args += ["--tmpfs", str(folder)]
