@@ -60,6 +60,7 @@ from .worker_sources import LocalSources
 from .worker_stdin import InputRelay
 from .worker_values import HeldValues, rebound
 from .worker_values import InputError as _InputError
+from .worker_workdir import enter_workdir
 
 _SUMMARY_LIMIT = 200
 
@@ -484,9 +485,7 @@ def main() -> None:
     try:
         worker = Worker(sock, outbox)
         if os.environ.get("NBREMOTE_WORKDIR"):  # the image's workdir(), under the worker's folder
-            from .worker_workdir import enter_workdir
-
-            enter_workdir(os.environ["NBREMOTE_WORKDIR"])
+            enter_workdir()
         worker.serve()
         if "nbremote.wire.classes" in sys.modules:  # the runner said stop: a clean stop
             outbox.serve("exit")  # the id of the @nr.exit() methods' Dict, Queue, Volume calls

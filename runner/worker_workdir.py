@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 
 
-def enter_workdir(relative: str) -> None:
-    """Make ``relative`` (under the current folder) a writable folder and enter it."""
+def enter_workdir() -> None:
+    """Make ``$NBREMOTE_WORKDIR`` (relative, under the current folder) a writable folder and
+    enter it."""
+    relative = os.environ["NBREMOTE_WORKDIR"]
     here = Path.cwd()
     for part in Path(relative).parts:
         here = here / part
