@@ -4,9 +4,15 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: setup bwrap demo lab test lint typecheck bench fidelity clean
+.PHONY: setup bwrap jupyter-ext demo lab test lint typecheck bench fidelity clean
 
-setup: $(STAMP) bwrap
+setup: $(STAMP) bwrap jupyter-ext
+
+# The jupyter-server extension enabled in the venv as `pip install` enables it (an editable
+# install leaves out the data files that do it in a wheel).
+jupyter-ext: $(STAMP)
+	install -D -m 644 server_ext/jupyter-config/nbremote.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/nbremote.json
 
 # Volumes are mounted in workers with bubblewrap; installed where apt can (CI runs as root).
 bwrap:
