@@ -3,16 +3,27 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
+LABEXT  := server_ext/labextension/package.json
 
-.PHONY: setup bwrap jupyter-ext demo lab test lint typecheck bench fidelity clean
+.PHONY: setup bwrap jupyter-ext labext demo lab test lint typecheck bench fidelity clean
 
 setup: $(STAMP) bwrap jupyter-ext
 
-# The jupyter-server extension enabled in the venv as `pip install` enables it (an editable
-# install leaves out the data files that do it in a wheel).
-jupyter-ext: $(STAMP)
+# The jupyter-server extension enabled and the JupyterLab extension installed in the venv as
+# `pip install` does it (an editable install leaves out a wheel's data files).
+jupyter-ext: $(STAMP) $(LABEXT)
 	install -D -m 644 server_ext/jupyter-config/nbremote.json \
 		$(VENV)/etc/jupyter/jupyter_server_config.d/nbremote.json
+	rm -rf $(VENV)/share/jupyter/labextensions/nbremote
+	mkdir -p $(VENV)/share/jupyter/labextensions
+	cp -r server_ext/labextension $(VENV)/share/jupyter/labextensions/nbremote
+
+# The prebuilt JupyterLab extension (TypeScript in labextension/), rebuilt when its sources change.
+labext: $(LABEXT)
+$(LABEXT): $(STAMP) $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) \
+		labextension/package.json labextension/yarn.lock labextension/tsconfig.json labextension/build.sh
+	VENV=$(VENV) sh labextension/build.sh
+	touch $@
 
 # Volumes are mounted in workers with bubblewrap; installed where apt can (CI runs as root).
 bwrap:
@@ -43,6 +54,7 @@ typecheck: setup
 	$(BIN)/mypy nbremote runner server_ext
 
 test: lint typecheck
+	cd labextension && ../$(BIN)/jlpm test
 	$(BIN)/python -m pytest
 
 bench: setup

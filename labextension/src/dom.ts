@@ -1,0 +1,58 @@
+/** A small DOM builder for the panel and the dialog (text always goes in as text, never HTML). */
+
+type Child = Node | string | null | undefined | false;
+
+export function h(
+  tag: string,
+  attrs: Record<string, string | boolean | ((event: Event) => void)> = {},
+  ...children: Child[]
+): HTMLElement {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (typeof value === 'function') {
+      element.addEventListener(key.replace(/^on/, '').toLowerCase(), value);
+    } else if (value === true) {
+      element.setAttribute(key, '');
+    } else if (value !== false) {
+      element.setAttribute(key, value);
+    }
+  }
+  for (const child of children) {
+    if (child) {
+      element.append(child);
+    }
+  }
+  return element;
+}
+
+/** A button that copies ``text`` to the clipboard and says so. */
+export function copyButton(text: string, label = 'Copy'): HTMLElement {
+  const button = h('button', { class: 'jp-mod-styled nbremote-copy', title: `${label}` }, label);
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = 'Copied';
+    } catch {
+      button.textContent = 'Select and copy';
+    }
+  });
+  return button;
+}
+
+export function bytes(value: number | null): string {
+  if (value === null) {
+    return '?';
+  }
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let size = value;
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit++;
+  }
+  return `${size.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+
+export function when(seconds: number | null): string {
+  return seconds === null ? '' : new Date(seconds * 1000).toLocaleString();
+}

@@ -1,0 +1,61 @@
+/**
+ * The live state of the runner as the panel and the status bar show it: the server extension's
+ * events (`/nbremote/api/events`, server-sent), each topic replaced whole when it changes.
+ * The browser's EventSource reconnects by itself; while it is away the state says so.
+ */
+
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { Topics, TOPICS } from './api';
+
+export class RemoteState {
+  private readonly source: EventSource;
+  private readonly changedSignal = new Signal<this, keyof Topics>(this);
+  readonly topics: Partial<Topics> = {};
+
+  constructor(url: string) {
+    this.source = new EventSource(url, { withCredentials: true });
+    for (const topic of TOPICS) {
+      this.source.addEventListener(topic, event => {
+        this.topics[topic] = JSON.parse((event as MessageEvent).data);
+        this.changedSignal.emit(topic);
+      });
+    }
+    this.source.onerror = () => {
+      this.topics.status = {
+        connected: false,
+        url: null,
+        runner: null,
+        error: 'the Jupyter server does not answer'
+      };
+      this.changedSignal.emit('status');
+    };
+  }
+
+  /** A topic changed (its new document is in `topics`). */
+  get changed(): ISignal<this, keyof Topics> {
+    return this.changedSignal;
+  }
+
+  /** The worker state of a notebook's session: 'running', 'idle', 'starting' or null. */
+  notebookState(path: string | null): string | null {
+    const session = this.topics.sessions?.sessions.find(s => s.notebook === path);
+    if (!session) {
+      return null;
+    }
+    if (session.workers.some(worker => worker.busy)) {
+      return 'running a cell';
+    }
+    return session.workers.length ? 'idle' : 'no warm worker';
+  }
+
+  /** GPUs held, and there are. */
+  gpusInUse(): [number, number] {
+    const gpus = this.topics.gpus?.gpus ?? [];
+    return [gpus.filter(gpu => gpu.holder && !gpu.holder.idle).length, gpus.length];
+  }
+
+  dispose(): void {
+    this.source.close();
+  }
+}
