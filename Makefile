@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -
 PYTHON  ?= python3
 LABEXT  := server_ext/labextension/package.json
 
-.PHONY: setup bwrap jupyter-ext labext demo lab test lint typecheck bench fidelity clean
+.PHONY: setup bwrap chromium jupyter-ext labext demo lab test lint typecheck bench fidelity clean
 
 setup: $(STAMP) bwrap jupyter-ext
 
@@ -53,7 +53,15 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy nbremote runner server_ext
 
-test: lint typecheck
+# The browser tests (tests/browser) drive Debian's Chromium, never a browser Playwright downloads;
+# installed where apt can (CI runs as root).
+chromium:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		apt-get install -y -qq chromium >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium is missing: install it to run the browser tests (tests/browser)"
+
+test: lint typecheck chromium
 	cd labextension && ../$(BIN)/jlpm test
 	$(BIN)/python -m pytest
 
@@ -73,4 +81,4 @@ fidelity: setup
 	$(BIN)/python -m tests.fidelity.report
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache server_ext/labextension labextension/lib

@@ -9,7 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { Endpoint, Job, RemoteApi } from './api';
 import { describeSchedule } from './cron';
-import { copyButton, h } from './dom';
+import { copyButton, fireTime, h } from './dom';
 import { PromoteForm } from './magic';
 
 export type Promoted = { kind: 'endpoint'; endpoint: Endpoint } | { kind: 'schedule'; job: Job };
@@ -120,7 +120,7 @@ export class PromoteDialog extends Widget {
     this.previewTimer = window.setTimeout(async () => {
       try {
         const preview = await this.api.schedulePreview(this.value('schedule'), this.value('tz'));
-        this.fires.replaceChildren(...preview.next_fires.map(when => h('li', {}, when)));
+        this.fires.replaceChildren(...preview.next_fires.map(when => h('li', {}, fireTime(when))));
         if (this.kind === 'schedule') {
           this.error.textContent = '';
         }
@@ -152,7 +152,7 @@ export class PromoteDialog extends Widget {
     if (promoted.kind === 'schedule') {
       const job = promoted.job;
       this.result.append(h('div', {}, `Scheduled job ${job.name}: ${job.schedule}`),
-        h('ul', { class: 'nbremote-next' }, ...job.next_fires.map(when => h('li', {}, when))));
+        h('ul', { class: 'nbremote-next' }, ...job.next_fires.map(when => h('li', {}, fireTime(when)))));
       return;
     }
     const endpoint = promoted.endpoint;

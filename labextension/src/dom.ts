@@ -56,3 +56,14 @@ export function bytes(value: number | null): string {
 export function when(seconds: number | null): string {
   return seconds === null ? '' : new Date(seconds * 1000).toLocaleString();
 }
+
+/** A fire time as the runner gives it (ISO 8601, the job's zone) for people: 2026-03-03 02:00 +01:00. */
+export function fireTime(iso: string): string {
+  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(?::00)?(?::\d{2})?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$/.exec(iso);
+  return match ? `${match[1]} ${match[2]}${match[3] ? ` ${match[3] === 'Z' ? 'UTC' : match[3]}` : ''}` : iso;
+}
+
+/** A notebook's path (a kernel gives the absolute one) as its last two parts. */
+export function shortPath(path: string): string {
+  return path.split('/').slice(-2).join('/');
+}

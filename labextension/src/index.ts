@@ -86,9 +86,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (error) {
         throw new Error(error);
       }
-      return form.kind === 'endpoint'
-        ? { kind: 'endpoint', endpoint: await api.endpoint(form.name) }
-        : { kind: 'schedule', job: await api.job(form.name) };
+      if (form.kind === 'schedule') {
+        return { kind: 'schedule', job: await api.job(form.name) };
+      }
+      // A cell answers at its path under the endpoint's URL: that is the URL to call.
+      const endpoint = await api.endpoint(form.name);
+      const path = form.path.trim().replace(/^\/$/, '');
+      return { kind: 'endpoint', endpoint: { ...endpoint, url: endpoint.url + path } };
     }
 
     app.commands.addCommand(PROMOTE, {

@@ -8,7 +8,7 @@ import { showErrorMessage } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { Endpoint, Gpu, Job, RemoteApi, Session, Topics } from './api';
-import { bytes, copyButton, h, when } from './dom';
+import { bytes, copyButton, fireTime, h, shortPath, when } from './dom';
 import { RemoteState } from './state';
 
 export class RemotePanel extends Widget {
@@ -94,7 +94,7 @@ export class RemotePanel extends Widget {
       'div',
       { class: 'nbremote-row nbremote-job', 'data-name': job.name },
       h('div', { class: 'nbremote-row-title' }, h('b', {}, job.name), ` ${job.schedule}`, job.paused ? ' (paused)' : ''),
-      h('div', {}, `next: ${job.paused ? '-' : (job.next_fires[0] ?? '-')}`),
+      h('div', {}, `next: ${job.paused || !job.next_fires[0] ? '-' : fireTime(job.next_fires[0])}`),
       h('div', {}, last ? `last run #${last.number}: ${last.status}${duration}` : 'not run yet'),
       h(
         'div',
@@ -160,7 +160,7 @@ export class RemotePanel extends Widget {
 
   private gpu(gpu: Gpu): HTMLElement {
     const holder = gpu.holder;
-    const who = holder ? `${holder.kind} ${holder.notebook ?? holder.name ?? ''}${holder.idle ? ' (idle)' : ''}` : 'free';
+    const who = holder ? `${holder.kind} ${holder.notebook ? shortPath(holder.notebook) : (holder.name ?? '')}${holder.idle ? ' (idle)' : ''}` : 'free';
     const memory = gpu.memory_total_bytes ? `${bytes(gpu.memory_used_bytes)} / ${bytes(gpu.memory_total_bytes)}` : '';
     const use = gpu.utilization_percent === null ? '' : `${gpu.utilization_percent}%`;
     return h('div', { class: 'nbremote-row nbremote-gpu' }, `${gpu.index}: ${gpu.name} · ${who} ${memory} ${use}`);
@@ -172,7 +172,7 @@ export class RemotePanel extends Widget {
     return h(
       'div',
       { class: 'nbremote-row nbremote-session' },
-      h('div', { class: 'nbremote-row-title' }, h('b', {}, session.notebook ?? session.id)),
+      h('div', { class: 'nbremote-row-title', title: session.notebook ?? session.id }, h('b', {}, session.notebook ? shortPath(session.notebook) : session.id)),
       h('div', {}, `${session.workers.length} worker(s), ${bytes(rss)}${busy ? ', running a cell' : ', idle'}`),
       h(
         'div',

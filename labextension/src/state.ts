@@ -37,9 +37,15 @@ export class RemoteState {
     return this.changedSignal;
   }
 
-  /** The worker state of a notebook's session: 'running', 'idle', 'starting' or null. */
+  /**
+   * The worker state of a notebook's session ('running a cell', 'idle', 'no warm worker'), or
+   * null if it has none. A kernel names its session by the notebook's absolute path
+   * (JPY_SESSION_NAME), the frontend knows the path under the server's root: it ends so.
+   */
   notebookState(path: string | null): string | null {
-    const session = this.topics.sessions?.sessions.find(s => s.notebook === path);
+    const mine = (notebook: string | null): boolean =>
+      Boolean(path && notebook && (notebook === path || notebook.endsWith(`/${path}`)));
+    const session = this.topics.sessions?.sessions.find(s => mine(s.notebook));
     if (!session) {
       return null;
     }

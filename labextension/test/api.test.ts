@@ -45,3 +45,21 @@ describe('RemoteApi', () => {
     expect(calls[0].path).toBe('nbremote/api/schedule-preview?schedule=0%202%20*%20*%20*&tz=Europe%2FBerlin');
   });
 });
+
+import { fireTime, shortPath } from '../src/dom';
+
+describe('how times and paths read', () => {
+  it.each([
+    ['2026-12-02T03:00:00+00:00', '2026-12-02 03:00 +00:00'],
+    ['2026-12-02T03:00:30+01:00', '2026-12-02 03:00 +01:00'],
+    ['2026-12-02T03:00:00Z', '2026-12-02 03:00 UTC'],
+    ['not a time', 'not a time']
+  ])('%s reads %s', (iso, text) => {
+    expect(fireTime(iso)).toBe(text);
+  });
+
+  it('keeps the last two parts of a path', () => {
+    expect(shortPath('/home/ada/work/walk.ipynb')).toBe('work/walk.ipynb');
+    expect(shortPath('walk.ipynb')).toBe('walk.ipynb');
+  });
+});

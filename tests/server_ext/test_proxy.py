@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from tests.conftest import RunningRunner
+from tests.conftest import RunningRunner, run_python
 from tests.server_ext.jupyter import Jupyter, running_jupyter
 
 
@@ -132,9 +132,9 @@ def test_without_a_runner_the_status_says_so_and_none_is_started(tmp_path: Path)
 def test_the_embedded_runner_is_found_as_the_kernels_find_it(
     tmp_path: Path, nbremote_home: Path
 ) -> None:
-    from nbremote._embedded import find_or_start
-
-    url, _ = find_or_start(nbremote_home)  # what a kernel's first %%remote cell does
+    # What a kernel's first %%remote cell does, in a process of its own (the runner outlives it).
+    code = "from nbremote._config import embedded_runner; print(embedded_runner()[0])"
+    url = run_python(code, tmp_path, {"NBREMOTE_HOME": str(nbremote_home)}).strip()
     env = {"NBREMOTE_HOME": str(nbremote_home), "NBREMOTE_URL": "", "NBREMOTE_TOKEN": ""}
     with running_jupyter(tmp_path, env) as server:
         status, _, described = server.fetch("/nbremote/api/status")
