@@ -131,6 +131,22 @@ export class RemoteApi {
     return document as T;
   }
 
+  /** A text resource (a log), whole. */
+  private async text(path: string): Promise<string> {
+    const response = await this.fetcher(`nbremote/api/${path}`, { method: 'GET' });
+    const text = await response.text();
+    if (!response.ok) {
+      let message = text.slice(0, 200);
+      try {
+        message = JSON.parse(text).error.message;
+      } catch {
+        // not an error document: its start says what went wrong
+      }
+      throw new ApiError(response.status, `HTTP ${response.status}`, message);
+    }
+    return text;
+  }
+
   status(): Promise<RunnerStatus> {
     return this.call('status');
   }
@@ -153,6 +169,16 @@ export class RemoteApi {
 
   jobRuns(name: string, limit = 5): Promise<{ runs: JobRun[] }> {
     return this.call(`jobs/${segment(name)}/runs?limit=${limit}`);
+  }
+
+  /** What a run printed (``last``: the latest run). */
+  jobLog(name: string, run: number | 'last' = 'last'): Promise<string> {
+    return this.text(`jobs/${segment(name)}/runs/${run}/logs`);
+  }
+
+  /** An endpoint's request log: time, method, path, status, latency, a line each. */
+  endpointLog(name: string): Promise<string> {
+    return this.text(`endpoints/${segment(name)}/logs`);
   }
 
   deleteJob(name: string): Promise<void> {

@@ -112,13 +112,15 @@ export class RemotePanel extends Widget {
             onclick: () =>
               this.act('logs', async () => {
                 const response = await this.api.jobRuns(job.name, 5);
-                logs.hidden = false;
-                logs.textContent = response.runs
+                const runs = response.runs
                   .map(run => `#${run.number} ${run.status} ${when(run.started)} ${run.error ?? ''}`)
                   .join('\n');
+                const log = response.runs.length ? await this.api.jobLog(job.name) : '';
+                logs.hidden = false;
+                logs.textContent = runs ? `${runs}\n\nlast run printed:\n${log}` : 'no runs yet';
               })
           },
-          'Runs'
+          'Runs and log'
         ),
         h('button', { class: 'jp-mod-styled jp-mod-warn', onclick: () => this.act('delete', () => this.api.deleteJob(job.name)) }, 'Delete')
       ),
@@ -127,6 +129,13 @@ export class RemotePanel extends Widget {
   }
 
   private endpoint(endpoint: Endpoint): HTMLElement {
+    const requests = h('pre', { class: 'nbremote-logs', hidden: true });
+    const showRequests = (): void =>
+      this.act('requests', async () => {
+        const lines = (await this.api.endpointLog(endpoint.name)).trimEnd().split('\n');
+        requests.hidden = false;
+        requests.textContent = lines.slice(-20).join('\n') || 'no requests yet';
+      });
     return h(
       'div',
       { class: 'nbremote-row nbremote-endpoint', 'data-name': endpoint.name },
@@ -149,12 +158,14 @@ export class RemotePanel extends Widget {
               'Copy token'
             )
           : 'public',
+        h('button', { class: 'jp-mod-styled', onclick: showRequests }, 'Requests'),
         h(
           'button',
           { class: 'jp-mod-styled jp-mod-warn', onclick: () => this.act('delete', () => this.api.deleteEndpoint(endpoint.name)) },
           'Delete'
         )
-      )
+      ),
+      requests
     );
   }
 

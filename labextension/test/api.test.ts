@@ -63,3 +63,16 @@ describe('how times and paths read', () => {
     expect(shortPath('walk.ipynb')).toBe('walk.ipynb');
   });
 });
+
+describe('logs', () => {
+  it('reads a log as text', async () => {
+    const { api, calls } = fake(200, '12:00:01 POST /answer 200 3.1 ms\n');
+    expect(await api.endpointLog('lab-answer')).toContain('POST /answer 200');
+    expect(calls[0].path).toBe('nbremote/api/endpoints/lab-answer/logs');
+  });
+
+  it('says why a log cannot be read', async () => {
+    const { api } = fake(404, { error: { type: 'NotFound', message: "job 'x' has no run last" } });
+    await expect(api.jobLog('x')).rejects.toMatchObject({ status: 404, message: "job 'x' has no run last" });
+  });
+});

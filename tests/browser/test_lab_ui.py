@@ -136,6 +136,16 @@ def test_a_notebook_promotes_cells_and_sees_them_live(page: Page, runner: Runnin
         expect(panel.locator(".nbremote-job[data-name='lab-nightly']")).to_contain_text("0 3 * * *")
         expect(panel.locator(".nbremote-endpoint[data-name='lab-answer']")).to_be_visible()
         expect(panel.locator(".nbremote-session")).to_contain_text("walk.ipynb")
+        endpoint = panel.locator(".nbremote-endpoint[data-name='lab-answer']")
+        endpoint.get_by_role("button", name="Requests").click()
+        expect(endpoint.locator(".nbremote-logs")).to_contain_text("200")  # the call above
+
+        # Run now: the panel follows the run live, and its log is what the cell printed.
+        job = panel.locator(".nbremote-job[data-name='lab-nightly']")
+        job.get_by_role("button", name="Run now").click()
+        expect(job).to_contain_text("last run #1: succeeded", timeout=120_000)
+        job.get_by_role("button", name="Runs and log").click()
+        expect(job.locator(".nbremote-logs")).to_contain_text("tick 21")
         lab.shot("panel")
         listed = runner.cli("jobs", "ls", "--json")
         assert listed.returncode == 0, listed.stderr
