@@ -24,7 +24,8 @@ from tests.browser.lab import Lab, chromium_path
 from tests.conftest import RunningRunner
 from tests.server_ext.jupyter import TOKEN, Jupyter, running_jupyter
 
-pytestmark = pytest.mark.browser
+# One walk takes about a minute here; a loaded machine gets room (the suite's default is 120 s).
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
 
 CELLS = [
     "%load_ext nbremote",

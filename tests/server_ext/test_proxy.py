@@ -82,6 +82,12 @@ def test_a_job_is_paused_run_and_deleted_from_the_panel(
     status, _, job = jupyter.fetch("/nbremote/api/jobs/t-ext-actions/resume", "POST")
     assert status == 200 and job["paused"] is False
 
+    # A name is one segment of the runner's URL: "t-ext-actions/pause" is a job name (there is
+    # none), never a path under the job t-ext-actions.
+    status, _, error = jupyter.fetch("/nbremote/api/jobs/t-ext-actions%2Fpause", "DELETE")
+    assert status == 404 and "'t-ext-actions/pause'" in error["error"]["message"]
+    assert jupyter.fetch("/nbremote/api/jobs/t-ext-actions")[0] == 200
+
     status, _, run = jupyter.fetch("/nbremote/api/jobs/t-ext-actions/runs", "POST")
     assert status == 202 and run["trigger"] == "manual"
     for _ in range(600):  # until the run ends: its log then holds what it printed
