@@ -43,8 +43,11 @@ async function execute(panel: NotebookPanel, code: string): Promise<string | nul
     }
   };
   const reply = await future.done;
-  if (reply.content.status !== 'ok' && !error) {
-    error = `the kernel answered ${reply.content.status}`;
+  const content = reply.content as { status: string; ename?: string; evalue?: string };
+  if (content.status !== 'ok' && !error) {
+    error = content.ename
+      ? `${content.ename}: ${content.evalue ?? ''}`.replace(/\x1b\[[0-9;]*m/g, '')
+      : `the kernel answered ${content.status}`;
   }
   return error;
 }

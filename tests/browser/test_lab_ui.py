@@ -13,6 +13,7 @@ import contextlib
 import json
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -22,7 +23,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from nbremote.errors import NbremoteError
 from tests.browser.lab import Lab, chromium_path
 from tests.conftest import RunningRunner
-from tests.server_ext.jupyter import TOKEN, Jupyter, running_jupyter
+from tests.server_ext.jupyter import TOKEN, free_port, running_jupyter
 
 # One walk takes about a minute here; a loaded machine gets room (the suite's default is 120 s).
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
@@ -44,29 +45,34 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def lab(runner: RunningRunner, tmp_path: Path) -> Iterator[Jupyter]:
-    """JupyterLab whose kernels (and server extension) use the shared runner, on a notebook."""
-    root = tmp_path / "notebooks"
+@contextmanager
+def lab_page(browser: Browser, tmp: Path, env: dict[str, str], shot: str) -> Iterator[Page]:
+    """JupyterLab with ``env`` (its kernels' and server extension's runner) open on a notebook of
+    CELLS in a new browser context; the page's last state is kept as screenshot ``shot``."""
+    root = tmp / "notebooks"
     root.mkdir()
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbformat.write(notebook, root / "walk.ipynb")
-    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
-    with running_jupyter(tmp_path, env, app="lab", args=("--LabApp.news_url=",)) as server:
-        yield server
+    with running_jupyter(tmp, env, app="lab", args=("--LabApp.news_url=",)) as lab:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        opened = context.new_page()
+        opened.set_default_timeout(30_000)
+        opened.goto(f"{lab.url}/lab/tree/walk.ipynb?token={TOKEN}")
+        expect(opened.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+        try:
+            yield opened
+        finally:
+            Lab(opened).shot(shot)  # how the page was left, failed or not
+            context.close()
 
 
 @pytest.fixture
-def page(browser: Browser, lab: Jupyter) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(30_000)
-    opened.goto(f"{lab.url}/lab/tree/walk.ipynb?token={TOKEN}")
-    expect(opened.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-    yield opened
-    Lab(opened).shot("last")  # how the page was left, failed or not
-    context.close()
+def page(browser: Browser, runner: RunningRunner, tmp_path: Path) -> Iterator[Page]:
+    """A notebook in JupyterLab whose kernels and server extension use the shared runner."""
+    env = {"NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
+    with lab_page(browser, tmp_path, env, "last-walk") as opened:
+        yield opened
 
 
 def call(url: str, token: str, body: object) -> object:
@@ -156,3 +162,22 @@ def test_a_notebook_promotes_cells_and_sees_them_live(page: Page, runner: Runnin
             for path in ("/api/v1/jobs/lab-nightly", "/api/v1/endpoints/lab-answer"):
                 with contextlib.suppress(NbremoteError):  # already gone if the test got that far
                     client.request("DELETE", path)
+
+
+def test_without_a_runner_the_status_bar_and_the_dialog_say_so(
+    browser: Browser, tmp_path: Path
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {"NBREMOTE_URL": nowhere, "NBREMOTE_TOKEN": "unused"}
+    with lab_page(browser, tmp_path, env, "last-no-runner") as page:
+        lab = Lab(page)
+        expect(lab.status).to_have_text("Remote: no runner", timeout=30_000)
+        lab.settle()
+        dialog = lab.promote_from_toolbar(2)
+        lab.fill("name", "lab-nowhere")
+        dialog.locator(".nbremote-submit").click()
+        error = dialog.locator(".nbremote-error")
+        expect(error).to_contain_text(f"cannot reach the runner at {nowhere}", timeout=60_000)
+        expect(dialog.locator(".nbremote-result")).to_be_empty()
+        lab.shot("dialog-no-runner")
+        lab.shot("status-no-runner", lab.status)
