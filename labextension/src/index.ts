@@ -13,6 +13,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { RemoteApi } from './api';
+import { RemoteBadges } from './badge';
 import { PromoteDialog, Promoted } from './dialog';
 import { magicLine, promoteCode, PromoteForm, splitCell } from './magic';
 import { RemotePanel } from './panel';
@@ -77,6 +78,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     );
     const state = new RemoteState(URLExt.join(settings.baseUrl, 'nbremote/api/events'));
     const panel = new RemotePanel(state, api);
+    new RemoteBadges(state);
     panel.title.icon = promoteIcon;
     app.shell.add(panel, 'right', { rank: 900 });
 

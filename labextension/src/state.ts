@@ -6,7 +6,7 @@
 
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { Topics, TOPICS } from './api';
+import { Session, Topics, TOPICS, Worker } from './api';
 
 export class RemoteState {
   private readonly source: EventSource;
@@ -43,9 +43,7 @@ export class RemoteState {
    * (JPY_SESSION_NAME), the frontend knows the path under the server's root: it ends so.
    */
   notebookState(path: string | null): string | null {
-    const mine = (notebook: string | null): boolean =>
-      Boolean(path && notebook && (notebook === path || notebook.endsWith(`/${path}`)));
-    const session = this.topics.sessions?.sessions.find(s => mine(s.notebook));
+    const session = this.session(path);
     if (!session) {
       return null;
     }
@@ -53,6 +51,18 @@ export class RemoteState {
       return 'running a cell';
     }
     return session.workers.length ? 'idle' : 'no warm worker';
+  }
+
+  /** The session of a notebook (by its path under the server's root), if it has one. */
+  session(path: string | null): Session | undefined {
+    const mine = (notebook: string | null): boolean =>
+      Boolean(path && notebook && (notebook === path || notebook.endsWith(`/${path}`)));
+    return this.topics.sessions?.sessions.find(s => mine(s.notebook));
+  }
+
+  /** The worker of a notebook that is running a cell now. */
+  busyWorker(path: string | null): Worker | undefined {
+    return this.session(path)?.workers.find(worker => worker.busy);
   }
 
   /** GPUs held, and there are. */

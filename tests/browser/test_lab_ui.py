@@ -1,7 +1,8 @@
 """JupyterLab with nbremote, as a user clicks it: Debian's Chromium driven by Playwright against a
 real ``jupyter lab`` on loopback, its kernels on a real runner.
 
-One notebook, one walk through it: run a ``%%remote`` cell (the status bar says a cell runs),
+One notebook, one walk through it: run a ``%%remote`` cell (the status bar says a cell runs, the
+cell wears a badge naming the runner),
 promote a cell to an endpoint from the cell toolbar and call it over HTTP, refuse a bad cron in
 the dialog, promote a schedule from the context menu and find it in the Remote panel and in
 ``nbremote jobs ls``. Screenshots of the status bar, the dialogs and the panel are kept.
@@ -94,9 +95,15 @@ def test_a_notebook_promotes_cells_and_sees_them_live(page: Page, runner: Runnin
     # A remote cell runs: the status bar says so while it does, and idle after.
     lab.run(0)
     lab.run(1)
+    host = runner.url.removeprefix("http://")
+    badge = lab.cell(1).locator(".nbremote-badge")
+    expect(badge).to_contain_text(f"remote · {host}")
     expect(lab.status).to_contain_text("running a cell", timeout=60_000)
+    expect(badge).to_have_text(f"remote · {host} · CPU")  # its worker holds no GPU
     lab.shot("status-running", lab.status)
+    lab.shot("cell-badge", lab.cell(1))
     expect(lab.status).to_contain_text("idle", timeout=60_000)
+    expect(badge).to_have_count(0)
     lab.wait_idle()
 
     try:
