@@ -231,6 +231,7 @@ class SchedulePreviewHandler(APIHandler):
 def routes(base: str) -> list[tuple[str, type[APIHandler]]]:
     """The extension's routes under the server's base URL."""
     from .events import EventsHandler
+    from .try_it import TryEndpointHandler
 
     api = f"{base.rstrip('/')}/nbremote/api"
     return [
@@ -244,6 +245,8 @@ def routes(base: str) -> list[tuple[str, type[APIHandler]]]:
         (f"{api}/jobs/{NAME}/runs/{RUN}/logs", JobRunLogsHandler),
         (f"{api}/endpoints", EndpointsHandler),
         (f"{api}/endpoints/{NAME}/logs", EndpointLogsHandler),
+        # Before the two-segment names: "x/try" is reached as "x%2Ftry", as the runner's logs.
+        (f"{api}/endpoints/{NAME}/try", TryEndpointHandler),
         (f"{api}/endpoints/{NAME}", EndpointHandler),
         (f"{api}/endpoints/{TWO}", EndpointHandler),
         (f"{api}/gpus", GpusHandler),

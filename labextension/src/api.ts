@@ -37,6 +37,13 @@ export interface Endpoint {
   token: string | null;
 }
 
+export interface Tried {
+  status: number;
+  content_type: string;
+  body: string;
+  truncated: boolean;
+}
+
 export interface GpuHolder {
   kind: string;
   notebook: string | null;
@@ -104,10 +111,10 @@ export class RemoteApi {
    */
   constructor(private readonly fetcher: Fetch) {}
 
-  private async call<T>(path: string, method = 'GET'): Promise<T> {
+  private async call<T>(path: string, method = 'GET', body: unknown = {}): Promise<T> {
     const init: RequestInit = { method };
     if (method === 'POST') {
-      init.body = '{}';
+      init.body = JSON.stringify(body);
     }
     const response = await this.fetcher(`nbremote/api/${path}`, init);
     if (response.status === 204) {
@@ -191,6 +198,11 @@ export class RemoteApi {
 
   deleteEndpoint(name: string): Promise<void> {
     return this.call(`endpoints/${segment(name)}`, 'DELETE');
+  }
+
+  /** One request to an endpoint, sent by the Jupyter server with the endpoint's token. */
+  tryEndpoint(name: string, request: { method: string; path: string; body: unknown }): Promise<Tried> {
+    return this.call(`endpoints/${segment(name)}/try`, 'POST', request);
   }
 
   stopWorkers(sessionId: string): Promise<void> {

@@ -165,8 +165,33 @@ export class PromoteDialog extends Widget {
       endpoint.token
         ? h('div', { class: 'nbremote-token' }, h('code', {}, endpoint.token), copyButton(endpoint.token, 'Copy token'))
         : h('div', {}, 'public: callers send no token'),
-      h('div', { class: 'nbremote-try' }, h('span', {}, 'Try it:'), h('code', {}, curl), copyButton(curl, 'Copy'))
+      h('div', { class: 'nbremote-try' }, h('span', {}, 'curl:'), h('code', {}, curl), copyButton(curl, 'Copy')),
+      this.tryBox(endpoint)
     );
+  }
+
+  /** A JSON body to send to the new endpoint, and what it answered. */
+  private tryBox(endpoint: Endpoint): HTMLElement {
+    const method = endpoint.method ?? 'POST';
+    const body = h('textarea', { class: 'jp-mod-styled nbremote-try-body', rows: '3' }) as HTMLTextAreaElement;
+    body.value = '{}';
+    const answer = h('pre', { class: 'nbremote-try-answer' });
+    const send = async (): Promise<void> => {
+      answer.textContent = 'sending…';
+      try {
+        const parsed = method === 'GET' ? null : JSON.parse(body.value || 'null');
+        const path = this.value('path').trim() || '/';
+        const tried = await this.api.tryEndpoint(endpoint.name, { method, path, body: parsed });
+        answer.textContent = `HTTP ${tried.status}\n${tried.body}${tried.truncated ? '\n…' : ''}`;
+      } catch (error: any) {
+        answer.textContent = error instanceof SyntaxError ? `not JSON: ${error.message}` : error.message;
+      }
+    };
+    return h('div', { class: 'nbremote-try-box' },
+      h('div', {}, `Try it: ${method} with a JSON body`),
+      method === 'GET' ? null : body,
+      h('button', { class: 'jp-mod-styled nbremote-try-send', onclick: () => void send() }, 'Send'),
+      answer);
   }
 
   /** Show it over the page, the name field focused. */

@@ -76,3 +76,13 @@ describe('logs', () => {
     await expect(api.jobLog('x')).rejects.toMatchObject({ status: 404, message: "job 'x' has no run last" });
   });
 });
+
+describe('tryEndpoint', () => {
+  it('posts what to send and reads what came back', async () => {
+    const { api, calls } = fake(200, { status: 200, content_type: 'application/json', body: '{"a":1}', truncated: false });
+    const tried = await api.tryEndpoint('hello', { method: 'POST', path: '/hi', body: { q: 1 } });
+    expect(tried.status).toBe(200);
+    expect(calls[0].path).toBe('nbremote/api/endpoints/hello/try');
+    expect(JSON.parse(calls[0].init.body as string)).toEqual({ method: 'POST', path: '/hi', body: { q: 1 } });
+  });
+});

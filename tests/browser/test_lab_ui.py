@@ -118,6 +118,10 @@ def test_a_notebook_promotes_cells_and_sees_them_live(page: Page, runner: Runnin
         url = dialog.locator(".nbremote-url code").inner_text()
         assert url == f"{runner.url}/endpoints/lab-answer/answer"
         expect(dialog.locator(".nbremote-try code")).to_contain_text("curl -X POST")
+        dialog.locator(".nbremote-try-body").fill('{"q": 2}')  # the dialog's own "try it"
+        dialog.locator(".nbremote-try-send").click()
+        expect(dialog.locator(".nbremote-try-answer")).to_contain_text("HTTP 200")
+        expect(dialog.locator(".nbremote-try-answer")).to_contain_text('"asked"')
         lab.shot("dialog-endpoint")
         assert call(url, token.inner_text(), {"q": 1}) == {"answer": 42, "asked": {"q": 1}}
         dialog.locator(".nbremote-close").click()

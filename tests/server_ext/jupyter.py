@@ -36,13 +36,13 @@ class Jupyter:
     log: Path
 
     def fetch(
-        self, path: str, method: str = "GET", token: str | None = TOKEN
+        self, path: str, method: str = "GET", token: str | None = TOKEN, body: Any = None
     ) -> tuple[int, str, Any]:
         """Status, content type and body (JSON decoded when it is JSON) of one request."""
         headers = {"Authorization": f"token {token}"} if token else {}
         if method != "GET":
             headers["Content-Type"] = "application/json"
-        data = b"{}" if method == "POST" else None
+        data = json.dumps(body or {}).encode() if method == "POST" else None
         request = urllib.request.Request(self.url + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

@@ -59,6 +59,18 @@ def test_jobs_and_endpoints_promoted_from_a_notebook_are_listed(
         status, _, one = jupyter.fetch("/nbremote/api/endpoints/t-ext-hello")
         assert status == 200 and one["token"]  # the endpoint's own token, for the copy button
 
+        # The dialog's "try it": the server calls the endpoint with its token.
+        tried = jupyter.fetch(
+            "/nbremote/api/endpoints/t-ext-hello/try", "POST", body={"path": "/hi", "body": {}}
+        )
+        assert tried[0] == 200 and tried[2]["status"] == 200
+        assert json.loads(tried[2]["body"]) == {"hi": 1}
+        outside = {"path": "/hi/../../../api/v1/runner"}  # a path stays under the endpoint
+        tried = jupyter.fetch("/nbremote/api/endpoints/t-ext-hello/try", "POST", body=outside)
+        assert tried[2]["status"] == 404 and "version" not in tried[2]["body"]
+        bad = jupyter.fetch("/nbremote/api/endpoints/t-ext-hello/try", "POST", body={"path": "x"})
+        assert bad[0] == 422 and bad[2]["error"]["message"].startswith("path:")
+
         status, _, gpus = jupyter.fetch("/nbremote/api/gpus")
         assert status == 200 and "gpus" in gpus and "source" in gpus
         status, _, sessions = jupyter.fetch("/nbremote/api/sessions")
