@@ -3,10 +3,27 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
+LABEXT  := server_ext/labextension/package.json
 
-.PHONY: setup bwrap demo lab test lint typecheck bench fidelity clean
+.PHONY: setup bwrap chromium jupyter-ext labext demo lab test lint typecheck bench fidelity clean
 
-setup: $(STAMP) bwrap
+setup: $(STAMP) bwrap jupyter-ext
+
+# The jupyter-server extension enabled and the JupyterLab extension installed in the venv as
+# `pip install` does it (an editable install leaves out a wheel's data files).
+jupyter-ext: $(STAMP) $(LABEXT)
+	install -D -m 644 server_ext/jupyter-config/nbremote.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/nbremote.json
+	rm -rf $(VENV)/share/jupyter/labextensions/nbremote
+	mkdir -p $(VENV)/share/jupyter/labextensions
+	cp -r server_ext/labextension $(VENV)/share/jupyter/labextensions/nbremote
+
+# The prebuilt JupyterLab extension (TypeScript in labextension/), rebuilt when its sources change.
+labext: $(LABEXT)
+$(LABEXT): $(STAMP) $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) \
+		labextension/package.json labextension/yarn.lock labextension/tsconfig.json labextension/build.sh
+	VENV=$(VENV) sh labextension/build.sh
+	touch $@
 
 # Volumes are mounted in workers with bubblewrap; installed where apt can (CI runs as root).
 bwrap:
@@ -36,7 +53,16 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy nbremote runner server_ext
 
-test: lint typecheck
+# The browser tests (tests/browser) drive Debian's Chromium, never a browser Playwright downloads;
+# installed where apt can (CI runs as root).
+chromium:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		apt-get install -y -qq chromium >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium is missing: install it to run the browser tests (tests/browser)"
+
+test: lint typecheck chromium
+	cd labextension && ../$(BIN)/jlpm test
 	$(BIN)/python -m pytest
 
 bench: setup
@@ -55,4 +81,4 @@ fidelity: setup
 	$(BIN)/python -m tests.fidelity.report
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache server_ext/labextension labextension/lib
