@@ -41,7 +41,7 @@ from nbremote.wire.http import WorkerSpec
 
 from ..frames import ConnectionClosed, FrameConnection, connect
 from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
-from .docker_images import DockerImages
+from .docker_images import SITE, DockerImages
 
 HELLO_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -209,6 +209,8 @@ class DockerBackend(Backend):
         # Short paths (a Unix socket's is at most 107 bytes), one folder per worker mounted.
         self._sockets = Path(tempfile.mkdtemp(prefix="nbremote-docker-"))
         self.images = DockerImages(self.client, images)
+        if images is not None:  # a prune or `images rm` removes their docker images too
+            images.on_delete = self.images.delete
         self._remove_orphans()
 
     @property
@@ -240,6 +242,7 @@ class DockerBackend(Backend):
         container = None
         try:
             options = self._options(request, worker_id, folder)
+            options["volumes"][image.worker_volume] = {"bind": SITE, "mode": "ro"}
             container = await _blocking(self._run, image.tag, options)
             loop = asyncio.get_running_loop()
             sock, _ = await asyncio.wait_for(self._accept(loop, listener, container), HELLO_TIMEOUT)

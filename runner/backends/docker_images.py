@@ -1,13 +1,18 @@
 """The docker backend's images: an `nr.Image` chain built as Docker images, one per step.
 
-Each step is one ``docker build`` from its parent, tagged ``nbremote/layer:<key>`` where the key
-hashes the base image's id and the step's layer id (its content and its parents'): a built step
-is found by its tag, so a changed step rebuilds that step and those after it, nothing before.
-The worker's own needs (the runner's ``nbremote``/``nbremote_runner`` code and the packages the
-worker imports, copied from the runner's environment) come last, as one more layer, and the
-result is tagged ``nbremote/img:<hash>``. Before that layer, the image's Python is asked its
-version: a minor version other than the runner's (the kernel's) is refused, since pickles and
-the copied packages do not cross it.
+Each step is one ``docker build`` from its parent, tagged ``nbremote/layer:<key>`` with the key
+the image registry gives that layer (its content, its parents', the runner's Python): a built
+step is found by its tag, so a changed step rebuilds that step and those after it, nothing
+before, and `nbremote images ls`/``prune`` see the layers as on the process backend (a
+``layer.json`` per layer, with the bytes the docker layer adds). The last layer, tagged
+``nbremote/img:<hash>``, holds no files: it is the image's Python asked its version (a minor
+version other than the runner's, the kernel's, is refused: pickles and the worker's compiled
+packages do not cross it), committed with the worker's environment.
+
+What the worker itself imports (the runner's ``nbremote``/``nbremote_runner`` code, IPython,
+cloudpickle, dill, pydantic... copied from the runner's environment and compiled once) is a
+docker volume, ``nbremote-worker-<hash>``, mounted read-only in every container: made once per
+runner version, it costs an image build nothing (as a copied layer it cost 6 s per image here).
 
 Builds use the host's network (the daemon has no bridge); workers run without one.
 """
@@ -15,6 +20,7 @@ Builds use the host's network (the daemon has no bridge); workers run without on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -23,6 +29,7 @@ import json
 import re
 import shlex
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +44,13 @@ from .docker_base import BaseImageError, base_tag, ensure_base, python_minor
 
 LAYER_REPOSITORY = "nbremote/layer"
 IMAGE_REPOSITORY = "nbremote/img"
+WORKER_REPOSITORY = "nbremote/worker"
+WORKER_LAYER = "python-checked; PYTHONPATH, WORKDIR, labels"  # what the last layer adds (v1)
 SITE = "/opt/nbremote/site"  # the worker's code and packages (on PYTHONPATH)
 SOURCES = "/opt/nbremote/src"  # add_local_python_source modules (on PYTHONPATH)
 WORKDIR = "/root"  # where the worker starts, as Modal's containers do
 LABEL = "nbremote.image"
+LAYER_LABEL = "nbremote.layer"  # a final image's last step's layer key
 # Beyond the worker's own: what code in a container needs to use nbremote's API there
 # (nr.Volume.commit(), nr.Dict), as it may on the process backend.
 CLIENT_NEEDS = ("pydantic",)
@@ -52,6 +62,7 @@ class DockerImage:
 
     id: str  # the registry's image id (im-...), or "default"
     tag: str
+    worker_volume: str  # the docker volume of the worker's files, mounted read-only at SITE
 
 
 class DockerImages:
@@ -94,43 +105,129 @@ class DockerImages:
         base = ImageStep(kind="debian_slim", options={"python_version": python_minor()})
         return Definition("default", [base])
 
+    async def _keys(self, definition: Definition) -> list[str]:
+        """Its layers' keys: the registry's (so that its listings and prunes see them)."""
+        _check_base_python(definition.steps[0])
+        if self.images is None or definition.id == "default":
+            return [_hash(layer) for layer in layer_ids(definition.steps)]
+        return await self.images.layer_keys(definition)
+
     async def _build(self, definition: Definition) -> DockerImage:
         log = _Log()
-        base_id = await log.run(self._base, definition.steps[0], log)
+        keys = await self._keys(definition)
+        started = time.monotonic()
         parent = ""
-        for number, (step, layer) in enumerate(
-            zip(definition.steps, layer_ids(definition.steps), strict=True), 1
-        ):
-            key = _hash(base_id, layer)
+        for number, (step, key) in enumerate(zip(definition.steps, keys, strict=True), 1):
             tag = f"{LAYER_REPOSITORY}:{key}"
             where = f"step {number}/{len(definition.steps)}"
             if await log.run(self._exists, tag):
                 await log(f"{where} cached: {step.describe()}")
-            elif number == 1:
-                await log(f"{where} {step.describe()}")
-                await log.run(self.client.api.tag, base_id, LAYER_REPOSITORY, key)
+                if self._unrecorded(definition, key):  # built for another data dir's runner
+                    await log.run(self._record, key, step, parent, 0.0)
             else:
                 await log(f"{where} {step.describe()}")
-                context = _context(parent, step, self._blobs())
-                await log.run(self._docker_build, context, tag, log, f"{where} ({step.describe()})")
+                built = time.monotonic()
+                if number == 1:
+                    base_id = await log.run(self._base, step, log)
+                    await log.run(self.client.api.tag, base_id, LAYER_REPOSITORY, key)
+                else:
+                    context = _context(parent, step, self._blobs())
+                    what = f"{where} ({step.describe()})"
+                    await log.run(self._docker_build, context, tag, log, what)
+                if self._unrecorded(definition, key):
+                    seconds = time.monotonic() - built
+                    await log.run(self._record, key, step, parent, seconds)
             parent = tag
-        worker = _worker_key()
-        final = f"{IMAGE_REPOSITORY}:{_hash(parent, worker)[:24]}"
+        final = f"{IMAGE_REPOSITORY}:{_hash(parent, WORKER_LAYER)[:24]}"
+        volume = await log.run(self._worker_volume, log)
         if not await log.run(self._exists, final):
-            version = await log.run(self._python_version, parent)
+            labels = {LABEL: definition.id, LAYER_LABEL: keys[-1]}
+            await log.run(self._finish, parent, final, labels, definition.id)
+        await log(f"image {definition.id} ready ({time.monotonic() - started:.1f} s): {final}")
+        return DockerImage(definition.id, final, volume)
+
+    def _finish(self, parent: str, final: str, labels: dict[str, str], image: str) -> None:
+        """The image's last layer: its Python's version checked (that container committed with
+        the worker's environment, so no file changes), or an ImageBuildError saying why not."""
+        import docker.errors
+
+        probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+        try:
+            container = self.client.containers.create(
+                parent, entrypoint=["python3", "-B", "-c", probe], network_mode="none"
+            )
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"image {image}: {exc.explanation or exc}") from None
+        try:
+            container.start()
+            code = int(container.wait(timeout=120).get("StatusCode", -1))
+            version = bytes(container.logs(stderr=False)).decode().strip() if code == 0 else ""
             if version != python_minor():
                 raise ImageBuildError(
-                    f"image {definition.id} has Python {version or '(none found)'}, but the "
+                    f"image {image} has Python {version or '(python3 not found)'}, but the "
                     f"kernel and this runner run Python {python_minor()}: pickles do not cross "
                     f"minor versions. Start from an image with Python {python_minor()} "
-                    f"(Image.debian_slim(), or a registry image of that version)"
+                    "(Image.debian_slim(), or a registry image of that version)"
                 )
-            await log("adding the worker's packages")
-            labels = {LABEL: definition.id}
-            context = _worker_context(parent, labels)
-            await log.run(self._docker_build, context, final, log, "the worker's layer")
-        await log(f"image {definition.id} ready: {final}")
-        return DockerImage(definition.id, final)
+            label = " ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
+            repository, tag = final.split(":", 1)
+            changes = [f'ENV PYTHONPATH="{SITE}:{SOURCES}"', f"WORKDIR {WORKDIR}", f"LABEL {label}"]
+            container.commit(repository, tag, changes=changes)
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    def _worker_volume(self, log: _Log) -> str:
+        """A docker volume holding the worker's files, compiled (made once per runner
+        version, from an image of them); every container mounts it read-only at `SITE`."""
+        import docker.errors
+
+        name = f"nbremote-worker-{_worker_key()[:24]}"
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(name)
+            return name
+        tag = f"{WORKER_REPOSITORY}:{_worker_key()[:24]}"
+        if not self._exists(tag):
+            log.threadsafe("building the worker's files (once)")
+            try:
+                base = ensure_base(self.client, log.threadsafe)
+            except BaseImageError as exc:
+                raise ImageBuildError(str(exc)) from None
+            self._docker_build(_worker_context(base), tag, log, "the worker's files")
+        # A new volume mounted where an image has files is filled with them, by the daemon.
+        mount = {name: {"bind": SITE, "mode": "rw"}}
+        self.client.containers.run(tag, ["true"], volumes=mount, remove=True, network_mode="none")
+        return name
+
+    def _unrecorded(self, definition: Definition, key: str) -> bool:
+        """Whether a registered image's layer is missing from the registry's cache."""
+        if self.images is None or definition.id == "default":
+            return False
+        return not (self.images.layers / key / "layer.json").exists()
+
+    def _record(self, key: str, step: ImageStep, parent: str, seconds: float) -> None:
+        """The layer in the registry's cache (`Images` lists and prunes it): what it adds."""
+        assert self.images is not None
+        size = int(self.client.images.get(f"{LAYER_REPOSITORY}:{key}").attrs["Size"])
+        if parent:
+            size -= int(self.client.images.get(parent).attrs["Size"])
+        folder = self.images.layers / key
+        folder.mkdir(parents=True, exist_ok=True)
+        layer = {"step": step.describe(), "bytes": max(size, 0), "build_seconds": seconds}
+        (folder / "layer.json").write_text(json.dumps(layer | {"built_at": time.time()}))
+
+    def delete(self, key: str) -> None:
+        """The registry deleted layer ``key``: its image goes, and the images built on it as
+        their last step (those a running container uses stay until it ends)."""
+        import docker.errors
+
+        doomed = [f"{LAYER_REPOSITORY}:{key}"]
+        for image in self.client.images.list(filters={"label": f"{LAYER_LABEL}={key}"}):
+            doomed += [tag for tag in image.tags if tag.startswith(IMAGE_REPOSITORY)]
+        for tag in doomed:
+            with contextlib.suppress(docker.errors.APIError):
+                self.client.images.remove(tag, noprune=False)
+        self._ready = {k: v for k, v in self._ready.items() if v.tag not in doomed}
 
     def _blobs(self) -> Path | None:
         return self.images.blobs if self.images is not None else None
@@ -149,13 +246,6 @@ class DockerImages:
         import docker.errors
 
         if step.kind == "debian_slim":
-            wanted = step.options.get("python_version", python_minor())
-            if ".".join(wanted.split(".")[:2]) != python_minor():
-                raise ImageBuildError(
-                    f"Image.debian_slim(python_version={wanted!r}): the kernel and this runner "
-                    f"run Python {python_minor()}, and pickles do not cross minor versions; "
-                    f"use python_version={python_minor()!r} (or leave it out)"
-                )
             try:
                 return str(self.client.images.get(ensure_base(self.client, log.threadsafe)).id)
             except BaseImageError as exc:
@@ -210,19 +300,6 @@ class DockerImages:
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"{what} failed: {exc.explanation or exc}") from None
 
-    def _python_version(self, tag: str) -> str:
-        """The image's ``python3`` major.minor ("" if it has none)."""
-        import docker.errors
-
-        probe = "import sys; print('%d.%d' % sys.version_info[:2])"
-        try:
-            out = self.client.containers.run(
-                tag, entrypoint=["python3", "-c", probe], network_mode="none", remove=True
-            )
-        except docker.errors.DockerException:
-            return ""
-        return bytes(out).decode().strip()
-
 
 class _Log:
     """The build log: to `BUILD_LOG`'s listener (the cell), also from the builder's thread."""
@@ -244,6 +321,17 @@ class _Log:
     async def run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` in a thread: docker's client blocks."""
         return await self._loop.run_in_executor(None, functools.partial(fn, *args))
+
+
+def _check_base_python(step: ImageStep) -> None:
+    """A debian_slim of another Python minor than the kernel's is refused before anything."""
+    wanted = step.options.get("python_version") if step.kind == "debian_slim" else None
+    if wanted and ".".join(wanted.split(".")[:2]) != python_minor():
+        raise ImageBuildError(
+            f"Image.debian_slim(python_version={wanted!r}): the kernel and this runner run "
+            f"Python {python_minor()}, and pickles do not cross minor versions; use "
+            f"python_version={python_minor()!r} (or leave it out)"
+        )
 
 
 def _hash(*parts: str) -> str:
@@ -334,8 +422,10 @@ def _worker_files() -> tuple[tuple[str, Path], ...]:
     for dist in _closure((*WORKER_NEEDS, *CLIENT_NEEDS)):
         for file in dist.files or ():
             rel = str(file)
-            if rel.startswith("..") or "__pycache__" in rel or rel.endswith(".pth"):
-                continue  # scripts outside site-packages, bytecode made anew, link files
+            if rel.startswith("..") or "__pycache__" in rel or rel.endswith((".pth", ".pyi")):
+                continue  # scripts outside site-packages, bytecode made anew, link files, stubs
+            if "/third_party/" in rel:  # jedi's typeshed: completions, never the worker's
+                continue
             found.append((rel, Path(str(dist.locate_file(file)))))
     return tuple(found)
 
@@ -367,18 +457,17 @@ def _worker_key() -> str:
     return digest.hexdigest()
 
 
-def _worker_context(parent: str, labels: dict[str, str]) -> dict[str, bytes]:
-    """The last layer's context: the worker's files under `SITE`, compiled there."""
+def _worker_context(base: str) -> dict[str, bytes]:
+    """The worker image's context: its files under `SITE`, compiled there once (checked by
+    hash, not by time: a copy keeps them valid)."""
     files = {f"site/{rel}": path.read_bytes() for rel, path in _worker_files()}
-    label = " ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
     dockerfile = [
-        f"FROM {parent}",
+        f"FROM {base}",
         f"COPY site/ {SITE}/",
-        f'ENV PYTHONPATH="{SITE}:{SOURCES}"',
-        # Compiled now, once: a cold container then imports IPython from bytecode.
-        _run(f"python3 -m compileall -q -j 0 {SITE} >/dev/null || true"),
-        f"WORKDIR {WORKDIR}",
-        f"LABEL {label}",
+        _run(
+            "python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "
+            f"{SITE} >/dev/null || true"
+        ),
     ]
     files["Dockerfile"] = ("\n".join(dockerfile) + "\n").encode()
     return files
@@ -386,7 +475,7 @@ def _worker_context(parent: str, labels: dict[str, str]) -> dict[str, bytes]:
 
 def image_tags(client: Any) -> Iterator[Any]:
     """nbremote's images in the daemon (for listings and prunes)."""
-    for repository in (IMAGE_REPOSITORY, LAYER_REPOSITORY):
+    for repository in (IMAGE_REPOSITORY, LAYER_REPOSITORY, WORKER_REPOSITORY):
         yield from client.images.list(name=repository)
 
 

@@ -61,6 +61,8 @@ def docker_runner(
     data = tmp_path_factory.mktemp("docker-runner")
     running = start_runner(data, TOKEN, "--backend", "docker", "--docker-host", docker_host)
     yield running
+    # The daemon outlives the run: the images of this run's tests go with the runner.
+    running.cli("images", "prune", "--keep-bytes", "0")
     running.stop()
 
 
