@@ -145,9 +145,10 @@ class DockerWorker(WorkerHandle):
             status = f"exit code {code}"
         if oom and self._memory is not None:
             mib = self._memory // 2**20
+            # The words of the process backend's `worker_calls.out_of_memory`.
             status += (
-                f": out of memory: the worker went over its {mib} MiB memory limit "
-                f"(memory={mib}); raise memory= (--memory for a cell) or use less at a time"
+                f": the worker ran out of its {mib} MiB memory limit (memory={mib}); raise "
+                "memory= (--memory for a cell) or use less memory at a time"
             )
         return status
 

@@ -89,8 +89,22 @@ def test_going_over_the_memory_limit_is_reported_as_an_oom_kill(
     backend = DockerBackend(str(tmp_path), docker_host=docker_host)
     hog = "blocks = [b'x' * (16 << 20) for _ in range(40)]"  # 640 MiB, written
     status = asyncio.run(_exec(backend, Limits(memory_bytes=200 << 20), hog))
-    assert status.startswith("killed by signal SIGKILL: out of memory")
-    assert "its 200 MiB memory limit (memory=200)" in status
+    assert status.startswith("killed by signal SIGKILL: the worker ran out of its 200 MiB")
+    assert "memory limit (memory=200); raise memory=" in status
+
+
+@pytest.mark.skipif(
+    "memory" not in WorkerSpec.model_fields, reason="needs memory= on the wire (isolation work)"
+)
+def test_a_function_over_its_memory_limit_fails_saying_so(
+    docker_session: _session.RemoteSession,
+) -> None:
+    @app.function(memory=200)
+    def hog() -> int:
+        return len([b"x" * (16 << 20) for _ in range(40)])
+
+    with pytest.raises(nr.NbremoteError, match=r"ran out of its 200 MiB memory limit"):
+        hog.remote()
 
 
 def test_within_the_memory_limit_the_same_code_runs(docker_host: str, tmp_path: Path) -> None:
