@@ -240,17 +240,20 @@ class DockerBackend(Backend):
         listener.bind(str(folder / SOCKET_NAME))
         listener.listen(1)
         listener.setblocking(False)
-        container = None
+        container = started = None
         try:
             options = self._options(request, worker_id, folder)
             options["volumes"][image.worker_volume] = {"bind": SITE, "mode": "ro"}
             container = await _blocking(self._run, image.tag, options)
+            started = _blocking(container.reload)  # its host pid, while the worker starts
             loop = asyncio.get_running_loop()
             sock, _ = await asyncio.wait_for(self._accept(loop, listener, container), HELLO_TIMEOUT)
             connection = await connect(sock)
             hello, _ = await asyncio.wait_for(connection.receive(), HELLO_TIMEOUT)
-            await _blocking(container.reload)  # its host pid, now that it runs
+            await started
         except BaseException as exc:
+            if started is not None:
+                started.cancel()
             log = await _blocking(_logs_and_remove, container) if container is not None else ""
             shutil.rmtree(folder, ignore_errors=True)
             if not isinstance(exc, ConnectionClosed | TimeoutError | WorkerStartError):
