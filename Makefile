@@ -4,9 +4,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: setup bwrap demo lab test lint typecheck bench fidelity clean
+.PHONY: setup bwrap docker demo lab test lint typecheck bench fidelity clean
 
-setup: $(STAMP) bwrap
+setup: $(STAMP) bwrap docker
 
 # Volumes are mounted in workers with bubblewrap; installed where apt can (CI runs as root).
 bwrap:
@@ -14,6 +14,14 @@ bwrap:
 		apt-get install -y -qq bubblewrap >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
 		echo "bubblewrap is missing: install it to mount volumes in workers"
+
+# The docker backend's tests start a dockerd (scripts/dockerd.sh) and build their base image with
+# mmdebstrap: Debian's packages, installed where apt can (as root); elsewhere those tests skip.
+docker:
+	@command -v dockerd >/dev/null && command -v mmdebstrap >/dev/null || \
+		! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io mmdebstrap >/dev/null || \
+		echo "docker.io or mmdebstrap is missing: the docker backend's tests will skip"
 
 # Exactly the versions of uv.lock (an upgrade is a deliberate `uv lock --upgrade` and a commit).
 $(STAMP): pyproject.toml uv.lock

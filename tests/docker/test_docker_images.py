@@ -79,8 +79,8 @@ def test_apt_local_files_and_sources_really_go_in(
     assert docker_shell.user_ns["jq"] == b"7\n"
 
 
-def test_registry_images_local_or_pulled_and_python_versions(
-    docker_shell: InteractiveShell, docker_host: str
+def test_registry_images_local_or_pulled_dockerfiles_and_python_versions(
+    docker_shell: InteractiveShell, docker_host: str, tmp_path: Path
 ) -> None:
     client = docker.DockerClient(base_url=docker_host)
     try:
@@ -90,6 +90,12 @@ def test_registry_images_local_or_pulled_and_python_versions(
     docker_shell.user_ns["img"] = nr.Image.from_registry("local/python:mine").env(unique())
     remote(docker_shell, "import sys\nversion = sys.version_info[:2]", "--image img")
     assert docker_shell.user_ns["version"] == (3, 11)
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM nbremote/base:py3.11\nRUN echo {uuid.uuid4().hex} > /df.txt\n")
+    docker_shell.user_ns["built"] = nr.Image.from_dockerfile(dockerfile)
+    remote(docker_shell, "from_file = open('/df.txt').read()", "--image built")
+    assert docker_shell.user_ns["from_file"] == dockerfile.read_text().split()[-3] + "\n"
 
     docker_shell.user_ns["bad"] = nr.Image.from_registry("nbremote-test/not-there:1")
     with pytest.raises(RemoteError, match=r"from_registry\('nbremote-test/not-there:1'\): pulling"):
