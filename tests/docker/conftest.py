@@ -8,6 +8,7 @@ Where no daemon can be had (no docker.io, not root), every test here is skipped,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -40,10 +41,13 @@ def docker_host() -> Iterator[str]:
     os.environ["DOCKER_HOST"] = host
     import docker
     from nbremote_runner.backends.docker_base import BaseImageError, ensure_base
+    from nbremote_runner.backends.docker_images import DockerImages
 
     client = docker.DockerClient(base_url=host)
     try:
         ensure_base(client)  # once per machine: then found by its tag
+        # The default image and the worker's volume too, before a runner waits for them.
+        asyncio.run(DockerImages(client, None).ensure(None))
     except BaseImageError as exc:
         pytest.skip(f"no base image for the docker backend: {exc}")
     finally:
