@@ -184,7 +184,8 @@ def main() -> None:
         *(f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows),
         "",
         f"- Cold start goal {'met' if median(cold) <= COLD_GOAL_S else 'NOT met'} (median).",
-        "- A cold start is dockerd creating and starting the container (0.25–0.4 s here) and the "
+        "- A cold start is dockerd creating and starting the container (0.25 to 0.4 s here) "
+        "and the "
         "worker's imports (about 0.3 s), each start a new container (checked).",
         "- `.remote()` on docker goes through the runner: a container's worker cannot be leased "
         "to the kernel (another network namespace); the process figure is a leased worker's.",
