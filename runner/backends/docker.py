@@ -75,22 +75,21 @@ class DockerWorker(WorkerHandle):
         self._container = container
         self._folder = folder
         self._memory = memory_bytes
-        state = container.attrs.get("State", {})
-        self._host_pid = int(state.get("Pid") or 0)  # 0: a daemon on another host
+        pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+        # The daemon's pid is ours only when the runner shares its pid namespace (not a runner
+        # in a container of its own): then signals and memory go straight to the process.
+        self._host_pid = pid if _is_worker(pid, worker_id) else 0
         self._status: str | None = None
         self._ending = asyncio.Lock()
 
     def interrupt(self) -> None:
         if self._status is not None:
             return
-        if self._local():
+        if self._host_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._host_pid, signal.SIGINT)
-        else:  # a daemon on another host: through its API, off the event loop
+        else:  # not in our pid namespace: through the daemon's API, off the event loop
             threading.Thread(target=self._api_kill, args=("SIGINT",), daemon=True).start()
-
-    def _local(self) -> bool:
-        return self._host_pid > 0 and psutil.pid_exists(self._host_pid)
 
     def _api_kill(self, signal_name: str) -> None:
         import docker.errors
@@ -160,10 +159,9 @@ class DockerWorker(WorkerHandle):
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def stats(self) -> WorkerStats:
-        try:
-            rss: int | None = psutil.Process(self._host_pid).memory_info().rss
-        except (psutil.Error, ValueError):
-            rss = None
+        rss: int | None = None
+        with contextlib.suppress(psutil.Error, ValueError):
+            rss = psutil.Process(self._host_pid).memory_info().rss if self._host_pid else None
         return WorkerStats(self._host_pid, rss, frozenset({self._host_pid}))
 
 
@@ -330,6 +328,15 @@ class DockerBackend(Backend):
     async def close(self) -> None:
         await _blocking(self.client.close)
         shutil.rmtree(self._sockets, ignore_errors=True)
+
+
+def _is_worker(pid: int, worker_id: str) -> bool:
+    """Whether ``pid`` here is the worker ``worker_id`` (its environment names it)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return f"NBREMOTE_TASK_ID={worker_id}".encode() in environ.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _logs_and_remove(container: Any) -> str:

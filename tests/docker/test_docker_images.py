@@ -123,10 +123,22 @@ def test_images_ls_shows_docker_sizes_and_prune_removes_them(
     docker_shell.run_line_magic("remote", "reset")  # its container goes: the image is unused
     removed = docker_runner.cli("images", "rm", image_id)
     assert removed.returncode == 0, removed.stderr
-    client = docker.DockerClient(base_url=docker_host)
+    assert image_id not in docker_images(docker_host)  # its image went; the default one stays
+
+    docker_shell.user_ns["other"] = nr.Image.debian_slim().env(unique())
+    remote(docker_shell, "x = 1", "--image other")
+    other = docker_shell.user_ns["other"].object_id
+    assert other in docker_images(docker_host)
+    docker_shell.run_line_magic("remote", "reset")
+    pruned = docker_runner.cli("images", "prune", "--keep-bytes", "0")
+    assert pruned.returncode == 0, pruned.stderr
+    assert other not in docker_images(docker_host)
+
+
+def docker_images(host: str) -> set[str]:
+    """The registry ids of the images (nbremote/img:...) the daemon holds."""
+    client = docker.DockerClient(base_url=host)
     try:
-        tags = {tag for image in client.images.list(name="nbremote/img") for tag in image.tags}
-        labels = {i.labels.get("nbremote.image") for i in client.images.list(name="nbremote/img")}
+        return {i.labels.get("nbremote.image", "") for i in client.images.list(name="nbremote/img")}
     finally:
         client.close()
-    assert image_id not in labels and tags  # its image went; the default one stays
