@@ -230,6 +230,8 @@ class DockerBackend(Backend):
         return (await self.images.ensure(ref)).id
 
     async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
+        import docker.errors
+
         image = await self.images.ensure(request.image)
         worker_id = uuid.uuid4().hex[:12]
         folder = self._sockets / worker_id
@@ -242,7 +244,8 @@ class DockerBackend(Backend):
         try:
             options = self._options(request, worker_id, folder)
             options["volumes"][image.worker_volume] = {"bind": SITE, "mode": "ro"}
-            container = await _blocking(self._run, image.tag, options)
+            container = await _blocking(self._create, image.tag, options)
+            await _blocking(container.start)  # apart: a container that fails to start is removed
             started = _blocking(container.reload)  # its host pid, while the worker starts
             loop = asyncio.get_running_loop()
             sock, _ = await asyncio.wait_for(self._accept(loop, listener, container), HELLO_TIMEOUT)
@@ -254,10 +257,14 @@ class DockerBackend(Backend):
                 started.cancel()
             log = await _blocking(_logs_and_remove, container) if container is not None else ""
             shutil.rmtree(folder, ignore_errors=True)
-            if not isinstance(exc, ConnectionClosed | TimeoutError | WorkerStartError):
+            expected = ConnectionClosed | TimeoutError | WorkerStartError | docker.errors.APIError
+            if not isinstance(exc, expected):
                 raise
+            reason = getattr(exc, "explanation", None) or exc or type(exc).__name__
+            if request.devices and isinstance(exc, docker.errors.APIError):
+                reason = f"{reason} (GPUs in containers need NVIDIA's container toolkit)"
             raise WorkerStartError(
-                f"the worker's container did not start: {exc or type(exc).__name__}"
+                f"the worker's container did not start: {reason}"
                 + (f"; its log:\n{log}" if log else "")
             ) from exc
         finally:
@@ -303,7 +310,6 @@ class DockerBackend(Backend):
             "volumes": volumes,
             "labels": {LABEL: self.runner_id, "nbremote.worker": worker_id},
             "network_mode": "none" if getattr(spec, "block_network", False) else self._network,
-            "detach": True,
             "init": False,  # the worker is pid 1: its SIGINT handler is what interrupts it
         }
         memory = self._memory(request)
@@ -320,10 +326,10 @@ class DockerBackend(Backend):
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(len(request.devices))))
         return options
 
-    def _run(self, tag: str, options: dict[str, Any]) -> Any:
+    def _create(self, tag: str, options: dict[str, Any]) -> Any:
         command = ["python3", "-P", "-m", "nbremote_runner.worker"]
         command += ["--connect", f"{SOCKET_DIR}/{SOCKET_NAME}"]
-        return self.client.containers.run(tag, entrypoint=command, **options)
+        return self.client.containers.create(tag, entrypoint=command, **options)
 
     async def close(self) -> None:
         await _blocking(self.client.close)

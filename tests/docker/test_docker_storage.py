@@ -9,7 +9,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from nbremote_runner.backends import Limits, WorkerRequest
+from nbremote_runner.backends import Limits, WorkerRequest, WorkerStartError
 from nbremote_runner.backends.docker import LABEL, DockerBackend
 from nbremote_runner.frames import ConnectionClosed
 
@@ -111,6 +111,22 @@ def test_within_the_memory_limit_the_same_code_runs(docker_host: str, tmp_path: 
     backend = DockerBackend(str(tmp_path), docker_host=docker_host)
     hog = "blocks = [b'x' * (16 << 20) for _ in range(4)]"
     assert asyncio.run(_exec(backend, Limits(memory_bytes=400 << 20, cpus=0.5), hog)) == "done"
+
+
+def test_a_gpu_worker_on_a_daemon_without_nvidia_says_what_is_missing(
+    docker_host: str, tmp_path: Path
+) -> None:
+    backend = DockerBackend(str(tmp_path), docker_host=docker_host)
+    if "nvidia" in backend.client.info().get("Runtimes", {}):
+        pytest.skip("this daemon has NVIDIA's runtime: tests/integration/test_gpus_real.py")
+    request = WorkerRequest(WorkerSpec(), devices=("0",))
+    with pytest.raises(WorkerStartError, match="need NVIDIA's container toolkit"):
+        asyncio.run(backend.start_worker(request))
+    labelled = backend.client.containers.list(
+        all=True, filters={"label": f"{LABEL}={backend.runner_id}"}
+    )
+    assert labelled == []  # nothing left behind
+    asyncio.run(backend.close())
 
 
 def test_containers_of_a_crashed_runner_are_removed_when_it_starts_again(
