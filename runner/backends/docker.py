@@ -29,6 +29,7 @@ import platform
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import uuid
@@ -41,7 +42,8 @@ from nbremote.wire.http import WorkerSpec
 
 from ..frames import ConnectionClosed, FrameConnection, connect
 from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
-from .docker_images import SITE, DockerImages
+from .docker_images import DockerImages
+from .docker_steps import SITE
 
 HELLO_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -81,6 +83,7 @@ class DockerWorker(WorkerHandle):
         self._host_pid = pid if _is_worker(pid, worker_id) else 0
         self._status: str | None = None
         self._ending = asyncio.Lock()
+        self._leaving = False
 
     def interrupt(self) -> None:
         if self._status is not None:
@@ -97,7 +100,11 @@ class DockerWorker(WorkerHandle):
         with contextlib.suppress(docker.errors.APIError):
             self._container.kill(signal=signal_name)
 
+    def leaving(self) -> None:
+        self._leaving = True
+
     async def stop(self) -> None:
+        self._leaving = True
         self.connection.close()  # the worker leaves (running @nr.exit methods on its way)
         if await self._wait(STOP_GRACE) is None:
             await _blocking(self._api_kill, "SIGKILL")
@@ -115,6 +122,10 @@ class DockerWorker(WorkerHandle):
             if code is None:
                 return "still running"
             self._status = await _blocking(self._describe, code)
+            if code != 0 and not self._leaving:  # its own last words, as the process backend's
+                last = await _blocking(_logs_and_remove, self._container, 20)
+                if last:
+                    print(last, file=sys.stderr, flush=True)
             await _blocking(self._remove)
         return self._status
 
@@ -345,13 +356,13 @@ def _is_worker(pid: int, worker_id: str) -> bool:
         return False
 
 
-def _logs_and_remove(container: Any) -> str:
-    """The tail of a failed container's log; the container removed."""
+def _logs_and_remove(container: Any, lines: int = 15) -> str:
+    """The tail of a failed container's log (its worker's stderr); the container removed."""
     import docker.errors
 
     log = ""
     with contextlib.suppress(docker.errors.APIError):
-        log = bytes(container.logs(tail=15)).decode(errors="replace").strip()
+        log = bytes(container.logs(tail=lines)).decode(errors="replace").strip()
     with contextlib.suppress(docker.errors.APIError):
         container.remove(force=True)
     return log

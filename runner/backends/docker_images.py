@@ -23,37 +23,25 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import importlib.metadata
-import io
 import json
-import re
-import shlex
-import tarfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nbremote.wire.images import ImageStep, layer_ids
 
-from ..image_build import WORKER_NEEDS, code_dirs
 from ..image_types import Definition, ImageBuildError
 from ..images import BUILD_LOG, Images
-from .docker_base import BaseImageError, base_tag, ensure_base, python_minor
+from .docker_base import BaseImageError, ensure_base, python_minor
+from .docker_steps import SITE, SOURCES, WORKDIR, step_context, tar, worker_context, worker_key
 
 LAYER_REPOSITORY = "nbremote/layer"
 IMAGE_REPOSITORY = "nbremote/img"
 WORKER_REPOSITORY = "nbremote/worker"
 WORKER_LAYER = "python-checked; PYTHONPATH, WORKDIR, labels"  # what the last layer adds (v1)
-SITE = "/opt/nbremote/site"  # the worker's code and packages (on PYTHONPATH)
-SOURCES = "/opt/nbremote/src"  # add_local_python_source modules (on PYTHONPATH)
-WORKDIR = "/root"  # where the worker starts, as Modal's containers do
 LABEL = "nbremote.image"
 LAYER_LABEL = "nbremote.layer"  # a final image's last step's layer key
-# Beyond the worker's own: what code in a container needs to use nbremote's API there
-# (nr.Volume.commit(), nr.Dict), as it may on the process backend.
-CLIENT_NEEDS = ("pydantic",)
 
 
 @dataclass(frozen=True)
@@ -131,7 +119,7 @@ class DockerImages:
                     base_id = await log.run(self._base, step, log)
                     await log.run(self.client.api.tag, base_id, LAYER_REPOSITORY, key)
                 else:
-                    context = _context(parent, step, self._blobs())
+                    context = step_context(parent, step, self._blobs())
                     what = f"{where} ({step.describe()})"
                     await log.run(self._docker_build, context, tag, log, what)
                 if self._unrecorded(definition, key):
@@ -182,18 +170,18 @@ class DockerImages:
         version, from an image of them); every container mounts it read-only at `SITE`."""
         import docker.errors
 
-        name = f"nbremote-worker-{_worker_key()[:24]}"
+        name = f"nbremote-worker-{worker_key()[:24]}"
         with contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(name)
             return name
-        tag = f"{WORKER_REPOSITORY}:{_worker_key()[:24]}"
+        tag = f"{WORKER_REPOSITORY}:{worker_key()[:24]}"
         if not self._exists(tag):
             log.threadsafe("building the worker's files (once)")
             try:
                 base = ensure_base(self.client, log.threadsafe)
             except BaseImageError as exc:
                 raise ImageBuildError(str(exc)) from None
-            self._docker_build(_worker_context(base), tag, log, "the worker's files")
+            self._docker_build(worker_context(base), tag, log, "the worker's files")
         # A new volume mounted where an image has files is filled with them, by the daemon.
         mount = {name: {"bind": SITE, "mode": "rw"}}
         self.client.containers.run(tag, ["true"], volumes=mount, remove=True, network_mode="none")
@@ -279,7 +267,7 @@ class DockerImages:
         tail: list[str] = []
         try:
             stream = self.client.api.build(
-                fileobj=_tar(files),
+                fileobj=tar(files),
                 custom_context=True,
                 tag=tag,
                 rm=True,
@@ -336,147 +324,3 @@ def _check_base_python(step: ImageStep) -> None:
 
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
-
-
-def _context(parent: str, step: ImageStep, blobs: Path | None) -> dict[str, bytes]:
-    """The build context of one step: its Dockerfile and the files it copies."""
-    lines = [f"FROM {parent}"]
-    files: dict[str, bytes] = {}
-    kind = step.kind
-    if kind in ("pip_install", "uv_pip_install"):
-        lines.append(_run(_pip(step, step.args)))
-    elif kind == "pip_install_from_requirements":
-        files["requirements.txt"] = step.options["requirements"].encode()
-        lines.append("COPY requirements.txt /tmp/nbremote-requirements.txt")
-        lines.append(_run(_pip(step, ["-r", "/tmp/nbremote-requirements.txt"])))
-    elif kind == "run_commands":
-        lines.append(_run("set -e\n" + "\n".join(step.args)))
-    elif kind == "apt_install":
-        packages = " ".join(shlex.quote(p) for p in step.args)
-        lines.append(
-            _run(
-                "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
-                f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*"
-            )
-        )
-    elif kind == "env":
-        for key, value in step.options.items():
-            lines.append(f"ENV {key}={json.dumps(value)}")
-    elif kind in ("add_local_python_source", "add_local_dir"):
-        target = SOURCES if kind == "add_local_python_source" else _remote_path(step)
-        for rel, sha in step.files.items():
-            if blobs is None or not re.fullmatch(r"[0-9a-f]{64}", sha):
-                raise ImageBuildError(f"{kind}: no content for {rel!r}")
-            files[f"files/{rel}"] = (blobs / sha).read_bytes()
-        if files:
-            lines.append(f"COPY files/ {json.dumps(target + '/')}")
-    files["Dockerfile"] = ("\n".join(lines) + "\n").encode()
-    return files
-
-
-def _run(script: str) -> str:
-    """A RUN line in exec form: the script as written, no Dockerfile quoting rules."""
-    return "RUN " + json.dumps(["/bin/sh", "-c", script])
-
-
-def _pip(step: ImageStep, args: list[str]) -> str:
-    command = ["python3", "-m", "pip", "install", "--no-cache-dir", "--root-user-action=ignore"]
-    if step.options.get("index_url"):
-        command += ["--index-url", step.options["index_url"]]
-    if step.options.get("extra_index_url"):
-        command += ["--extra-index-url", step.options["extra_index_url"]]
-    if step.options.get("pre"):
-        command.append("--pre")
-    command += shlex.split(step.options.get("extra_options", ""))
-    return " ".join(shlex.quote(part) for part in [*command, *args])
-
-
-def _remote_path(step: ImageStep) -> str:
-    remote = step.options.get("remote_path", "")
-    if ".." in Path(remote).parts:
-        raise ImageBuildError(f"add_local_dir(remote_path={remote!r}): '..' is not allowed")
-    return remote.rstrip("/") if remote.startswith("/") else f"{WORKDIR}/{remote}".rstrip("/")
-
-
-def _tar(files: dict[str, bytes]) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, content in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(content))
-    buffer.seek(0)
-    return buffer
-
-
-@functools.cache
-def _worker_files() -> tuple[tuple[str, Path], ...]:
-    """What the worker imports, as (path under `SITE`, file on the runner): the runner's code,
-    and the installed files of `WORKER_NEEDS` and everything they require."""
-    found: list[tuple[str, Path]] = []
-    for name, folder in code_dirs().items():
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                found.append((f"{name}/{path.relative_to(folder)}", path))
-    for dist in _closure((*WORKER_NEEDS, *CLIENT_NEEDS)):
-        for file in dist.files or ():
-            rel = str(file)
-            if rel.startswith("..") or "__pycache__" in rel or rel.endswith((".pth", ".pyi")):
-                continue  # scripts outside site-packages, bytecode made anew, link files, stubs
-            if "/third_party/" in rel:  # jedi's typeshed: completions, never the worker's
-                continue
-            found.append((rel, Path(str(dist.locate_file(file)))))
-    return tuple(found)
-
-
-def _closure(names: tuple[str, ...]) -> list[importlib.metadata.Distribution]:
-    """The installed distributions ``names`` need (their non-extra requirements, recursively)."""
-    seen: dict[str, importlib.metadata.Distribution] = {}
-    todo = list(names)
-    while todo:
-        name = re.split(r"[ ;<>=!~\[(]", todo.pop(), maxsplit=1)[0].lower().replace("_", "-")
-        if not name or name in seen:
-            continue
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue  # a requirement for another platform or Python
-        seen[name] = dist
-        todo.extend(r for r in dist.requires or () if "extra ==" not in r)
-    return list(seen.values())
-
-
-@functools.cache
-def _worker_key() -> str:
-    """A hash of the worker layer's content (names, sizes, modification times)."""
-    digest = hashlib.sha256()
-    for rel, path in _worker_files():
-        stat = path.stat()
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def _worker_context(base: str) -> dict[str, bytes]:
-    """The worker image's context: its files under `SITE`, compiled there once (checked by
-    hash, not by time: a copy keeps them valid)."""
-    files = {f"site/{rel}": path.read_bytes() for rel, path in _worker_files()}
-    dockerfile = [
-        f"FROM {base}",
-        f"COPY site/ {SITE}/",
-        _run(
-            "python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash "
-            f"{SITE} >/dev/null || true"
-        ),
-    ]
-    files["Dockerfile"] = ("\n".join(dockerfile) + "\n").encode()
-    return files
-
-
-def image_tags(client: Any) -> Iterator[Any]:
-    """nbremote's images in the daemon (for listings and prunes)."""
-    for repository in (IMAGE_REPOSITORY, LAYER_REPOSITORY, WORKER_REPOSITORY):
-        yield from client.images.list(name=repository)
-
-
-__all__ = ["DockerImage", "DockerImages", "base_tag", "image_tags"]
