@@ -24,10 +24,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "dockerd.sh"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of this folder is a docker test (``-m "not docker"`` leaves them out)."""
+    """Every test of this folder is a docker test (``-m "not docker"`` leaves them out), given
+    the time of the base image's build (about a minute, once per machine) on top of its own."""
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.docker)
+            item.add_marker(pytest.mark.timeout(300))
 
 
 @pytest.fixture(scope="session")
