@@ -5,9 +5,9 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -
 PYTHON  ?= python3
 LABEXT  := server_ext/labextension/package.json
 
-.PHONY: setup bwrap chromium jupyter-ext labext demo lab test lint typecheck bench fidelity clean
+.PHONY: setup bwrap docker chromium jupyter-ext labext demo lab test lint typecheck bench fidelity clean
 
-setup: $(STAMP) bwrap jupyter-ext
+setup: $(STAMP) bwrap docker jupyter-ext
 
 # The jupyter-server extension enabled and the JupyterLab extension installed in the venv as
 # `pip install` does it (an editable install leaves out a wheel's data files).
@@ -31,6 +31,16 @@ bwrap:
 		apt-get install -y -qq bubblewrap >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
 		echo "bubblewrap is missing: install it to mount volumes in workers"
+
+# The docker backend's tests start a dockerd (scripts/dockerd.sh) and build their base image with
+# mmdebstrap: Debian's packages, installed where apt can (as root); elsewhere those tests skip.
+docker:
+	@command -v dockerd >/dev/null && command -v mmdebstrap >/dev/null || \
+		! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io mmdebstrap >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq docker.io mmdebstrap >/dev/null) || \
+		echo "docker.io or mmdebstrap is missing: the docker backend's tests will skip"
 
 # Exactly the versions of uv.lock (an upgrade is a deliberate `uv lock --upgrade` and a commit).
 $(STAMP): pyproject.toml uv.lock

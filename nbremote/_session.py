@@ -360,6 +360,8 @@ class RemoteSession:
                 raise NotSent(str(exc)) from exc
             raise
         if leased["op"] == Op.DONE:
+            if leased.get("error", {}).get("ename") == "NotLeasable":  # its backend's workers
+                self._direct = False  # are out of reach (containers): not asked again
             return None  # no worker to lease: the call through the runner will say why
         try:
             lease = self._leases[pool["key"]] = connect_lease(leased, lease_id, channel.shm_dir)

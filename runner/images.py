@@ -68,6 +68,9 @@ class Images:
         self._pythons: dict[str, str] = {}
         self._touched: dict[str, float] = {}
         self.in_use: Callable[[], collections.Counter[str]] = collections.Counter
+        # Told each layer key it deletes (from its thread): a backend that keeps layers
+        # elsewhere too (the docker backend's images) removes them there.
+        self.on_delete: Callable[[str], None] = lambda key: None
         # Held while definitions are added or removed: a prune decides on a list no register
         # changes under it (it used to look up an image registered meanwhile: KeyError).
         self._registry = asyncio.Lock()
@@ -298,6 +301,7 @@ class Images:
             try:
                 freed += int(self._layer_info(path.name).get("bytes", 0))
                 shutil.rmtree(path, ignore_errors=True)
+                self.on_delete(key)
             finally:
                 os.close(fd)
         return freed

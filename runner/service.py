@@ -66,7 +66,9 @@ class RunnerConfig:
         data_dir: where the runner keeps its state (SQLite file, scratch dirs, runtime file).
         host: address to listen on; anything but loopback requires a token.
         port: port to listen on; 0 picks a free one.
-        backend: where workers run (``process``).
+        backend: where workers run (``process`` or ``docker``).
+        docker_host: the docker backend's daemon (None: ``DOCKER_HOST``, else docker's default).
+        docker_network: its containers' network: ``none`` or ``host``.
         token: bearer token every API call must carry (health excepted); None on loopback only.
         token_file: where the token was read from (hidden from workers, like the data dir).
         idle_timeout: exit after this many seconds with no client connected; None: never.
@@ -88,6 +90,8 @@ class RunnerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     backend: str = "process"
+    docker_host: str | None = None
+    docker_network: str = "none"
     token: str | None = None
     token_file: Path | None = None
     idle_timeout: float | None = None
@@ -158,6 +162,8 @@ class Runner:
             self.images,
             private,
             embedded=config.embedded,
+            docker_host=config.docker_host,
+            docker_network=config.docker_network,
         )
         self.stopped = asyncio.Event()
         self.calls = CallRegistry()

@@ -469,9 +469,13 @@ def _readable(sock: socket.socket) -> bool:
 
 
 def main() -> None:
-    """Entry point: ``python -P -m nbremote_runner.worker --fd N``."""
-    fd = int(sys.argv[sys.argv.index("--fd") + 1])
-    sock = socket.socket(fileno=fd)
+    """Entry point: ``python -P -m nbremote_runner.worker --fd N`` (a socket it inherits) or
+    ``--connect PATH`` (a Unix socket it connects to: a container's, which inherits nothing)."""
+    if "--connect" in sys.argv:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(sys.argv[sys.argv.index("--connect") + 1])
+    else:
+        sock = socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1]))
     sock.setblocking(True)
     outbox = Outbox(sock)
     log = os.fdopen(os.dup(2), "w", buffering=1)  # the worker's own errors go to the runner's log

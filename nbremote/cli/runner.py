@@ -16,7 +16,17 @@ from ._options import DURATION, SIZE
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, help="Port (0: any free port).")
-@click.option("--backend", default="process", show_default=True, type=click.Choice(["process"]))
+@click.option(
+    "--backend", default="process", show_default=True, type=click.Choice(["process", "docker"])
+)
+@click.option("--docker-host", metavar="URL", help="The docker backend's daemon [DOCKER_HOST].")
+@click.option(
+    "--docker-network",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "host"]),
+    help="The docker backend's containers: no network, or the host's.",
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State dir [NBREMOTE_HOME].")
 @click.option(
     "--token-file",
@@ -54,6 +64,8 @@ def runner(
     host: str,
     port: int,
     backend: str,
+    docker_host: str | None,
+    docker_network: str,
     data_dir: Path | None,
     token_file: Path | None,
     store_limit: int,
@@ -88,6 +100,8 @@ def runner(
         host=host,
         port=port,
         backend=backend,
+        docker_host=docker_host,
+        docker_network=docker_network,
         token=token,
         token_file=token_file,
         idle_timeout=idle,
