@@ -90,8 +90,9 @@ class WithLifespan:
     that come meanwhile); its lifespan's state, if it keeps one, copied into each request's
     scope (``request.state``), as the ASGI spec says."""
 
-    def __init__(self, app: Asgi) -> None:
+    def __init__(self, app: Asgi | None, made: Callable[[], Awaitable[Asgi]] | None = None) -> None:
         self.app = app
+        self._made = made  # an async factory's app, awaited before the startup (if no ``app``)
         self.state: dict[str, Any] = {}
         self._ready = False
         self._run: _Run | None = None
@@ -101,9 +102,12 @@ class WithLifespan:
             await self._start()
         if self.state:
             scope["state"] = self.state.copy()
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, send)  # type: ignore[misc]  # made by `_start`
 
     async def _start(self) -> None:
+        if self.app is None:
+            assert self._made is not None
+            self.app = await self._made()  # a factory that raises fails the request, as a build
         if self._run is None:
             self.state = {}
             self._run = _Run(self.app, self.state)

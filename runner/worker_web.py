@@ -216,7 +216,7 @@ def build(fn: Any, web: Header, inline: bool = False) -> Asgi:
     if kind == "asgi_app":  # its lifespan's startup runs before its first request
         app = fn()
         if asyncio.iscoroutine(app):  # an async factory: awaited where the app will run
-            return WithLifespan(_Awaited(fn, app))
+            return WithLifespan(None, _Awaited(fn, app).made)
         _json_errors(app)
         return WithLifespan(app)
     if kind == "web_server":  # the server the function starts, behind a forwarding app
@@ -228,15 +228,17 @@ def build(fn: Any, web: Header, inline: bool = False) -> Asgi:
 
 class _Awaited:
     """The app of an async factory, awaited by the first request (on the loop, which is this
-    thread's own and may be running already); a factory that raised is called again by the
-    next request, as a factory whose build failed is."""
+    thread's own and may be running already; `WithLifespan` asks for it before the app's
+    startup); a factory that raised is called again by the next request, as a factory whose
+    build failed is."""
 
     def __init__(self, factory: Callable[[], Any], first: Any) -> None:
         self._factory, self._coroutine = factory, first
         self._app: Asgi | None = None
         self._lock = asyncio.Lock()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def made(self) -> Asgi:
+        """The factory's app (awaited once)."""
         if self._app is None:
             async with self._lock:
                 if self._app is None:
@@ -244,7 +246,7 @@ class _Awaited:
                     app = await coroutine
                     _json_errors(app)
                     self._app = app
-        await self._app(scope, receive, send)
+        return self._app
 
 
 class _Answer:

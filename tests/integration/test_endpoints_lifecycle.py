@@ -153,7 +153,11 @@ def workers(runner: RunningRunner, app: str, wanted: int) -> int:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("source", [LIFESPAN, ON_EVENT], ids=["lifespan", "on_event"])
+@pytest.mark.parametrize(
+    "source",
+    [LIFESPAN, ON_EVENT, LIFESPAN.replace("def make", "async def make")],
+    ids=["lifespan", "on_event", "async_factory"],
+)
 def test_the_startup_runs_before_the_first_request_and_the_shutdown_when_the_worker_stops(
     runner: RunningRunner, app: str, tmp_path: Path, source: str
 ) -> None:
