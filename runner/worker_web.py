@@ -17,7 +17,8 @@ time).
 The answer streams as the app sends it: ``web_start`` (status, headers), ``web_body`` (a chunk,
 ``more``), then ``done``. An app that raises answers 500 ``{"error": {"type", "message"}}``,
 its traceback printed to stderr (the app's log, never the caller). A ``cancel`` frame (the
-caller hung up) cancels the request's task.
+caller hung up, or the request ran past its function's timeout) cancels the request's task (a
+sync function running on the loop's thread stops at its return, not before).
 
 Standard library only at import: fastapi, starlette and a2wsgi are imported when a web app is
 first built, so a worker that serves no endpoint never pays for them.
