@@ -80,6 +80,8 @@ class DeployedApps:
         # Told of each deploy (before it is installed: it may refuse it) and stop (request None):
         # the scheduled functions' jobs (`job_apps.sync_app`).
         self.on_change: Callable[[str, DeployApp | None], Awaitable[None]] | None = None
+        # Told of each app deployed, once installed: its endpoints' warm workers start.
+        self.on_installed: Callable[[DeployedApp], None] | None = None
 
     async def load(self) -> None:
         """Read the deployed apps back from SQLite."""
@@ -118,6 +120,8 @@ class DeployedApps:
             await old.close()
         deployed_at = time.time()
         app = self._install(name, request, deployed_at)
+        if self.on_installed is not None:
+            self.on_installed(app)
         self._state.write_later(
             "INSERT OR REPLACE INTO apps VALUES (?, ?, ?)",
             (name, deployed_at, request.model_dump_json()),

@@ -11,14 +11,18 @@ The function's payload goes to a worker with its first request only; later ones 
 The worker's ``web_start`` and ``web_body`` frames are checked (a worker runs anyone's code: a
 bad status or a header with a line break never reaches the caller) and written to the caller as
 they come, each chunk flushed while more follow, so streamed responses pass through unbuffered.
-A caller that hangs up has its request cancelled in the worker. Requests beyond what the pool
-can ever take plus a bounded queue are answered 503 with Retry-After, at once.
+A caller that hangs up has its request cancelled in the worker, as has a request that runs past
+its function's ``timeout`` (the caller gets 504 at once; the worker goes on serving). Requests
+beyond what the pool can ever take plus a bounded queue are answered 503 with Retry-After, at
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -129,6 +133,7 @@ class WebCall:
             },
         }
         self.endpoint.in_flight += 1
+        timer: asyncio.TimerHandle | None = None
         try:
             async with pool.holding() as worker:
                 self.worker = worker
@@ -137,10 +142,15 @@ class WebCall:
                 function["nbuf"] = len(payload)
                 sent.add(described.hash)
                 sending = [*payload, body]
+                timeout = described.settings.get("timeout")
+                if timeout:  # none: nothing more on the hot path
+                    timer = self._bound(timeout, bool(payload))
                 done, _ = await worker.run(header, sending, self._forward, None, forward_done=True)
         finally:
             self.endpoint.in_flight -= 1
             self.worker = None
+            if timer is not None:
+                timer.cancel()
         self._end(done)
 
     def _headers(self, headers: list[tuple[str, str]]) -> list[list[str]]:
@@ -154,6 +164,27 @@ class WebCall:
         self.gone = True
         if self.worker is not None:
             self.worker.send({"op": Op.CANCEL, "id": self.id}, [])
+
+    def _bound(self, timeout: object, builds: bool) -> asyncio.TimerHandle | None:
+        """A timer that ends the request after the function's ``timeout`` seconds (a setting
+        that is not a positive number of seconds is no bound). A worker's first request
+        (``builds``: its app is built, its lifespan started) has twice that: as in Modal, where
+        a container's startup has the function's timeout of its own, before the request's."""
+        if not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+            return None
+        after = 2 * timeout if builds else timeout
+        return asyncio.get_running_loop().call_later(after, self._timed_out, timeout)
+
+    def _timed_out(self, timeout: float) -> None:
+        """The request ran past its function's ``timeout``: the caller gets 504 now, and the
+        request is cancelled in its worker, which goes on serving the next."""
+        self._error(
+            504,
+            "Timeout",
+            f"the request ran past its function's timeout={timeout:g} s and was cancelled: "
+            "give the function a longer timeout= if it needs more",
+        )
+        self.hang_up()
 
     def _end(self, done: Header) -> None:
         if self.status:

@@ -39,7 +39,7 @@ from .calls import CallRegistry
 from .containers import ContainerStarter
 from .data_dir import clear_leftovers, make_private, scratch_root
 from .dispatch import Dispatcher
-from .endpoint_apps import on_change
+from .endpoint_apps import keep_warm, on_change
 from .endpoint_http import FrontServer
 from .endpoints import Endpoints
 from .frames import Frame
@@ -207,6 +207,9 @@ class Runner:
         self.endpoints = Endpoints(self.state, self.config.data_dir / "endpoint-logs", self._url)
         await self.endpoints.load(self.apps.apps)
         self.apps.on_change = on_change(self.jobs, self.endpoints)
+        self.apps.on_installed = keep_warm(self.endpoints)
+        for deployed in self.apps.apps.values():  # deployed before a restart: warm again
+            self.apps.on_installed(deployed)
         self.jobs.held_elsewhere = self._endpoint_named
         sockets = bind_sockets(
             self.config.port,

@@ -3,19 +3,22 @@
 The runner sends a ``web`` frame per request (the deployed function's payload, the ASGI scope,
 the body as a buffer). The app is built once per deployed object (by its content hash): a
 FastAPI app with one route at "/" for a ``fastapi_endpoint``, the app the function returns for
-an ``asgi_app`` (called once, like an ``@enter``), ``a2wsgi``'s adapter over the WSGI app for a
-``wsgi_app``. A class's method (``bind`` in the web settings) is first bound to the class's
-instance in this worker, made and entered once (`nbremote.wire.classes.instance`), and served as
-a function would be. Requests run as tasks of one asyncio loop, which from the first web request
-on runs on the worker's main thread and reads the runner's socket itself (`WebApps.run`): a
-request is read and run by one thread, with no wake-up of another; several run at once (as many
-as the runner sends: its pool's ``max_inputs``); a sync FastAPI route or a WSGI app runs in
-their threadpool (on the loop itself for a worker that takes one request at a time).
+an ``asgi_app`` (called once, like an ``@enter``; its lifespan's startup run before its first
+request, its shutdown when the worker stops: `worker_lifespan`), ``a2wsgi``'s adapter over the
+WSGI app for a ``wsgi_app``. A class's method (``bind`` in the web settings) is first bound to
+the class's instance in this worker, made and entered once (`nbremote.wire.classes.instance`),
+and served as a function would be. Requests run as tasks of one asyncio loop, which from the
+first web request on runs on the worker's main thread and reads the runner's socket itself
+(`WebApps.run`): a request is read and run by one thread, with no wake-up of another; several
+run at once (as many as the runner sends: its pool's ``max_inputs``); a sync FastAPI route or a
+WSGI app runs in their threadpool (on the loop itself for a worker that takes one request at a
+time).
 
 The answer streams as the app sends it: ``web_start`` (status, headers), ``web_body`` (a chunk,
 ``more``), then ``done``. An app that raises answers 500 ``{"error": {"type", "message"}}``,
 its traceback printed to stderr (the app's log, never the caller). A ``cancel`` frame (the
-caller hung up) cancels the request's task.
+caller hung up, or the request ran past its function's timeout) cancels the request's task (a
+sync function running on the loop's thread stops at its return, not before).
 
 Standard library only at import: fastapi, starlette and a2wsgi are imported when a web app is
 first built, so a worker that serves no endpoint never pays for them.
@@ -37,6 +40,7 @@ from nbremote.wire.codec import Header
 from nbremote.wire.ops import Op
 
 from .worker_io import Outbox
+from .worker_lifespan import WithLifespan
 
 Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -210,13 +214,12 @@ def build(fn: Any, web: Header, inline: bool = False) -> Asgi:
         return _fastapi(fn, web, inline)
     if kind == "wsgi_app":
         return _wsgi(fn)
-    if kind == "asgi_app":
+    if kind == "asgi_app":  # its lifespan's startup runs before its first request
         app = fn()
         if asyncio.iscoroutine(app):  # an async factory: awaited where the app will run
-            return _Awaited(fn, app)
+            return WithLifespan(None, _Awaited(fn, app).made)
         _json_errors(app)
-        built: Asgi = app
-        return built
+        return WithLifespan(app)
     if kind == "web_server":  # the server the function starts, behind a forwarding app
         from .worker_web_server import web_server_app
 
@@ -226,15 +229,17 @@ def build(fn: Any, web: Header, inline: bool = False) -> Asgi:
 
 class _Awaited:
     """The app of an async factory, awaited by the first request (on the loop, which is this
-    thread's own and may be running already); a factory that raised is called again by the
-    next request, as a factory whose build failed is."""
+    thread's own and may be running already; `WithLifespan` asks for it before the app's
+    startup); a factory that raised is called again by the next request, as a factory whose
+    build failed is."""
 
     def __init__(self, factory: Callable[[], Any], first: Any) -> None:
         self._factory, self._coroutine = factory, first
         self._app: Asgi | None = None
         self._lock = asyncio.Lock()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def made(self) -> Asgi:
+        """The factory's app (awaited once)."""
         if self._app is None:
             async with self._lock:
                 if self._app is None:
@@ -242,7 +247,7 @@ class _Awaited:
                     app = await coroutine
                     _json_errors(app)
                     self._app = app
-        await self._app(scope, receive, send)
+        return self._app
 
 
 class _Answer:
@@ -328,7 +333,8 @@ class WebApps:
         """Run the loop on this (the worker's main) thread, reading the runner's socket ``fd``
         on it: ``ready`` serves the frames that have come, False when the worker must stop.
         One thread reads a request and runs it: no wake-up of another thread per request.
-        ``buffered``: a frame was read already (no readiness of ``fd`` will say so)."""
+        ``buffered``: a frame was read already (no readiness of ``fd`` will say so). Once told
+        to stop, the apps' lifespan shutdowns run before it returns."""
         loop = self._loop
 
         def on_readable() -> None:
@@ -343,6 +349,14 @@ class WebApps:
             loop.run_forever()
         finally:
             loop.remove_reader(fd)
+        self._ready = lambda: None  # stopping: what is read now answers a shutdown's Dict calls
+        loop.run_until_complete(self._shut_down())
+
+    async def _shut_down(self) -> None:
+        """The worker stops: the lifespans' shutdowns (`worker_lifespan`) run, one app at a time."""
+        for app in list(self._apps.values()):
+            if isinstance(app, WithLifespan):
+                await app.shutdown()
 
     def wake(self) -> None:
         """Serve the frames read already (while a request waited for its answer)."""
