@@ -18,6 +18,7 @@ from .endpoint_handlers import ENDPOINT_ROUTES
 from .handlers import RUNNER_ROUTES, ApiError, BaseHandler
 from .job_handlers import JOB_ROUTES
 from .service import Runner, RunnerConfig
+from .stats_handlers import STATS_ROUTES
 from .storage_handlers import STORAGE_ROUTES
 
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
@@ -25,6 +26,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     *STORAGE_ROUTES,
     *JOB_ROUTES,
     *ENDPOINT_ROUTES,
+    *STATS_ROUTES,
 ]
 
 

@@ -47,13 +47,13 @@ from nbremote.wire.names import RESULT
 from nbremote.wire.op_checks import FrameInvalid
 from nbremote.wire.ops import Op
 from nbremote.wire.reprs import short_reprs
-from nbremote.wire.serialize import Payload, dumps, loads
+from nbremote.wire.serialize import dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
-from .worker_calls import BatchResult, call_batch
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
+from .worker_patterns import load_inputs, pack, run_inputs
 from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
 from .worker_stdin import InputRelay
@@ -351,7 +351,7 @@ class Worker:
             position += bind["nparams"]
             args, kwargs = loads("the constructor parameters", params)
             fn = MethodCall(bind["key"], fn, args, kwargs, bind["method"])
-        return fn, loads("the call's arguments", buffers[position:])
+        return fn, load_inputs(header, buffers[position:])
 
     def call(self, header: Header, buffers: list[bytearray]) -> None:
         """Call a function on a batch of inputs; send back a result or an error per input.
@@ -395,9 +395,7 @@ class Worker:
         inline = request is None  # on the main thread: SIGINT may interrupt it
         self.running = self.running or inline
         try:
-            batch = call_batch(
-                fn, inputs, header.get("first", 0), header.get("timeout"), header.get("retries")
-            )
+            batch = run_inputs(fn, inputs, header, self._send_item)
         except KeyboardInterrupt:
             cancelled = _InputError("CancelledError", "the call was cancelled").error
             self.outbox.send(Op.DONE, ok=False, error=cancelled)
@@ -405,35 +403,18 @@ class Worker:
         finally:
             self.running = self.running and not inline
         flush_streams()
-        payload = self._pack_results(batch, header.get("first", 0))
+        parts, fields = pack(batch, header)
         # No namespace summary here: a call's round trip must stay in the microseconds.
         elapsed = time.perf_counter() - started
-        self.outbox.send(
-            Op.DONE,
-            payload.parts,
-            ok=True,
-            errors=batch.errors,
-            retire=batch.retire,
-            elapsed=elapsed,
-        )
+        self.outbox.send(Op.DONE, parts, ok=True, retire=batch.retire, elapsed=elapsed, **fields)
         if request is not None:
             self.outbox.serve(None)
 
-    def _pack_results(self, batch: BatchResult, first: int) -> Payload:
-        try:
-            return dumps("results", batch.results)
-        except SerializationError:
-            pass
-        for offset, result in enumerate(batch.results):  # find the results that cannot travel
-            try:
-                dumps("", result)
-            except SerializationError as exc:
-                batch.results[offset] = None
-                batch.errors[offset] = _InputError(
-                    "SerializationError",
-                    f"the result of input #{first + offset} cannot be pickled: {exc.reason}",
-                ).error
-        return dumps("results", batch.results)
+    def _send_item(self, index: int, value: Any) -> None:
+        """A generator's value, sent as it is yielded (`worker_patterns.stream`)."""
+        payload = dumps(f"value #{index} it yielded", value)
+        flush_streams()  # what it printed before yielding comes first, as it would here
+        self.outbox.send(Op.ITEM, payload.parts, index=index)
 
 
 def main() -> None:

@@ -38,14 +38,15 @@ class BatchResult:
 
 
 @contextmanager
-def _deadline(timeout: float | None, index: int) -> Iterator[None]:
+def deadline(timeout: float | None, where: str) -> Iterator[None]:
+    """Raise `InputTimeout` in the code running here once ``timeout`` seconds have passed."""
     # SIGALRM reaches the main thread only: concurrent inputs rely on the runner's own deadline.
     if not timeout or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def expire(signum: int, frame: FrameType | None) -> None:
-        raise InputTimeout(f"input #{index} ran longer than its timeout of {timeout:g} s")
+        raise InputTimeout(f"{where} ran longer than its timeout of {timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -101,6 +102,7 @@ def call_batch(
     first_index: int,
     timeout: float | None,
     retries: dict[str, float] | None,
+    name: str = "the function",
 ) -> BatchResult:
     """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch."""
     batch = BatchResult()
@@ -109,8 +111,13 @@ def call_batch(
         attempt = 0
         while True:
             try:
-                with _deadline(timeout, first_index + offset):
+                with deadline(timeout, f"function {name}: input #{first_index + offset}"):
                     result = fn(*args, **kwargs)
+                    if inspect.isgenerator(result):  # Modal refuses it too
+                        raise TypeError(
+                            f"{name} is a generator function: call it with .remote_gen() (which "
+                            "streams what it yields), not .remote() nor .map()"
+                        )
                     if inspect.iscoroutine(result):  # an async def: on the worker's event loop
                         result = _on_event_loop(result)
                     batch.results.append(result)

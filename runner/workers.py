@@ -51,6 +51,21 @@ class WorkerKilled(RunnerError):
         super().__init__(KILLED, kind="KeyboardInterrupt")
 
 
+def timed_out(request: Header) -> Header | None:
+    """A function call's timeout error (Modal's `FunctionTimeoutError`, naming the function and
+    its limit: not the runner's deadline, which adds a grace and counts a batch's inputs);
+    None for a cell, whose timeout stays a plain ``TimeoutError``."""
+    function, limit = request.get("function"), request.get("timeout")
+    if not isinstance(function, dict) or not isinstance(limit, int | float):
+        return None
+    return {
+        "ename": "FunctionTimeoutError",
+        "evalue": f"function {function.get('name')} ran longer than its timeout of {limit:g} s "
+        "and was stopped (it did not stop on its own when interrupted)",
+        "builtin": "TimeoutError",
+    }
+
+
 class Worker:
     """A warm worker and the requests it is serving (one at a time, or several for concurrent
     inputs: the worker's frames carry their request's id)."""
@@ -175,7 +190,7 @@ class Worker:
         self._requests[header["id"]] = (forward, done)
         try:
             self.send(header, buffers)
-            return await self._wait(done, timeout)
+            return await self._wait(done, timeout, header)
         except asyncio.CancelledError:
             if await self._abandon(header["id"], done):
                 raise WorkerKilled() from None
@@ -199,7 +214,9 @@ class Worker:
             return again
         return False
 
-    async def _wait(self, done: asyncio.Future[Frame], timeout: float | None) -> Frame:
+    async def _wait(
+        self, done: asyncio.Future[Frame], timeout: float | None, request: Header
+    ) -> Frame:
         if timeout is None:  # shielded: a cancel must leave ``done`` for `_abandon` to await
             return await asyncio.shield(done)
         try:
@@ -217,6 +234,7 @@ class Worker:
             "ename": "TimeoutError",
             "evalue": f"stopped after its timeout of {timeout:g} s",
             "traceback": (header.get("error") or {}).get("traceback", []),
+            **(timed_out(request) or {}),
         }
         header["ok"] = False
         return header, []
