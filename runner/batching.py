@@ -102,6 +102,9 @@ class BatchGate:
         except asyncio.CancelledError:
             if member in self.pending:  # not sent yet: it leaves the batch
                 self.pending.remove(member)
+                if not self.pending and self._timer is not None:  # the next starts afresh
+                    self._timer.cancel()
+                    self._timer = None
             raise
 
     def _flush(self) -> None:

@@ -8,6 +8,7 @@ Frames (see `nbremote.wire.codec`):
   runner -> worker   exec {code, inputs, outputs, deletes, execution_count, discover, inline} ·
                      blobs · input_reply {value | error} · pull {names}
   worker -> runner   hello · need {hashes} · input {prompt, password} · stream · display ·
+                     item {index} (a generator's value) ·
                      clear_output · result · error · page · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
   `nbremote_runner.worker_lease`) until it lets go

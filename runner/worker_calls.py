@@ -38,14 +38,16 @@ class BatchResult:
 
 
 @contextmanager
-def deadline(timeout: float | None, where: str) -> Iterator[None]:
-    """Raise `InputTimeout` in the code running here once ``timeout`` seconds have passed."""
+def deadline(timeout: float | None, what: str, index: int | None = None) -> Iterator[None]:
+    """Raise `InputTimeout` in the code running here once ``timeout`` seconds have passed,
+    naming ``what`` ran over (and its input's ``index``: the text is made only if it does)."""
     # SIGALRM reaches the main thread only: concurrent inputs rely on the runner's own deadline.
     if not timeout or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def expire(signum: int, frame: FrameType | None) -> None:
+        where = what if index is None else f"{what}: input #{index}"
         raise InputTimeout(f"{where} ran longer than its timeout of {timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -107,11 +109,12 @@ def call_batch(
     """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch."""
     batch = BatchResult()
     max_retries = int(retries["max_retries"]) if retries else 0
+    what = f"function {name}"
     for offset, (args, kwargs) in enumerate(inputs):
         attempt = 0
         while True:
             try:
-                with deadline(timeout, f"function {name}: input #{first_index + offset}"):
+                with deadline(timeout, what, first_index + offset):
                     result = fn(*args, **kwargs)
                     if inspect.isgenerator(result):  # Modal refuses it too
                         raise TypeError(
