@@ -123,12 +123,13 @@ class BatchGate:
         deadline = timeout + INTERRUPT_GRACE if timeout else None
         try:
             done, out = await self._run(header, buffers, _fan_out(members), deadline)
+            frames = _split(members, done, out)
         except Exception as exc:  # a worker that did not start: each caller's error
             for member in members:
                 if not member.answer.done():
                     member.answer.set_exception(exc)
             return
-        for member, frame in zip(members, _split(members, done, out), strict=True):
+        for member, frame in zip(members, frames, strict=True):
             if not member.answer.done():
                 member.answer.set_result(frame)
 
