@@ -36,7 +36,9 @@ def is_generator(fn: Callable[..., Any] | None, bind: Bind | None) -> bool | Non
     """Whether the function (or method) is a generator function; None: not known here (a
     deployed one: the worker says so if it is called the wrong way)."""
     callee = _callee(fn, bind)
-    return None if callee is None else inspect.isgeneratorfunction(callee)
+    if callee is None:
+        return None
+    return inspect.isgeneratorfunction(callee) or inspect.isasyncgenfunction(callee)
 
 
 def batch_settings(fn: Callable[..., Any] | None, bind: Bind | None) -> dict[str, int] | None:

@@ -116,7 +116,7 @@ def call_batch(
             try:
                 with deadline(timeout, what, first_index + offset):
                     result = fn(*args, **kwargs)
-                    if inspect.isgenerator(result):  # Modal refuses it too
+                    if inspect.isgenerator(result) or inspect.isasyncgen(result):  # as Modal
                         raise TypeError(
                             f"{name} is a generator function: call it with .remote_gen() (which "
                             "streams what it yields), not .remote() nor .map()"

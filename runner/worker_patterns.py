@@ -20,7 +20,7 @@ Standard library only (and nbremote's wire helpers): this runs inside every cont
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 from nbremote.errors import SerializationError
@@ -83,6 +83,8 @@ def stream(
         ((args, kwargs),) = inputs
         with deadline(timeout, f"function {name}"):
             generator = fn(*args, **kwargs)
+            if inspect.isasyncgen(generator):  # an async one: stepped on the worker's loop
+                generator = _stepped(generator)
             if not inspect.isgenerator(generator):
                 raise TypeError(
                     f"{name} is not a generator function (it returned "
@@ -94,6 +96,18 @@ def stream(
         batch.retire = isinstance(exc, InputTimeout)
         batch.errors[0] = describe_error(exc, 1)
     return batch
+
+
+def _stepped(generator: AsyncGenerator[Any, Any]) -> Iterator[Any]:
+    """An async generator's values, each awaited on the worker's event loop."""
+    try:
+        while True:
+            try:
+                yield _on_event_loop(generator.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        _on_event_loop(generator.aclose())
 
 
 def columns(inputs: list[Input], name: str) -> tuple[list[list[Any]], dict[str, list[Any]]]:

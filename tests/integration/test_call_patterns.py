@@ -4,10 +4,11 @@ generators streamed with ``remote_gen``, ``for_each``, ``spawn_map``, ``Function
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -153,6 +154,17 @@ def test_closing_the_iterator_stops_the_remote_generator(remote_session: RemoteS
 
 def test_a_class_method_generator_streams_too(remote_session: RemoteSession) -> None:
     assert list(Counter().count.remote_gen(4)) == [0, 1, 2, 3]
+
+
+@app.function
+async def ticks(n: int) -> AsyncIterator[int]:
+    for tick in range(n):
+        await asyncio.sleep(0)
+        yield tick
+
+
+def test_an_async_generator_streams_too(remote_session: RemoteSession) -> None:
+    assert list(ticks.remote_gen(3)) == [0, 1, 2]
 
 
 # -- for_each, spawn_map, gather, stats ------------------------------------------------------
