@@ -20,6 +20,7 @@ from ._output import show
 from ._reconnect import connection_errors
 from ._session import Frame, RemoteSession, Request
 from .errors import InvalidError, remote_error
+from .wire.codec import Header
 from .wire.http import FunctionStats
 from .wire.ops import Op
 from .wire.serialize import loads
@@ -117,11 +118,11 @@ def spawn_each(session: RemoteSession, target: CallTarget, inputs: Iterable[Inpu
             raise remote_error(error["ename"], error["evalue"], [error["evalue"]])
 
 
-def stats(session: RemoteSession, target: CallTarget) -> FunctionStats:
+def stats(session: RemoteSession, pool_key: str, deployed: Header | None) -> FunctionStats:
     """The load of the function's pool on the runner, from the pool's state."""
-    pool = quote(target.pool["key"], safe="")
-    if target.deployed is not None:
-        path = f"/api/v1/apps/{quote(target.deployed['app'], safe='')}/stats?pool={pool}"
+    pool = quote(pool_key, safe="")
+    if deployed is not None:
+        path = f"/api/v1/apps/{quote(deployed['app'], safe='')}/stats?pool={pool}"
     else:
         session._open()  # the session must be on the runner to be asked
         path = f"/api/v1/sessions/{session.id}/stats?pool={pool}"

@@ -305,7 +305,8 @@ class Function(Generic[R]):
     def get_current_stats(self) -> FunctionStats:
         """Its load now: ``backlog`` (inputs waiting for a worker or a batch) and
         ``num_total_runners`` (workers live or starting), as Modal's ``FunctionStats``."""
-        return _call_patterns.stats(_session.current_session(), self._target())
+        session = _session.current_session()
+        return _call_patterns.stats(session, self._pool["key"], self._deployed)
 
     def spawn_map(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None) -> None:
         """Spawn a call per element (zipped across ``iterables``) and return once the runner
