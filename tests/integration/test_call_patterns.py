@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import nbremote as nr
 from nbremote._session import RemoteSession
+from tests.conftest import RunningRunner
 
 app = nr.App("patterns")
 WAIT = 60.0  # the longest a test waits for the runner to catch up (never reached when it works)
@@ -284,3 +290,47 @@ def test_a_function_killed_for_its_timeout_raises_function_timeout_error(
     with pytest.raises(nr.exception.FunctionTimeoutError, match=r"stubborn.*timeout of 1 s"):
         stubborn.remote()
     assert square.remote(5) == 25
+
+
+# -- Modal's own examples, as scripts --------------------------------------------------------
+
+MODAL_SCRIPT = """
+import nbremote as modal
+
+app = modal.App()
+
+
+@app.function()
+def f(i):
+    for j in range(i):
+        yield j
+
+
+@app.function()
+@modal.batched(max_batch_size=2, wait_ms=1000)
+async def batch_add(xs: list[int], ys: list[int]) -> list[int]:
+    return [x + y for x, y in zip(xs, ys)]
+
+
+@app.local_entrypoint()
+def main():
+    print("generated", list(f.remote_gen(4)))
+    assert batch_add.remote(1, 2) == 3
+    print("batched", list(batch_add.map([1, 2, 3], [4, 5, 6])))
+"""
+
+
+def test_modal_guide_examples_run_as_a_script(runner: RunningRunner, tmp_path: Path) -> None:
+    script = tmp_path / "patterns_app.py"
+    script.write_text(textwrap.dedent(MODAL_SCRIPT))
+    env = {**os.environ, "NBREMOTE_URL": runner.url, "NBREMOTE_TOKEN": str(runner.token)}
+    result = subprocess.run(
+        [sys.executable, "-m", "nbremote", "run", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "generated [0, 1, 2, 3]" in result.stdout
+    assert "batched [5, 7, 9]" in result.stdout
