@@ -163,6 +163,17 @@ def test_a_class_method_generator_streams_too(remote_session: RemoteSession) -> 
 
 
 @app.function
+def big_values(size: int) -> Iterator[bytes]:
+    yield b"a" * size
+    yield b"b" * size
+
+
+def test_big_values_stream_as_the_rest_do(remote_session: RemoteSession) -> None:
+    size = 8 << 20  # through shared memory where the runner offers it
+    assert [(len(v), v[:1]) for v in big_values.remote_gen(size)] == [(size, b"a"), (size, b"b")]
+
+
+@app.function
 async def ticks(n: int) -> AsyncIterator[int]:
     for tick in range(n):
         await asyncio.sleep(0)
