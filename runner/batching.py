@@ -145,6 +145,9 @@ def _combined(members: list[_Member]) -> tuple[Header, list[bytearray]]:
         "count": sum(member.count for member in members),
         "first": 0,
         "retries": None,
+        # Shared memory only if every caller may take it (a spawned call's result may be
+        # collected elsewhere, so never by a mapped file); `_split` gives each its own files.
+        "shm_ok": all(m.header.get("shm_ok") for m in members),
         "batched": [{"nbuf": len(m.arguments), "count": m.count} for m in members],
     }
     buffers = [*carrier.front]
@@ -171,24 +174,31 @@ def _split(members: list[_Member], done: Header, out: list[bytearray]) -> list[F
     """Each member's own ``done`` from the batch's: its results and errors, or the batch's
     failure."""
     answers: list[Header] = done.get("batched") or []
-    if done.get("ok") and not _readable(answers, members, len(out)):
+    if done.get("ok") and not _readable(done, members, len(out)):
         error = ValueError("the worker's answer to a batch cannot be read")
         done, out = error_done(done.get("id", ""), error, held=[]), []
     if not done.get("ok"):
         return [({**done, "id": m.header["id"]}, []) for m in members]
     frames: list[Frame] = []
     position = 0
+    shared = done.get("shm") or []
     for member, answer in zip(members, answers, strict=True):
-        parts = out[position : position + answer["nbuf"]]
-        position += answer["nbuf"]
-        own = {k: v for k, v in done.items() if k not in ("batched", "errors", "id")}
-        frames.append(({**own, "id": member.header["id"], "errors": answer["errors"]}, parts))
+        end = position + answer["nbuf"]
+        own = {k: v for k, v in done.items() if k not in ("batched", "errors", "id", "shm")}
+        files = [[index - position, name] for index, name in shared if position <= index < end]
+        if files:  # its buffers that came as shared-memory files, numbered as its own
+            own["shm"] = files
+        own.update(id=member.header["id"], errors=answer["errors"])
+        frames.append((own, out[position:end]))
+        position = end
     return frames
 
 
-def _readable(answers: Any, members: list[_Member], nbuf: int) -> bool:
-    """Whether a worker's ``batched`` answer has one well-formed entry per member (the worker
-    runs anyone's code: nothing it says is trusted)."""
+def _readable(done: Header, members: list[_Member], nbuf: int) -> bool:
+    """Whether a worker's ``batched`` answer has one well-formed entry per member, and its
+    shared-memory files are well-formed pairs (the worker runs anyone's code: nothing it says
+    is trusted; each client still checks its files' names itself)."""
+    answers = done.get("batched")
     if not isinstance(answers, list) or len(answers) != len(members):
         return False
     for answer in answers:
@@ -196,6 +206,11 @@ def _readable(answers: Any, members: list[_Member], nbuf: int) -> bool:
             return False
         if type(answer.get("nbuf")) is not int or answer["nbuf"] < 0:
             return False
+    files = done.get("shm", [])
+    if not isinstance(files, list) or not all(
+        isinstance(f, list) and len(f) == 2 and type(f[0]) is int for f in files
+    ):
+        return False
     return bool(sum(answer["nbuf"] for answer in answers) <= nbuf)
 
 

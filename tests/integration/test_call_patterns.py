@@ -100,6 +100,12 @@ def drops_one(xs: list[int]) -> list[int]:
     return xs[:-1]
 
 
+@app.function(max_containers=1)
+@nr.batched(max_batch_size=2, wait_ms=60_000)
+def filled(sizes: list[int]) -> list[bytes]:
+    return [str(size % 10).encode() * size for size in sizes]
+
+
 @app.cls(max_containers=1)
 class Counter:
     @nr.method()
@@ -261,6 +267,14 @@ def test_a_map_over_a_batched_function_keeps_order(remote_session: RemoteSession
     assert list(doubled.map(range(8), [name] * 8)) == [x * 2 for x in range(8)]
     batches = sizes.get_many(10, timeout=1)
     assert sum(batches) == 8 and max(batches) > 1  # inputs of one map did share batches
+
+
+def test_big_results_of_a_batch_reach_each_caller(remote_session: RemoteSession) -> None:
+    other = filled.spawn((8 << 20) + 1)  # big enough for shared memory, were it offered
+    assert filled.remote(8 << 20) == b"8" * (8 << 20)
+    assert other.get(timeout=WAIT) == b"9" * ((8 << 20) + 1)
+    sizes = [(4 << 20) + 3, (4 << 20) + 4]  # one map, the batch's callers all allowed it
+    assert list(filled.map(sizes)) == [b"7" * sizes[0], b"8" * sizes[1]]
 
 
 def test_a_wrong_length_batch_fails_every_caller_of_it(remote_session: RemoteSession) -> None:

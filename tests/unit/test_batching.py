@@ -22,9 +22,9 @@ def _call(request_id: str, value: int) -> tuple[Header, list[bytearray]]:
     return header, parts
 
 
-def _worker(answer: Any = None) -> Any:
+def _worker(answer: Any = None, shm: Any = None) -> Any:
     """A pool's ``run`` that serves a batch as a worker would (doubling each input), or with
-    ``answer`` as its ``batched`` field."""
+    ``answer`` as its ``batched`` field, ``shm`` as its shared-memory files."""
     seen: list[Header] = []
 
     async def run(
@@ -36,6 +36,8 @@ def _worker(answer: Any = None) -> Any:
         parts, fields = pack(batch, header)
         if answer is not None:
             fields["batched"] = answer
+        if shm is not None:
+            fields["shm"] = shm
         return {"op": "done", "id": header["id"], "ok": True, **fields}, parts
 
     run.seen = seen  # type: ignore[attr-defined]
@@ -62,9 +64,18 @@ def test_a_full_batch_leaves_and_the_rest_wait_for_the_next() -> None:
     assert [loads("r", parts) for _, parts in answers] == [[2], [4], [6]]
 
 
-@pytest.mark.parametrize("answer", ["junk", [{"nbuf": 1, "errors": {}}], [{"nbuf": -1}] * 2])
-def test_an_unreadable_answer_fails_every_caller(answer: Any) -> None:
-    gate = BatchGate(_worker(answer), max_size=2, wait=60)
+@pytest.mark.parametrize(
+    ("answer", "shm"),
+    [
+        ("junk", None),
+        ([{"nbuf": 1, "errors": {}}], None),
+        ([{"nbuf": -1}] * 2, None),
+        (None, "junk"),
+        (None, [["0", "name"]]),
+    ],
+)
+def test_an_unreadable_answer_fails_every_caller(answer: Any, shm: Any) -> None:
+    gate = BatchGate(_worker(answer, shm), max_size=2, wait=60)
     answers = asyncio.run(_submit_all(gate, [1, 2]))
     for request_id, (done, parts) in zip(["r1", "r2"], answers, strict=True):
         assert done["id"] == request_id and not done["ok"] and parts == []
