@@ -82,6 +82,7 @@ class Worker:
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
         self.running = False
+        self._deferred: list[bool] | None = None  # an interrupt that came mid-send (see below)
         self.cells_run = 0
         self._store_lock = threading.Lock()
         self.inbox = Inbox()
@@ -100,7 +101,9 @@ class Worker:
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.
-        if self.running:
+        if self.running and self._deferred is not None:
+            self._deferred.append(True)  # never mid-frame: the runner would read garbage
+        elif self.running:
             raise KeyboardInterrupt
 
     def store_request(self, header: Header, buffers: Sequence[Any]) -> tuple[Header, list[Any]]:
@@ -414,8 +417,14 @@ class Worker:
     def _send_item(self, index: int, value: Any) -> None:
         """A generator's value, sent as it is yielded (`worker_patterns.stream`)."""
         payload = dumps(f"value #{index} it yielded", value)
-        flush_streams()  # what it printed before yielding comes first, as it would here
-        self.outbox.send(Op.ITEM, payload.parts, index=index)
+        self._deferred = []
+        try:
+            flush_streams()  # what it printed before yielding comes first, as it would here
+            self.outbox.send(Op.ITEM, payload.parts, index=index)
+        finally:
+            interrupted, self._deferred = self._deferred, None
+        if interrupted:  # the caller closed its iterator (a cancel) while this was sent
+            raise KeyboardInterrupt
 
 
 def main() -> None:

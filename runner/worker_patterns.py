@@ -90,8 +90,11 @@ def stream(
                     f"{name} is not a generator function (it returned "
                     f"{type(generator).__name__}): call it with .remote(), not .remote_gen()"
                 )
-            for index, value in enumerate(generator):
-                send_item(index, value)
+            try:
+                for index, value in enumerate(generator):
+                    send_item(index, value)
+            finally:  # interrupted sending a value: the generator's `finally` runs now
+                generator.close()
     except Exception as exc:
         batch.retire = isinstance(exc, InputTimeout)
         batch.errors[0] = describe_error(exc, 1)
