@@ -164,6 +164,29 @@ def test_closing_the_iterator_stops_the_remote_generator(remote_session: RemoteS
     assert next(endless.remote_gen(name)) == 0  # its worker serves again
 
 
+@app.function(max_containers=1)
+def flood(queue_name: str) -> Iterator[object]:
+    try:
+        while True:  # no pause: a cancel most likely comes while a value is being sent
+            yield os.getpid(), b"x" * (256 << 10)
+    finally:
+        nr.Queue.from_name(queue_name).put("closed")
+
+
+def test_closing_a_flooding_generator_leaves_its_worker_serving(
+    remote_session: RemoteSession,
+) -> None:
+    name = _name()
+    told = nr.Queue.from_name(name, create_if_missing=True)
+    pids = set()
+    for _ in range(3):
+        values = flood.remote_gen(name)
+        pids.add(next(values)[0])
+        values.close()  # type: ignore[attr-defined]
+        assert told.get(timeout=WAIT) == "closed"
+    assert len(pids) == 1  # the same worker each time: no cancel broke its frames
+
+
 def test_a_class_method_generator_streams_too(remote_session: RemoteSession) -> None:
     assert list(Counter().count.remote_gen(4)) == [0, 1, 2, 3]
 
