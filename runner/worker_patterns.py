@@ -4,7 +4,8 @@ A generator (``f.remote_gen()``) runs once; each value it yields is pickled and 
 an ``item`` frame, so the caller has it while the generator goes on; the ``done`` comes when it
 ends, with its error if it raised (after the values yielded before). Closing the caller's
 iterator cancels the request: the runner interrupts the worker, and the generator's ``finally``
-blocks run.
+blocks run (an interrupt that comes while a value is being sent waits for the frame's end: a
+frame cut in half would leave the runner reading garbage from this worker).
 
 A batched function (``@nr.batched``) takes lists and returns a list of the same length. The
 runner groups the inputs of many callers into one call (`nbremote_runner.batching` says why
