@@ -98,18 +98,23 @@ def retry_delay(retries: dict[str, float], attempt: int) -> float:
     return float(min(delay, retries["max_delay"]))
 
 
+def _name(request: dict[str, Any] | None) -> str:
+    return str(request["function"]["name"]) if request else "the function"
+
+
 def call_batch(
     fn: Callable[..., Any],
     inputs: list[Input],
     first_index: int,
     timeout: float | None,
     retries: dict[str, float] | None,
-    name: str = "the function",
+    request: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch."""
+    """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch.
+    ``request`` (the call's frame) names the function in errors."""
     batch = BatchResult()
     max_retries = int(retries["max_retries"]) if retries else 0
-    what = f"function {name}"
+    what = f"function {_name(request)}" if timeout else ""  # made only if it may be said
     for offset, (args, kwargs) in enumerate(inputs):
         attempt = 0
         while True:
@@ -118,8 +123,8 @@ def call_batch(
                     result = fn(*args, **kwargs)
                     if inspect.isgenerator(result) or inspect.isasyncgen(result):  # as Modal
                         raise TypeError(
-                            f"{name} is a generator function: call it with .remote_gen() (which "
-                            "streams what it yields), not .remote() nor .map()"
+                            f"{_name(request)} is a generator function: call it with "
+                            ".remote_gen() (which streams what it yields), not .remote()"
                         )
                     if inspect.iscoroutine(result):  # an async def: on the worker's event loop
                         result = _on_event_loop(result)

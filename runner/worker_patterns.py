@@ -65,14 +65,13 @@ def load_inputs(header: Header, buffers: list[bytearray]) -> list[Input]:
 
 def run_inputs(fn: Any, inputs: list[Input], header: Header, send_item: SendItem) -> BatchResult:
     """Call ``fn`` on the inputs the way its request and its decorators say."""
-    name = str(header["function"]["name"])
-    timeout = header.get("timeout")
-    if header.get("gen"):
-        return stream(fn, inputs, name, timeout, send_item)
-    if header.get("batched") or batch_settings(fn) is not None:
-        return call_batched(fn, inputs, name, timeout)
-    first, retries = header.get("first", 0), header.get("retries")
-    return call_batch(fn, inputs, first, timeout, retries, name)
+    get = header.get
+    if get("gen"):
+        return stream(fn, inputs, str(header["function"]["name"]), get("timeout"), send_item)
+    if get("batched") or batch_settings(fn) is not None:
+        return call_batched(fn, inputs, str(header["function"]["name"]), get("timeout"))
+    # The plain call, the hot path: nothing more than before these patterns.
+    return call_batch(fn, inputs, get("first", 0), get("timeout"), get("retries"), header)
 
 
 def stream(
@@ -183,7 +182,7 @@ def pack(batch: BatchResult, header: Header) -> tuple[list[Any], dict[str, Any]]
     members = header.get("batched")
     if not members:
         payload, errors = _pack(batch.results, batch.errors, header.get("first", 0))
-        return list(payload.parts), {"errors": errors}
+        return payload.parts, {"errors": errors}
     parts: list[Any] = []
     answers, start = [], 0
     for member in members:
