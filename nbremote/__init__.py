@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from . import exception, gpu
     from .app import App, remote
-    from .cls import Cls, concurrent, enter, exit, method, parameter
+    from .cls import Cls, batched, concurrent, enter, exit, method, parameter
     from .dict import Dict
     from .endpoint import Endpoint
     from .functions import Function, FunctionCall
@@ -47,6 +47,7 @@ _LAZY = {
     "App": "app",
     "Cls": "cls",
     "Cron": "schedule",
+    "batched": "cls",
     "concurrent": "cls",
     "Dict": "dict",
     "enable_output": "output",
@@ -101,6 +102,7 @@ __all__ = [
     "WorkerDied",
     "__version__",
     "asgi_app",
+    "batched",
     "concurrent",
     "enable_output",
     "enter",

@@ -82,6 +82,7 @@ class CallTarget:
     bind: Bind | None = None
     deployed: Header | None = None
     image: Any = None  # the nbremote.Image the runner must know before the call
+    batch: Header | None = None  # @nr.batched's settings: the runner groups the inputs
 
     @property
     def payload_hash(self) -> str:
@@ -128,6 +129,8 @@ class CallTarget:
         }
         if self.deployed is not None:
             header["deployed"] = self.deployed
+        if self.batch is not None:
+            header["batch"] = self.batch
         parts = [*buffers, *batch.parts]
         return Request(header, parts, packed, tag=(first, len(inputs)), image=self.image)
 
@@ -174,16 +177,16 @@ def request_error(error: Header) -> NbremoteError:
 class Batcher:
     """Cuts an input iterator into batches sized from how long inputs took so far."""
 
-    def __init__(self, inputs: Iterable[Input], most: int = MAX_BATCH) -> None:
+    def __init__(self, inputs: Iterable[Input], max_size: int | None = None) -> None:
         self._inputs = iter(inputs)
+        self.max_size = max_size or MAX_BATCH
         self.size = 1
-        self.most = most  # 1: each input a request of its own (single_use_containers)
         self.next_index = 0
 
     def observe(self, count: int, elapsed: float) -> None:
         """Learn from a finished batch of ``count`` inputs that took ``elapsed`` seconds."""
         per_input = max(elapsed / max(count, 1), 1e-7)
-        self.size = max(1, min(self.most, int(TARGET_BATCH_SECONDS / per_input)))
+        self.size = max(1, min(self.max_size, int(TARGET_BATCH_SECONDS / per_input)))
 
     def batches(self) -> Iterator[tuple[int, list[Input]]]:
         """``(first index, inputs)`` until the iterator is exhausted; it is read lazily."""

@@ -54,6 +54,7 @@ def direct_eligible(header: Header, shm_dir: str | None) -> bool:
         and "deployed" not in header
         and not header.get("timeout")  # the runner's safety net over timeouts stays in the loop
         and (header.get("concurrency") or 1) == 1
+        and not header.get("batch")  # the runner groups a batched function's callers' inputs
         # A GPU worker goes back to the allocator as soon as it is idle, to be given to others.
         and not ((header.get("pool") or {}).get("spec") or {}).get("gpu")
     )

@@ -77,6 +77,34 @@ def concurrent(*, max_inputs: int) -> Callable[[F], F]:
     return mark
 
 
+def batched(*, max_batch_size: int, wait_ms: int) -> Callable[[F], F]:
+    """Dynamic batching: the function (or ``@app.cls`` method) takes lists and returns a list
+    of the same length, while callers call it with single inputs (``f.remote(x)``,
+    ``f.map(xs)``); the runner groups concurrent inputs into batches of up to
+    ``max_batch_size``, waiting up to ``wait_ms`` milliseconds for a batch to fill. Goes under
+    ``@app.function`` (a method needs no ``@nr.method()`` with it).
+
+    Example:
+        >>> @app.function()  # doctest: +SKIP
+        ... @nr.batched(max_batch_size=8, wait_ms=100)
+        ... def embed(texts: list[str]) -> list[list[float]]:
+        ...     return model.encode(texts)
+        >>> embed.remote("hello")  # doctest: +SKIP
+    """
+    if not 1 <= max_batch_size <= 1000:
+        raise ValueError(f"max_batch_size={max_batch_size!r}: must be between 1 and 1000")
+    if not 0 <= wait_ms < 600_000:
+        raise ValueError(f"wait_ms={wait_ms!r}: must be at least 0 and under 10 minutes")
+
+    def mark(target: F) -> F:
+        settings = {"max_batch_size": max_batch_size, "wait_ms": wait_ms}
+        setattr(target, "__nbremote_batched__", settings)  # noqa: B010
+        setattr(target, "__nbremote_method__", True)  # noqa: B010  (remote on a class)
+        return target
+
+    return mark
+
+
 def parameter(*, default: Any = None) -> Any:
     """A constructor parameter of an ``@app.cls`` class (``Model(size=3)``), with a default."""
     return default

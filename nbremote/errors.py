@@ -152,7 +152,8 @@ class RemoteError(NbremoteError):
 
 @functools.cache
 def _remote_class(ename: str, base: str | None) -> type[RemoteError]:
-    if ename == "InputTimeout":  # the worker's name for a function's timeout
+    if ename in ("InputTimeout", "FunctionTimeoutError"):  # a function's timeout: the worker's
+        # own timer, or the runner's deadline after it (the code ignored the first)
         return type(ename, (RemoteError, FunctionTimeoutError), {"__module__": "nbremote.errors"})
     builtin = getattr(builtins, base or ename, None)
     # IPython shows any SyntaxError with its own syntax-error view (this class's frames and

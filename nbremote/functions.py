@@ -2,8 +2,11 @@
 
 A `Function` wraps a plain function. Calling it, or ``.local()``, runs it here; ``.remote()``
 runs it on one of the function's warm workers on the runner; ``.map``/``.starmap`` stream results
-back as they finish, spread over up to ``max_containers`` workers; ``.spawn`` starts a call and
-returns a `FunctionCall` to collect it later, from any cell or process.
+back as they finish, spread over up to ``max_containers`` workers (``.for_each`` runs one for
+its effects); ``.spawn`` starts a call and returns a `FunctionCall` to collect it later, from
+any cell or process (``.spawn_map`` spawns one per input). A generator function is called with
+``.remote_gen()``, which yields its values as they come; an ``@nr.batched`` one is called with
+single inputs, grouped into batches by the runner (`nbremote._call_patterns`).
 
 The function is pickled at call time (by value if it lives in the notebook or a script, with
 the globals it uses; by reference if it lives in an installed module).
@@ -16,9 +19,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from . import _session
+from . import _call_patterns, _session
 from ._by_value import dumps_function, frozen_captures, same_objects
 from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
+from ._function_call import FunctionCall as FunctionCall  # its home before; still here
 from ._options import (
     AppLike,
     DeployedApp,
@@ -29,60 +33,18 @@ from ._options import (
 )
 from ._output import show
 from ._session import Request
-from .errors import NbremoteError, RemoteError, RunnerError, remote_error
+from .errors import NbremoteError, RunnerError, remote_error
 from .wire.ops import Op
 from .wire.serialize import Payload
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
     from .job import Job
+    from .wire.http import FunctionStats
     from .wire.schedule import Cron, Period
 
 R = TypeVar("R")
 WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
-
-
-class FunctionCall(Generic[R]):
-    """A spawned call: ``.get()`` its result (from any cell or process), or ``.cancel()`` it.
-
-    Example:
-        >>> call = square.spawn(4)          # doctest: +SKIP
-        >>> nr.FunctionCall.from_id(call.object_id).get(timeout=10)  # doctest: +SKIP
-        16
-    """
-
-    def __init__(self, object_id: str) -> None:
-        self._id = object_id
-
-    @property
-    def object_id(self) -> str:
-        """The call's id on the runner."""
-        return self._id
-
-    @classmethod
-    def from_id(cls, object_id: str) -> FunctionCall[Any]:
-        """The call with this id (spawned on the runner this kernel uses)."""
-        return cls(object_id)
-
-    def get(self, timeout: float | None = None) -> R:
-        """Wait for the result (at most ``timeout`` seconds) and return it, or raise its error.
-
-        Raises:
-            TimeoutError: the call is still running after ``timeout`` seconds (it goes on).
-            RemoteError: the function raised.
-        """
-        header = {"op": Op.GET, "call_id": self._id, "timeout": timeout}
-        frame = _session.current_session().call(Request(header), show)
-        if frame[0].get("pending"):
-            raise TimeoutError(f"call {self._id} is still running after {timeout:g} s; it goes on")
-        outcome: R = decode(frame, 0, numbered=False)[0]
-        if isinstance(outcome, RemoteError):
-            raise outcome
-        return outcome
-
-    def cancel(self) -> None:
-        """Stop the call (interrupting it if it runs); ``get`` then raises CancelledError."""
-        _session.current_session().notify({"op": Op.CANCEL, "id": self._id})
 
 
 class Function(Generic[R]):
@@ -113,6 +75,13 @@ class Function(Generic[R]):
         self._pool = options.pool(app.name, self._pool_name)
         self._retries = options.retries.to_wire() if options.retries else None
         self._pickled: tuple[tuple[object, ...], Payload] | None = None
+        self._generator = _call_patterns.is_generator(fn, bind)
+        self._batch = _call_patterns.batch_settings(fn, bind)
+
+    @property
+    def is_generator(self) -> bool:
+        """Whether it is a generator function (call it with ``remote_gen``)."""
+        return bool(self._generator)
 
     def __repr__(self) -> str:
         return f"<nbremote.Function {self.__qualname__} of app {self.app.name!r}>"
@@ -297,6 +266,7 @@ class Function(Generic[R]):
             self._bind,
             self._deployed,
             self.options.image,
+            self._batch,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> R:
@@ -306,6 +276,8 @@ class Function(Generic[R]):
             SerializationError: an argument cannot be pickled (named; nothing was sent).
             RemoteError: the function raised remotely (with the remote traceback).
         """
+        if self._generator:
+            _call_patterns.refuse(self.__qualname__, True, ".remote()")
         session = _session.current_session()
         target = self._target()
         sent = session.sent_functions
@@ -315,8 +287,56 @@ class Function(Generic[R]):
         outcome: R = next(raise_first(decode(frame, 0, numbered=False)))
         return outcome
 
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Run a generator function on the runner; yield each value as soon as it is yielded
+        there. Closing the iterator early stops the remote generator.
+
+        Raises:
+            InvalidError: it is not a generator function (call ``.remote()``).
+            RemoteError: the generator raised, after the values it yielded before.
+
+        Example:
+            >>> for line in tail.remote_gen("log.txt"):  # doctest: +SKIP
+            ...     print(line)
+        """
+        _call_patterns.refuse(self.__qualname__, self._generator, ".remote_gen()")
+        return _call_patterns.values(_session.current_session(), self._target(), (args, kwargs))
+
+    def get_current_stats(self) -> FunctionStats:
+        """Its load now: ``backlog`` (inputs waiting for a worker or a batch) and
+        ``num_total_runners`` (workers live or starting), as Modal's ``FunctionStats``."""
+        session = _session.current_session()
+        return _call_patterns.stats(session, self._pool["key"], self._deployed)
+
+    def spawn_map(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None) -> None:
+        """Spawn a call per element (zipped across ``iterables``) and return once the runner
+        has them all, without waiting for any to run (Modal's; their results are not kept for
+        collection: use it for effects, or ``spawn`` for calls to collect)."""
+        _call_patterns.refuse(self.__qualname__, self._generator, ".spawn_map()")
+        inputs = ((args, dict(kwargs or {})) for args in zip(*iterables, strict=False))
+        _call_patterns.spawn_each(_session.current_session(), self._target(), inputs)
+
+    def for_each(
+        self,
+        *iterables: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        ignore_exceptions: bool = False,
+    ) -> None:
+        """Call it on each element (zipped across ``iterables``) for its effects, as `map`
+        does, and return None once every call has finished.
+
+        Raises:
+            RemoteError: the first call that failed, unless ``ignore_exceptions``.
+        """
+        inputs = ((args, dict(kwargs or {})) for args in zip(*iterables, strict=False))
+        total = _length(*iterables)
+        for _ in self._map(inputs, total, ignore_exceptions, order_outputs=False):
+            pass
+
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:
         """Start a call and return at once; collect it with ``.get()``."""
+        if self._generator:
+            _call_patterns.refuse(self.__qualname__, True, ".spawn()")
         call_id = uuid.uuid4().hex
         request = self._target().request([(args, kwargs)], 0, True, op=Op.SPAWN)
         request.header["call_id"] = call_id
@@ -355,9 +375,14 @@ class Function(Generic[R]):
         return_exceptions: bool,
         order_outputs: bool,
     ) -> Iterator[Any]:
+        if self._generator:
+            _call_patterns.refuse(self.__qualname__, True, ".map()")
         session = _session.current_session()
         target = self._target()
-        batcher = Batcher(inputs, 1) if self.options.single_use_containers else Batcher(inputs)
+        # One input a request: a batched function's (the runner groups them into batches), or
+        # a single-use one's (a fresh container each).
+        one_each = bool(self._batch) or self.options.single_use_containers
+        batcher = Batcher(inputs, max_size=1 if one_each else None)
         sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:
@@ -366,6 +391,8 @@ class Function(Generic[R]):
                 sent.add(target.payload_hash)
 
         window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2) * self.options.max_inputs
+        if self._batch:  # enough in flight to fill every worker's batches
+            window *= self._batch["max_batch_size"]
         waiting: dict[int, list[Any]] = {}  # first index -> outcomes, held back for ordering
         expected = 0
         with _progress(total, self.__qualname__) as progress:

@@ -30,6 +30,7 @@ from nbremote.wire.ops import Op
 
 from .apps import DeployedApp, DeployedApps
 from .backends import WorkerStartError
+from .batching import gate
 from .calls import CallRegistry
 from .errors import WorkerDied, error_done
 from .frames import Frame
@@ -203,6 +204,9 @@ class Dispatcher:
             forward = _logging(app, forward)
         else:
             pool = _needs(session, header).pool_for(header["pool"])
+        header.pop("batched", None)  # the runner's own field, to a worker: never a kernel's
+        if header.get("batch"):  # @nr.batched: grouped with other callers' inputs
+            return await gate(pool, pool.run, header).submit(header, buffers, forward)
         timeout = header.get("timeout")
         # A safety net over the worker's own per-input timer.
         deadline = timeout * header.get("count", 1) + INTERRUPT_GRACE if timeout else None

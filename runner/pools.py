@@ -81,6 +81,10 @@ class FunctionPool:
         """The bound on workers, live or starting."""
         return self._state.bound
 
+    def stats(self) -> tuple[int, int]:
+        """Requests waiting for a worker, and workers live or starting (``get_current_stats``)."""
+        return len(self._state.waiting), self._state.size
+
     @property
     def workers(self) -> list[Worker]:
         """The pool's live workers, least recently used first."""

@@ -19,6 +19,7 @@ from .handlers import RUNNER_ROUTES, ApiError, BaseHandler
 from .job_handlers import JOB_ROUTES
 from .sandbox_handlers import SANDBOX_ROUTES
 from .service import Runner, RunnerConfig
+from .stats_handlers import STATS_ROUTES
 from .storage_handlers import STORAGE_ROUTES
 
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
@@ -27,6 +28,7 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     *JOB_ROUTES,
     *ENDPOINT_ROUTES,
     *SANDBOX_ROUTES,
+    *STATS_ROUTES,
 ]
 
 

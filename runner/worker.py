@@ -8,6 +8,7 @@ Frames (see `nbremote.wire.codec`):
   runner -> worker   exec {code, inputs, outputs, deletes, execution_count, discover, inline} ·
                      blobs · input_reply {value | error} · pull {names}
   worker -> runner   hello · need {hashes} · input {prompt, password} · stream · display ·
+                     item {index} (a generator's value) ·
                      clear_output · result · error · page · done
   lease: the worker serves a same-host client's calls from that client's own socket (see
   `nbremote_runner.worker_lease`) until it lets go
@@ -48,13 +49,13 @@ from nbremote.wire.names import RESULT
 from nbremote.wire.op_checks import FrameInvalid
 from nbremote.wire.ops import Op
 from nbremote.wire.reprs import short_reprs
-from nbremote.wire.serialize import Payload, dumps, loads
+from nbremote.wire.serialize import dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
-from .worker_calls import BatchResult, call_batch
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
+from .worker_patterns import load_inputs, pack, run_inputs
 from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
 from .worker_stdin import InputRelay
@@ -83,6 +84,7 @@ class Worker:
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
         self.running = False
+        self._deferred: list[bool] | None = None  # an interrupt that came mid-send (see below)
         self.cells_run = 0
         self._store_lock = threading.Lock()
         self.inbox = Inbox()
@@ -102,7 +104,9 @@ class Worker:
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.
-        if self.running:
+        if self.running and self._deferred is not None:
+            self._deferred.append(True)  # never mid-frame: the runner would read garbage
+        elif self.running:
             raise KeyboardInterrupt
 
     def store_request(self, header: Header, buffers: Sequence[Any]) -> tuple[Header, list[Any]]:
@@ -379,7 +383,7 @@ class Worker:
             position += bind["nparams"]
             args, kwargs = loads("the constructor parameters", params)
             fn = MethodCall(bind["key"], fn, args, kwargs, bind["method"])
-        return fn, loads("the call's arguments", buffers[position:])
+        return fn, load_inputs(header, buffers[position:])
 
     def call(self, header: Header, buffers: list[bytearray]) -> None:
         """Call a function on a batch of inputs; send back a result or an error per input.
@@ -423,9 +427,7 @@ class Worker:
         inline = request is None  # on the main thread: SIGINT may interrupt it
         self.running = self.running or inline
         try:
-            batch = call_batch(
-                fn, inputs, header.get("first", 0), header.get("timeout"), header.get("retries")
-            )
+            batch = run_inputs(fn, inputs, header, self._send_item)
         except KeyboardInterrupt:
             cancelled = _InputError("CancelledError", "the call was cancelled").error
             self.outbox.send(Op.DONE, ok=False, error=cancelled)
@@ -433,35 +435,24 @@ class Worker:
         finally:
             self.running = self.running and not inline
         flush_streams()
-        payload = self._pack_results(batch, header.get("first", 0))
+        parts, fields = pack(batch, header)
         # No namespace summary here: a call's round trip must stay in the microseconds.
         elapsed = time.perf_counter() - started
-        self.outbox.send(
-            Op.DONE,
-            payload.parts,
-            ok=True,
-            errors=batch.errors,
-            retire=batch.retire,
-            elapsed=elapsed,
-        )
+        self.outbox.send(Op.DONE, parts, ok=True, retire=batch.retire, elapsed=elapsed, **fields)
         if request is not None:
             self.outbox.serve(None)
 
-    def _pack_results(self, batch: BatchResult, first: int) -> Payload:
+    def _send_item(self, index: int, value: Any) -> None:
+        """A generator's value, sent as it is yielded (`worker_patterns.stream`)."""
+        payload = dumps(f"value #{index} it yielded", value)
+        self._deferred = []
         try:
-            return dumps("results", batch.results)
-        except SerializationError:
-            pass
-        for offset, result in enumerate(batch.results):  # find the results that cannot travel
-            try:
-                dumps("", result)
-            except SerializationError as exc:
-                batch.results[offset] = None
-                batch.errors[offset] = _InputError(
-                    "SerializationError",
-                    f"the result of input #{first + offset} cannot be pickled: {exc.reason}",
-                ).error
-        return dumps("results", batch.results)
+            flush_streams()  # what it printed before yielding comes first, as it would here
+            self.outbox.send(Op.ITEM, payload.parts, index=index)
+        finally:
+            interrupted, self._deferred = self._deferred, None
+        if interrupted:  # the caller closed its iterator (a cancel) while this was sent
+            raise KeyboardInterrupt
 
 
 def _readable(sock: socket.socket) -> bool:

@@ -58,14 +58,17 @@ class BatchResult:
 
 
 @contextmanager
-def _deadline(timeout: float | None, index: int) -> Iterator[None]:
+def deadline(timeout: float | None, what: str, index: int | None = None) -> Iterator[None]:
+    """Raise `InputTimeout` in the code running here once ``timeout`` seconds have passed,
+    naming ``what`` ran over (and its input's ``index``: the text is made only if it does)."""
     # SIGALRM reaches the main thread only: concurrent inputs rely on the runner's own deadline.
     if not timeout or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def expire(signum: int, frame: FrameType | None) -> None:
-        raise InputTimeout(f"input #{index} ran longer than its timeout of {timeout:g} s")
+        where = what if index is None else f"{what}: input #{index}"
+        raise InputTimeout(f"{where} ran longer than its timeout of {timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -118,22 +121,34 @@ def retry_delay(retries: dict[str, float], attempt: int) -> float:
     return float(min(delay, retries["max_delay"]))
 
 
+def _name(request: dict[str, Any] | None) -> str:
+    return str(request["function"]["name"]) if request else "the function"
+
+
 def call_batch(
     fn: Callable[..., Any],
     inputs: list[Input],
     first_index: int,
     timeout: float | None,
     retries: dict[str, float] | None,
+    request: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch."""
+    """Call ``fn`` on each input; KeyboardInterrupt (a cancel) stops the whole batch.
+    ``request`` (the call's frame) names the function in errors."""
     batch = BatchResult()
     max_retries = int(retries["max_retries"]) if retries else 0
+    what = f"function {_name(request)}" if timeout else ""  # made only if it may be said
     for offset, (args, kwargs) in enumerate(inputs):
         attempt = 0
         while True:
             try:
-                with _deadline(timeout, first_index + offset):
+                with deadline(timeout, what, first_index + offset):
                     result = fn(*args, **kwargs)
+                    if inspect.isgenerator(result) or inspect.isasyncgen(result):  # as Modal
+                        raise TypeError(
+                            f"{_name(request)} is a generator function: call it with "
+                            ".remote_gen() (which streams what it yields), not .remote()"
+                        )
                     if inspect.iscoroutine(result):  # an async def: on the worker's event loop
                         result = _on_event_loop(result)
                     batch.results.append(result)

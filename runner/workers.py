@@ -86,6 +86,21 @@ def _restricted(header: Header) -> Header:
     return error_done(header["id"], refusal)
 
 
+def timed_out(request: Header) -> Header | None:
+    """A function call's timeout error (Modal's `FunctionTimeoutError`, naming the function and
+    its limit: not the runner's deadline, which adds a grace and counts a batch's inputs);
+    None for a cell, whose timeout stays a plain ``TimeoutError``."""
+    function, limit = request.get("function"), request.get("timeout")
+    if not isinstance(function, dict) or not isinstance(limit, int | float):
+        return None
+    return {
+        "ename": "FunctionTimeoutError",
+        "evalue": f"function {function.get('name')} ran longer than its timeout of {limit:g} s "
+        "and was stopped (it did not stop on its own when interrupted)",
+        "builtin": "TimeoutError",
+    }
+
+
 class Worker:
     """A warm worker and the requests it is serving (one at a time, or several for concurrent
     inputs: the worker's frames carry their request's id)."""
@@ -222,7 +237,7 @@ class Worker:
             self.send(header, buffers)
             if timeout is None:
                 return await request.seen
-            return await self._wait(request.done, timeout)
+            return await self._wait(request.done, timeout, header)
         except asyncio.CancelledError:
             if await self._abandon(header["id"], request.done):
                 raise WorkerKilled() from None
@@ -246,7 +261,7 @@ class Worker:
             return again
         return False
 
-    async def _wait(self, done: asyncio.Future[Frame], timeout: float) -> Frame:
+    async def _wait(self, done: asyncio.Future[Frame], timeout: float, request: Header) -> Frame:
         """``done`` within ``timeout``, else the request interrupted, then its worker stopped.
         Shielded: a cancel must leave ``done`` for `_abandon` to await."""
         try:
@@ -264,6 +279,7 @@ class Worker:
             "ename": "TimeoutError",
             "evalue": f"stopped after its timeout of {timeout:g} s",
             "traceback": (header.get("error") or {}).get("traceback", []),
+            **(timed_out(request) or {}),
         }
         header["ok"] = False
         return header, []

@@ -67,6 +67,20 @@ class FrameRetries(_FramePart):
     max_retries: int = Field(default=0, ge=0, le=10)
 
 
+class FrameBatch(_FramePart):
+    """``@nr.batched``'s settings (Modal's bounds: a batch of 1 to 1000, a wait under 10 min)."""
+
+    max_batch_size: int = Field(ge=1, le=1000)
+    wait_ms: int = Field(ge=0, lt=600_000)
+
+
+class FrameMember(_FramePart):
+    """One caller's part of a batch the runner made (the runner's own field: never a client's)."""
+
+    nbuf: int = Field(ge=0)
+    count: int = Field(ge=1)
+
+
 class FrameDeployed(_FramePart):
     """A call of a deployed app's function or class."""
 
@@ -150,6 +164,9 @@ class _CallFields(_Frame):
     retries: FrameRetries | None = None
     concurrency: int | None = Field(default=None, ge=1)
     deployed: FrameDeployed | None = None
+    gen: bool = False
+    batch: FrameBatch | None = None
+    batched: list[FrameMember] | None = None
 
     def buffers_error(self, count: int) -> str | None:
         bind = self.function.bind

@@ -285,6 +285,14 @@ class DescribeApp(ApiModel):
     workers: int
 
 
+class FunctionStats(ApiModel):
+    """A function's load now (Modal's ``FunctionStats``): inputs waiting for a worker (or for
+    their ``@nr.batched`` batch), and its workers, live or starting."""
+
+    backlog: int
+    num_total_runners: int
+
+
 class ListAppsResponse(ApiModel):
     """Every deployed app."""
 

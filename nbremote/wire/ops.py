@@ -49,6 +49,7 @@ class Op(enum.StrEnum):
     NEED = "need"
     INPUT = "input"
     LEASED = "leased"
+    ITEM = "item"
     WEB = "web"
     WEB_START = "web_start"
     WEB_BODY = "web_body"
@@ -79,6 +80,21 @@ class FrameFunction(TypedDict):
 
 class FrameRetries(TypedDict):
     max_retries: NotRequired[int]
+
+
+class FrameBatch(TypedDict):
+    """``@nr.batched``: the runner groups single inputs into calls of up to ``max_batch_size``
+    inputs, waiting up to ``wait_ms`` for a batch to fill."""
+
+    max_batch_size: int
+    wait_ms: int
+
+
+class FrameMember(TypedDict):
+    """One caller's part of a batch the runner made: its argument buffers and inputs."""
+
+    nbuf: int
+    count: int
 
 
 class FrameDeployed(TypedDict):
@@ -164,6 +180,9 @@ class _CallFields(_Request):
     retries: NotRequired[FrameRetries | None]
     concurrency: NotRequired[int | None]
     deployed: NotRequired[FrameDeployed | None]
+    gen: NotRequired[bool]  # a generator: each value comes as an ``item`` frame (remote_gen)
+    batch: NotRequired[FrameBatch | None]  # the kernel's: a batched function (see FrameBatch)
+    batched: NotRequired[list[FrameMember] | None]  # the runner's to a worker: who is in it
 
 
 class CallFrame(_CallFields):
@@ -341,6 +360,13 @@ class LeasedFrame(_Answer):
     token: str
 
 
+class ItemFrame(_Answer):
+    """A generator's next value (``remote_gen``), pickled in the frame's buffers."""
+
+    op: Literal["item"]
+    index: int
+
+
 class WebStartFrame(_Answer):
     """The start of a web request's response: status and headers (latin-1 text pairs). With
     ``more``, its one buffer is the body's first chunk (``more`` as in ``web_body``): a response
@@ -404,6 +430,7 @@ FRAMES: dict[str, type] = {
     Op.NEED: NeedFrame,
     Op.INPUT: InputFrame,
     Op.LEASED: LeasedFrame,
+    Op.ITEM: ItemFrame,
     Op.WEB: WebFrame,
     Op.WEB_START: WebStartFrame,
     Op.WEB_BODY: WebBodyFrame,
