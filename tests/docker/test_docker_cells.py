@@ -113,3 +113,13 @@ def test_a_function_runs_in_a_container_without_network(
 def test_a_class_keeps_its_state_in_its_container(docker_session: _session.RemoteSession) -> None:
     counter = Counter()
     assert [counter.add.remote(1) for _ in range(3)] == [101, 102, 103]
+
+
+def test_a_dict_and_a_queue_work_from_a_container(docker_shell: InteractiveShell) -> None:
+    box = nr.Dict.from_name(f"docker-dict-{os.getpid()}", create_if_missing=True)
+    line = nr.Queue.from_name(f"docker-queue-{os.getpid()}", create_if_missing=True)
+    box["sent"] = 20
+    docker_shell.user_ns.update(box=box, line=line)
+    remote(docker_shell, "box['got'] = box['sent'] + 1\nline.put('hello')")
+    assert box["got"] == 21
+    assert line.get(timeout=30) == "hello"
