@@ -13,9 +13,9 @@ lost node ends its workers' connections, so the runner retries their inputs (``r
 elsewhere, as for any worker that dies.
 
 What Ray cannot honour is refused, saying why: images (the node's Python environment is the
-worker's), ``block_network``, and volumes unless ``--ray-volume-root`` names a folder every node
-sees at the same path (the working copies then live there). Ray's ``memory`` is a scheduling
-resource: its memory monitor, not a cgroup, ends a worker that goes far over it.
+worker's), ``block_network``, and volumes, which need storage every node sees (not yet). Ray's
+``memory`` is a scheduling resource: its memory monitor, not a cgroup, ends a worker that goes
+far over it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import platform
 import uuid
-from pathlib import Path
 from typing import Any
 
 from nbremote.wire.http import WorkerSpec
@@ -141,8 +140,6 @@ class RayBackend(Backend):
 
     Args:
         address: the Ray cluster (``ray.init(address=...)``); None: a local Ray instance.
-        volume_root: a folder every node sees at the same path, for volumes' working copies;
-            None: volume mounts are refused.
         listen: the address the runner's frame port listens on (every node must reach it);
             None: this node's address as Ray knows it.
     """
@@ -152,7 +149,6 @@ class RayBackend(Backend):
     def __init__(
         self,
         address: str | None = None,
-        volume_root: str | None = None,
         listen: str | None = None,
     ) -> None:
         try:
@@ -171,7 +167,6 @@ class RayBackend(Backend):
             raise ValueError(
                 f"--ray-address {address}: cannot join the Ray cluster: {exc}"
             ) from None
-        self.volume_root = Path(volume_root) if volume_root else None
         self._port = FramePort(listen or ray.util.get_node_ip_address())
         self._keeper: Any = ray.remote(WorkerKeeper)
 
@@ -200,10 +195,11 @@ class RayBackend(Backend):
             )
         if request.spec.block_network:
             return "block_network=True: the ray backend cannot cut a worker's network"
-        if request.mounts and self.volume_root is None:
+        if request.mounts:
             return (
-                "volumes on the ray backend need storage every node sees: start the runner "
-                "with --ray-volume-root PATH (a shared filesystem mounted at PATH on every node)"
+                f"volumes ({', '.join(sorted(request.mounts))}) on the ray backend need storage "
+                "every node sees, which it does not have yet: use them on a process or docker "
+                "runner"
             )
         return None
 

@@ -29,9 +29,13 @@ PR_SET_PDEATHSIG = 1
 NODE_VARIABLE = "NBREMOTE_RAY_NODE_ID"  # the Ray node a worker runs on, for its user code
 
 
-def _die_with_parent() -> None:
+def _worker_preexec() -> None:
+    """In the worker's process before it execs: die with the actor, and take SIGINT as Python
+    does by default (a Ray worker ignores or blocks it, which a child would inherit)."""
     with contextlib.suppress(OSError, AttributeError):  # not Linux: the actor's stop kills it
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class WorkerKeeper:
@@ -62,7 +66,7 @@ class WorkerKeeper:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C at the node's terminal is not the cell's
-            preexec_fn=_die_with_parent,
+            preexec_fn=_worker_preexec,
         )
         sock.close()
         return {"node_id": node, "hostname": socket.gethostname(), "pid": self._proc.pid}

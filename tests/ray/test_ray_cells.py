@@ -96,3 +96,21 @@ def test_a_map_uses_every_node(ray_session: _session.RemoteSession) -> None:
     nodes = list(slow_node.map(range(9)))
     assert len(nodes) == 9
     assert len(set(nodes)) == 3  # head, plain node and GPU node: Ray spread the actors
+
+
+def test_a_volume_is_refused_saying_why(
+    ray_session: _session.RemoteSession,
+) -> None:
+    with nr.Volume.ephemeral() as volume:
+
+        @app.function(volumes={"/data": volume})
+        def listing() -> list[str]:
+            import os
+
+            return os.listdir("/data")
+
+        with pytest.raises(
+            nr.NbremoteError,
+            match=r"volumes \(/data\) on the ray backend need storage every node sees",
+        ):
+            listing.remote()
