@@ -147,7 +147,7 @@ def main() -> None:
         "",
         f"- Date: {datetime.date.today()}",
         f"- Machine: {machine()}; Ray {ray.__version__}: a head and two nodes on this machine "
-        "(scripts/ray_cluster.py), 2 CPUs declared each",
+        "(scripts/ray_cluster.py), one CPU declared each",
         f"- nbremote checkout {checkout()}; {count} warm samples, maps: best of 3",
         "",
         "| Measure | Unit | process runner | ray runner | plain Ray |",

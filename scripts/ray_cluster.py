@@ -4,7 +4,7 @@
     python scripts/ray_cluster.py stop DIR
     python scripts/ray_cluster.py stop-node DIR NODE_BASE_PORT   # prints the node's id
 
-A head and two more nodes, each with one CPU (two declared: a warm worker takes one) and a small
+A head and two more nodes, each declaring one CPU (a warm worker reserves 1/8) and a small
 object store; the last node declares two (fake) A100s. Everything of the cluster lives under DIR
 (Ray's temp dir) and on ports BASE_PORT..BASE_PORT+39, so that it never meets another cluster of
 this machine; ``stop`` ends only the processes whose command line names DIR, by their pids
@@ -87,7 +87,7 @@ def _write_port_files(folder: Path, ports: dict[str, int], done: threading.Event
 
 def _node(folder: Path, base: int, *extra: str) -> subprocess.Popen[bytes]:
     ports = _ports(base)
-    command = [RAY, "start", "--num-cpus", "2", "--object-store-memory", "80000000"]
+    command = [RAY, "start", "--num-cpus", "1", "--object-store-memory", "80000000"]
     command += ["--temp-dir", str(folder), "--disable-usage-stats", *extra]
     command += [f"--{name}={port}" for name, port in ports.items()]
     done = threading.Event()

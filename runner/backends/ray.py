@@ -2,7 +2,7 @@
 
 ``nbremote runner --backend ray [--ray-address ADDR]`` joins the cluster at ADDR (or starts a
 local Ray instance). A worker is an actor (`ray_actor.WorkerKeeper`) asking Ray for what its
-spec asks: ``cpu=`` as ``num_cpus`` (1 when not given), ``memory=`` as Ray's ``memory``
+spec asks: ``cpu=`` as ``num_cpus`` (1/8 when not given), ``memory=`` as Ray's ``memory``
 resource, ``--gpu A100:2`` as ``num_gpus=2`` plus Ray's ``accelerator_type:A100`` resource.
 Actors are spread over the nodes (``SPREAD``), so a map's workers use every node that fits.
 
@@ -36,6 +36,9 @@ from .ray_listen import FramePort
 
 START_TIMEOUT = 120.0  # placement (a node may have to free room) plus the worker's start
 STOP_GRACE = 5.0
+# What a worker without ``cpu=`` reserves: a warm worker mostly waits, and one that reserved a
+# whole core would keep a map's workers off a node that has cores to spare (Modal's default).
+DEFAULT_CPUS = 0.125
 DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"  # Ray sets it for the actor's own GPUs
 
 
@@ -91,17 +94,21 @@ class RayWorker(WorkerHandle):
 
     async def stop(self) -> None:
         self.connection.close()  # the worker leaves (running @nr.exit methods on its way)
-        await self._ended(self._actor.wait.remote(STOP_GRACE))
+        await self._end(STOP_GRACE)
 
     async def kill(self) -> None:
         self.connection.close()
-        await self._ended(self._actor.kill.remote())
+        await self._end(0.0)
 
-    async def _ended(self, code_ref: Any) -> None:
+    async def _end(self, grace: float) -> None:
+        """Wait ``grace`` seconds for the worker to leave, kill it if it has not, and let its
+        actor go (it holds Ray resources until then)."""
         import ray
 
         try:
-            code = await code_ref
+            code = await self._actor.wait.remote(grace) if grace else None
+            if code is None:
+                code = await self._actor.kill.remote()
         except ray.exceptions.RayError:
             code = None
         if self._status is None:
@@ -121,6 +128,7 @@ class RayWorker(WorkerHandle):
         if code is None:
             return "still running"
         self._status = _describe(code)
+        ray.kill(self._actor, no_restart=True)  # its worker ended on its own: free its resources
         return self._status
 
     def stats(self) -> WorkerStats:
@@ -169,16 +177,20 @@ class RayBackend(Backend):
             ) from None
         self._port = FramePort(listen or ray.util.get_node_ip_address())
         self._keeper: Any = ray.remote(WorkerKeeper)
+        self._inventory: RayGpus | None = None
 
     @property
     def python_version(self) -> str:
         return platform.python_version()
 
     def gpus(self) -> RayGpus:
-        """The cluster's GPUs, as Ray lists its nodes now."""
+        """The cluster's GPUs as Ray listed its nodes the first time (the broker's inventory:
+        its device indices are this list's)."""
         import ray
 
-        return RayGpus(ray.nodes())
+        if self._inventory is None:
+            self._inventory = RayGpus(ray.nodes())
+        return self._inventory
 
     async def prepare_image(self, ref: str) -> str:
         raise WorkerStartError(
@@ -206,7 +218,7 @@ class RayBackend(Backend):
     def _options(self, request: WorkerRequest) -> dict[str, Any]:
         """The actor's resources (see the module's docstring)."""
         options: dict[str, Any] = {
-            "num_cpus": request.limits.cpus or 1,
+            "num_cpus": request.limits.cpus or DEFAULT_CPUS,
             "scheduling_strategy": "SPREAD",
             "max_restarts": 0,
             "max_concurrency": 4,  # an interrupt is not queued behind a wait

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +44,7 @@ class WorkerKeeper:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._scratch: str | None = None
 
     def start(self, address: tuple[str, int], token: str, env: dict[str, str]) -> dict[str, Any]:
         """Connect to the runner at ``address`` with ``token`` and start the worker on that
@@ -53,7 +55,7 @@ class WorkerKeeper:
         sock = socket.create_connection(address, timeout=30)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(token.encode() + b"\n")
-        scratch = tempfile.mkdtemp(prefix="nbremote-ray-")
+        scratch = self._scratch = tempfile.mkdtemp(prefix="nbremote-ray-")
         # Ray's view of this actor (CUDA_VISIBLE_DEVICES for its GPUs) plus the spec's env.
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NBREMOTE_")}
         environ |= env | {NODE_VARIABLE: node}
@@ -83,7 +85,10 @@ class WorkerKeeper:
         deadline = time.monotonic() + seconds
         while self._proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self._proc.poll()
+        code = self._proc.poll()
+        if code is not None and self._scratch is not None:  # its scratch folder goes with it
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        return code
 
     def kill(self) -> int | None:
         """End the worker now; its return code."""
