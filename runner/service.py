@@ -69,6 +69,7 @@ class RunnerConfig:
         backend: where workers run (``process`` or ``docker``).
         docker_host: the docker backend's daemon (None: ``DOCKER_HOST``, else docker's default).
         docker_network: its containers' network: ``none`` or ``host``.
+        ray_address: the ray backend's cluster (None: a local Ray instance).
         token: bearer token every API call must carry (health excepted); None on loopback only.
         token_file: where the token was read from (hidden from workers, like the data dir).
         idle_timeout: exit after this many seconds with no client connected; None: never.
@@ -92,6 +93,7 @@ class RunnerConfig:
     backend: str = "process"
     docker_host: str | None = None
     docker_network: str = "none"
+    ray_address: str | None = None
     token: str | None = None
     token_file: Path | None = None
     idle_timeout: float | None = None
@@ -164,7 +166,10 @@ class Runner:
             embedded=config.embedded,
             docker_host=config.docker_host,
             docker_network=config.docker_network,
+            ray_address=config.ray_address,
         )
+        if config.gpus is None and hasattr(self.backend, "gpus"):  # a cluster's, as it lists them
+            self.discovery = self.backend.gpus()
         self.stopped = asyncio.Event()
         self.calls = CallRegistry()
         self.port = config.port

@@ -17,8 +17,12 @@ from ._options import DURATION, SIZE
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, help="Port (0: any free port).")
 @click.option(
-    "--backend", default="process", show_default=True, type=click.Choice(["process", "docker"])
+    "--backend",
+    default="process",
+    show_default=True,
+    type=click.Choice(["process", "docker", "ray"]),
 )
+@click.option("--ray-address", metavar="ADDR", help="The ray backend's cluster [a local Ray].")
 @click.option("--docker-host", metavar="URL", help="The docker backend's daemon [DOCKER_HOST].")
 @click.option(
     "--docker-network",
@@ -66,6 +70,7 @@ def runner(
     backend: str,
     docker_host: str | None,
     docker_network: str,
+    ray_address: str | None,
     data_dir: Path | None,
     token_file: Path | None,
     store_limit: int,
@@ -102,6 +107,7 @@ def runner(
         backend=backend,
         docker_host=docker_host,
         docker_network=docker_network,
+        ray_address=ray_address,
         token=token,
         token_file=token_file,
         idle_timeout=idle,

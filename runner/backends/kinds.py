@@ -19,17 +19,23 @@ def make_backend(
     embedded: bool = False,
     docker_host: str | None = None,
     docker_network: str = "none",
+    ray_address: str | None = None,
 ) -> Backend:
     """The backend called ``name``, or a ValueError listing those that exist. ``images``: the
     shared registry whose images it prepares; ``private``: files of the runner its workers must
     not see (besides the data dir); ``embedded``: a kernel's embedded runner, whose workers run
     the interpreter their kernel names; ``docker_host``/``docker_network``: the docker backend's
-    daemon (None: ``DOCKER_HOST``) and its containers' network."""
+    daemon (None: ``DOCKER_HOST``) and its containers' network; ``ray_address``: the ray
+    backend's cluster (None: a local Ray instance)."""
     if name == "docker":  # imported here: the docker SDK only where it is used
         from .docker import DockerBackend
 
         return DockerBackend(data_dir, images, docker_host, docker_network)
+    if name == "ray":  # Ray only where it is used (an optional extra)
+        from .ray import RayBackend
+
+        return RayBackend(ray_address)
     backends = {"process": ProcessBackend}
     if name not in backends:
-        raise ValueError(f"unknown backend {name!r}; available: docker, process")
+        raise ValueError(f"unknown backend {name!r}; available: docker, process, ray")
     return backends[name](data_dir, shm_dir, images, private=private, kernel_interpreters=embedded)

@@ -1,0 +1,281 @@
+"""The Ray backend: each warm worker is a Ray actor, on whichever node of a Ray cluster fits it.
+
+``nbremote runner --backend ray [--ray-address ADDR]`` joins the cluster at ADDR (or starts a
+local Ray instance). A worker is an actor (`ray_actor.WorkerKeeper`) asking Ray for what its
+spec asks: ``cpu=`` as ``num_cpus`` (1/8 when not given), ``memory=`` as Ray's ``memory``
+resource, ``--gpu A100:2`` as ``num_gpus=2`` plus Ray's ``accelerator_type:A100`` resource.
+Actors are spread over the nodes (``SPREAD``), so a map's workers use every node that fits.
+
+The actor starts the worker as its child process, connected straight to the runner's frame port
+(`ray_listen.FramePort`: TCP, a one-time token per worker): cells stream their output as on the
+process backend, the namespace persists in that process, Ctrl-C is the actor's SIGINT to it. A
+lost node ends its workers' connections, so the runner retries their inputs (``retries=``)
+elsewhere, as for any worker that dies.
+
+What Ray cannot honour is refused, saying why: images (the node's Python environment is the
+worker's), ``block_network``, and volumes, which need storage every node sees (not yet). Ray's
+``memory`` is a scheduling resource: its memory monitor, not a cgroup, ends a worker that goes
+far over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import uuid
+from typing import Any
+
+from nbremote.wire.http import WorkerSpec
+
+from ..frames import ConnectionClosed, FrameConnection, connect
+from ..gpus.discovery import Device, Discovery, Reading
+from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
+from .ray_actor import WorkerKeeper
+from .ray_listen import FramePort
+
+START_TIMEOUT = 120.0  # placement (a node may have to free room) plus the worker's start
+STOP_GRACE = 5.0
+# What a worker without ``cpu=`` reserves: a warm worker mostly waits, and one that reserved a
+# whole core would keep a map's workers off a node that has cores to spare (Modal's default).
+DEFAULT_CPUS = 0.125
+DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"  # Ray sets it for the actor's own GPUs
+
+
+class RayGpus(Discovery):
+    """The cluster's GPUs as the runner's inventory (`nbremote gpus`): one device per GPU
+    resource of each live node, named by its accelerator type and node. Ray does the placing;
+    the runner's broker only counts them."""
+
+    source = "ray"
+
+    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+        devices: list[Device] = []
+        self.types: list[str] = []
+        for node in nodes:
+            if not node.get("Alive"):
+                continue
+            resources = node.get("Resources", {})
+            kinds = [k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")]
+            kind = kinds[0] if kinds else "GPU"
+            for _ in range(int(resources.get("GPU", 0))):
+                name = f"{kind} (Ray node {node['NodeID'][:12]})"
+                devices.append(Device(len(devices), name, uuid=None))
+                self.types.append(kind)
+        super().__init__(devices, None if devices else "the Ray cluster has no GPU resources")
+
+    def read(self, index: int) -> Reading:
+        return Reading()
+
+
+class RayWorker(WorkerHandle):
+    """A worker kept by a Ray actor (see the module's docstring); never leased (`direct`)."""
+
+    direct = False
+
+    def __init__(
+        self,
+        worker_id: str,
+        spec: WorkerSpec,
+        connection: FrameConnection,
+        hello: dict[str, object],
+        actor: Any,
+        placed: dict[str, Any],
+    ) -> None:
+        super().__init__(worker_id, spec, connection, hello)
+        self._actor = actor
+        self.node_id = str(placed["node_id"])
+        self._pid = int(placed["pid"])
+        self._status: str | None = None
+
+    def interrupt(self) -> None:
+        if self._status is None:
+            self._actor.interrupt.remote()  # fire and forget: the cell's output says the rest
+
+    async def stop(self) -> None:
+        self.connection.close()  # the worker leaves (running @nr.exit methods on its way)
+        await self._end(STOP_GRACE)
+
+    async def kill(self) -> None:
+        self.connection.close()
+        await self._end(0.0)
+
+    async def _end(self, grace: float) -> None:
+        """Wait ``grace`` seconds for the worker to leave, kill it if it has not, and let its
+        actor go (it holds Ray resources until then)."""
+        import ray
+
+        try:
+            code = await self._actor.wait.remote(grace) if grace else None
+            if code is None:
+                code = await self._actor.kill.remote()
+        except ray.exceptions.RayError:
+            code = None
+        if self._status is None:
+            self._status = _describe(code) if code is not None else "its Ray actor was lost"
+        ray.kill(self._actor, no_restart=True)
+
+    async def exit_status(self) -> str:
+        import ray
+
+        if self._status is not None:
+            return self._status
+        try:
+            code = await self._actor.wait.remote(1.0)
+        except ray.exceptions.RayError as exc:  # the actor or its node is gone
+            self._status = f"its Ray actor was lost ({type(exc).__name__})"
+            return self._status
+        if code is None:
+            return "still running"
+        self._status = _describe(code)
+        ray.kill(self._actor, no_restart=True)  # its worker ended on its own: free its resources
+        return self._status
+
+    def stats(self) -> WorkerStats:
+        return WorkerStats(self._pid)  # a pid on its node: no memory reading from here
+
+
+def _describe(code: int) -> str:
+    import signal
+
+    if code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+class RayBackend(Backend):
+    """Workers as Ray actors (see the module's docstring).
+
+    Args:
+        address: the Ray cluster (``ray.init(address=...)``); None: a local Ray instance.
+        listen: the address the runner's frame port listens on (every node must reach it);
+            None: this node's address as Ray knows it.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        listen: str | None = None,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("the ray backend needs Ray: pip install 'nbremote[ray]'") from None
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                namespace="nbremote",
+            )
+        except (ConnectionError, RuntimeError) as exc:
+            raise ValueError(
+                f"--ray-address {address}: cannot join the Ray cluster: {exc}"
+            ) from None
+        self._port = FramePort(listen or ray.util.get_node_ip_address())
+        self._keeper: Any = ray.remote(WorkerKeeper)
+        self._inventory: RayGpus | None = None
+
+    @property
+    def python_version(self) -> str:
+        return platform.python_version()
+
+    def gpus(self) -> RayGpus:
+        """The cluster's GPUs as Ray listed its nodes the first time (the broker's inventory:
+        its device indices are this list's)."""
+        import ray
+
+        if self._inventory is None:
+            self._inventory = RayGpus(ray.nodes())
+        return self._inventory
+
+    async def prepare_image(self, ref: str) -> str:
+        raise WorkerStartError(
+            f"image {ref!r}: the ray backend runs workers in the nodes' own Python environment "
+            "(install what they need there), not in images"
+        )
+
+    def _refusal(self, request: WorkerRequest) -> str | None:
+        """Why this backend cannot start ``request`` as asked; None if it can."""
+        if request.image is not None:
+            return (
+                f"image {request.image!r}: the ray backend runs workers in the nodes' own Python "
+                "environment (install what they need there), not in images"
+            )
+        if request.spec.block_network:
+            return "block_network=True: the ray backend cannot cut a worker's network"
+        if request.mounts:
+            return (
+                f"volumes ({', '.join(sorted(request.mounts))}) on the ray backend need storage "
+                "every node sees, which it does not have yet: use them on a process or docker "
+                "runner"
+            )
+        return None
+
+    def _options(self, request: WorkerRequest) -> dict[str, Any]:
+        """The actor's resources (see the module's docstring)."""
+        options: dict[str, Any] = {
+            "num_cpus": request.limits.cpus or DEFAULT_CPUS,
+            "scheduling_strategy": "SPREAD",
+            "max_restarts": 0,
+            "max_concurrency": 4,  # an interrupt is not queued behind a wait
+        }
+        if request.limits.memory_bytes is not None:
+            options["memory"] = request.limits.memory_bytes
+        if request.spec.gpu is not None and request.devices:
+            options["num_gpus"] = len(request.devices)
+            kind = self._gpu_kind(request)
+            if kind is not None:
+                options["resources"] = {f"accelerator_type:{kind}": 0.001}
+        return options
+
+    def _gpu_kind(self, request: WorkerRequest) -> str | None:
+        """The accelerator type of the GPUs the broker counted for ``request``."""
+        inventory = self.gpus()
+        kinds = {
+            inventory.types[int(device)]
+            for device in request.devices
+            if device.isdigit() and int(device) < len(inventory.types)
+        }
+        kind = next(iter(kinds), None)
+        return kind if kind not in (None, "GPU") else None
+
+    async def start_worker(self, request: WorkerRequest) -> WorkerHandle:
+        why = self._refusal(request)
+        if why is not None:
+            raise WorkerStartError(why)
+        worker_id = uuid.uuid4().hex[:12]
+        env = {k: v for k, v in request.spec.env.items() if k != DEVICES_VARIABLE}
+        env |= request.env | {"NBREMOTE_TASK_ID": worker_id}
+        token, arrived = self._port.expect()
+        actor: Any = self._keeper.options(**self._options(request)).remote()
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                placed = await actor.start.remote(self._port.address, token, env)
+                connection = await connect(await arrived)
+                hello, _ = await connection.receive()
+        except BaseException as exc:
+            arrived.cancel()
+            import ray
+
+            ray.kill(actor, no_restart=True)
+            if not isinstance(exc, TimeoutError | ConnectionClosed | ray.exceptions.RayError):
+                raise
+            reason = (
+                f"Ray placed no actor with {self._options(request)} within {START_TIMEOUT:.0f}s "
+                "(no node has those resources free)"
+                if isinstance(exc, TimeoutError)
+                else str(exc).strip().splitlines()[-1]
+            )
+            raise WorkerStartError(f"the worker's Ray actor did not start: {reason}") from exc
+        return RayWorker(worker_id, request.spec, connection, hello, actor, placed)
+
+    async def close(self) -> None:
+        import ray
+
+        self._port.close()
+        with contextlib.suppress(Exception):
+            ray.shutdown()

@@ -1,0 +1,107 @@
+"""Fixtures of the Ray backend's tests: one real Ray cluster per run, and a ray runner on it.
+
+`scripts/ray_cluster.py` starts a head and two more nodes on this machine (the last declaring
+two A100s: there is no GPU here, and the worker needs none to start), in a temp dir and on ports
+of their own, and stops only those processes at the end. Where Ray is not installed, or the
+cluster does not start, every test here is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbremote import _session
+from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ray_cluster.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this folder is a ray test (``-m "not ray"`` leaves them out)."""
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.ray)
+            item.add_marker(pytest.mark.timeout(240))
+
+
+class Cluster:
+    """The test cluster: its address and how to stop one of its nodes."""
+
+    def __init__(self, folder: Path, base: int, address: str) -> None:
+        self.folder, self.base, self.address = folder, base, address
+
+    def plain_node_id(self) -> str:
+        """The id of the node without GPUs that is not the head."""
+        return str(_script().node_id(self.folder, self.base + 10))
+
+    def stop_plain_node(self) -> str:
+        """Stop that node (its raylet and everything under it) at once; its id."""
+        return str(_script().stop_node(self.folder, self.base + 10))
+
+
+def _script() -> Any:
+    """scripts/ray_cluster.py as a module (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("ray_cluster", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Cluster]:
+    """A three-node Ray cluster of this run (see the module's docstring)."""
+    pytest.importorskip("ray", reason="the ray backend's tests need Ray (the dev extra has it)")
+    folder = Path(tempfile.mkdtemp(prefix="nbray-"))  # short: Ray's sockets live under it
+    base = 20000 + (os.getpid() % 300) * 40  # below the ephemeral range: no chance collision
+    try:
+        started = subprocess.run(
+            [sys.executable, str(SCRIPT), "start", str(folder), str(base)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        if started.returncode != 0:
+            pytest.skip(f"no Ray cluster: {started.stderr.strip()[-2000:]}")
+        yield Cluster(folder, base, started.stdout.strip().splitlines()[-1])
+    finally:
+        subprocess.run([sys.executable, str(SCRIPT), "stop", str(folder)], timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_runner(
+    ray_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningRunner]:
+    """One ray-backend runner on the test cluster, shared by the tests of a run."""
+    data = tmp_path_factory.mktemp("ray-runner")
+    running = start_runner(data, TOKEN, "--backend", "ray", "--ray-address", ray_cluster.address)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def ray_session(ray_runner: RunningRunner) -> Iterator[_session.RemoteSession]:
+    """This process's session on the ray runner, new for each test."""
+    session = _session.connect(ray_runner.url, ray_runner.token)
+    yield session
+    session.reset()
+    session.close()
+    _session._current = None
+
+
+@pytest.fixture
+def ray_shell(ipython: InteractiveShell, ray_session: _session.RemoteSession) -> InteractiveShell:
+    """A clean IPython shell whose ``%%remote`` cells run on Ray actors."""
+    return clean_shell(ipython)
