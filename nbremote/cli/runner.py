@@ -84,12 +84,16 @@ def runner(
     """
     if ctx.invoked_subcommand is not None:
         return
+    data_dir = data_dir or nbremote_home()
+    if embedded:  # its first worker boots while the runner imports the rest of itself
+        from nbremote_runner.backends.early import launch_spare
+
+        launch_spare(data_dir)
     from nbremote_runner.server import serve
     from nbremote_runner.service import Runner, RunnerConfig
 
     from ..wire.codec import FrameLimits
 
-    data_dir = data_dir or nbremote_home()
     try:
         token, kept = runner_token(token_file, embedded, data_dir)
     except ValueError as exc:
