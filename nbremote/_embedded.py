@@ -87,12 +87,7 @@ def _start(home: Path) -> subprocess.Popen[bytes]:
         sys.executable,
         "-P",
         "-m",
-        "nbremote",
-        "runner",
-        "--embedded",
-        "--port",
-        "0",
-        "--data-dir",
+        "nbremote_runner.embedded",  # without the command line's imports
         str(home),
     ]
     with log:
