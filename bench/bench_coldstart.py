@@ -152,6 +152,7 @@ def measure(
     """Samples per tool that could run, and why the others could not."""
     samples: dict[str, list[float]] = {}
     unavailable: dict[str, str] = {}
+    compiled: set[Path] = set()
     with tempfile.TemporaryDirectory(prefix="nbremote-cold-") as tmp:
         for tool in TOOLS:
             try:
@@ -161,8 +162,9 @@ def measure(
             except Unavailable as exc:
                 unavailable[tool] = str(exc)
                 continue
-            if bytecode:
+            if bytecode and python not in compiled:
                 compile_bytecode(python)
+                compiled.add(python)
             progress(f"{tool}: {repeats} cold starts")
             samples[tool] = [sample(tool, python, Path(tmp)) for _ in range(repeats)]
     return samples, unavailable
