@@ -38,6 +38,20 @@ def make_private(data_dir: Path) -> None:
                 path.chmod(mode & 0o700)
 
 
+_prepared: set[Path] = set()
+
+
+def prepare(data_dir: Path) -> None:
+    """`make_private`, then `clear_leftovers`: once per data dir in a process. The embedded
+    runner prepares its data dir before its first worker starts (`backends.early`), and its
+    `Runner` must not then take that worker's folders, named by this pid, for a dead runner's."""
+    key = data_dir.resolve()
+    make_private(data_dir)
+    if key not in _prepared:
+        clear_leftovers(data_dir)
+        _prepared.add(key)
+
+
 def _children(folder: Path) -> list[Path]:
     try:
         return list(folder.rglob("*"))

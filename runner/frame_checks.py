@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from nbremote.wire.codec import Header
 from nbremote.wire.frames import ClientFrame, WorkerRequestFrame
 from nbremote.wire.ops import Op
 
-CLIENT_FRAMES: TypeAdapter[Any] = TypeAdapter(ClientFrame)
-WORKER_FRAMES: TypeAdapter[Any] = TypeAdapter(WorkerRequestFrame)
+# Built at the first frame, not at import: a fresh runner answers its first client sooner, and
+# builds them while its spare worker boots (issue 23).
+_LATER = ConfigDict(defer_build=True)
+CLIENT_FRAMES: TypeAdapter[Any] = TypeAdapter(ClientFrame, config=_LATER)
+WORKER_FRAMES: TypeAdapter[Any] = TypeAdapter(WorkerRequestFrame, config=_LATER)
 _SHOWN = 3  # errors named in one answer; the rest are counted
 
 

@@ -49,9 +49,11 @@ it), none kept warm, never scaled down while its session lives.
 The runner's spare is a pool with the policy `SPARE`: one worker of the default spec kept
 started, so that a new notebook's first cell does not wait for Python to boot. It serves no
 request of its own: a `take` hands its worker, or the start in progress that will give one, to
-another pool's start for good (it leaves the pool), and starts the next spare. With neither,
-the take fails (its taker starts a worker itself) and the next spare starts. A spare that dies
-or fails to start is not replaced until the next take.
+another pool's start for good (it leaves the pool), and starts the next spare: at once for a
+booted worker, but only once a taken boot has booted (two boots at once on a small machine slow
+the one its taker waits for, by as much as the second costs). With neither, the take fails (its
+taker starts a worker itself) and the next spare starts. A spare that dies or fails to start is
+not replaced until the next take.
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ class PoolState:
 
     def take(self, request: str) -> list[Action]:
         """Another pool's ``request`` takes the most recently used idle worker, else a start in
-        progress (its worker goes to ``request`` when it comes), for good; a start replaces it."""
+        progress (its worker goes to ``request`` when it comes), for good; a start replaces it
+        (once that boot has booted)."""
         if self.closed:
             return [Fail(request, CLOSED)]
         idle = [w for w, state in self.workers.items() if not state.requests]
@@ -203,7 +206,7 @@ class PoolState:
             return [Fail(request, NO_SPARE), *self._keep_warm()]
         del self.starts[start]
         self.taken[start] = request
-        return self._keep_warm()
+        return []  # the next spare starts when this boot has booted (see `started`)
 
     def withdraw(self, request: str) -> list[Action]:
         """``request`` gave up (cancelled), wherever it was: waiting, starting, or served."""
@@ -217,7 +220,7 @@ class PoolState:
         for start, taker in self.taken.items():
             if taker == request:
                 del self.taken[start]
-                return [Abort(start)]
+                return [Abort(start), *self._keep_warm()]
         for state in self.workers.values():
             state.requests.discard(request)
         return self._serve()
@@ -225,7 +228,7 @@ class PoolState:
     def started(self, start: int, worker: str, now: float) -> list[Action]:
         """Start ``start`` gave ``worker``: it serves the request it was started for."""
         if start in self.taken:  # taken: the worker is its taker's, not the pool's
-            return [Hand(worker, self.taken.pop(start))]
+            return [Hand(worker, self.taken.pop(start)), *self._keep_warm()]
         self.starts.pop(start, None)
         if self.closed:
             return [Stop(worker)]

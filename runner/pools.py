@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import itertools
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 
@@ -32,6 +33,9 @@ from .workers import Forward, Serve, Worker
 StartWorker = Callable[[WorkerSpec], Awaitable[Worker]]
 Status = Callable[[str], Awaitable[None]]
 DEFAULT_SPEC = WorkerSpec()
+# What a kernel of the embedded runner asks for (it names its interpreter): when that is the
+# runner's own, the spare (which runs it) fits too.
+OWN_PYTHON_SPEC = WorkerSpec(python=sys.executable)
 # Where a start says "starting a worker": set by a cell's session in its request's context
 # (which the start inherits); unset for every other start. Said only when the taker waits for a
 # worker to boot, not when it gets the booted spare, so a warm first cell shows no status.
@@ -343,7 +347,7 @@ class SparePool:
 
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
-        if spec == DEFAULT_SPEC and self._spare is not None:
+        if spec in (DEFAULT_SPEC, OWN_PYTHON_SPEC) and self._spare is not None:
             if not self._spare.workers:  # none booted yet: the taker waits for one
                 await _say_starting()
             try:

@@ -37,7 +37,7 @@ from .backends import Backend
 from .backends.kinds import make_backend
 from .calls import CallRegistry
 from .containers import ContainerStarter
-from .data_dir import clear_leftovers, make_private, scratch_root
+from .data_dir import prepare, scratch_root
 from .dispatch import Dispatcher
 from .endpoint_apps import keep_warm, on_change
 from .endpoint_http import FrontServer
@@ -150,8 +150,7 @@ class Runner:
         self.discovery = discover(config.gpus)  # a bad --gpus fails here, before anything starts
         self.config = config
         self.started_at = time.time()
-        make_private(config.data_dir)  # before anything is written there
-        clear_leftovers(config.data_dir)
+        prepare(config.data_dir)  # before anything is written there
         self.state = State(config.data_dir / "state.db")
         self.shm_dir = create_dir(str(os.getpid()))
         self.images = Images(config.data_dir / "images")

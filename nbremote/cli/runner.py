@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -89,17 +87,21 @@ def runner(
     """
     if ctx.invoked_subcommand is not None:
         return
+    data_dir = data_dir or nbremote_home()
+    if embedded:  # a kernel's embedded runner: every other option at its default
+        from nbremote_runner.embedded import run
+
+        run(data_dir)
+        return
     from nbremote_runner.server import serve
     from nbremote_runner.service import Runner, RunnerConfig
 
     from ..wire.codec import FrameLimits
 
-    data_dir = data_dir or nbremote_home()
     try:
-        token, kept = runner_token(token_file, embedded, data_dir)
+        token, kept = runner_token(token_file)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    idle = float(os.environ.get("NBREMOTE_IDLE_TIMEOUT", "1800")) if embedded else None
     config = RunnerConfig(
         data_dir=data_dir,
         host=host,
@@ -110,8 +112,6 @@ def runner(
         ray_address=ray_address,
         token=token,
         token_file=token_file,
-        idle_timeout=idle,
-        embedded=embedded,
         store_limit=store_limit,
         gpus=gpus,
         frame_limits=FrameLimits(
@@ -136,7 +136,7 @@ def runner(
         raise click.UsageError(str(exc)) from None
 
 
-def runner_token(token_file: Path | None, embedded: bool, data_dir: Path) -> tuple[str | None, str]:
+def runner_token(token_file: Path | None) -> tuple[str | None, str]:
     """The runner's token, and where it is kept in words (what the runner prints instead).
 
     Raises:
@@ -145,8 +145,6 @@ def runner_token(token_file: Path | None, embedded: bool, data_dir: Path) -> tup
     from .._config import forget_token_variable, read_token_file
 
     token = forget_token_variable()
-    if embedded:
-        return secrets.token_urlsafe(32), f"in {data_dir / 'runner.json'}"
     if token_file is not None:
         return read_token_file(token_file), f"in {token_file}"
     if token:

@@ -29,7 +29,8 @@ from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
+# croniter (with dateutil) is imported where a Cron is used: every kernel and runner imports this
+# module, few make a schedule, and it cost each ~50 ms of its start (issue 23).
 
 TO = "\N{EN DASH}"  # ranges in messages, as in "minute 61 is out of 0 to 59"
 # The five fields of a cron expression, the numbers each allows, and what else it takes.
@@ -70,6 +71,8 @@ def _check_field(expression: str, name: str, low: int, high: int, text: str) -> 
 
 
 def _check_cron(expression: str) -> None:
+    from croniter import croniter
+
     if expression.strip().lower() in ALIASES:
         return
     fields = expression.split()
@@ -126,6 +129,8 @@ class Cron:
     def __post_init__(self) -> None:
         if not isinstance(self.cron_string, str):
             raise TypeError(f"Cron({self.cron_string!r}): the expression must be a str")
+        from croniter import CroniterBadDateError
+
         _check_cron(self.cron_string)
         zone = _zone(self.timezone)
         try:
@@ -134,6 +139,8 @@ class Cron:
             raise ValueError(f"cron {self.cron_string!r} never fires (no such date)") from exc
 
     def _fires(self, after: datetime) -> Iterator[datetime]:
+        from croniter import croniter
+
         zone = ZoneInfo(self.timezone)
         text = self.cron_string.strip().lower()
         hour_is_wildcard = text == "@hourly" or (text[0] != "@" and text.split()[1][0] == "*")

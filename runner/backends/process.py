@@ -28,23 +28,26 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
-from nbremote.wire.home import nbremote_home
 from nbremote.wire.http import WorkerSpec
 
 from ..children import die_with_runner
 from ..data_dir import scratch_root
 from ..frames import ConnectionClosed, FrameConnection, connect
 from ..worker_calls import out_of_memory
+from . import early as early_worker
 from .base import (
     Backend,
+    Limits,
     WorkerHandle,
     WorkerRequest,
     WorkerStartError,
     WorkerStats,
 )
+from .early import hidden_sandbox, spawn, worker_sandbox
+from .early import worker_environment as worker_environment  # `sandboxes` takes it from here
 from .interpreters import worker_python
 from .limits import Enforced, LimitEnforcer, chain
-from .sandbox import Sandbox, SandboxError, bwrap_command, host_pid, unavailable
+from .sandbox import Sandbox, SandboxError, host_pid, unavailable
 from .venvs import VenvBuilder
 
 if TYPE_CHECKING:
@@ -138,12 +141,6 @@ def describe_exit(code: int, sandboxed: bool = False) -> str:
     return f"exit code {code}"
 
 
-def worker_environment(base: dict[str, str]) -> dict[str, str]:
-    """The runner's environment as a worker inherits it: without the runner's own settings
-    (``NBREMOTE_TOKEN``, ``NBREMOTE_URL``, ...), which are no business of user code."""
-    return {key: value for key, value in base.items() if not key.startswith("NBREMOTE_")}
-
-
 class ProcessBackend(Backend):
     """Workers as local processes in the runner's Python environment.
 
@@ -198,21 +195,12 @@ class ProcessBackend(Backend):
         return await self._venv(ref)
 
     def _hidden(self) -> Sandbox:
-        """A sandbox that hides what no user code may see: the data dir, the home with its
-        runner.json, the token file."""
-        hidden = {self._data_dir.resolve(), nbremote_home().resolve()}
-        return Sandbox(
-            hidden=sorted(hidden), hidden_files=[p for p in self._private if not p.is_dir()]
-        )
+        return hidden_sandbox(self._data_dir, self._private)
 
     def _sandbox(self, scratch: Path, image: Path | None, request: WorkerRequest) -> Sandbox:
-        return dataclasses.replace(
-            self._hidden(),
-            writable=[scratch],
-            readonly=[image] if image is not None else [],
-            mounts=request.mounts,
-            shm_dir=self._shm_dir,
-            network=not request.spec.block_network,
+        network = not request.spec.block_network
+        return worker_sandbox(
+            self._hidden(), scratch, image, request.mounts, self._shm_dir, network
         )
 
     async def _venv(self, ref: str) -> Ready:
@@ -242,6 +230,16 @@ class ProcessBackend(Backend):
             env = {k: v for k, v in base.items() if k != "PYTHONPATH"}
             env |= ready.env | spec.env
         env |= request.env
+        if self._shm_dir is not None:
+            env["NBREMOTE_SHM_DIR"] = self._shm_dir
+        sandboxed = self.sandboxed or bool(request.mounts) or spec.block_network
+        early = early_worker.take()  # the embedded runner's first worker, started early
+        if early is not None:
+            sandbox = self._sandbox(early.scratch, image, request) if sandboxed else None
+            if early.fits(python, env, sandbox) and files is None and request.limits == Limits():
+                started = early.proc, early.socket, early.scratch
+                return await self._greet(early.worker_id, spec, *started, Enforced(), sandboxed)
+            early.discard()
         worker_id = uuid.uuid4().hex[:12]
         env["NBREMOTE_TASK_ID"] = worker_id  # which worker this is (its pid may be 2 in each)
         scratch = self._scratch_root / worker_id
@@ -249,36 +247,29 @@ class ProcessBackend(Backend):
         if files is not None and files.is_dir():  # the image's add_local_dir content
             for entry in files.iterdir():
                 (scratch / entry.name).symlink_to(entry)
-        ours, theirs = socket.socketpair()
-        if self._shm_dir is not None:
-            env["NBREMOTE_SHM_DIR"] = self._shm_dir
-        # -P: the worker's folder is never on sys.path, so no user file can shadow a module.
-        command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(theirs.fileno())]
-        sandboxed = self.sandboxed or bool(request.mounts) or spec.block_network
         try:
             if spec.block_network and unavailable() is not None:
                 raise SandboxError(f"block_network=True needs a sandbox: {unavailable()}")
-            if sandboxed:
-                command = bwrap_command(command, self._sandbox(scratch, image, request), scratch)
             enforced = self._limits.enforce(worker_id, request.limits)
+            sandbox = self._sandbox(scratch, image, request) if sandboxed else None
+            preexec = chain(die_with_runner(), enforced.preexec)
+            proc, ours = spawn(python, env, scratch, sandbox, preexec)
         except (SandboxError, OSError) as exc:
-            ours.close()
-            theirs.close()
             shutil.rmtree(scratch, ignore_errors=True)
             raise WorkerStartError(str(exc)) from None
-        # From the event loop's thread, which lives as long as the runner (see `children`).
-        proc = subprocess.Popen(
-            command,
-            pass_fds=[theirs.fileno()],
-            cwd=scratch,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=chain(die_with_runner(), enforced.preexec),
-        )
-        theirs.close()
+        return await self._greet(worker_id, spec, proc, ours, scratch, enforced, sandboxed)
+
+    async def _greet(
+        self,
+        worker_id: str,
+        spec: WorkerSpec,
+        proc: subprocess.Popen[bytes],
+        ours: socket.socket,
+        scratch: Path,
+        enforced: Enforced,
+        sandboxed: bool,
+    ) -> WorkerHandle:
+        """The started worker ``proc`` once it has said hello on ``ours``."""
         assert proc.stderr is not None
         forward_to_log(proc.stderr)
         connection = await connect(ours)

@@ -22,6 +22,7 @@ the runner's data dir (every secret, the state, the token), other workers' envir
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -163,19 +164,41 @@ def bwrap_command(command: list[str], sandbox: Sandbox, cwd: Path) -> list[str]:
     return [*args, "--chdir", str(cwd), "--", *command]
 
 
+_probe: subprocess.Popen[str] | None = None  # started ahead by `start_probe`
+
+
+def _start_probe() -> subprocess.Popen[str]:
+    probe = bwrap_command(["true"], Sandbox(), Path("/"))
+    return subprocess.Popen(probe, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def start_probe() -> None:
+    """Start `unavailable`'s probe now, in the background (a runner's start-up goes on beside
+    it; it is a process of its own, ~0.1 s on a loaded machine)."""
+    global _probe
+    with contextlib.suppress(OSError):  # `unavailable` says why
+        _probe = _probe or _start_probe()
+
+
 @functools.cache
 def unavailable() -> str | None:
     """Why workers cannot be sandboxed on this host (None: they can). Asked once: bwrap may be
     installed yet unable to make namespaces (no unprivileged user namespaces, say)."""
+    global _probe
     if shutil.which("bwrap") is None:
         return f"bubblewrap (bwrap) is missing: {INSTALL_HINT}"
-    probe = bwrap_command(["true"], Sandbox(), Path("/"))
     try:
-        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+        proc, _probe = _probe or _start_probe(), None
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not be run: {exc}"
-    if result.returncode != 0:
-        return f"bwrap cannot make a sandbox here: {result.stderr.strip() or result.returncode}"
+    if proc.returncode != 0:
+        return f"bwrap cannot make a sandbox here: {stderr.strip() or proc.returncode}"
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -309,10 +310,11 @@ def test_taking_a_booting_spare_waits_for_that_boot() -> None:
         pool = FunctionPool(starter, WorkerSpec(), SPARE)  # type: ignore[arg-type]
         taking = asyncio.create_task(pool.take())
         await settle()
-        assert len(starter.contexts) == 2  # the boot taken, and the next one beside it
+        assert len(starter.contexts) == 1  # the boot taken; the next waits for it to boot
         starter.gate.set()
         assert await taking is starter.started[0]
         await settle()
+        assert len(starter.contexts) == 2
         assert pool.workers == [starter.started[1]]
 
     run(test)
@@ -342,6 +344,25 @@ def test_the_runner_spare_goes_to_the_default_spec_and_other_specs_start_their_o
         await source.close()  # runner stop
         assert not next_spare.alive
         assert booted.alive  # the taker's: its session stops it
+
+    run(test)
+
+
+def test_a_kernel_of_the_embedded_runner_naming_the_runners_own_python_gets_the_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Such a kernel names its interpreter in every spec; the spare runs that very interpreter,
+    so its first cell must not boot a worker of its own (a cold start paid twice)."""
+
+    async def test() -> None:
+        starter = Starter()
+        source = spare(monkeypatch, starter)
+        await settle()
+        [booted] = starter.started
+        assert await source.take(WorkerSpec(python=sys.executable)) is booted
+        other = await source.take(WorkerSpec(python="/some/other/python"))
+        assert other is not booted
+        await source.close()
 
     run(test)
 
