@@ -128,8 +128,13 @@ def start(folder: Path, base: int) -> str:
 
 
 def stop(folder: Path) -> None:
-    """End the cluster's processes (only ours: their command lines name ``folder``)."""
-    for proc in _ours(folder):
+    """End the cluster's processes: ours (their command lines name ``folder``) and all they
+    started (Ray's agents rename themselves, ``ray::DashboardAgent``, and would outlive them)."""
+    tree = {proc.pid: proc for proc in _ours(folder)}
+    for proc in list(tree.values()):
+        with contextlib.suppress(psutil.Error):
+            tree.update((child.pid, child) for child in proc.children(recursive=True))
+    for proc in tree.values():
         with contextlib.suppress(psutil.Error):
             proc.kill()
 
