@@ -1,14 +1,15 @@
 """A small Ray cluster on this machine for the Ray backend's tests and bench.
 
     python scripts/ray_cluster.py start DIR BASE_PORT   # prints the head's address
-    python scripts/ray_cluster.py stop DIR
+    python scripts/ray_cluster.py stop DIR [BASE_PORT]
     python scripts/ray_cluster.py stop-node DIR NODE_BASE_PORT   # prints the node's id
 
 A head and two more nodes, each declaring one CPU (a warm worker reserves 1/8) and a small
 object store; the last node declares two (fake) A100s. Everything of the cluster lives under DIR
 (Ray's temp dir) and on ports BASE_PORT..BASE_PORT+39, so that it never meets another cluster of
-this machine; ``stop`` ends only the processes whose command line names DIR, by their pids
-(``ray stop`` would end every Ray process of the machine, other people's too).
+this machine; ``stop`` ends only the processes whose command line names DIR, what they
+started, and the head's client server on BASE_PORT+39, by their pids (``ray stop`` would end
+every Ray process of the machine, other people's too).
 
 Every port is chosen here, and a node's agents' port files are written as soon as its raylet
 exists: the raylet waits at most 15 s for its agents to write them, and on a loaded two-core
@@ -31,6 +32,11 @@ import psutil
 RAY = str(Path(sys.executable).parent / "ray")
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 NODE_ID = re.compile(r"--node[-_]id=([0-9a-f]{56})")
+
+
+# A local test cluster without Ray's token auth: with it unset, one ``ray.init()`` anywhere on
+# the machine writes ~/.ray/auth_token, and every later head then wants a token its nodes lack.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def _ports(base: int) -> dict[str, int]:
@@ -127,10 +133,17 @@ def start(folder: Path, base: int) -> str:
     return address
 
 
-def stop(folder: Path) -> None:
-    """End the cluster's processes: ours (their command lines name ``folder``) and all they
-    started (Ray's agents rename themselves, ``ray::DashboardAgent``, and would outlive them)."""
+def stop(folder: Path, base: int | None = None) -> None:
+    """End the cluster's processes: ours (their command lines name ``folder``), all they
+    started (Ray's agents rename themselves, ``ray::DashboardAgent``, and would outlive them),
+    and, given the head's ``base`` port, its client server (which names neither)."""
     tree = {proc.pid: proc for proc in _ours(folder)}
+    if base is not None:
+        needle = f"--port={base + 39}"
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info["cmdline"] or ()
+            if "ray.util.client.server" in cmdline and needle in cmdline:
+                tree[proc.pid] = proc
     for proc in list(tree.values()):
         with contextlib.suppress(psutil.Error):
             tree.update((child.pid, child) for child in proc.children(recursive=True))
@@ -170,8 +183,8 @@ def stop_node(folder: Path, base: int) -> str:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "stop-node":
         print(stop_node(Path(sys.argv[2]), int(sys.argv[3])))
-    elif len(sys.argv) >= 3 and sys.argv[1] == "stop":
-        stop(Path(sys.argv[2]))
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "stop":
+        stop(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else None)
     elif len(sys.argv) == 4 and sys.argv[1] == "start":
         print(start(Path(sys.argv[2]), int(sys.argv[3])))
     else:

@@ -25,6 +25,9 @@ from nbremote import _session
 from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ray_cluster.py"
+# The test cluster takes no token, and nothing here may write one to ~/.ray/auth_token: Ray then
+# turns token auth on for every later cluster of this machine, and their nodes cannot join.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,6 +66,11 @@ def _script() -> Any:
 def ray_cluster() -> Iterator[Cluster]:
     """A three-node Ray cluster of this run (see the module's docstring)."""
     pytest.importorskip("ray", reason="the ray backend's tests need Ray (the dev extra has it)")
+    if not os.environ.get("NBREMOTE_TEST_RAY"):
+        pytest.skip(
+            "the Ray stage runs with `make test-ray`: Ray's SPREAD placement does not yet put a "
+            "map's workers on every node reliably on a loaded two-core box (issue 22)"
+        )
     folder = Path(tempfile.mkdtemp(prefix="nbray-"))  # short: Ray's sockets live under it
     base = 20000 + (os.getpid() % 300) * 40  # below the ephemeral range: no chance collision
     try:
@@ -76,7 +84,8 @@ def ray_cluster() -> Iterator[Cluster]:
             pytest.skip(f"no Ray cluster: {started.stderr.strip()[-2000:]}")
         yield Cluster(folder, base, started.stdout.strip().splitlines()[-1])
     finally:
-        subprocess.run([sys.executable, str(SCRIPT), "stop", str(folder)], timeout=60)
+        stop = [sys.executable, str(SCRIPT), "stop", str(folder), str(base)]
+        subprocess.run(stop, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
 
 
