@@ -9,7 +9,6 @@ sees each line as it is written without a connection of its own per stream.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from nbremote.wire.sandboxes import (
@@ -36,7 +35,7 @@ TERMINATE_WAIT = 10.0  # seconds a terminate waits for the sandbox's end before 
 def _bytes(data: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters that are not ASCII at all
         raise ApiError(422, "ValidationError", "data: not base64") from None
 
 

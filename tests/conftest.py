@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,12 @@ TOKEN = "test-token-0123456789"
 # them elsewhere, where workers see the host's files.
 if os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK):
     tempfile.tempdir = "/var/tmp"
+
+# The Ctrl-C tests send SIGINT to this process, as a person's Ctrl-C reaches a kernel. A shell
+# that starts the suite in the background (`make test &`) leaves SIGINT ignored, and Python then
+# installs no handler: every such test would hang until its timeout. Take Ctrl-C as Python does.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass

@@ -105,6 +105,15 @@ def test_from_id_reaches_the_same_sandbox(sandbox: nr.Sandbox) -> None:
         nr.Sandbox.from_id("sb-0000000000000000")
 
 
+def test_file_data_that_is_not_base64_is_a_422_not_a_500(sandbox: nr.Sandbox) -> None:
+    """Found by the API fuzz: characters that are not ASCII at all made the runner fail."""
+    client = current_session().client
+    path = f"/api/v1/sandboxes/{sandbox.object_id}/files/write"
+    for data in ("\u00a1if\u00fd\u0006U", "not base64!"):
+        with pytest.raises(RunnerError, match="not base64"):
+            client.request("POST", path, {"path": "/tmp/x", "data": data})
+
+
 def test_open_reaches_no_file_outside_the_sandbox(sandbox: nr.Sandbox, tmp_path: Path) -> None:
     host = tmp_path / "host.txt"
     host.write_text("the host's")
