@@ -7,6 +7,8 @@ import base64
 import http.client
 import json
 import urllib.parse
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from nbremote.wire.serialize import dumps
@@ -79,3 +81,18 @@ def token_of(runner: RunningRunner, name: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def own_app(runner: RunningRunner, prefix: str) -> Iterator[str]:
+    """A fixture's body: an app name of the test's own, stopped afterwards (the runner is
+    shared)."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    yield name
+    api(runner, "DELETE", f"/apps/{name}")
+
+
+def get(runner: RunningRunner, name: str, query: str = "") -> tuple[int, bytes]:
+    """A GET of endpoint ``name`` with its own token: the status and body."""
+    auth = bearer(token_of(runner, name))
+    status, _, body = request(runner, "GET", f"/endpoints/{name}{query}", None, auth, 30)
+    return status, body

@@ -17,12 +17,10 @@ import pytest
 from nbremote.wire.serialize import dumps
 from tests.conftest import RunningRunner
 from tests.integration.endpoints_helpers import (
-    api,
-    bearer,
     deploy,
     deployed_object,
-    request,
-    token_of,
+    get,
+    own_app,
 )
 
 OWN_LOOP = """
@@ -45,16 +43,7 @@ def which():
 @pytest.fixture
 def app(runner: RunningRunner) -> Iterator[str]:
     """An app name of this test's own; stopped afterwards (the runner is shared)."""
-    name = f"fast{uuid.uuid4().hex[:8]}"
-    yield name
-    api(runner, "DELETE", f"/apps/{name}")
-
-
-def get(runner: RunningRunner, name: str, query: str = "") -> tuple[int, bytes]:
-    status, _, body = request(
-        runner, "GET", f"/endpoints/{name}{query}", None, bearer(token_of(runner, name)), 30
-    )
-    return status, body
+    yield from own_app(runner, "fast")
 
 
 def test_a_sync_endpoint_may_run_an_event_loop_of_its_own(runner: RunningRunner, app: str) -> None:

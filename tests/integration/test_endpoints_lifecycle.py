@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +17,10 @@ import pytest
 from tests.conftest import RunningRunner, start_runner
 from tests.integration.endpoints_helpers import (
     api,
-    bearer,
     deploy,
     deployed_object,
-    request,
-    token_of,
+    get,
+    own_app,
 )
 
 LIFESPAN = """
@@ -122,15 +120,7 @@ def hello():
 @pytest.fixture
 def app(runner: RunningRunner) -> Iterator[str]:
     """An app name of this test's own; stopped afterwards (the runner is shared)."""
-    name = f"life{uuid.uuid4().hex[:8]}"
-    yield name
-    api(runner, "DELETE", f"/apps/{name}")
-
-
-def get(runner: RunningRunner, name: str, query: str = "") -> tuple[int, bytes]:
-    auth = bearer(token_of(runner, name))
-    status, _, body = request(runner, "GET", f"/endpoints/{name}{query}", None, auth, 30)
-    return status, body
+    yield from own_app(runner, "life")
 
 
 def asgi(runner: RunningRunner, app: str, source: str, log: Path | None = None) -> None:

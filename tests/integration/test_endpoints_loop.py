@@ -12,10 +12,11 @@ import pytest
 
 from tests.conftest import RunningRunner
 from tests.integration.endpoints_helpers import (
-    api,
     bearer,
     deploy,
     deployed_object,
+    get,
+    own_app,
     request,
     token_of,
 )
@@ -57,16 +58,7 @@ async def make():
 @pytest.fixture
 def app(runner: RunningRunner) -> Iterator[str]:
     """An app name of this test's own; stopped afterwards (the runner is shared)."""
-    name = f"loop{uuid.uuid4().hex[:8]}"
-    yield name
-    api(runner, "DELETE", f"/apps/{name}")
-
-
-def get(runner: RunningRunner, name: str, query: str = "") -> tuple[int, bytes]:
-    status, _, body = request(
-        runner, "GET", f"/endpoints/{name}{query}", None, bearer(token_of(runner, name)), 30
-    )
-    return status, body
+    yield from own_app(runner, "loop")
 
 
 @pytest.mark.parametrize("max_inputs", [1, 4])  # on the loop's thread; in FastAPI's pool

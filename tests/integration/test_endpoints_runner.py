@@ -9,7 +9,6 @@ import concurrent.futures
 import http.client
 import json
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.integration.endpoints_helpers import (
     bearer,
     deploy,
     deployed_object,
+    own_app,
     request,
     token_of,
 )
@@ -97,9 +97,7 @@ def make():
 @pytest.fixture
 def app(runner: RunningRunner) -> Iterator[str]:
     """An app name of this test's own; stopped afterwards (the runner is shared)."""
-    name = f"web{uuid.uuid4().hex[:8]}"
-    yield name
-    api(runner, "DELETE", f"/apps/{name}")
+    yield from own_app(runner, "web")
 
 
 def fastapi_app(runner: RunningRunner, app: str) -> None:
