@@ -47,6 +47,11 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def ms(values: list[float], q: float = 50) -> str:
+    """The ``q`` percentile of ``values`` (seconds) in milliseconds, two decimals."""
+    return f"{percentile(values, q) * 1e3:.2f}"
+
+
 def machine() -> str:
     """CPU count and model, and RAM, of this machine."""
     model = platform.processor() or "unknown CPU"

@@ -30,7 +30,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from _results import check, checkout, machine, median, percentile, write_results
+from _results import check, checkout, machine, median, ms, write_results
+from bench_images import build
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import nbremote as nr
@@ -88,18 +89,6 @@ def warm(running: RunningRunner, count: int) -> tuple[list[float], list[float]]:
         _session._current = None
 
 
-def build(running: RunningRunner, image: nr.Image) -> tuple[float, str]:
-    """Register and build an image through the API; seconds and its log."""
-    with running.client() as client:
-        started = time.perf_counter()
-        client.request("POST", "/api/v1/images", image.create_request())
-        path = f"/api/v1/images/{image.object_id}/build"
-        log = b"".join(client.stream(path, method="POST")).decode()
-        elapsed = time.perf_counter() - started
-    check("result: ok" in log, f"build of {image.object_id}:\n{log}")
-    return elapsed, log
-
-
 def cold_starts(running: RunningRunner, image: nr.Image, count: int) -> list[float]:
     """First cells of new notebooks (sessions) on a built image: each a new container, from
     the cell's request to its result."""
@@ -133,10 +122,6 @@ def docker_host() -> str:
     ensure_base(client)
     client.close()
     return host
-
-
-def ms(values: list[float], q: float = 50) -> str:
-    return f"{percentile(values, q) * 1e3:.2f}"
 
 
 def main() -> None:
