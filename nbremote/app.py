@@ -129,6 +129,12 @@ class App:
 
         def wrap(raw: type) -> Cls:
             where = f"@{self.name}.cls on {raw.__qualname__}"
+            if settings.get("schedule") is not None:
+                raise TypeError(
+                    f"{where}: schedule= is for functions (a class has no one call to fire); "
+                    "schedule a function that uses the class, e.g. "
+                    "@app.function(schedule=nr.Period(hours=1)) calling Model().run.remote()"
+                )
             handle = Cls(raw, self, function_options(self._defaults(settings), where, raw))
             self.registered_classes[raw.__qualname__] = handle
             return handle

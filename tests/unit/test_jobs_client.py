@@ -292,3 +292,16 @@ def test_f_schedule_checks_its_arguments_before_deploying() -> None:
         report.schedule("@daily")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="name='no spaces please'"):
         report.schedule(nr.Cron("@daily"), name="no spaces please")
+
+
+def test_a_class_with_a_schedule_is_refused_with_the_way_out() -> None:
+    app = nr.App("sched-cls")
+    with pytest.raises(TypeError, match=r"@sched-cls.cls on .*Model: schedule= is for functions"):
+
+        @app.cls(schedule=nr.Period(hours=1))
+        class Model:
+            @nr.method()
+            def run(self) -> int:
+                return 1
+
+    assert "Model" not in app.registered_classes
