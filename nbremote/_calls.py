@@ -3,8 +3,11 @@
 A request carries the function (by content hash; its bytes only when the runner may lack them)
 and a batch of inputs pickled together, as one pickle. The answer holds a result per input, or
 an error per failed input. `Batcher` sizes batches so that each takes ~20 ms on a worker:
-one input at a time for slow functions (spread over every worker), up to 1024 for trivial ones
-(so the per-request cost disappears).
+one input at a time for slow functions (spread over every worker), up to 4096 for trivial ones
+(so the per-request cost disappears: at 1024, a map of 10,000 ``x + 1`` ran at 0.7-1.0 M
+inputs/s on a loaded 2-core box, at 4096 at 1.4-1.9 M/s). A function's next map starts at the
+size its last one settled on, rather than at one input (one round trip less before the
+batches grow).
 
 A batch's inputs are ``(args, kwargs)`` pairs, or, for a map (issue 23, W2), in a leaner
 ``form``: ``"values"``, each input its one positional argument (``f.map(xs)``), or ``"args"``,
@@ -31,7 +34,7 @@ Input = tuple[tuple[Any, ...], dict[str, Any]]
 VALUES = "values"  # the batch is a list of the one positional argument of each input
 ARGS = "args"  # the batch is a list of the positional arguments of each input (tuples)
 TARGET_BATCH_SECONDS = 0.02
-MAX_BATCH = 1024
+MAX_BATCH = 4096
 
 
 def _argument_names(fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> list[str]:
@@ -228,16 +231,18 @@ def request_error(error: Header) -> NbremoteError:
 class Batcher:
     """Cuts an input iterator into batches sized from how long inputs took so far."""
 
-    def __init__(self, inputs: Iterable[Any], max_size: int | None = None) -> None:
+    def __init__(self, inputs: Iterable[Any], max_size: int | None = None, size: int = 1) -> None:
         self._inputs = iter(inputs)
         self.max_size = max_size or MAX_BATCH
-        self.size = 1
+        self.size = min(size, self.max_size)  # what an earlier map of the function learned
         self.next_index = 0
 
-    def observe(self, count: int, elapsed: float) -> None:
-        """Learn from a finished batch of ``count`` inputs that took ``elapsed`` seconds."""
+    def observe(self, count: int, elapsed: float) -> int:
+        """Learn from a finished batch of ``count`` inputs that took ``elapsed`` seconds; the
+        size of the next batches."""
         per_input = max(elapsed / max(count, 1), 1e-7)
         self.size = max(1, min(self.max_size, int(TARGET_BATCH_SECONDS / per_input)))
+        return self.size
 
     def batches(self) -> Iterator[tuple[int, list[Any]]]:
         """``(first index, inputs)`` until the iterator is exhausted; it is read lazily."""

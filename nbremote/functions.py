@@ -77,6 +77,7 @@ class Function(Generic[R]):
         self._pickled: tuple[tuple[object, ...], Payload] | None = None
         self._generator = _call_patterns.is_generator(fn, bind)
         self._batch = _call_patterns.batch_settings(fn, bind)
+        self._batch_size = 1  # the batch size its last map settled on: the next starts there
 
     @property
     def is_generator(self) -> bool:
@@ -385,7 +386,7 @@ class Function(Generic[R]):
         one_each = bool(self._batch) or self.options.single_use_containers
         if one_each:  # as pairs: the runner's batching regroups those
             form = None
-        batcher = Batcher(inputs, max_size=1 if one_each else None)
+        batcher = Batcher(inputs, max_size=1 if one_each else None, size=self._batch_size)
         sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:
@@ -402,7 +403,7 @@ class Function(Generic[R]):
         with _progress(total, self.__qualname__) as progress:
             for request, frame in session.stream(requests(), window, show):
                 first, count = request.tag
-                batcher.observe(count, frame[0].get("elapsed", 0.0))
+                self._batch_size = batcher.observe(count, frame[0].get("elapsed", 0.0))
                 outcomes = decode(frame, first, count=count)
                 progress.update(count)
                 if not return_exceptions and frame[0].get("errors"):
