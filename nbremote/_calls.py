@@ -189,6 +189,21 @@ def decode(frame: Frame, first: int, numbered: bool = True, count: int = 1) -> l
     return outcomes
 
 
+def decode_chunk(frame: Frame, first: int, count: int, return_exceptions: bool) -> list[Any]:
+    """A map's `decode` of a chunk of ``count`` inputs; with ``return_exceptions``, a chunk
+    whose worker died gives each of its inputs that `WorkerDied` (the map goes on: no input is
+    dropped, and none is run again beyond its retries, as the runner re-runs a died chunk only
+    that often).
+    """
+    try:
+        return decode(frame, first, count=count)
+    except WorkerDied as exc:
+        if not return_exceptions:
+            raise
+        exc.add_note(f"(inputs #{first}..#{first + count - 1}: their worker died running them)")
+        return [exc] * count
+
+
 def _check_answer(outcomes: Any, errors: Any, first: int, count: int) -> None:
     """Refuse an answer that does not hold one outcome per input (a result chunk a worker or
     a runner of another version, or a hostile one, made), rather than shift every later result.

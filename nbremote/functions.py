@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _call_patterns, _session
 from ._by_value import dumps_function, frozen_captures, same_objects
-from ._calls import ARGS, VALUES, Batcher, Bind, CallTarget, Input, decode, expand, raise_first
+from ._calls import (
+    ARGS,
+    VALUES,
+    Batcher,
+    Bind,
+    CallTarget,
+    Input,
+    decode,
+    decode_chunk,
+    expand,
+    raise_first,
+)
 from ._function_call import FunctionCall as FunctionCall  # its home before; still here
 from ._options import (
     AppLike,
@@ -404,7 +415,7 @@ class Function(Generic[R]):
             for request, frame in session.stream(requests(), window, show):
                 first, count = request.tag
                 self._batch_size = batcher.observe(count, frame[0].get("elapsed", 0.0))
-                outcomes = decode(frame, first, count=count)
+                outcomes = decode_chunk(frame, first, count, return_exceptions)
                 progress.update(count)
                 if not return_exceptions and frame[0].get("errors"):
                     outcomes = list(raise_first(outcomes))
