@@ -129,3 +129,21 @@ def test_a_worker_that_dies_mid_chunk_is_retried_within_the_retries(
     counts = runs(log)
     assert mark.exists() and counts[3000] == 2
     assert max(counts.values()) == 2 and sorted(counts) == list(range(INPUTS))
+
+
+async def halve(x: int) -> float:
+    return x / 2
+
+
+def gives_generator(x: int) -> Any:
+    return (y for y in [x])  # not a generator function: the client cannot tell
+
+
+def test_an_async_function_maps_and_a_generator_function_is_refused_per_input(
+    remote_session: RemoteSession,
+) -> None:
+    asynchronous = warmed(app.function(halve), range(3000))
+    assert list(asynchronous.map(range(INPUTS))) == [x / 2 for x in range(INPUTS)]
+    outcomes = list(app.function(gives_generator).map(range(3), return_exceptions=True))
+    assert all(isinstance(outcome, TypeError) for outcome in outcomes) and len(outcomes) == 3
+    assert "call it with .remote_gen()" in str(outcomes[1])
