@@ -382,7 +382,7 @@ class Function(Generic[R]):
 
     def _map(
         self,
-        inputs: Iterator[Input],
+        inputs: Iterator[Any],
         total: int | None,
         return_exceptions: bool,
         order_outputs: bool,
@@ -392,17 +392,16 @@ class Function(Generic[R]):
             _call_patterns.refuse(self.__qualname__, True, ".map()")
         session = _session.current_session()
         target = self._target()
-        # One input a request: a batched function's (the runner groups them into batches), or
-        # a single-use one's (a fresh container each).
+        # One input a request, as an (args, kwargs) pair: a batched function's (the runner
+        # groups pairs into batches), or a single-use one's (a fresh container each).
         one_each = bool(self._batch) or self.options.single_use_containers
-        if one_each:  # as pairs: the runner's batching regroups those
-            form = None
+        given, form = form, None if one_each else form
         batcher = Batcher(inputs, max_size=1 if one_each else None, size=self._batch_size)
         sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:
             for first, batch in batcher.batches():
-                batch = expand(batch, form) if one_each else batch
+                batch = expand(batch, given) if one_each else batch
                 yield target.request(batch, first, target.payload_hash not in sent, form=form)
                 sent.add(target.payload_hash)
 
