@@ -3,11 +3,13 @@
 A request carries the function (by content hash; its bytes only when the runner may lack them)
 and a batch of inputs pickled together, as one pickle. The answer holds a result per input, or
 an error per failed input. `Batcher` sizes batches so that each takes ~20 ms on a worker:
-one input at a time for slow functions (spread over every worker), up to 4096 for trivial ones
+one input at a time for slow functions (spread over every worker), up to 8192 for trivial ones
 (so the per-request cost disappears: at 1024, a map of 10,000 ``x + 1`` ran at 0.7-1.0 M
-inputs/s on a loaded 2-core box, at 4096 at 1.4-1.9 M/s). A function's next map starts at the
-size its last one settled on, rather than at one input (one round trip less before the
-batches grow).
+inputs/s on a loaded 2-core box, at 4096 at 1.4-1.9 M/s). A map of known length is cut into
+even shares, one a worker (10,000 over two workers: 5,000 and 5,000, not 8192 and 1808, which
+left one worker idle); one of unknown length reads at most `IN_FLIGHT` inputs ahead of their
+results. A function's next map starts at the size its last one settled on, rather than at one
+input (one round trip less before the batches grow).
 
 A batch's inputs are ``(args, kwargs)`` pairs, or, for a map (issue 23, W2), in a leaner
 ``form``: ``"values"``, each input its one positional argument (``f.map(xs)``), or ``"args"``,
@@ -34,7 +36,8 @@ Input = tuple[tuple[Any, ...], dict[str, Any]]
 VALUES = "values"  # the batch is a list of the one positional argument of each input
 ARGS = "args"  # the batch is a list of the positional arguments of each input (tuples)
 TARGET_BATCH_SECONDS = 0.02
-MAX_BATCH = 4096
+MAX_BATCH = 8192
+IN_FLIGHT = 16384  # inputs of an iterator of unknown length read ahead of their results, at most
 
 
 def _argument_names(fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> list[str]:
@@ -252,7 +255,18 @@ class Batcher:
         self._inputs = iter(inputs)
         self.max_size = max_size or MAX_BATCH
         self.size = min(size, self.max_size)  # what an earlier map of the function learned
+        self.share = self.max_size  # no batch bigger (see `spread`)
         self.next_index = 0
+
+    def spread(self, total: int | None, workers: int, window: int) -> None:
+        """Cap the batches: for ``total`` inputs, at an even share of ``workers`` (one batch a
+        worker, none waiting behind another); for an iterator of unknown length, so that the
+        ``window`` of batches in flight holds at most `IN_FLIGHT` inputs read ahead of their
+        results."""
+        if total:
+            self.share = max(1, -(-total // workers))
+        else:
+            self.share = max(1, IN_FLIGHT // max(window, 1))
 
     def observe(self, count: int, elapsed: float) -> int:
         """Learn from a finished batch of ``count`` inputs that took ``elapsed`` seconds; the
@@ -264,7 +278,7 @@ class Batcher:
     def batches(self) -> Iterator[tuple[int, list[Any]]]:
         """``(first index, inputs)`` until the iterator is exhausted; it is read lazily."""
         while True:
-            batch = list(islice(self._inputs, self.size))
+            batch = list(islice(self._inputs, min(self.size, self.share)))
             if not batch:
                 return
             first, self.next_index = self.next_index, self.next_index + len(batch)

@@ -396,7 +396,12 @@ class Function(Generic[R]):
         # groups pairs into batches), or a single-use one's (a fresh container each).
         one_each = bool(self._batch) or self.options.single_use_containers
         given, form = form, None if one_each else form
-        batcher = Batcher(inputs, max_size=1 if one_each else None, size=self._batch_size)
+        workers = self.options.max_containers or 2
+        # Of unknown length: fewer requests in flight, so each may be bigger (see Batcher.spread)
+        per_worker = WINDOW_PER_CONTAINER if total or one_each else 2
+        window = per_worker * workers * self.options.max_inputs
+        batcher = Batcher(inputs, 1 if one_each else None, self._batch_size)
+        batcher.spread(total, workers, window)
         sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:
@@ -405,7 +410,6 @@ class Function(Generic[R]):
                 yield target.request(batch, first, target.payload_hash not in sent, form=form)
                 sent.add(target.payload_hash)
 
-        window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2) * self.options.max_inputs
         if self._batch:  # enough in flight to fill every worker's batches
             window *= self._batch["max_batch_size"]
         waiting: dict[int, list[Any]] = {}  # first index -> outcomes, held back for ordering
