@@ -6,7 +6,9 @@ mid-chunk losing no input and re-running none beyond the retries)."""
 from __future__ import annotations
 
 import collections
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,23 @@ def test_results_come_in_order_across_chunks(remote_session: RemoteSession) -> N
     assert list(add.starmap((x, 1) for x in range(INPUTS))) == list(range(1, INPUTS + 1))
     unordered = add.map((x for x in range(INPUTS)), order_outputs=False)
     assert sorted(unordered) == list(range(INPUTS))
+
+
+def test_a_map_of_an_endless_iterator_reads_ahead_boundedly(
+    remote_session: RemoteSession,
+) -> None:
+    pulled = 0
+
+    def numbers() -> Iterator[int]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield pulled
+
+    results = warmed(add, range(INPUTS)).map(numbers())  # chunks of thousands from the start
+    assert list(itertools.islice(results, 10)) == list(range(1, 11))
+    assert pulled <= 20_000  # not every input of the iterator: a few chunks' worth
+    results.close()  # type: ignore[attr-defined]
 
 
 def test_an_input_that_raises_mid_chunk_gets_its_own_error(remote_session: RemoteSession) -> None:
