@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _call_patterns, _session
 from ._by_value import dumps_function, frozen_captures, same_objects
-from ._calls import Batcher, Bind, CallTarget, Input, decode, raise_first
+from ._calls import (
+    ARGS,
+    VALUES,
+    Batcher,
+    Bind,
+    CallTarget,
+    Input,
+    decode,
+    decode_chunk,
+    expand,
+    raise_first,
+)
 from ._function_call import FunctionCall as FunctionCall  # its home before; still here
 from ._options import (
     AppLike,
@@ -77,6 +88,7 @@ class Function(Generic[R]):
         self._pickled: tuple[tuple[object, ...], Payload] | None = None
         self._generator = _call_patterns.is_generator(fn, bind)
         self._batch = _call_patterns.batch_settings(fn, bind)
+        self._batch_size = 1  # the batch size its last map settled on: the next starts there
 
     @property
     def is_generator(self) -> bool:
@@ -328,9 +340,9 @@ class Function(Generic[R]):
         Raises:
             RemoteError: the first call that failed, unless ``ignore_exceptions``.
         """
-        inputs = ((args, dict(kwargs or {})) for args in zip(*iterables, strict=False))
+        inputs, form = _lean(iterables) if not kwargs else (_pairs(iterables, kwargs), None)
         total = _length(*iterables)
-        for _ in self._map(inputs, total, ignore_exceptions, order_outputs=False):
+        for _ in self._map(inputs, total, ignore_exceptions, order_outputs=False, form=form):
             pass
 
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:
@@ -355,8 +367,8 @@ class Function(Generic[R]):
         Without ``return_exceptions`` the first failure raises and the rest are cancelled;
         with it, failures are yielded in place as exceptions.
         """
-        inputs: Iterator[Input] = ((args, {}) for args in zip(*iterables, strict=False))
-        return self._map(inputs, _length(*iterables), return_exceptions, order_outputs)
+        inputs, form = _lean(iterables)
+        return self._map(inputs, _length(*iterables), return_exceptions, order_outputs, form)
 
     def starmap(
         self,
@@ -365,32 +377,39 @@ class Function(Generic[R]):
         order_outputs: bool = True,
     ) -> Iterator[Any]:
         """Like `map`, each element being the tuple of arguments of one call."""
-        inputs: Iterator[Input] = ((tuple(args), {}) for args in iterable)
-        return self._map(inputs, _length(iterable), return_exceptions, order_outputs)
+        inputs = map(tuple, iterable)
+        return self._map(inputs, _length(iterable), return_exceptions, order_outputs, ARGS)
 
     def _map(
         self,
-        inputs: Iterator[Input],
+        inputs: Iterator[Any],
         total: int | None,
         return_exceptions: bool,
         order_outputs: bool,
+        form: str | None = None,
     ) -> Iterator[Any]:
         if self._generator:
             _call_patterns.refuse(self.__qualname__, True, ".map()")
         session = _session.current_session()
         target = self._target()
-        # One input a request: a batched function's (the runner groups them into batches), or
-        # a single-use one's (a fresh container each).
+        # One input a request, as an (args, kwargs) pair: a batched function's (the runner
+        # groups pairs into batches), or a single-use one's (a fresh container each).
         one_each = bool(self._batch) or self.options.single_use_containers
-        batcher = Batcher(inputs, max_size=1 if one_each else None)
+        given, form = form, None if one_each else form
+        workers = self.options.max_containers or 2
+        # Of unknown length: fewer requests in flight, so each may be bigger (see Batcher.spread)
+        per_worker = WINDOW_PER_CONTAINER if total or one_each else 2
+        window = per_worker * workers * self.options.max_inputs
+        batcher = Batcher(inputs, 1 if one_each else None, self._batch_size)
+        batcher.spread(total, workers, window)
         sent = {target.payload_hash} & session.sent_functions
 
         def requests() -> Iterator[Request]:
             for first, batch in batcher.batches():
-                yield target.request(batch, first, target.payload_hash not in sent)
+                batch = expand(batch, given) if one_each else batch
+                yield target.request(batch, first, target.payload_hash not in sent, form=form)
                 sent.add(target.payload_hash)
 
-        window = WINDOW_PER_CONTAINER * (self.options.max_containers or 2) * self.options.max_inputs
         if self._batch:  # enough in flight to fill every worker's batches
             window *= self._batch["max_batch_size"]
         waiting: dict[int, list[Any]] = {}  # first index -> outcomes, held back for ordering
@@ -398,10 +417,10 @@ class Function(Generic[R]):
         with _progress(total, self.__qualname__) as progress:
             for request, frame in session.stream(requests(), window, show):
                 first, count = request.tag
-                batcher.observe(count, frame[0].get("elapsed", 0.0))
-                outcomes = decode(frame, first)
+                self._batch_size = batcher.observe(count, frame[0].get("elapsed", 0.0))
+                outcomes = decode_chunk(frame, first, count, return_exceptions)
                 progress.update(count)
-                if not return_exceptions:
+                if not return_exceptions and frame[0].get("errors"):
                     outcomes = list(raise_first(outcomes))
                 if not order_outputs:
                     yield from outcomes
@@ -428,6 +447,18 @@ def _alone_name(name: str, what: str) -> str:
             "with a letter or digit, 64 characters at most"
         )
     return name
+
+
+def _lean(iterables: tuple[Iterable[Any], ...]) -> tuple[Iterator[Any], str]:
+    """A map's inputs in their leanest form on the wire (see `nbremote._calls`): the values
+    themselves for one iterable, tuples of arguments (zipped) for more."""
+    if len(iterables) == 1:
+        return iter(iterables[0]), VALUES
+    return zip(*iterables, strict=False), ARGS
+
+
+def _pairs(iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Iterator[Input]:
+    return ((args, dict(kwargs)) for args in zip(*iterables, strict=False))
 
 
 def _length(*iterables: Iterable[Any]) -> int | None:

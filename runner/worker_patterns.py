@@ -36,6 +36,7 @@ from .worker_calls import (
     call_batch,
     deadline,
     describe_error,
+    expand,
 )
 
 SendItem = Callable[[int, Any], None]
@@ -50,11 +51,21 @@ def batch_settings(fn: Any) -> dict[str, int] | None:
     return settings if isinstance(settings, dict) else None
 
 
-def load_inputs(header: Header, buffers: list[bytearray]) -> list[Input]:
-    """The call's inputs: one payload, or one per caller of a batch the runner made."""
+def load_inputs(header: Header, buffers: list[bytearray]) -> list[Any]:
+    """The call's inputs: one payload (in the request's ``form``), or one per caller of a
+    batch the runner made.
+
+    Raises:
+        SerializationError: they cannot be unpickled, or are not a list of ``count`` inputs.
+    """
     members = header.get("batched")
     if not members:
-        inputs: list[Input] = loads("the call's arguments", buffers)
+        inputs: list[Any] = loads("the call's arguments", buffers)
+        if not isinstance(inputs, list) or len(inputs) != header.get("count", 1):
+            got = f"{len(inputs)} inputs" if isinstance(inputs, list) else type(inputs).__name__
+            raise SerializationError(
+                "the call's arguments", f"the request says {header.get('count', 1)}, not {got}"
+            )
         return inputs
     inputs, position = [], 0
     for member in members:
@@ -67,11 +78,14 @@ def run_inputs(fn: Any, inputs: list[Input], header: Header, send_item: SendItem
     """Call ``fn`` on the inputs the way its request and its decorators say."""
     get = header.get
     if get("gen"):
+        inputs = expand(inputs, get("form"))
         return stream(fn, inputs, str(header["function"]["name"]), get("timeout"), send_item)
     if get("batched") or batch_settings(fn) is not None:
+        inputs = expand(inputs, get("form"))
         return call_batched(fn, inputs, str(header["function"]["name"]), get("timeout"))
     # The plain call, the hot path: nothing more than before these patterns.
-    return call_batch(fn, inputs, get("first", 0), get("timeout"), get("retries"), header)
+    first, form = get("first", 0), get("form")
+    return call_batch(fn, inputs, first, get("timeout"), get("retries"), header, form)
 
 
 def stream(

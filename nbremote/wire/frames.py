@@ -169,6 +169,7 @@ class _CallFields(_Frame):
     gen: bool = False
     batch: FrameBatch | None = None
     batched: list[FrameMember] | None = None
+    form: Literal["values", "args"] | None = None
 
     def buffers_error(self, count: int) -> str | None:
         bind = self.function.bind

@@ -183,6 +183,9 @@ class _CallFields(_Request):
     gen: NotRequired[bool]  # a generator: each value comes as an ``item`` frame (remote_gen)
     batch: NotRequired[FrameBatch | None]  # the kernel's: a batched function (see FrameBatch)
     batched: NotRequired[list[FrameMember] | None]  # the runner's to a worker: who is in it
+    # How the inputs are pickled: pairs of (args, kwargs) (None), or a map's leaner "values"
+    # (each input's one positional argument) or "args" (each input's positional arguments).
+    form: NotRequired[Literal["values", "args"] | None]
 
 
 class CallFrame(_CallFields):
