@@ -20,12 +20,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from ._client import Channel, RunnerClient
-from ._direct import Lease, connect_lease, direct_eligible
+from ._direct import Lease, connect_lease, direct_eligible, leased_call
 from ._namespace import Packed
 from ._reconnect import NotSent, alive, connection_errors, drop_connections, forget_remote, recover
 from ._sessions import check_python, say_goodbye
@@ -310,7 +310,7 @@ class RemoteSession:
         lease = self._lease(channel, pool, on_frame)
         if lease is None:
             return None
-        request_id = self._send(lease.channel, request)
+        request_id = self._send(lease.channel, replace(request, header=leased_call(request.header)))
         interrupted = False
         while True:
             try:
