@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -186,7 +186,8 @@ class RemoteSession:
     def _send(self, channel: Channel, request: Request) -> str:
         if request.image is not None:
             self.ensure_image(request.image)
-        request_id = request.header["id"] = uuid.uuid4().hex
+        # 32 hex digits, as uuid4().hex, in a fifth of its time (one hot-path call each).
+        request_id = request.header["id"] = os.urandom(16).hex()
         if request.header["op"] == Op.PROMOTE:  # the exec it carries goes by the same id
             request.header["cell"]["id"] = request_id
         # Whether the worker may answer through shared memory (not for spawns: their result
@@ -216,7 +217,8 @@ class RemoteSession:
                 the wrong type); that request is cancelled, the session goes on.
         """
         while True:
-            stashed = next((rid for rid in wanted if self._stash.get(rid)), None)
+            stash = self._stash
+            stashed = next((rid for rid in wanted if stash.get(rid)), None) if stash else None
             if stashed is not None:
                 frame, buffers = self._stash[stashed].popleft()
             else:
@@ -310,7 +312,9 @@ class RemoteSession:
         lease = self._lease(channel, pool, on_frame)
         if lease is None:
             return None
-        request_id = self._send(lease.channel, replace(request, header=leased_call(request.header)))
+        direct = Request(leased_call(request.header), request.buffers, request.packed)
+        direct.image = request.image
+        request_id = self._send(lease.channel, direct)
         interrupted = False
         while True:
             try:
