@@ -143,6 +143,8 @@ class FrameStream(io.TextIOBase):
 
     def flush(self) -> None:
         with self._flushing:
+            if not self._pending:  # read without the lock: a write racing this flush is the next's
+                return
             with self._lock:
                 pending, self._pending, self._size = self._pending, {}, 0
             for request_id, pieces in pending.items():
