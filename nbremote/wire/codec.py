@@ -125,8 +125,8 @@ def _encoder() -> Callable[[Header], str]:
         return plain.encode
     # No circular check (a header is a tree of plain values); sort_keys, skipkeys, allow_nan
     # as json.dumps has them.
-    ascii = json.encoder.encode_basestring_ascii
-    fast = make(None, plain.default, ascii, None, ":", ",", False, False, True)
+    escape = json.encoder.encode_basestring_ascii
+    fast = make(None, plain.default, escape, None, ":", ",", False, False, True)
     return lambda header: "".join(fast(header, 0))
 
 
