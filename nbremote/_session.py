@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._client import Channel, RunnerClient
-from ._direct import Lease, connect_lease, direct_eligible
+from ._direct import Lease, connect_lease, direct_eligible, leased_call
 from ._namespace import Packed
 from ._reconnect import NotSent, alive, connection_errors, drop_connections, forget_remote, recover
 from ._sessions import check_python, say_goodbye
@@ -186,7 +186,8 @@ class RemoteSession:
     def _send(self, channel: Channel, request: Request) -> str:
         if request.image is not None:
             self.ensure_image(request.image)
-        request_id = request.header["id"] = uuid.uuid4().hex
+        # 32 hex digits, as uuid4().hex, in a fifth of its time (one hot-path call each).
+        request_id = request.header["id"] = os.urandom(16).hex()
         if request.header["op"] == Op.PROMOTE:  # the exec it carries goes by the same id
             request.header["cell"]["id"] = request_id
         # Whether the worker may answer through shared memory (not for spawns: their result
@@ -216,7 +217,8 @@ class RemoteSession:
                 the wrong type); that request is cancelled, the session goes on.
         """
         while True:
-            stashed = next((rid for rid in wanted if self._stash.get(rid)), None)
+            stash = self._stash
+            stashed = next((rid for rid in wanted if stash.get(rid)), None) if stash else None
             if stashed is not None:
                 frame, buffers = self._stash[stashed].popleft()
             else:
@@ -310,7 +312,9 @@ class RemoteSession:
         lease = self._lease(channel, pool, on_frame)
         if lease is None:
             return None
-        request_id = self._send(lease.channel, request)
+        direct = Request(leased_call(request.header), request.buffers, request.packed)
+        direct.image = request.image
+        request_id = self._send(lease.channel, direct)
         interrupted = False
         while True:
             try:

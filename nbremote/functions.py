@@ -58,6 +58,15 @@ R = TypeVar("R")
 WINDOW_PER_CONTAINER = 4  # requests a map keeps in flight per worker it may use
 
 
+@dataclasses.dataclass
+class _LastTarget:
+    """A function's last `CallTarget`, and what it was made of."""
+
+    payload: Payload | None
+    options: FunctionOptions
+    target: CallTarget
+
+
 class Function(Generic[R]):
     """A function that can run on the runner. Created by `App.function` or `nbremote.remote`."""
 
@@ -86,6 +95,7 @@ class Function(Generic[R]):
         self._pool = options.pool(app.name, self._pool_name)
         self._retries = options.retries.to_wire() if options.retries else None
         self._pickled: tuple[tuple[object, ...], Payload] | None = None
+        self._last_target: _LastTarget | None = None
         self._generator = _call_patterns.is_generator(fn, bind)
         self._batch = _call_patterns.batch_settings(fn, bind)
         self._batch_size = 1  # the batch size its last map settled on: the next starts there
@@ -267,19 +277,25 @@ class Function(Generic[R]):
         return payload
 
     def _target(self) -> CallTarget:
-        return CallTarget(
-            self.options.max_inputs,
+        payload, options = self._payload(), self.options
+        last = self._last_target  # the same while the pickle and the options are (each call)
+        if last is not None and last.payload is payload and last.options is options:
+            return last.target
+        target = CallTarget(
+            options.max_inputs,
             self.__qualname__,
             None if self._bind else self.raw_f,
-            self._payload(),
+            payload,
             self._pool,
-            self.options.timeout,
+            options.timeout,
             self._retries,
             self._bind,
             self._deployed,
-            self.options.image,
+            options.image,
             self._batch,
         )
+        self._last_target = _LastTarget(payload, options, target)
+        return target
 
     def remote(self, *args: Any, **kwargs: Any) -> R:
         """Run it on the runner and return its result (or raise its remote error).

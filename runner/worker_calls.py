@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType
 from typing import Any
@@ -63,15 +63,22 @@ class BatchResult:
     retire: bool = False  # the worker should not serve again (a timeout, a failed @enter)
 
 
-@contextmanager
-def deadline(timeout: float | None, what: str, index: int | None = None) -> Iterator[None]:
+def deadline(
+    timeout: float | None, what: str, index: int | None = None
+) -> AbstractContextManager[None]:
     """Raise `InputTimeout` in the code running here once ``timeout`` seconds have passed,
     naming ``what`` ran over (and its input's ``index``: the text is made only if it does)."""
     # SIGALRM reaches the main thread only: concurrent inputs rely on the runner's own deadline.
     if not timeout or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+        return _NO_DEADLINE  # no generator to make and step: most calls have no timeout
+    return _alarm(timeout, what, index)
 
+
+_NO_DEADLINE = nullcontext()
+
+
+@contextmanager
+def _alarm(timeout: float, what: str, index: int | None) -> Iterator[None]:
     def expire(signum: int, frame: FrameType | None) -> None:
         where = what if index is None else f"{what}: input #{index}"
         raise InputTimeout(f"{where} ran longer than its timeout of {timeout:g} s")

@@ -44,6 +44,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._main: tuple[str | None, bool] = (None, False)
+        self._main_thread = threading.main_thread().ident
         self._default: str | None = None  # see `by_default`
         # Big answers go through shared memory when the request says its client can map them.
         self.shm_dir = os.environ.get("NBREMOTE_SHM_DIR")
@@ -51,7 +52,7 @@ class Outbox:
     def serve(self, request_id: str | None, shm_ok: bool = False) -> None:
         """Declare the request this thread serves (None: done)."""
         self._local.request = (request_id, shm_ok)
-        if threading.current_thread() is threading.main_thread():
+        if threading.get_ident() == self._main_thread:
             self._main = (request_id, shm_ok)
 
     def by_default(self, request_id: str | None) -> None:
@@ -142,6 +143,8 @@ class FrameStream(io.TextIOBase):
 
     def flush(self) -> None:
         with self._flushing:
+            if not self._pending:  # read without the lock: a write racing this flush is the next's
+                return
             with self._lock:
                 pending, self._pending, self._size = self._pending, {}, 0
             for request_id, pieces in pending.items():
@@ -172,37 +175,41 @@ class _FdCapture:
         os.dup2(write_end, fd)
         os.close(write_end)
         os.set_blocking(read_end, False)
-        self._read_end = read_end
+        self.read_end = read_end
         self._stream = stream
         self._lock = threading.Lock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         threading.Thread(target=self._pump, name=f"nbremote-fd{fd}", daemon=True).start()
 
-    def drain(self) -> bool:
-        """Send what the pipe holds now; False once every writer has closed it."""
+    def drain(self, ready: bool = True) -> bool:
+        """Send what the pipe holds now; False once every writer has closed it. Not ``ready``
+        (a poll found it empty): only wait for a drain under way on its thread to end."""
         with self._lock:
-            while True:
+            while ready:
                 try:
-                    chunk = os.read(self._read_end, 1 << 16)
+                    chunk = os.read(self.read_end, 1 << 16)
                 except BlockingIOError:
                     return True
                 if not chunk:
                     return False
                 self._stream.write(self._decoder.decode(chunk))
+            return True
 
     def _pump(self) -> None:
         while True:
-            select.select([self._read_end], [], [])
+            select.select([self.read_end], [], [])
             if not self.drain():
                 return
 
 
 _captures: list[_FdCapture] = []
+_read_ends: list[int] = []
 
 
 def capture_fd(fd: int, stream: FrameStream) -> None:
     """Send what is written to file descriptor ``fd`` (by C code or subprocesses) to ``stream``."""
     _captures.append(_FdCapture(fd, stream))
+    _read_ends.append(_captures[-1].read_end)
 
 
 def json_mime(data: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +225,9 @@ def json_mime(data: dict[str, Any]) -> dict[str, Any]:
 
 def flush_streams() -> None:
     """Send buffered stdout/stderr text before rich output, to keep them in order."""
+    # One poll for every pipe, rather than a read of each that fails (each call ends here).
+    ready = select.select(_read_ends, [], [], 0)[0] if _read_ends else []
     for capture in _captures:
-        capture.drain()
+        capture.drain(capture.read_end in ready)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

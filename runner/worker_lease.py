@@ -56,7 +56,7 @@ def serve_lease(worker: Worker, header: Header) -> None:
         client = _accept(listener, token, worker.outbox.shm_dir)
     if client is not None:
         with client[0]:
-            _serve_client(worker, header["id"], *client)
+            _serve_client(worker, header, *client)
     worker.outbox.send(Op.DONE, ok=True)
 
 
@@ -82,8 +82,9 @@ def _accept(
     return conn, reader
 
 
-def _serve_client(worker: Worker, lease_id: str, conn: socket.socket, reader: FrameReader) -> None:
+def _serve_client(worker: Worker, lease: Header, conn: socket.socket, reader: FrameReader) -> None:
     """Answer the client's calls; the worker's frames go to it meanwhile."""
+    lease_id = lease["id"]
     worker.reader = reader
     worker.outbox.use(conn)
     try:
@@ -101,6 +102,7 @@ def _serve_client(worker: Worker, lease_id: str, conn: socket.socket, reader: Fr
             worker.outbox.serve(call_id, bool(call.get("shm_ok")))
             try:
                 if call.get("op") == Op.CALL:
+                    call.setdefault("pool", lease["pool"])  # a leased call does not repeat it
                     check(call)  # refused naming the field, answered, and the lease goes on
                     worker.call(call, buffers)
             except OSError:

@@ -130,6 +130,13 @@ def _fields_problem(obj: dict[str, Any], rules: tuple[Rule, ...], prefix: str) -
             if rule.required:
                 return f"{prefix}{rule.name}: missing"
             continue
+        if (
+            rule.fields is None
+            and rule.items is None
+            and isinstance(value, rule.types)
+            and (value.__class__ is not bool or bool in rule.types)
+        ):
+            continue  # a plain value of its type, the usual case: no call to say so
         wrong = _value_problem(value, rule, prefix + rule.name)
         if wrong is not None:
             return wrong
