@@ -39,9 +39,8 @@ import time
 import uuid
 from collections import ChainMap
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, Header
@@ -56,12 +55,16 @@ from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
 from .worker_patterns import load_inputs, pack, run_inputs
-from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
 from .worker_stdin import InputRelay
 from .worker_values import HeldValues, rebound
 from .worker_values import InputError as _InputError
 from .worker_workdir import enter_workdir
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .worker_shell import ZMQInteractiveShell
 
 _SUMMARY_LIMIT = 200
 
@@ -70,16 +73,13 @@ class Worker:
     """Serves frames from the runner until the socket closes."""
 
     def __init__(self, sock: socket.socket, outbox: Outbox) -> None:
-        from traitlets.config import Config
-
         self.sock = sock  # to the runner
         # Shared-memory files are taken from the runner's folder only (see nbremote.wire.shm).
         self.runner_reader = FrameReader(sock, shm_dir=outbox.shm_dir)
         self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
-        config = Config({"HistoryManager": {"enabled": False}})
-        self.shell = ZMQInteractiveShell.instance(outbox=outbox, config=config)
-        self.shell.stdin = InputRelay(self._ask_input)
+        self._shell: ZMQInteractiveShell | None = None  # see `shell`
+        self._imported: int | None = None  # readable once IPython is imported (`_import_ahead`)
         self.values = HeldValues()  # what the worker holds by content hash
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
@@ -101,6 +101,31 @@ class Worker:
         self._web_here = False  # their loop runs on this thread and reads the socket
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
+
+    @property
+    def shell(self) -> ZMQInteractiveShell:
+        """The kernel-like IPython shell that cells run in, built on first use, or as soon as
+        the worker is idle once IPython is imported (`_build_when_idle`). Not before the hello:
+        importing IPython and building the shell is half a fresh worker's boot, and a function
+        call needs neither (issue 23)."""
+        if self._shell is None:
+            from traitlets.config import Config
+
+            from .worker_shell import ZMQInteractiveShell  # waits for `_import_ahead`'s import
+
+            config = Config({"HistoryManager": {"enabled": False}})
+            self._shell = ZMQInteractiveShell.instance(outbox=self.outbox, config=config)
+            self._shell.stdin = InputRelay(self._ask_input)
+        return self._shell
+
+    def _build_when_idle(self) -> None:
+        """Wait for the next request or for IPython's import to end, whichever comes first;
+        in the second case build the shell now, so that a notebook's first cell finds it ready."""
+        assert self._imported is not None
+        if self.sock not in select.select([self.sock, self._imported], [], [])[0]:
+            os.close(self._imported)
+            self._imported = None
+            self.shell  # noqa: B018 (built on first use)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.
@@ -141,6 +166,7 @@ class Worker:
         """Announce this worker, then answer requests one at a time (once it serves a web
         endpoint, from that endpoint's event loop, on this thread: `worker_web.WebApps.run`)."""
         self.outbox.send(Op.HELLO, pid=os.getpid(), python=platform.python_version())
+        self._imported = _import_ahead()
         while self._serve_ready():
             if self._web is not None and self.reader is self.runner_reader:
                 self._web_here = True
@@ -154,6 +180,8 @@ class Worker:
         web = self._web_here
         if web and not (self.inbox.ready(self.reader) or _readable(self.sock)):
             return True  # what woke the loop was read meanwhile (with a Dict's answer)
+        if self._imported is not None and not (web or self.inbox.ready(self.reader)):
+            self._build_when_idle()
         while True:
             try:
                 request = self.inbox.next_request(self.reader, web)
@@ -403,6 +431,8 @@ class Worker:
             self._run_call(fn, inputs, header)
             return
         if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="nbremote-input")
         request = (header["id"], bool(header.get("shm_ok")))
         self._threads.submit(self._run_guarded, fn, inputs, header, request)
@@ -457,6 +487,30 @@ class Worker:
 
 def _readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
+
+
+def _import_ahead() -> int:
+    """Import the shell's modules (IPython) on a thread, while the main thread serves what comes
+    (a function call needs no shell); a descriptor that becomes readable once they are imported.
+    A cell that comes first waits for the import (Python's import lock), then builds the shell."""
+    done, notify = os.pipe()
+
+    def run() -> None:
+        # Short time slices while it runs: a request served meanwhile gets the GIL back from the
+        # import within ~1 ms instead of 5 at each of its reads and writes.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.001)
+        try:
+            from . import worker_shell  # noqa: F401 (what `Worker.shell` imports; its error too)
+        except BaseException:
+            pass  # the main thread's own import of it raises it, where it can be shown
+        finally:
+            sys.setswitchinterval(interval)
+            os.write(notify, b"!")
+            os.close(notify)
+
+    threading.Thread(target=run, name="nbremote-import", daemon=True).start()
+    return done
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ Standard library only: this runs inside every container.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import signal
@@ -20,7 +19,10 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 Input = tuple[tuple[Any, ...], dict[str, Any]]
 MEMORY_VARIABLE = "NBREMOTE_MEMORY_MIB"  # the worker's memory= limit, set by the runner
@@ -87,6 +89,8 @@ def _on_event_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine on the worker's event loop (started on first use) and wait for it, so
     that concurrent inputs of an ``async def`` method interleave on one loop."""
     global _loop
+    import asyncio  # only for `async def` functions: ~15 ms of every worker's boot otherwise
+
     with _loop_lock:
         if _loop is None:
             _loop = asyncio.new_event_loop()

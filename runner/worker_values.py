@@ -21,8 +21,6 @@ from collections.abc import Callable, Collection, Container, Mapping
 from types import ModuleType
 from typing import Any
 
-from IPython import get_ipython
-
 from nbremote.errors import SerializationError
 from nbremote.wire.aliases import SetLoader, dumps_set
 from nbremote.wire.codec import Header
@@ -79,7 +77,7 @@ class HeldValues:
         for item in inputs:
             name = item["name"]
             if item.get("shell"):  # the notebook's shell: this side's own
-                values[name] = get_ipython()
+                values[name] = _shell()
             elif "module" in item:
                 values[name] = _import(name, item["module"])
             elif item.get("nbuf"):
@@ -131,7 +129,7 @@ class HeldValues:
         wanted = set(names)
         present = [name for name in dict.fromkeys([*before, *names]) if name in ns]
         imported = {name: _star_source(name, ns[name], star) for name in present if star}
-        shell = get_ipython()
+        shell = _shell()
         values = {
             name: ns[name]
             for name in present
@@ -218,3 +216,11 @@ def _import(name: str, module: str) -> ModuleType:
             f"{name!r} is the module {module!r}, which the worker cannot import ({exc}); "
             "install it in the worker's image",
         ) from exc
+
+
+def _shell() -> Any:
+    """``get_ipython()``: the cell's shell (imported here only once a cell runs: see
+    `nbremote_runner.worker.Worker.shell`)."""
+    from IPython import get_ipython
+
+    return get_ipython()
