@@ -122,7 +122,7 @@ class Worker:
         """Wait for the next request or for IPython's import to end, whichever comes first;
         in the second case build the shell now, so that a notebook's first cell finds it ready."""
         assert self._imported is not None
-        if self.sock not in select.select([self.sock, self._imported], [], [])[0]:
+        if self.sock.fileno() not in select.select([self.sock.fileno(), self._imported], [], [])[0]:
             os.close(self._imported)
             self._imported = None
             self.shell  # noqa: B018 (built on first use)
