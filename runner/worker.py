@@ -27,6 +27,7 @@ sides hold the same values afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import queue
@@ -125,7 +126,8 @@ class Worker:
         if self.sock.fileno() not in select.select([self.sock.fileno(), self._imported], [], [])[0]:
             os.close(self._imported)
             self._imported = None
-            self.shell  # noqa: B018 (built on first use)
+            with contextlib.suppress(Exception):  # IPython broken: the first cell says how
+                self.shell  # noqa: B018 (built on first use)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.

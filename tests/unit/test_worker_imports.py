@@ -44,3 +44,11 @@ def test_the_worker_imports_only_the_worker_of_the_runner() -> None:
     assert {name for name in runner if not name.startswith("nbremote_runner.worker")} <= {
         "nbremote_runner"
     }
+
+
+def test_the_worker_says_hello_before_importing_ipython_or_asyncio() -> None:
+    # Half a fresh worker's boot was IPython and its shell, which a function call never uses:
+    # they are imported on a thread after the hello (`Worker.shell`), asyncio on the first
+    # `async def` function (issue 23, W5 cold start).
+    modules = _modules_after_importing_the_worker()
+    assert not {"IPython", "traitlets", "asyncio", "concurrent.futures"} & modules
