@@ -27,7 +27,6 @@ sides hold the same values afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import queue
@@ -40,7 +39,7 @@ import time
 import uuid
 from collections import ChainMap
 from collections.abc import Collection, Mapping, Sequence
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from nbremote.errors import SerializationError
@@ -52,13 +51,13 @@ from nbremote.wire.reprs import short_reprs
 from nbremote.wire.serialize import dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
+from .worker_boot import LaterShell
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
 from .worker_patterns import load_inputs, pack, run_inputs
 from .worker_sources import LocalSources
-from .worker_stdin import InputRelay
-from .worker_values import HeldValues, rebound
+from .worker_values import HeldValues, rebound, summary
 from .worker_values import InputError as _InputError
 from .worker_workdir import enter_workdir
 
@@ -66,8 +65,6 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from .worker_shell import ZMQInteractiveShell
-
-_SUMMARY_LIMIT = 200
 
 
 class Worker:
@@ -79,8 +76,7 @@ class Worker:
         self.runner_reader = FrameReader(sock, shm_dir=outbox.shm_dir)
         self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
-        self._shell: ZMQInteractiveShell | None = None  # see `shell`
-        self._imported: int | None = None  # readable once IPython is imported (`_import_ahead`)
+        self._later_shell = LaterShell(outbox, self._ask_input)
         self.values = HeldValues()  # what the worker holds by content hash
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
@@ -105,29 +101,8 @@ class Worker:
 
     @property
     def shell(self) -> ZMQInteractiveShell:
-        """The kernel-like IPython shell that cells run in, built on first use, or as soon as
-        the worker is idle once IPython is imported (`_build_when_idle`). Not before the hello:
-        importing IPython and building the shell is half a fresh worker's boot, and a function
-        call needs neither (issue 23)."""
-        if self._shell is None:
-            from traitlets.config import Config
-
-            from .worker_shell import ZMQInteractiveShell  # waits for `_import_ahead`'s import
-
-            config = Config({"HistoryManager": {"enabled": False}})
-            self._shell = ZMQInteractiveShell.instance(outbox=self.outbox, config=config)
-            self._shell.stdin = InputRelay(self._ask_input)
-        return self._shell
-
-    def _build_when_idle(self) -> None:
-        """Wait for the next request or for IPython's import to end, whichever comes first;
-        in the second case build the shell now, so that a notebook's first cell finds it ready."""
-        assert self._imported is not None
-        if self.sock.fileno() not in select.select([self.sock.fileno(), self._imported], [], [])[0]:
-            os.close(self._imported)
-            self._imported = None
-            with contextlib.suppress(Exception):  # IPython broken: the first cell says how
-                self.shell  # noqa: B018 (built on first use)
+        """The kernel-like IPython shell cells run in, made after the hello (`worker_boot`)."""
+        return self._later_shell.get()
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.
@@ -168,7 +143,7 @@ class Worker:
         """Announce this worker, then answer requests one at a time (once it serves a web
         endpoint, from that endpoint's event loop, on this thread: `worker_web.WebApps.run`)."""
         self.outbox.send(Op.HELLO, pid=os.getpid(), python=platform.python_version())
-        self._imported = _import_ahead()
+        self._later_shell.import_ahead()
         while self._serve_ready():
             if self._web is not None and self.reader is self.runner_reader:
                 self._web_here = True
@@ -182,8 +157,8 @@ class Worker:
         web = self._web_here
         if web and not (self.inbox.ready(self.reader) or _readable(self.sock)):
             return True  # what woke the loop was read meanwhile (with a Dict's answer)
-        if self._imported is not None and not (web or self.inbox.ready(self.reader)):
-            self._build_when_idle()
+        if self._later_shell.pending and not (web or self.inbox.ready(self.reader)):
+            self._later_shell.build_when_idle(self.sock)
         while True:
             try:
                 request = self.inbox.next_request(self.reader, web)
@@ -286,24 +261,6 @@ class Worker:
             names, ns = [*names, RESULT], ChainMap({RESULT: result}, self.shell.user_ns)
         return self.values.send_back(ns, names, before, changed, kept, star)
 
-    def _summary(self) -> list[Header]:
-        hidden = self.shell.user_ns_hidden
-        summary = []
-        for name, value in self.shell.user_ns.items():
-            if name.startswith("_") or name in hidden or isinstance(value, ModuleType):
-                continue
-            nbytes = getattr(value, "nbytes", None)
-            summary.append(
-                {
-                    "name": name,
-                    "type": type(value).__name__,
-                    "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
-                }
-            )
-            if len(summary) == _SUMMARY_LIMIT:
-                break
-        return summary
-
     def _done(
         self, ok: bool, error: Header | None = None, buffers: Sequence[Any] = (), **fields: Any
     ) -> None:
@@ -315,7 +272,7 @@ class Worker:
             error=error,
             held=list(self.values.cache),
             cells_run=self.cells_run,
-            namespace=self._summary(),
+            namespace=summary(self.shell.user_ns, self.shell.user_ns_hidden),
             **fields,
         )
 
@@ -489,30 +446,6 @@ class Worker:
 
 def _readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
-
-
-def _import_ahead() -> int:
-    """Import the shell's modules (IPython) on a thread, while the main thread serves what comes
-    (a function call needs no shell); a descriptor that becomes readable once they are imported.
-    A cell that comes first waits for the import (Python's import lock), then builds the shell."""
-    done, notify = os.pipe()
-
-    def run() -> None:
-        # Short time slices while it runs: a request served meanwhile gets the GIL back from the
-        # import within ~1 ms instead of 5 at each of its reads and writes.
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(0.001)
-        try:
-            from . import worker_shell  # noqa: F401 (what `Worker.shell` imports; its error too)
-        except BaseException:
-            pass  # the main thread's own import of it raises it, where it can be shown
-        finally:
-            sys.setswitchinterval(interval)
-            os.write(notify, b"!")
-            os.close(notify)
-
-    threading.Thread(target=run, name="nbremote-import", daemon=True).start()
-    return done
 
 
 def main() -> None:

@@ -224,3 +224,26 @@ def _shell() -> Any:
     from IPython import get_ipython
 
     return get_ipython()
+
+
+_SUMMARY_LIMIT = 200
+
+
+def summary(ns: Mapping[str, Any], hidden: Container[str]) -> list[Header]:
+    """What the namespace ``ns`` holds (the kernel shows it): name, type and size of each value
+    of the user's (not ``hidden``, no module, no ``_name``), the first 200."""
+    items: list[Header] = []
+    for name, value in ns.items():
+        if name.startswith("_") or name in hidden or isinstance(value, ModuleType):
+            continue
+        nbytes = getattr(value, "nbytes", None)
+        items.append(
+            {
+                "name": name,
+                "type": type(value).__name__,
+                "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
+            }
+        )
+        if len(items) == _SUMMARY_LIMIT:
+            break
+    return items
