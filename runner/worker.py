@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import ChainMap
 from collections.abc import Collection, Mapping, Sequence
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from nbremote.errors import SerializationError
@@ -51,32 +51,37 @@ from nbremote.wire.reprs import short_reprs
 from nbremote.wire.serialize import dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
-from .worker_boot import LaterShell
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import serve_lease
 from .worker_patterns import load_inputs, pack, run_inputs
+from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
-from .worker_values import HeldValues, rebound, summary
+from .worker_stdin import InputRelay
+from .worker_values import HeldValues, rebound
 from .worker_values import InputError as _InputError
 from .worker_workdir import enter_workdir
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .worker_shell import ZMQInteractiveShell
+_SUMMARY_LIMIT = 200
 
 
 class Worker:
     """Serves frames from the runner until the socket closes."""
 
     def __init__(self, sock: socket.socket, outbox: Outbox) -> None:
+        from traitlets.config import Config
+
         self.sock = sock  # to the runner
         # Shared-memory files are taken from the runner's folder only (see nbremote.wire.shm).
         self.runner_reader = FrameReader(sock, shm_dir=outbox.shm_dir)
         self.reader = self.runner_reader  # where the request being served comes from
         self.outbox = outbox
-        self._later_shell = LaterShell(outbox, self._ask_input)
+        config = Config({"HistoryManager": {"enabled": False}})
+        self.shell = ZMQInteractiveShell.instance(outbox=outbox, config=config)
+        self.shell.stdin = InputRelay(self._ask_input)
         self.values = HeldValues()  # what the worker holds by content hash
         self.functions: dict[str, Any] = {}  # content hash -> function called here
         self.sources = LocalSources()  # the notebook's local modules, sent with cells
@@ -98,11 +103,6 @@ class Worker:
         self._web_here = False  # their loop runs on this thread and reads the socket
         use_worker_transport(self.store_request)
         signal.signal(signal.SIGINT, self._on_sigint)
-
-    @property
-    def shell(self) -> ZMQInteractiveShell:
-        """The kernel-like IPython shell cells run in, made after the hello (`worker_boot`)."""
-        return self._later_shell.get()
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The runner interrupts the running cell; between cells there is nothing to interrupt.
@@ -143,7 +143,6 @@ class Worker:
         """Announce this worker, then answer requests one at a time (once it serves a web
         endpoint, from that endpoint's event loop, on this thread: `worker_web.WebApps.run`)."""
         self.outbox.send(Op.HELLO, pid=os.getpid(), python=platform.python_version())
-        self._later_shell.import_ahead()
         while self._serve_ready():
             if self._web is not None and self.reader is self.runner_reader:
                 self._web_here = True
@@ -157,8 +156,6 @@ class Worker:
         web = self._web_here
         if web and not (self.inbox.ready(self.reader) or _readable(self.sock)):
             return True  # what woke the loop was read meanwhile (with a Dict's answer)
-        if self._later_shell.pending and not (web or self.inbox.ready(self.reader)):
-            self._later_shell.build_when_idle(self.sock)
         while True:
             try:
                 request = self.inbox.next_request(self.reader, web)
@@ -261,6 +258,24 @@ class Worker:
             names, ns = [*names, RESULT], ChainMap({RESULT: result}, self.shell.user_ns)
         return self.values.send_back(ns, names, before, changed, kept, star)
 
+    def _summary(self) -> list[Header]:
+        hidden = self.shell.user_ns_hidden
+        summary = []
+        for name, value in self.shell.user_ns.items():
+            if name.startswith("_") or name in hidden or isinstance(value, ModuleType):
+                continue
+            nbytes = getattr(value, "nbytes", None)
+            summary.append(
+                {
+                    "name": name,
+                    "type": type(value).__name__,
+                    "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
+                }
+            )
+            if len(summary) == _SUMMARY_LIMIT:
+                break
+        return summary
+
     def _done(
         self, ok: bool, error: Header | None = None, buffers: Sequence[Any] = (), **fields: Any
     ) -> None:
@@ -272,7 +287,7 @@ class Worker:
             error=error,
             held=list(self.values.cache),
             cells_run=self.cells_run,
-            namespace=summary(self.shell.user_ns, self.shell.user_ns_hidden),
+            namespace=self._summary(),
             **fields,
         )
 
@@ -390,7 +405,7 @@ class Worker:
             self._run_call(fn, inputs, header)
             return
         if self._threads is None:
-            from concurrent.futures import ThreadPoolExecutor
+            from concurrent.futures import ThreadPoolExecutor  # only for @nr.concurrent
 
             self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="nbremote-input")
         request = (header["id"], bool(header.get("shm_ok")))

@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import StdinNotImplementedError
+
 from nbremote.wire.codec import Header
 
 Ask = Callable[[str, bool], Header]
@@ -70,8 +72,6 @@ class InputRelay:
 
 def _exception(ename: str, evalue: str) -> BaseException:
     """The kernel's ``input()`` error as the same-named exception, to raise on the worker."""
-    from IPython.core.error import StdinNotImplementedError  # imported by then (the shell's)
-
     if ename == StdinNotImplementedError.__name__:
         return StdinNotImplementedError(evalue)
     known = getattr(builtins, ename, None)

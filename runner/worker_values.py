@@ -21,6 +21,8 @@ from collections.abc import Callable, Collection, Container, Mapping
 from types import ModuleType
 from typing import Any
 
+from IPython import get_ipython
+
 from nbremote.errors import SerializationError
 from nbremote.wire.aliases import SetLoader, dumps_set
 from nbremote.wire.codec import Header
@@ -77,7 +79,7 @@ class HeldValues:
         for item in inputs:
             name = item["name"]
             if item.get("shell"):  # the notebook's shell: this side's own
-                values[name] = _shell()
+                values[name] = get_ipython()
             elif "module" in item:
                 values[name] = _import(name, item["module"])
             elif item.get("nbuf"):
@@ -129,7 +131,7 @@ class HeldValues:
         wanted = set(names)
         present = [name for name in dict.fromkeys([*before, *names]) if name in ns]
         imported = {name: _star_source(name, ns[name], star) for name in present if star}
-        shell = _shell()
+        shell = get_ipython()
         values = {
             name: ns[name]
             for name in present
@@ -216,34 +218,3 @@ def _import(name: str, module: str) -> ModuleType:
             f"{name!r} is the module {module!r}, which the worker cannot import ({exc}); "
             "install it in the worker's image",
         ) from exc
-
-
-def _shell() -> Any:
-    """``get_ipython()``: the cell's shell (imported here only once a cell runs: see
-    `nbremote_runner.worker.Worker.shell`)."""
-    from IPython import get_ipython
-
-    return get_ipython()
-
-
-_SUMMARY_LIMIT = 200
-
-
-def summary(ns: Mapping[str, Any], hidden: Container[str]) -> list[Header]:
-    """What the namespace ``ns`` holds (the kernel shows it): name, type and size of each value
-    of the user's (not ``hidden``, no module, no ``_name``), the first 200."""
-    items: list[Header] = []
-    for name, value in ns.items():
-        if name.startswith("_") or name in hidden or isinstance(value, ModuleType):
-            continue
-        nbytes = getattr(value, "nbytes", None)
-        items.append(
-            {
-                "name": name,
-                "type": type(value).__name__,
-                "nbytes": nbytes if isinstance(nbytes, int) else sys.getsizeof(value),
-            }
-        )
-        if len(items) == _SUMMARY_LIMIT:
-            break
-    return items

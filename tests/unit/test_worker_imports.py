@@ -46,9 +46,8 @@ def test_the_worker_imports_only_the_worker_of_the_runner() -> None:
     }
 
 
-def test_the_worker_says_hello_before_importing_ipython_or_asyncio() -> None:
-    # Half a fresh worker's boot was IPython and its shell, which a function call never uses:
-    # they are imported on a thread after the hello (`Worker.shell`), asyncio on the first
-    # `async def` function (issue 23, W5 cold start).
+def test_the_worker_imports_no_asyncio_before_an_async_function() -> None:
+    # asyncio (and concurrent.futures) serve only `async def` and @nr.concurrent functions:
+    # ~20 ms of CPU in every worker's boot otherwise (issue 23, W5 cold start).
     modules = _modules_after_importing_the_worker()
-    assert not {"IPython", "traitlets", "asyncio", "concurrent.futures"} & modules
+    assert not {"asyncio", "concurrent.futures"} & modules
