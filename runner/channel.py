@@ -35,7 +35,7 @@ from nbremote.wire.shm import internalize
 
 from .dispatch import REQUESTS
 from .errors import error_done
-from .frame_checks import check, client_frames
+from .frame_checks import CLIENT_FRAMES, check
 from .frames import ConnectionClosed, FrameConnection
 from .job_promote import promote
 
@@ -96,7 +96,7 @@ class Channel:
         task.add_done_callback(self._background.discard)
 
     def _receive(self, header: Header, buffers: list[bytearray]) -> None:
-        invalid = check(client_frames(), header, buffers)
+        invalid = check(CLIENT_FRAMES, header, buffers)
         if invalid is not None:
             if not self._refuse_input(header, invalid):
                 self.send(invalid)

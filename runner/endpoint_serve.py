@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nbremote.wire.codec import Buffer, Header
+from nbremote.wire.frames import WebBodyFrame, WebStartFrame
 from nbremote.wire.gpu import parse_text
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 from nbremote.wire.ops import Op
@@ -216,8 +217,6 @@ class WebCall:
             header |= {"status": answer.get("status"), "headers": answer.get("headers")}
         if op not in (Op.WEB_START, Op.WEB_BODY) or self.broken or self.gone:
             return
-        from nbremote.wire.frames import WebBodyFrame, WebStartFrame  # not at the runner start
-
         try:
             if op == Op.WEB_START:
                 if self.status:

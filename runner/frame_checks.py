@@ -14,34 +14,20 @@ The models are the wire schema's frame headers (`nbremote.wire.frames`), one dis
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from nbremote.wire.codec import Header
+from nbremote.wire.frames import ClientFrame, WorkerRequestFrame
 from nbremote.wire.ops import Op
 
+# Built at the first frame, not at import: a fresh runner answers its first client sooner, and
+# builds them while its spare worker boots (issue 23).
+_LATER = ConfigDict(defer_build=True)
+CLIENT_FRAMES: TypeAdapter[Any] = TypeAdapter(ClientFrame, config=_LATER)
+WORKER_FRAMES: TypeAdapter[Any] = TypeAdapter(WorkerRequestFrame, config=_LATER)
 _SHOWN = 3  # errors named in one answer; the rest are counted
-
-
-# Imported and built at the first frame, not at the runner's start: its first client, often a
-# function call that no frame check sees (it goes to a worker's own socket), comes sooner
-# (issue 23: ~15 ms of CPU to import the models, ~20 more to build each union).
-@functools.cache
-def client_frames() -> TypeAdapter[Any]:
-    """The check of every frame a kernel sends."""
-    from nbremote.wire.frames import ClientFrame
-
-    return TypeAdapter(ClientFrame)
-
-
-@functools.cache
-def worker_frames() -> TypeAdapter[Any]:
-    """The check of every request a worker sends the runner (Dict, Queue, volume)."""
-    from nbremote.wire.frames import WorkerRequestFrame
-
-    return TypeAdapter(WorkerRequestFrame)
 
 
 def rejected(request_id: Any, evalue: str) -> Header:

@@ -26,7 +26,7 @@ from nbremote.wire.ops import Op
 
 from .backends import WorkerHandle
 from .errors import RunnerError, WorkerDied, error_done
-from .frame_checks import check, worker_frames
+from .frame_checks import WORKER_FRAMES, check
 from .frames import ConnectionClosed, Frame
 
 Forward = Callable[[Header, Sequence[Buffer]], None]  # never raises: a caller gone loses it
@@ -137,7 +137,7 @@ class Worker:
     def _on_frame(self, header: Header, buffers: list[bytearray]) -> None:
         op = header.get("op")
         if op in WORKER_REQUESTS:  # the worker waits for this answer
-            invalid = check(worker_frames(), header, buffers)
+            invalid = check(WORKER_FRAMES, header, buffers)
             if invalid is not None:
                 self.send(invalid, [])
                 return
