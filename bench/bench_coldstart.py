@@ -5,7 +5,8 @@ section of ``bench/RESULTS.md``; ``--quick`` takes one sample, skips peers whose
 not installed yet, and writes nothing. The exit status is non-zero when a tool fails or gives a
 wrong answer.
 
-Each sample is a fresh Python process that starts everything it needs and makes one call of
+Each sample is a fresh Python process (``coldstart_child.py``, which imports nothing of this
+harness) that starts everything it needs and makes one call of
 ``inc(1)``: nbremote starts its embedded runner in a fresh ``NBREMOTE_HOME`` and calls
 ``inc.remote(1)``; ProcessPoolExecutor(2) ``submit``; ipyparallel ``Cluster(n=2)`` and
 ``apply_sync``; Dask ``LocalCluster(n_workers=2)`` and ``submit``; Ray ``init(num_cpus=2)`` and a
@@ -43,66 +44,12 @@ FIRST_RESULT_TIMEOUT = 120.0
 HERE = Path(__file__).resolve().parent
 
 
-def inc(x: int) -> int:
-    """The call every tool makes (defined here, in ``__main__``, so each ships it by value)."""
-    return x + 1
-
-
-def first_result(tool: str) -> int:
-    """In a fresh process: start ``tool``, call ``inc(1)``, print the result, tear down."""
-    if tool == "nbremote":
-        import nbremote as nr
-        from nbremote._embedded import stop
-
-        try:
-            print(nr.App("cold").function(inc).remote(1), flush=True)
-        finally:
-            stop(Path(os.environ["NBREMOTE_HOME"]))
-    elif tool == "processpool":
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(2) as pool:
-            print(pool.submit(inc, 1).result(), flush=True)
-    elif tool == "ipyparallel":
-        import ipyparallel
-
-        cluster = ipyparallel.Cluster(n=2, log_level=40)
-        with contextlib.redirect_stdout(sys.stderr):
-            rc = cluster.start_and_connect_sync()
-        try:
-            print(rc[0].apply_sync(inc, 1), flush=True)
-        finally:
-            cluster.stop_cluster_sync()
-    elif tool == "dask":
-        import logging
-
-        from distributed import Client, LocalCluster
-
-        with (
-            LocalCluster(n_workers=2, dashboard_address=None, silence_logs=logging.ERROR) as lc,
-            Client(lc) as client,
-        ):
-            print(client.submit(inc, 1, pure=False).result(), flush=True)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        import ray
-
-        with tempfile.TemporaryDirectory(prefix="ray-") as temp_dir:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
-            try:
-                print(ray.get(ray.remote(inc).remote(1)), flush=True)
-            finally:
-                ray.shutdown()
-    return 0
-
-
 def sample(tool: str, python: Path, root: Path) -> float:
     """Seconds from spawning a fresh process of ``tool`` to its first (checked) result."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBREMOTE_")}
     env["NBREMOTE_HOME"] = tempfile.mkdtemp(prefix="home-", dir=root)
     env["IPYTHONDIR"] = str(root / "ipython")
-    command = [str(python), __file__, "--first", tool]
+    command = [str(python), str(HERE / "coldstart_child.py"), tool]
     started = time.perf_counter()
     with subprocess.Popen(
         command,
@@ -202,10 +149,7 @@ def report(samples: dict[str, list[float]], unavailable: dict[str, str], repeats
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one sample each; write nothing")
-    parser.add_argument("--first", choices=TOOLS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.first:
-        return first_result(args.first)
     repeats = 1 if args.quick else 5
     try:
         samples, unavailable = measure(repeats, may_install=not args.quick, bytecode=not args.quick)

@@ -17,8 +17,6 @@ import re
 import shutil
 from pathlib import Path
 
-import psutil
-
 from nbremote.wire.shm import SHM_ROOT
 
 SCRATCH = "scratch"
@@ -65,8 +63,17 @@ def scratch_root(data_dir: Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
-    # Our own pid on a folder: a previous runner's, which had it before us.
-    return pid != os.getpid() and psutil.pid_exists(pid)
+    # Our own pid on a folder: a previous runner's, which had it before us. Signal 0 only asks
+    # whether it exists (psutil, imported for this, delayed the embedded runner's early worker).
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
 
 
 def clear_leftovers(data_dir: Path) -> list[Path]:

@@ -39,9 +39,8 @@ import time
 import uuid
 from collections import ChainMap
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import FrameReader, Header
@@ -62,6 +61,9 @@ from .worker_stdin import InputRelay
 from .worker_values import HeldValues, rebound
 from .worker_values import InputError as _InputError
 from .worker_workdir import enter_workdir
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 _SUMMARY_LIMIT = 200
 
@@ -403,6 +405,8 @@ class Worker:
             self._run_call(fn, inputs, header)
             return
         if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor  # only for @nr.concurrent
+
             self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="nbremote-input")
         request = (header["id"], bool(header.get("shm_ok")))
         self._threads.submit(self._run_guarded, fn, inputs, header, request)

@@ -32,8 +32,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from nbremote.wire.mounts import check_mount_paths
 
 from ..errors import RunnerError
@@ -205,6 +203,8 @@ def unavailable() -> str | None:
 def host_pid(bwrap_pid: int, inner_pid: int) -> int | None:
     """The host pid of the process that calls itself ``inner_pid`` in the PID namespace of the
     sandbox whose bwrap process is ``bwrap_pid`` (the last field of NSpid in its status)."""
+    import psutil  # not at import: `early` imports this module before the early worker starts
+
     try:
         descendants = psutil.Process(bwrap_pid).children(recursive=True)
     except psutil.Error:

@@ -44,3 +44,10 @@ def test_the_worker_imports_only_the_worker_of_the_runner() -> None:
     assert {name for name in runner if not name.startswith("nbremote_runner.worker")} <= {
         "nbremote_runner"
     }
+
+
+def test_the_worker_imports_no_asyncio_before_an_async_function() -> None:
+    # asyncio (and concurrent.futures) serve only `async def` and @nr.concurrent functions:
+    # ~20 ms of CPU in every worker's boot otherwise (issue 23, W5 cold start).
+    modules = _modules_after_importing_the_worker()
+    assert not {"asyncio", "concurrent.futures"} & modules
