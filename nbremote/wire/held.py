@@ -3,13 +3,13 @@
 `f.remote(a)` with the same 256 MiB array twice would copy it into shared memory twice. On a
 leased worker's connection (`nbremote._direct`) the kernel names each big buffer by its digest:
 the first time with its shared-memory file (``shm`` entry ``[index, path, digest]``), after that
-by digest alone (``held`` entry ``[index, digest]``). The worker keeps the files it received, by
-digest, as open descriptors of unlinked files: each use maps one copy-on-write, so a function
-that writes into its argument changes its own private pages, never the kept file.
+by digest alone (``by_digest`` entry ``[index, digest]``). The worker keeps the files it
+received, by digest, as open descriptors of unlinked files: each use maps one copy-on-write, so
+a function that writes into its argument changes its own private pages, never the kept file.
 
 The other side is not trusted with the digest: a received file is hashed here (on a thread,
-while the function runs; xxhash lets go of the GIL) and kept only if it matches. A ``held``
-entry for a digest this worker does not keep is refused, as is any ``held`` entry on a
+while the function runs; xxhash lets go of the GIL) and kept only if it matches. A ``by_digest``
+entry for a digest this worker does not keep is refused, as is any such entry on a
 connection without a cache (through the runner). The cache is this process's own and bounded
 (`CAPACITY` bytes; the least recently used files go first).
 

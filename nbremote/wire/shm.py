@@ -114,7 +114,7 @@ def externalize(
             held.add(known)
     header = {**header, "shm": moved} if moved else dict(header)
     if by_digest:
-        header["held"] = by_digest
+        header["by_digest"] = by_digest
     return header, kept
 
 
@@ -186,20 +186,20 @@ def internalize(
     """Put the mapped files of a received frame back in place of their buffers.
 
     Args:
-        header: the frame's header; its ``shm`` (and ``held``) entries are taken out.
+        header: the frame's header; its ``shm`` (and ``by_digest``) entries are taken out.
         buffers: the frame's buffers; those in ``shm`` are replaced by their mapped files.
         directory: the one folder this receiver takes files from (the runner's, as it told this
             process); None where the sender is on another machine.
         held: the files this receiver keeps by digest (a leased worker's): a file that comes
-            with its digest is offered to it, and ``held`` entries are mapped from it. None: a
-            ``held`` entry is refused.
+            with its digest is offered to it, and ``by_digest`` entries are mapped from it. None: a
+            ``by_digest`` entry is refused.
 
     Raises:
         ShmRefused: an entry names anything but a file of ``directory`` for an empty buffer, or
             a digest ``held`` does not keep (nothing outside ``directory`` is ever opened or
             removed).
     """
-    by_digest = _held_entries(header.pop("held", None), buffers, held)
+    by_digest = _held_entries(header.pop("by_digest", None), buffers, held)
     if "shm" in header:
         entries = _names(header.pop("shm"), len(buffers), directory)
         if any(memoryview(buffers[index]).nbytes for index, _, _ in entries):
@@ -233,19 +233,23 @@ def _map_all(
 
 
 def _held_entries(entries: Any, buffers: list[Any], held: HeldBuffers | None) -> list[Any]:
-    """The (buffer index, digest) of a frame's ``held`` entries, each checked."""
+    """The (buffer index, digest) of a frame's ``by_digest`` entries, each checked."""
     if entries is None:
         return []
     if held is None:
         raise ShmRefused("a frame names buffers by digest, but this receiver keeps none: refused")
     if not isinstance(entries, list):
-        raise ShmRefused(f"a frame's 'held' must be a list of [index, digest], not {entries!r}")
+        raise ShmRefused(
+            f"a frame's 'by_digest' must be a list of [index, digest], not {entries!r}"
+        )
     seen: set[int] = set()
     for entry in entries:
         index = entry[0] if isinstance(entry, list) and len(entry) == 2 else None
         if type(index) is not int or not 0 <= index < len(buffers) or index in seen:
-            raise ShmRefused(f"a frame's 'held' entry {entry!r} names no buffer of the frame")
+            raise ShmRefused(f"a frame's 'by_digest' entry {entry!r} names no buffer of the frame")
         if memoryview(buffers[index]).nbytes:
-            raise ShmRefused("a frame's 'held' entry stands for a buffer that arrived with bytes")
+            raise ShmRefused(
+                "a frame's 'by_digest' entry stands for a buffer that arrived with bytes"
+            )
         seen.add(index)
     return [tuple(entry) for entry in entries]
