@@ -27,6 +27,8 @@ from typing import Any
 
 import xxhash
 
+from .shm_pages import populate
+
 CAPACITY = 1 << 30  # bytes of files one worker keeps; the kernel sends bigger ones each time
 DIGEST = re.compile(r"[0-9a-f]{32}")
 _CHUNK = 32 << 20  # the two halves of a digest are hashed on two threads above twice this
@@ -66,7 +68,9 @@ def digests_ahead(buffers: Any, threshold: int) -> dict[int, str]:
 
 
 def _private_map(fd: int, size: int) -> mmap.mmap:
-    return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    mapped = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    populate(mapped)
+    return mapped
 
 
 class _Entry:

@@ -24,11 +24,11 @@ import mmap
 import os
 import re
 import stat
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import shm_pages
 from .held import CAPACITY, HeldBuffers, NotHeld, digest, digests_ahead
 
 THRESHOLD = 1 << 20
@@ -69,15 +69,9 @@ def big_digests(buffers: Sequence[Any]) -> dict[int, str]:
     return digests_ahead(buffers, THRESHOLD)
 
 
-def _write(path: str, buffer: Any) -> None:
-    view = memoryview(buffer).cast("B")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        written = 0
-        while written < view.nbytes:
-            written += os.write(fd, view[written:])
-    finally:
-        os.close(fd)
+def _write(directory: str, buffer: Any) -> str:
+    """Put ``buffer`` into a new file of ``directory``; its path."""
+    return shm_pages.write(directory, buffer)
 
 
 def externalize(
@@ -107,8 +101,7 @@ def externalize(
         if known is not None and known in held:  # type: ignore[operator]
             by_digest.append([index, known])
             continue
-        path = os.path.join(directory, uuid.uuid4().hex)
-        _write(path, buffer)
+        path = _write(directory, buffer)
         moved.append([index, path] if known is None else [index, path, known])
         if known is not None and held is not None and size <= CAPACITY:
             held.add(known)
@@ -168,6 +161,7 @@ def _map(name: str, folder: int, keep: bool = False) -> tuple[mmap.mmap, int | N
         mapped = mmap.mmap(
             fd, info.st_size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
+        shm_pages.populate(mapped)
     except BaseException:
         os.close(fd)
         raise

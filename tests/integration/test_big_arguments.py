@@ -40,9 +40,9 @@ def shipped(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     sizes: list[int] = []
     write = shm._write
 
-    def counted(path: str, buffer: object) -> None:
+    def counted(directory: str, buffer: object) -> str:
         sizes.append(memoryview(buffer).nbytes)  # type: ignore[arg-type]
-        write(path, buffer)
+        return write(directory, buffer)
 
     monkeypatch.setattr(shm, "_write", counted)
     yield sizes
