@@ -312,7 +312,11 @@ class RemoteSession:
         if lease is None:
             return None
         lease.channel.ahead = digests
-        request_id = self._send(lease.channel, request)
+        try:
+            request_id = self._send(lease.channel, request)
+        except NotSent:  # the worker let go while a big frame was written: the runner's way
+            self._end_lease(pool["key"])
+            return None
         interrupted = False
         while True:
             try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .held import HeldBuffers
-from .shm import ShmRefused, externalize, internalize
+from .shm import ShmRefused, discard, externalize, internalize
 
 PREFIX = struct.Struct("!II")
 LENGTH = struct.Struct("!Q")
@@ -147,12 +147,16 @@ def send_frame(
     header, buffers = externalize(header, buffers, shm_dir, held, ahead)
     prefix = encode_prefix(header, buffers)
     small = [b for b in buffers if memoryview(b).nbytes < _CHUNK]
-    if len(small) == len(buffers):
-        sock.sendall(b"".join([prefix, *buffers]))
-        return
-    sock.sendall(prefix)
-    for buf in buffers:
-        sock.sendall(buf)
+    try:
+        if len(small) == len(buffers):
+            sock.sendall(b"".join([prefix, *buffers]))
+            return
+        sock.sendall(prefix)
+        for buf in buffers:
+            sock.sendall(buf)
+    except BaseException:
+        discard(header)  # a frame not sent: nobody will map its files
+        raise
 
 
 class FrameReader:

@@ -20,6 +20,7 @@ Standard library and xxhash only: the worker imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -109,6 +110,13 @@ def externalize(
     if by_digest:
         header["by_digest"] = by_digest
     return header, kept
+
+
+def discard(header: dict[str, Any]) -> None:
+    """Remove the files ``externalize`` wrote for a frame that was not sent after all."""
+    for entry in header.get("shm", ()):
+        with contextlib.suppress(OSError):
+            os.unlink(entry[1])
 
 
 def _names(entries: Any, count: int, directory: str | None) -> list[tuple[int, str, str | None]]:

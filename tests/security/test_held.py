@@ -7,11 +7,13 @@ itself, never keep more than its bound, and never let one call's writes reach th
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nbremote.wire.codec import send_frame
 from nbremote.wire.held import HeldBuffers, digest
 from nbremote.wire.shm import THRESHOLD, ShmRefused, externalize, internalize
 
@@ -108,3 +110,13 @@ def test_the_cache_keeps_at_most_its_capacity_the_oldest_going_first(shm: Path) 
     with pytest.raises(ShmRefused):
         _by_digest(shm, held, digest(blobs[0]))
     assert [bytes(_by_digest(shm, held, digest(b))[1]) for b in blobs[1:]] == blobs[1:]
+
+
+def test_a_frame_that_cannot_be_sent_leaves_no_file(shm: Path) -> None:
+    """Its files would be memory nobody maps (256 MiB, on a busy machine, each retry)."""
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    with pytest.raises(OSError):
+        send_frame(ours, {"op": "call"}, [b"stream", os.urandom(THRESHOLD)], str(shm), set())
+    ours.close()
+    assert list(shm.iterdir()) == []
