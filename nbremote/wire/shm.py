@@ -98,13 +98,15 @@ def externalize(
         if size < THRESHOLD:
             continue
         kept[index] = b""
-        known = None if held is None else (ahead or {}).get(index) or digest(buffer)
-        if known is not None and known in held:  # type: ignore[operator]
+        if held is None:
+            moved.append([index, _write(directory, buffer)])
+            continue
+        known = (ahead or {}).get(index) or digest(buffer)
+        if known in held:
             by_digest.append([index, known])
             continue
-        path = _write(directory, buffer)
-        moved.append([index, path] if known is None else [index, path, known])
-        if known is not None and held is not None and size <= CAPACITY:
+        moved.append([index, _write(directory, buffer), known])
+        if size <= CAPACITY:  # the worker keeps it (once it has checked the digest)
             held.add(known)
     header = {**header, "shm": moved} if moved else dict(header)
     if by_digest:
