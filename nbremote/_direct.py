@@ -60,19 +60,19 @@ def direct_eligible(header: Header, shm_dir: str | None) -> bool:
     )
 
 
-_HELD_BY: dict[str, set[str]] = {}  # worker address -> the digests it keeps (as far as known)
+_HELD_BY: dict[str, set[str]] = {}  # worker -> the digests it keeps (as far as known)
 _WORKERS_REMEMBERED = 16
 
 
-def _held_by(address: str) -> set[str]:
-    """The digests of big buffers the worker at ``address`` keeps (`nbremote.wire.held`): the
-    same worker leased again still has them."""
-    held = _HELD_BY.pop(address, None)
+def _held_by(worker: str) -> set[str]:
+    """The digests of big buffers ``worker`` keeps (`nbremote.wire.held`): the same worker
+    leased again still has them."""
+    held = _HELD_BY.pop(worker, None)
     if held is None:
         held = set()
         while len(_HELD_BY) >= _WORKERS_REMEMBERED:
             del _HELD_BY[next(iter(_HELD_BY))]
-    _HELD_BY[address] = held  # the most recent last
+    _HELD_BY[worker] = held  # the most recent last
     return held
 
 
@@ -90,6 +90,8 @@ def connect_lease(leased: Header, lease_id: str, shm_dir: str | None) -> Lease:
         raise
     channel = Channel(sock)
     channel.shm_dir = shm_dir
-    channel.shm_held = _held_by(str(leased["address"]))
+    # The address is nbremote-<pid>-<token>, the token new for each lease: the same worker is
+    # known again by the rest (a new worker that got a dead one's pid refuses what it lacks).
+    channel.shm_held = _held_by(str(leased["address"]).rpartition("-")[0])
     channel.send({"op": Op.HELLO, "token": leased["token"]})
     return Lease(lease_id, channel)

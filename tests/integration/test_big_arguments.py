@@ -7,6 +7,7 @@ the same 8 MiB shipped again on every call (bytes written into shared memory, co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -59,6 +60,16 @@ def test_the_same_array_twice_is_shipped_once_and_a_change_is_seen(
     a[12345] += 1000.0  # in place: the same object, new content
     assert checksum.remote(a) == float(a.sum())
     assert shipped == [SIZE, SIZE]
+
+
+def test_the_same_worker_leased_again_still_has_it(
+    remote_session: RemoteSession, shipped: list[int]
+) -> None:
+    a = np.random.default_rng(3).random(SIZE // 8)
+    assert checksum.remote(a) == float(a.sum())
+    time.sleep(1.2)  # past the lease's idle time: the next call leases the worker anew
+    assert checksum.remote(a) == float(a.sum())
+    assert shipped == [SIZE]
 
 
 def test_a_function_writing_into_its_argument_leaves_the_kept_copy_alone(
