@@ -116,7 +116,7 @@ class CallTarget:
             SerializationError: naming the argument that cannot be pickled.
         """
         try:
-            batch = dumps("the arguments", inputs)
+            batch = dumps("the arguments", inputs, hashed=False)  # big buffers: wire.held
         except SerializationError:
             raise find_unpicklable(self.fn, expand(inputs, form), first) from None
         function: Header = {"name": self.name, "nbuf": 0}

@@ -107,6 +107,9 @@ class Channel:
         self.sock = sock
         self.reader = FrameReader(sock)
         self.broken = False
+        # The digests of big buffers the other side keeps (a leased worker's: nbremote._direct).
+        self.shm_held: set[str] | None = None
+        self.ahead: dict[int, str] | None = None  # the next frame's digests, computed already
 
     @property
     def shm_dir(self) -> str | None:
@@ -121,16 +124,25 @@ class Channel:
     def send(self, header: Header, buffers: Sequence[Buffer] = ()) -> None:
         """Send one frame."""
         try:
-            send_frame(self.sock, header, buffers, self.shm_dir)
+            ahead, self.ahead = self.ahead, None
+            send_frame(self.sock, header, buffers, self.shm_dir, self.shm_held, ahead)
         except BaseException:
+            self._forget_held()
             self.close()
             raise
+
+    def _forget_held(self) -> None:
+        """The connection broke (a worker refuses a digest it no longer keeps by closing it):
+        what the other side keeps is no longer known."""
+        if self.shm_held is not None:
+            self.shm_held.clear()
 
     def recv(self) -> tuple[Header, list[bytearray]]:
         """Wait for the next frame."""
         try:
             return self.reader.read()
         except (OSError, ConnectionError):
+            self._forget_held()
             self.close()
             raise
 

@@ -75,6 +75,22 @@ def leased_call(header: Header) -> Header:
     }
 
 
+_HELD_BY: dict[str, set[str]] = {}  # worker -> the digests it keeps (as far as known)
+_WORKERS_REMEMBERED = 16
+
+
+def _held_by(worker: str) -> set[str]:
+    """The digests of big buffers ``worker`` keeps (`nbremote.wire.held`): the same worker
+    leased again still has them."""
+    held = _HELD_BY.pop(worker, None)
+    if held is None:
+        held = set()
+        while len(_HELD_BY) >= _WORKERS_REMEMBERED:
+            del _HELD_BY[next(iter(_HELD_BY))]
+    _HELD_BY[worker] = held  # the most recent last
+    return held
+
+
 def connect_lease(leased: Header, lease_id: str, shm_dir: str | None) -> Lease:
     """Connect to a leased worker and show it the token.
 
@@ -89,5 +105,8 @@ def connect_lease(leased: Header, lease_id: str, shm_dir: str | None) -> Lease:
         raise
     channel = Channel(sock)
     channel.shm_dir = shm_dir
+    # The address is nbremote-<pid>-<token>, the token new for each lease: the same worker is
+    # known again by the rest (a new worker that got a dead one's pid refuses what it lacks).
+    channel.shm_held = _held_by(str(leased["address"]).rpartition("-")[0])
     channel.send({"op": Op.HELLO, "token": leased["token"]})
     return Lease(lease_id, channel)

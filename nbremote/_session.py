@@ -36,7 +36,7 @@ from .wire.http import CreateSession, DescribeRunner, DescribeSession
 from .wire.images import DescribeImage
 from .wire.op_checks import problem
 from .wire.ops import Op
-from .wire.shm import usable
+from .wire.shm import big_digests, usable
 
 OnFrame = Callable[[Header, list[bytearray]], None]
 Frame = tuple[Header, list[bytearray]]
@@ -309,12 +309,18 @@ class RemoteSession:
         must go through the runner instead (no lease to be had, or it ended before the call
         ran)."""
         pool = request.header["pool"]
+        digests = big_digests(request.buffers)  # hashed before the lease's idle clock runs
         lease = self._lease(channel, pool, on_frame)
         if lease is None:
             return None
         direct = Request(leased_call(request.header), request.buffers, request.packed)
         direct.image = request.image
-        request_id = self._send(lease.channel, direct)
+        lease.channel.ahead = digests
+        try:
+            request_id = self._send(lease.channel, direct)
+        except NotSent:  # the worker let go while a big frame was written: the runner's way
+            self._end_lease(pool["key"])
+            return None
         interrupted = False
         while True:
             try:

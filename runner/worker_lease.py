@@ -22,12 +22,16 @@ import socket
 from typing import Protocol
 
 from nbremote.wire.codec import FrameReader, Header
+from nbremote.wire.held import HeldBuffers
 from nbremote.wire.op_checks import check
 from nbremote.wire.ops import Op
 
 from .worker_io import Outbox
 
 LEASE_IDLE = 1.0  # seconds without a call before the worker lets go (the client: after half)
+# Big arguments this worker received from leasing kernels, by digest, so that the same array is
+# not shipped again (`nbremote.wire.held`); one cache per worker process, bounded.
+HELD = HeldBuffers()
 
 
 class Worker(Protocol):
@@ -70,6 +74,7 @@ def _accept(
         return None
     conn.settimeout(LEASE_IDLE)
     reader = FrameReader(conn, shm_dir=shm_dir)  # the kernel shares the runner's folder
+    reader.held = HELD
     try:
         hello, _ = reader.read()
     except OSError:

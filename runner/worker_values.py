@@ -27,6 +27,8 @@ from nbremote.errors import SerializationError
 from nbremote.wire.aliases import SetLoader, dumps_set
 from nbremote.wire.codec import Header
 from nbremote.wire.names import travels
+from nbremote.wire.serialize import Payload, content_hash
+from nbremote.wire.shm import THRESHOLD
 
 _MISSING = object()
 AskFor = Callable[[list[str]], tuple[Header, list[bytearray]]]
@@ -109,8 +111,12 @@ class HeldValues:
         hashes = {name: hashes[name] for name in values if name in hashes and name not in loaded}
         if loaded:  # this side's own hash of what it loaded, among all the inputs
             plain = {n: v for n, v in values.items() if not isinstance(v, ModuleType)}
-            payloads, _ = dumps_set(plain, list(loaded))
-            hashes.update((name, payload.hash) for name, payload in payloads.items())
+            payloads, _ = dumps_set(plain, list(loaded), hashed=False)
+            claimed = {item["name"]: item["hash"] for item in inputs if item["name"] in loaded}
+            hashes.update(
+                (name, _own_hash(payload, parts[name], claimed[name]))
+                for name, payload in payloads.items()
+            )
         return values, hashes
 
     def send_back(
@@ -177,6 +183,35 @@ class HeldValues:
         bound = {id(value) for value in ns.values()}
         self.cache = {h: obj for h, obj in self.cache.items() if id(obj) in bound}
         self.agreed = {n: h for n, h in self.agreed.items() if self.cache.get(h) is ns.get(n)}
+
+
+def _own_hash(payload: Payload, received: list[bytearray], claimed: str) -> str:
+    """This side's hash of a value it just loaded: the sender's, ``claimed``, when this side
+    pickles it to the very bytes it received (the same stream; its big buffers the very memory
+    they arrived in, untouched since), which saves hashing a big array a second time."""
+    parts = payload.parts
+    if len(parts) != len(received) or not all(map(_same, parts, received)):
+        return content_hash(parts)
+    return claimed
+
+
+def _same(part: memoryview, received: bytearray) -> bool:
+    view = memoryview(received)
+    if part.nbytes != view.nbytes:
+        return False
+    if part.nbytes < THRESHOLD:
+        return bytes(part) == bytes(view)
+    return _address(part) is not None and _address(part) == _address(view)
+
+
+def _address(view: memoryview) -> int | None:
+    """Where a buffer's memory starts (None for a read-only or scattered one)."""
+    import ctypes  # only when a big input arrived
+
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(view))
+    except (TypeError, ValueError):
+        return None
 
 
 def _star_source(name: str, value: object, modules: Collection[str]) -> str | None:

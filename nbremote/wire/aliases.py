@@ -161,7 +161,7 @@ def _pickle_with(label: str, obj: object, pid: Callable[[object], Any]) -> Pickl
     return data, buffers
 
 
-def _dump(name: str, obj: object, refs: _Refs, seen: set[str]) -> Payload:
+def _dump(name: str, obj: object, refs: _Refs, seen: set[str], hashed: bool = True) -> Payload:
     """One member of the set: pickle, then cloudpickle, then dill (as `serialize.dumps`)."""
     own = refs.table.pop(id(obj)) if refs.owner.get(id(obj)) == name else None
     failures: dict[str, list[str]] = {}
@@ -174,7 +174,7 @@ def _dump(name: str, obj: object, refs: _Refs, seen: set[str]) -> Payload:
                 failures.setdefault(f"{type(exc).__name__}: {exc}", []).append(label)
                 continue
             parts = [memoryview(stream), *(buf.raw() for buf in buffers)]
-            return Payload(parts, content_hash(parts))
+            return Payload(parts, content_hash(parts) if hashed else "")
     finally:
         if own is not None:
             refs.table[id(obj)] = own
@@ -183,10 +183,11 @@ def _dump(name: str, obj: object, refs: _Refs, seen: set[str]) -> Payload:
 
 
 def dumps_set(
-    values: Mapping[str, object], names: Iterable[str] | None = None
+    values: Mapping[str, object], names: Iterable[str] | None = None, hashed: bool = True
 ) -> tuple[dict[str, Payload], dict[str, SerializationError]]:
     """Serialize the named values (all by default) as members of ``values``: references to
-    another member travel by its name. Returns payloads, and errors for those that failed.
+    another member travel by its name. Returns payloads, and errors for those that failed;
+    without ``hashed``, the payloads' hashes are "" (the caller hashes what it must).
 
     An object bound to several names belongs to the first in ``values``' order, and a memory
     area shared by arrays of equal extent to the first of them: put the values the other side
@@ -203,7 +204,7 @@ def dumps_set(
             # Nothing to share: the plain picklers (no call per object) give the same bytes.
             for name in todo:
                 try:
-                    payloads[name] = dumps(name, values[name])
+                    payloads[name] = dumps(name, values[name], hashed=hashed)
                 except SerializationError as exc:
                     failed[name] = exc
             break
@@ -211,7 +212,7 @@ def dumps_set(
         for name in todo:
             seen: set[str] = set()
             try:
-                payloads[name] = _dump(name, values[name], refs, seen)
+                payloads[name] = _dump(name, values[name], refs, seen, hashed)
             except SerializationError as exc:
                 failed[name] = exc
                 payloads.pop(name, None)

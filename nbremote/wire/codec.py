@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .shm import ShmRefused, externalize, internalize
+from .held import HeldBuffers
+from .shm import ShmRefused, discard, externalize, internalize
 
 PREFIX = struct.Struct("!II")
 LENGTH = struct.Struct("!Q")
@@ -160,21 +161,32 @@ def encode_prefix(header: Header, buffers: Sequence[Buffer]) -> bytes:
 
 
 def send_frame(
-    sock: socket.socket, header: Header, buffers: Sequence[Buffer] = (), shm_dir: str | None = None
+    sock: socket.socket,
+    header: Header,
+    buffers: Sequence[Buffer] = (),
+    shm_dir: str | None = None,
+    held: set[str] | None = None,
+    ahead: dict[int, str] | None = None,
 ) -> None:
     """Write one frame on a blocking socket, buffers without copying them.
 
-    With ``shm_dir`` (the receiver shares this machine), big buffers go through shared memory.
+    With ``shm_dir`` (the receiver shares this machine), big buffers go through shared memory;
+    with ``held`` too (the digests a leased worker keeps), those it keeps go by digest
+    (``ahead``: the digests of the big buffers, if computed already).
     """
-    header, buffers = externalize(header, buffers, shm_dir)
+    header, buffers = externalize(header, buffers, shm_dir, held, ahead)
     prefix = encode_prefix(header, buffers)
     small = [b for b in buffers if memoryview(b).nbytes < _CHUNK]
-    if len(small) == len(buffers):
-        sock.sendall(b"".join([prefix, *buffers]))
-        return
-    sock.sendall(prefix)
-    for buf in buffers:
-        sock.sendall(buf)
+    try:
+        if len(small) == len(buffers):
+            sock.sendall(b"".join([prefix, *buffers]))
+            return
+        sock.sendall(prefix)
+        for buf in buffers:
+            sock.sendall(buf)
+    except BaseException:
+        discard(header)  # a frame not sent: nobody will map its files
+        raise
 
 
 class FrameReader:
@@ -197,6 +209,7 @@ class FrameReader:
         self._sock = sock
         self.limits = limits or FrameLimits()
         self.shm_dir = shm_dir
+        self.held: HeldBuffers | None = None  # a leased worker's kept buffers (`wire.held`)
         self._buf = bytearray()
         self._header: Header | None = None
         self._sizes: list[int] = []
@@ -289,7 +302,7 @@ class FrameReader:
         if invalid is not None:
             raise FrameRefused(f"a frame header that cannot be read: {invalid}", header)
         try:
-            internalize(header, buffers, self.shm_dir)
+            internalize(header, buffers, self.shm_dir, self.held)
         except ShmRefused as exc:
             raise FrameRefused(str(exc), header) from None
         return header, buffers

@@ -80,13 +80,15 @@ def _dill(obj: object) -> Pickled:
 _PICKLERS = (("pickle", _plain), ("cloudpickle", _cloudpickle), ("dill", _dill))
 
 
-def dumps(name: str, obj: object, start: int = 0) -> Payload:
+def dumps(name: str, obj: object, start: int = 0, hashed: bool = True) -> Payload:
     """Serialize one value, trying pickle, cloudpickle, then dill.
 
     Args:
         name: what the value is called, for the error message.
         obj: the value.
         start: skip the first picklers of the chain (1: start with cloudpickle).
+        hashed: compute the content hash (else it is ""): a value never sent by hash (a call's
+            arguments) need not pay for hashing its buffers.
 
     Raises:
         SerializationError: no pickler could serialize it; the message says why for each.
@@ -104,7 +106,7 @@ def dumps(name: str, obj: object, start: int = 0) -> Payload:
             failures.setdefault(f"{type(exc).__name__}: {exc}", []).append(label)
             continue
         parts = [memoryview(stream), *(buf.raw() for buf in buffers)]
-        return Payload(parts, content_hash(parts))
+        return Payload(parts, content_hash(parts) if hashed else "")
     reasons = "; ".join(f"{reason} ({', '.join(by)})" for reason, by in failures.items())
     raise SerializationError(name, f"a {type(obj).__name__} object: {reasons}")
 

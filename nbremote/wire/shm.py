@@ -12,19 +12,25 @@ sender makes (`uuid.uuid4().hex`), in the one folder it was told for this runner
 symlink, each in place of an empty buffer of the frame. Anything else would let the other side
 (a worker runs anyone's code) make it map and delete any file it may touch.
 
-Standard library only: the worker imports this module.
+On a leased worker's connection big buffers also carry their digest, and one the worker keeps
+already goes by digest alone (`nbremote.wire.held`).
+
+Standard library and xxhash only: the worker imports this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
 import stat
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from . import shm_pages
+from .held import CAPACITY, HeldBuffers, NotHeld, digest, digests_ahead
 
 THRESHOLD = 1 << 20
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -59,35 +65,64 @@ def usable(directory: str | None, runner_host: str | None) -> str | None:
     return directory if directory and same_host and os.access(directory, os.W_OK) else None
 
 
-def _write(path: str, buffer: Any) -> None:
-    view = memoryview(buffer).cast("B")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        written = 0
-        while written < view.nbytes:
-            written += os.write(fd, view[written:])
-    finally:
-        os.close(fd)
+def big_digests(buffers: Sequence[Any]) -> dict[int, str]:
+    """`nbremote.wire.held.digests_ahead` of the buffers that would go through shared memory."""
+    return digests_ahead(buffers, THRESHOLD)
+
+
+def _write(directory: str, buffer: Any) -> str:
+    """Put ``buffer`` into a new file of ``directory``; its path."""
+    return shm_pages.write(directory, buffer)
 
 
 def externalize(
-    header: dict[str, Any], buffers: Sequence[Any], directory: str | None
+    header: dict[str, Any],
+    buffers: Sequence[Any],
+    directory: str | None,
+    held: set[str] | None = None,
+    ahead: dict[int, str] | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
-    """Move the big buffers of a frame into files of ``directory`` (if given)."""
+    """Move the big buffers of a frame into files of ``directory`` (if given).
+
+    With ``held`` (the digests the receiving worker keeps, as far as this side knows), each big
+    buffer carries its digest (from ``ahead`` if it was computed already), and one in ``held``
+    goes by digest alone; those sent are added.
+    """
     if directory is None or all(memoryview(b).nbytes < THRESHOLD for b in buffers):
         return header, list(buffers)
-    moved, kept = [], list(buffers)
+    moved: list[list[Any]] = []
+    by_digest: list[list[Any]] = []
+    kept = list(buffers)
     for index, buffer in enumerate(buffers):
-        if memoryview(buffer).nbytes >= THRESHOLD:
-            path = os.path.join(directory, uuid.uuid4().hex)
-            _write(path, buffer)
-            moved.append([index, path])
-            kept[index] = b""
-    return {**header, "shm": moved}, kept
+        size = memoryview(buffer).nbytes
+        if size < THRESHOLD:
+            continue
+        kept[index] = b""
+        if held is None:
+            moved.append([index, _write(directory, buffer)])
+            continue
+        known = (ahead or {}).get(index) or digest(buffer)
+        if known in held:
+            by_digest.append([index, known])
+            continue
+        moved.append([index, _write(directory, buffer), known])
+        if size <= CAPACITY:  # the worker keeps it (once it has checked the digest)
+            held.add(known)
+    header = {**header, "shm": moved} if moved else dict(header)
+    if by_digest:
+        header["by_digest"] = by_digest
+    return header, kept
 
 
-def _names(entries: Any, count: int, directory: str | None) -> list[tuple[int, str]]:
-    """The (buffer index, file name) pairs of a frame's ``shm`` entries, each checked.
+def discard(header: dict[str, Any]) -> None:
+    """Remove the files ``externalize`` wrote for a frame that was not sent after all."""
+    for entry in header.get("shm", ()):
+        with contextlib.suppress(OSError):
+            os.unlink(entry[1])
+
+
+def _names(entries: Any, count: int, directory: str | None) -> list[tuple[int, str, str | None]]:
+    """The (buffer index, file name, digest or None) of a frame's ``shm`` entries, each checked.
 
     Raises:
         ShmRefused: an entry that is not one of ``directory``'s files for an empty buffer.
@@ -100,9 +135,9 @@ def _names(entries: Any, count: int, directory: str | None) -> list[tuple[int, s
     if not isinstance(entries, list):
         raise ShmRefused(f"a frame's 'shm' must be a list of [index, path], not {entries!r}")
     folder = os.path.realpath(directory)
-    names: dict[int, str] = {}
+    names: dict[int, tuple[str, str | None]] = {}
     for entry in entries:
-        index, path = entry if isinstance(entry, list) and len(entry) == 2 else (None, None)
+        index, path, claimed = _entry(entry)
         if type(index) is not int or not 0 <= index < count or index in names:
             raise ShmRefused(f"a frame's 'shm' entry {entry!r} names no buffer of the frame")
         path = path if isinstance(path, str) else ""
@@ -112,11 +147,19 @@ def _names(entries: Any, count: int, directory: str | None) -> list[tuple[int, s
                 f"a frame names the shared-memory file {path!r}, which is not one of "
                 f"{directory}: refused (it is left untouched)"
             )
-        names[index] = name
-    return list(names.items())
+        names[index] = (name, claimed)
+    return [(index, name, claimed) for index, (name, claimed) in names.items()]
 
 
-def _map(name: str, folder: int) -> mmap.mmap:
+def _entry(entry: Any) -> tuple[Any, Any, str | None]:
+    """An ``shm`` entry's index, path and digest (a digest that is not a string: none)."""
+    if isinstance(entry, list) and len(entry) in (2, 3):
+        claimed = entry[2] if len(entry) == 3 and isinstance(entry[2], str) else None
+        return entry[0], entry[1], claimed
+    return None, None, None
+
+
+def _map(name: str, folder: int, keep: bool = False) -> tuple[mmap.mmap, int | None]:
     # O_NOFOLLOW and the folder's descriptor: the file opened is the folder's own, not a link.
     # O_NONBLOCK: a FIFO put there in place of a file does not hang the open.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -128,36 +171,89 @@ def _map(name: str, folder: int) -> mmap.mmap:
         mapped = mmap.mmap(
             fd, info.st_size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
-    finally:
+        shm_pages.populate(mapped)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not keep:
         os.close(fd)
     os.unlink(name, dir_fd=folder)
-    return mapped
+    return mapped, fd if keep else None
 
 
-def internalize(header: dict[str, Any], buffers: list[Any], directory: str | None) -> None:
+def internalize(
+    header: dict[str, Any],
+    buffers: list[Any],
+    directory: str | None,
+    held: HeldBuffers | None = None,
+) -> None:
     """Put the mapped files of a received frame back in place of their buffers.
 
     Args:
-        header: the frame's header; its ``shm`` entry is taken out.
+        header: the frame's header; its ``shm`` (and ``by_digest``) entries are taken out.
         buffers: the frame's buffers; those in ``shm`` are replaced by their mapped files.
         directory: the one folder this receiver takes files from (the runner's, as it told this
             process); None where the sender is on another machine.
+        held: the files this receiver keeps by digest (a leased worker's): a file that comes
+            with its digest is offered to it, and ``by_digest`` entries are mapped from it. None: a
+            ``by_digest`` entry is refused.
 
     Raises:
-        ShmRefused: an entry names anything but a file of ``directory`` for an empty buffer
-            (nothing outside ``directory`` is ever opened or removed).
+        ShmRefused: an entry names anything but a file of ``directory`` for an empty buffer, or
+            a digest ``held`` does not keep (nothing outside ``directory`` is ever opened or
+            removed).
     """
-    if "shm" not in header:
-        return
-    entries = _names(header.pop("shm"), len(buffers), directory)
-    if any(memoryview(buffers[index]).nbytes for index, _ in entries):
-        raise ShmRefused("a frame's 'shm' entry stands for a buffer that arrived with bytes")
-    assert directory is not None
+    by_digest = _held_entries(header.pop("by_digest", None), buffers, held)
+    if "shm" in header:
+        entries = _names(header.pop("shm"), len(buffers), directory)
+        if any(memoryview(buffers[index]).nbytes for index, _, _ in entries):
+            raise ShmRefused("a frame's 'shm' entry stands for a buffer that arrived with bytes")
+        assert directory is not None
+        _map_all(entries, buffers, directory, held)
+    try:
+        for index, claimed in by_digest:
+            buffers[index] = held.take(claimed)  # type: ignore[union-attr]
+    except (NotHeld, OSError) as exc:
+        raise ShmRefused(str(exc)) from exc
+
+
+def _map_all(
+    entries: list[tuple[int, str, str | None]],
+    buffers: list[Any],
+    directory: str,
+    held: HeldBuffers | None,
+) -> None:
     folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for index, name in entries:
-            buffers[index] = _map(name, folder)
+        for index, name, claimed in entries:
+            keep = held is not None and claimed is not None
+            buffers[index], fd = _map(name, folder, keep)
+            if fd is not None and held is not None and claimed is not None:
+                held.offer(claimed, fd, len(buffers[index]))
     except OSError as exc:
         raise ShmRefused(f"a shared-memory file of the frame cannot be mapped: {exc}") from exc
     finally:
         os.close(folder)
+
+
+def _held_entries(entries: Any, buffers: list[Any], held: HeldBuffers | None) -> list[Any]:
+    """The (buffer index, digest) of a frame's ``by_digest`` entries, each checked."""
+    if entries is None:
+        return []
+    if held is None:
+        raise ShmRefused("a frame names buffers by digest, but this receiver keeps none: refused")
+    if not isinstance(entries, list):
+        raise ShmRefused(
+            f"a frame's 'by_digest' must be a list of [index, digest], not {entries!r}"
+        )
+    seen: set[int] = set()
+    for entry in entries:
+        index = entry[0] if isinstance(entry, list) and len(entry) == 2 else None
+        if type(index) is not int or not 0 <= index < len(buffers) or index in seen:
+            raise ShmRefused(f"a frame's 'by_digest' entry {entry!r} names no buffer of the frame")
+        if memoryview(buffers[index]).nbytes:
+            raise ShmRefused(
+                "a frame's 'by_digest' entry stands for a buffer that arrived with bytes"
+            )
+        seen.add(index)
+    return [tuple(entry) for entry in entries]

@@ -332,7 +332,7 @@ def test_a_cell_cannot_make_the_kernel_delete_a_file(shell: InteractiveShell, ta
     """The worker's code sends frames naming a file of the kernel's machine as shared memory."""
     code = (
         "import nbremote.wire.codec as protocol\n"
-        "def hostile(header, buffers, folder):\n"
+        "def hostile(header, buffers, folder, *rest):\n"
         f"    return {{**header, 'shm': [[len(buffers), {str(target)!r}]]}}, [*buffers, b'']\n"
         "protocol.externalize = hostile\n"
         "print('hello')\n"
