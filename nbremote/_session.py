@@ -313,8 +313,8 @@ class RemoteSession:
         lease = self._lease(channel, pool, on_frame)
         if lease is None:
             return None
-        direct = Request(leased_call(request.header), request.buffers, request.packed)
-        direct.image = request.image
+        header = leased_call(request.header)
+        direct = Request(header, request.buffers, request.packed, image=request.image)
         lease.channel.ahead = digests
         try:
             request_id = self._send(lease.channel, direct)
@@ -345,7 +345,7 @@ class RemoteSession:
         self._pending.pop(request_id, None)
         self._stash.pop(request_id, None)
         self._leases.pop(pool["key"], None)
-        done, _ = self._next_done(channel, {lease.lease_id}, _ignore)
+        done, _ = self._next_done(channel, {lease.lease_id}, lambda *_: None)  # prints nothing
         died = (done.get("error") or {}).get("ename") == "WorkerDied"
         retries = (request.header.get("retries") or {}).get("max_retries", 0)
         if died and not retries:
@@ -460,10 +460,6 @@ class RemoteSession:
         """Close the connections (the runner drops the session after its grace period)."""
         drop_connections(self)
         self.client.close()
-
-
-def _ignore(header: Header, buffers: list[bytearray]) -> None:
-    """Where a lease's own frames go (it prints nothing)."""
 
 
 _current: RemoteSession | None = None
