@@ -83,6 +83,7 @@ test-ray: setup
 bench: setup
 	$(BIN)/python bench/bench_cells.py
 	$(BIN)/python bench/bench_functions.py
+	$(BIN)/python bench/bench_arrays.py --write
 	$(BIN)/python bench/bench_classes.py
 	$(BIN)/python bench/bench_coldstart.py
 	$(BIN)/python bench/bench_images.py
