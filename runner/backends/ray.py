@@ -4,7 +4,8 @@
 local Ray instance). A worker is an actor (`ray_actor.WorkerKeeper`) asking Ray for what its
 spec asks: ``cpu=`` as ``num_cpus`` (1/8 when not given), ``memory=`` as Ray's ``memory``
 resource, ``--gpu A100:2`` as ``num_gpus=2`` plus Ray's ``accelerator_type:A100`` resource.
-Actors are spread over the nodes (``SPREAD``), so a map's workers use every node that fits.
+Each actor goes to the alive node with the fewest of the runner's actors of its spec
+(`ray_place`), so a map's workers use every node that fits.
 
 The actor starts the worker as its child process, connected straight to the runner's frame port
 (`ray_listen.FramePort`: TCP, a one-time token per worker): cells stream their output as on the
@@ -33,6 +34,7 @@ from ..gpus.discovery import Device, Discovery, Reading
 from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
 from .ray_actor import WorkerKeeper
 from .ray_listen import FramePort
+from .ray_place import Placement
 
 START_TIMEOUT = 120.0  # placement (a node may have to free room) plus the worker's start
 STOP_GRACE = 5.0
@@ -81,9 +83,11 @@ class RayWorker(WorkerHandle):
         hello: dict[str, object],
         actor: Any,
         placed: dict[str, Any],
+        placement: Placement,
     ) -> None:
         super().__init__(worker_id, spec, connection, hello)
         self._actor = actor
+        self._placement = placement
         self.node_id = str(placed["node_id"])
         self._pid = int(placed["pid"])
         self._status: str | None = None
@@ -111,8 +115,10 @@ class RayWorker(WorkerHandle):
                 code = await self._actor.kill.remote()
         except ray.exceptions.RayError:
             code = None
+            self._placement.lost(self.id)
         if self._status is None:
             self._status = _describe(code) if code is not None else "its Ray actor was lost"
+        self._placement.forget(self.id)
         ray.kill(self._actor, no_restart=True)
 
     async def exit_status(self) -> str:
@@ -123,11 +129,13 @@ class RayWorker(WorkerHandle):
         try:
             code = await self._actor.wait.remote(1.0)
         except ray.exceptions.RayError as exc:  # the actor or its node is gone
+            self._placement.lost(self.id)
             self._status = f"its Ray actor was lost ({type(exc).__name__})"
             return self._status
         if code is None:
             return "still running"
         self._status = _describe(code)
+        self._placement.forget(self.id)
         ray.kill(self._actor, no_restart=True)  # its worker ended on its own: free its resources
         return self._status
 
@@ -178,6 +186,7 @@ class RayBackend(Backend):
         self._port = FramePort(listen or ray.util.get_node_ip_address())
         self._keeper: Any = ray.remote(WorkerKeeper)
         self._inventory: RayGpus | None = None
+        self._placement = Placement()
 
     @property
     def python_version(self) -> str:
@@ -216,10 +225,9 @@ class RayBackend(Backend):
         return None
 
     def _options(self, request: WorkerRequest) -> dict[str, Any]:
-        """The actor's resources (see the module's docstring)."""
+        """The actor's resources (see the module's docstring); Ray places it (`_place`)."""
         options: dict[str, Any] = {
             "num_cpus": request.limits.cpus or DEFAULT_CPUS,
-            "scheduling_strategy": "SPREAD",
             "max_restarts": 0,
             "max_concurrency": 4,  # an interrupt is not queued behind a wait
         }
@@ -231,6 +239,24 @@ class RayBackend(Backend):
             if kind is not None:
                 options["resources"] = {f"accelerator_type:{kind}": 0.001}
         return options
+
+    async def _place(self, worker_id: str, request: WorkerRequest) -> dict[str, Any]:
+        """The actor's options with the node `ray_place` chose for it (soft: Ray places it
+        elsewhere if that node died or filled up since); that node is counted at once."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options = self._options(request)
+        needs = {"CPU": options["num_cpus"], "GPU": options.get("num_gpus", 0)}
+        needs |= {"memory": options.get("memory", 0)} | options.get("resources", {})
+        nodes = await asyncio.to_thread(ray.nodes)
+        kind = request.spec.key()
+        node = self._placement.choose(nodes, kind, needs)
+        if node is None:  # no node fits: Ray's answer says why
+            return options | {"scheduling_strategy": "SPREAD"}
+        self._placement.place(worker_id, kind, node)
+        strategy = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
+        return options | {"scheduling_strategy": strategy}
 
     def _gpu_kind(self, request: WorkerRequest) -> str | None:
         """The accelerator type of the GPUs the broker counted for ``request``."""
@@ -250,15 +276,18 @@ class RayBackend(Backend):
         worker_id = uuid.uuid4().hex[:12]
         env = {k: v for k, v in request.spec.env.items() if k != DEVICES_VARIABLE}
         env |= request.env | {"NBREMOTE_TASK_ID": worker_id}
+        options = await self._place(worker_id, request)
         token, arrived = self._port.expect()
-        actor: Any = self._keeper.options(**self._options(request)).remote()
+        actor: Any = self._keeper.options(**options).remote()
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 placed = await actor.start.remote(self._port.address, token, env)
+                self._placement.place(worker_id, request.spec.key(), str(placed["node_id"]))
                 connection = await connect(await arrived)
                 hello, _ = await connection.receive()
         except BaseException as exc:
             arrived.cancel()
+            self._placement.forget(worker_id)
             import ray
 
             ray.kill(actor, no_restart=True)
@@ -271,7 +300,7 @@ class RayBackend(Backend):
                 else str(exc).strip().splitlines()[-1]
             )
             raise WorkerStartError(f"the worker's Ray actor did not start: {reason}") from exc
-        return RayWorker(worker_id, request.spec, connection, hello, actor, placed)
+        return RayWorker(worker_id, request.spec, connection, hello, actor, placed, self._placement)
 
     async def close(self) -> None:
         import ray
