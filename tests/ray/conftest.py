@@ -31,11 +31,13 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of this folder is a ray test (``-m "not ray"`` leaves them out)."""
+    """Every test of this folder is a ray test (``-m "not ray"`` leaves them out), timed
+    without its fixtures: the cluster's start has deadlines of its own (a loaded machine may
+    take minutes)."""
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.ray)
-            item.add_marker(pytest.mark.timeout(240))
+            item.add_marker(pytest.mark.timeout(240, func_only=True))
 
 
 class Cluster:
