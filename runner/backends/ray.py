@@ -13,8 +13,12 @@ process backend, the namespace persists in that process, Ctrl-C is the actor's S
 lost node ends its workers' connections, so the runner retries their inputs (``retries=``)
 elsewhere, as for any worker that dies.
 
+Volumes need storage every node sees at the same path (``--ray-volume-root``, e.g. a shared
+filesystem's mount): their working copies are made there, and the actor binds each at its mount
+path in a bubblewrap sandbox of its node; without that folder a volume mount is refused.
+
 What Ray cannot honour is refused, saying why: images (the node's Python environment is the
-worker's), ``block_network``, and volumes, which need storage every node sees (not yet). Ray's
+worker's), ``block_network``, and volumes without a volume root. Ray's
 ``memory`` is a scheduling resource: its memory monitor, not a cgroup, ends a worker that goes
 far over it.
 """
@@ -25,6 +29,7 @@ import asyncio
 import contextlib
 import platform
 import uuid
+from pathlib import Path
 from typing import Any
 
 from nbremote.wire.http import WorkerSpec
@@ -158,6 +163,8 @@ class RayBackend(Backend):
         address: the Ray cluster (``ray.init(address=...)``); None: a local Ray instance.
         listen: the address the runner's frame port listens on (every node must reach it);
             None: this node's address as Ray knows it.
+        volume_root: a folder every node sees at this same path, for volumes' working copies;
+            None: volumes are refused.
     """
 
     name = "ray"
@@ -166,14 +173,17 @@ class RayBackend(Backend):
         self,
         address: str | None = None,
         listen: str | None = None,
+        volume_root: Path | None = None,
     ) -> None:
+        if volume_root is not None:
+            self.checkouts = volume_root.resolve() / "checkouts"
         try:
             import ray
         except ImportError:
             raise ValueError("the ray backend needs Ray: pip install 'nbremote[ray]'") from None
         try:
             ray.init(
-                address=address,
+                address=address or "local",  # None would join a cluster it finds on this host
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
@@ -216,11 +226,11 @@ class RayBackend(Backend):
             )
         if request.spec.block_network:
             return "block_network=True: the ray backend cannot cut a worker's network"
-        if request.mounts:
+        if request.mounts and self.checkouts is None:
             return (
                 f"volumes ({', '.join(sorted(request.mounts))}) on the ray backend need storage "
-                "every node sees, which it does not have yet: use them on a process or docker "
-                "runner"
+                "every node sees: start the runner with --ray-volume-root PATH (a folder every "
+                "node sees at that path), or use them on a process or docker runner"
             )
         return None
 
@@ -281,11 +291,14 @@ class RayBackend(Backend):
         actor: Any = self._keeper.options(**options).remote()
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                placed = await actor.start.remote(self._port.address, token, env)
+                mounts = {path: str(folder) for path, folder in request.mounts.items()}
+                placed = await actor.start.remote(self._port.address, token, env, mounts)
                 self._placement.place(worker_id, request.spec.key(), str(placed["node_id"]))
                 connection = await connect(await arrived)
                 hello, _ = await connection.receive()
         except BaseException as exc:
+            if arrived.done() and not arrived.cancelled() and arrived.exception() is None:
+                arrived.result().close()  # it connected, then failed to start its worker
             arrived.cancel()
             self._placement.forget(worker_id)
             import ray

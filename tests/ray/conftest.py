@@ -90,9 +90,12 @@ def ray_cluster() -> Iterator[Cluster]:
 def ray_runner(
     ray_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningRunner]:
-    """One ray-backend runner on the test cluster, shared by the tests of a run."""
+    """One ray-backend runner on the test cluster, shared by the tests of a run, with a volume
+    root in the cluster's folder."""
     data = tmp_path_factory.mktemp("ray-runner")
-    running = start_runner(data, TOKEN, "--backend", "ray", "--ray-address", ray_cluster.address)
+    volumes = ray_cluster.folder / "volumes"  # every node of this machine sees it
+    address = ["--ray-address", ray_cluster.address, "--ray-volume-root", str(volumes)]
+    running = start_runner(data, TOKEN, "--backend", "ray", *address)
     yield running
     running.stop()
 

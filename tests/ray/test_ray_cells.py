@@ -106,21 +106,3 @@ def test_a_map_uses_every_node(ray_session: _session.RemoteSession, tmp_path: Pa
     nodes = list(met.map(range(3), [str(log)] * 3))
     assert len(log.read_text().splitlines()) == 3  # three workers ran the inputs together
     assert len(set(nodes)) == 3  # on the head, the plain node and the GPU node
-
-
-def test_a_volume_is_refused_saying_why(
-    ray_session: _session.RemoteSession,
-) -> None:
-    with nr.Volume.ephemeral() as volume:
-
-        @app.function(volumes={"/data": volume})
-        def listing() -> list[str]:
-            import os
-
-            return os.listdir("/data")
-
-        with pytest.raises(
-            nr.NbremoteError,
-            match=r"volumes \(/data\) on the ray backend need storage every node sees",
-        ):
-            listing.remote()
