@@ -24,7 +24,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbremote import _session
 from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
 
+HERE = Path(__file__).parent
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ray_cluster.py"
+LAST = "test_ray_node_loss.py"
 # The test cluster takes no token, and nothing here may write one to ~/.ray/auth_token: Ray then
 # turns token auth on for every later cluster of this machine, and their nodes cannot join.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -34,10 +36,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test of this folder is a ray test (``-m "not ray"`` leaves them out), timed
     without its fixtures: the cluster's start has deadlines of its own (a loaded machine may
     take minutes)."""
-    for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
-            item.add_marker(pytest.mark.ray)
-            item.add_marker(pytest.mark.timeout(240, func_only=True))
+    ours = [i for i, item in enumerate(items) if Path(str(item.fspath)).parent == HERE]
+    for i in ours:
+        items[i].add_marker(pytest.mark.ray)
+        items[i].add_marker(pytest.mark.timeout(240, func_only=True))
+    # The node-loss test stops a node of the shared cluster for good: last of the folder.
+    last = sorted((items[i] for i in ours), key=lambda item: item.path.name == LAST)
+    for i, item in zip(ours, last, strict=True):
+        items[i] = item
 
 
 class Cluster:
@@ -64,9 +70,9 @@ def _script() -> Any:
     return module
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # gone once the folder's tests are: not under the rest
 def ray_cluster() -> Iterator[Cluster]:
-    """A three-node Ray cluster of this run (see the module's docstring)."""
+    """The three-node Ray cluster of this run's tests/ray (see the module's docstring)."""
     pytest.importorskip("ray", reason="the ray backend's tests need Ray (the dev extra has it)")
     folder = Path(tempfile.mkdtemp(prefix="nbray-"))  # short: Ray's sockets live under it
     base = 20000 + (os.getpid() % 300) * 40  # below the ephemeral range: no chance collision
@@ -86,7 +92,7 @@ def ray_cluster() -> Iterator[Cluster]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_runner(
     ray_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningRunner]:
