@@ -102,10 +102,12 @@ class RayWorker(WorkerHandle):
             self._actor.interrupt.remote()  # fire and forget: the cell's output says the rest
 
     async def stop(self) -> None:
+        self._placement.forget(self.id)  # leaving: the next actor of its spec goes elsewhere
         self.connection.close()  # the worker leaves (running @nr.exit methods on its way)
         await self._end(STOP_GRACE)
 
     async def kill(self) -> None:
+        self._placement.forget(self.id)
         self.connection.close()
         await self._end(0.0)
 

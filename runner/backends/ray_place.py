@@ -61,7 +61,8 @@ class Placement:
         self._actors.pop(worker_id, None)
 
     def lost(self, worker_id: str) -> None:
-        """``worker_id``'s actor was lost with its node, as far as the runner can tell."""
+        """``worker_id``'s actor was lost with its node, as far as the runner can tell. One the
+        runner is stopping was forgotten already: its end is no sign of a lost node."""
         placed = self._actors.pop(worker_id, None)
         if placed is not None:
             self._suspect[placed[1]] = time.monotonic()
