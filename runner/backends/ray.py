@@ -122,10 +122,8 @@ class RayWorker(WorkerHandle):
                 code = await self._actor.kill.remote()
         except ray.exceptions.RayError:
             code = None
-            self._placement.lost(self.id)
         if self._status is None:
             self._status = _describe(code) if code is not None else "its Ray actor was lost"
-        self._placement.forget(self.id)
         ray.kill(self._actor, no_restart=True)
 
     async def exit_status(self) -> str:
@@ -192,9 +190,8 @@ class RayBackend(Backend):
                 namespace="nbremote",
             )
         except (ConnectionError, RuntimeError) as exc:
-            raise ValueError(
-                f"--ray-address {address}: cannot join the Ray cluster: {exc}"
-            ) from None
+            what = f"--ray-address {address}: cannot join" if address else "cannot start"
+            raise ValueError(f"{what} a Ray cluster: {exc}") from None
         self._port = FramePort(listen or ray.util.get_node_ip_address())
         self._keeper: Any = ray.remote(WorkerKeeper)
         self._inventory: RayGpus | None = None
