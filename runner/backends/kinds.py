@@ -36,7 +36,7 @@ def make_backend(
     if name == "ray":  # Ray only where it is used (an optional extra)
         from .ray import RayBackend
 
-        return RayBackend(ray_address, volume_root=ray_volume_root)
+        return RayBackend(ray_address, volume_root=ray_volume_root, images=images)
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: docker, process, ray")

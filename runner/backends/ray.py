@@ -17,8 +17,14 @@ Volumes need storage every node sees at the same path (``--ray-volume-root``, e.
 filesystem's mount): their working copies are made there, and the actor binds each at its mount
 path in a bubblewrap sandbox of its node; without that folder a volume mount is refused.
 
-What Ray cannot honour is refused, saying why: images (the node's Python environment is the
-worker's), ``block_network``, and volumes without a volume root. Ray's
+An image is built as on the process backend (a venv in the runner's image cache), and the actor
+starts the worker with that venv's Python, the image's env and its files: every node must see
+the runner's image cache at the same path (nodes of one machine, or a shared data dir). Ray's
+own ``runtime_env`` is not used: its ``pip`` needs the network on every node, and the worker is
+the actor's child, not the actor, so it needs no Ray interpreter of its own.
+
+What Ray cannot honour is refused, saying why: ``block_network``, and volumes without a volume
+root. Ray's
 ``memory`` is a scheduling resource: its memory monitor, not a cgroup, ends a worker that goes
 far over it.
 """
@@ -36,10 +42,13 @@ from nbremote.wire.http import WorkerSpec
 
 from ..frames import ConnectionClosed, FrameConnection, connect
 from ..gpus.discovery import Device, Discovery, Reading
+from ..image_types import ImageBuildError, Ready
+from ..images import Images
 from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
 from .ray_actor import WorkerKeeper
 from .ray_listen import FramePort
 from .ray_place import Placement
+from .venvs import VenvBuilder
 
 START_TIMEOUT = 120.0  # placement (a node may have to free room) plus the worker's start
 STOP_GRACE = 5.0
@@ -165,6 +174,7 @@ class RayBackend(Backend):
             None: this node's address as Ray knows it.
         volume_root: a folder every node sees at this same path, for volumes' working copies;
             None: volumes are refused.
+        images: the image registry, whose images are built as venvs (None: images refused).
     """
 
     name = "ray"
@@ -174,7 +184,9 @@ class RayBackend(Backend):
         address: str | None = None,
         listen: str | None = None,
         volume_root: Path | None = None,
+        images: Images | None = None,
     ) -> None:
+        self._venvs = VenvBuilder(images) if images is not None else None
         if volume_root is not None:
             self.checkouts = volume_root.resolve() / "checkouts"
         try:
@@ -211,18 +223,20 @@ class RayBackend(Backend):
         return self._inventory
 
     async def prepare_image(self, ref: str) -> str:
-        raise WorkerStartError(
-            f"image {ref!r}: the ray backend runs workers in the nodes' own Python environment "
-            "(install what they need there), not in images"
-        )
+        return (await self.image_environment(ref)).id
+
+    async def image_environment(self, ref: str) -> Ready:
+        """The image ``ref``'s venv, built if need be.
+
+        Raises:
+            WorkerStartError: the runner has no image cache. LookupError, ImageBuildError.
+        """
+        if self._venvs is None:
+            raise WorkerStartError("this runner has no image cache")
+        return await self._venvs.ensure(ref)
 
     def _refusal(self, request: WorkerRequest) -> str | None:
         """Why this backend cannot start ``request`` as asked; None if it can."""
-        if request.image is not None:
-            return (
-                f"image {request.image!r}: the ray backend runs workers in the nodes' own Python "
-                "environment (install what they need there), not in images"
-            )
         if request.spec.block_network:
             return "block_network=True: the ray backend cannot cut a worker's network"
         if request.mounts and self.checkouts is None:
@@ -284,6 +298,14 @@ class RayBackend(Backend):
             raise WorkerStartError(why)
         worker_id = uuid.uuid4().hex[:12]
         env = {k: v for k, v in request.spec.env.items() if k != DEVICES_VARIABLE}
+        image: dict[str, str] = {}
+        if request.image is not None:
+            try:
+                ready = await self.image_environment(request.image)
+            except (LookupError, ImageBuildError) as exc:
+                raise WorkerStartError(str(exc)) from None
+            image = {"python": str(ready.python), "files": str(ready.files)}
+            env = ready.env | env
         env |= request.env | {"NBREMOTE_TASK_ID": worker_id}
         options = await self._place(worker_id, request)
         token, arrived = self._port.expect()
@@ -291,7 +313,7 @@ class RayBackend(Backend):
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 mounts = {path: str(folder) for path, folder in request.mounts.items()}
-                placed = await actor.start.remote(self._port.address, token, env, mounts)
+                placed = await actor.start.remote(self._port.address, token, env, mounts, image)
                 self._placement.place(worker_id, request.spec.key(), str(placed["node_id"]))
                 connection = await connect(await arrived)
                 hello, _ = await connection.receive()
@@ -316,6 +338,9 @@ class RayBackend(Backend):
 
     async def close(self) -> None:
         import ray
+
+        if self._venvs is not None:
+            await self._venvs.close()
 
         self._port.close()
         with contextlib.suppress(Exception):

@@ -43,15 +43,19 @@ def _worker_preexec() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _sandboxed(command: list[str], scratch: str, mounts: dict[str, str]) -> list[str]:
+def _sandboxed(
+    command: list[str], scratch: str, mounts: dict[str, str], readonly: list[str]
+) -> list[str]:
     """``command`` in a bubblewrap sandbox of this node that binds each of ``mounts``' folders
-    at its mount path (the process backend's sandbox, with nothing of a runner to hide here)."""
+    at its mount path, and ``readonly`` (an image's venv) at its own (the process backend's
+    sandbox, with nothing of a runner to hide here)."""
     from pathlib import Path
 
     from .sandbox import Sandbox, bwrap_command
 
     binds = {path: Path(folder) for path, folder in mounts.items()}
-    return bwrap_command(command, Sandbox(writable=[Path(scratch)], mounts=binds), Path(scratch))
+    sandbox = Sandbox(writable=[Path(scratch)], readonly=[Path(p) for p in readonly], mounts=binds)
+    return bwrap_command(command, sandbox, Path(scratch))
 
 
 class WorkerKeeper:
@@ -69,9 +73,11 @@ class WorkerKeeper:
         token: str,
         env: dict[str, str],
         mounts: dict[str, str] | None = None,
+        image: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Connect to the runner at ``address`` with ``token`` and start the worker on that
-        connection, with ``mounts`` (mount path -> folder) bound in a sandbox; where it runs
+        connection, with ``mounts`` (mount path -> folder) bound in a sandbox, in ``image``'s
+        venv (``python``; its ``files`` linked into the working folder) if given; where it runs
         (node id, host name, the worker's pid here)."""
         import ray  # in a Ray worker process: there already
 
@@ -83,9 +89,17 @@ class WorkerKeeper:
         # Ray's view of this actor (CUDA_VISIBLE_DEVICES for its GPUs) plus the spec's env.
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NBREMOTE_")}
         environ |= env | {NODE_VARIABLE: node}
-        command = [sys.executable, "-P", "-m", "nbremote_runner.worker", "--fd", str(sock.fileno())]
+        python = sys.executable
+        if image:  # the image's venv: its Python, none of this Ray worker's PYTHONPATH
+            python = image["python"]
+            environ = {k: v for k, v in environ.items() if k != "PYTHONPATH"} | env
+            files = image["files"]
+            for entry in os.listdir(files) if os.path.isdir(files) else ():
+                os.symlink(os.path.join(files, entry), os.path.join(scratch, entry))
+        command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(sock.fileno())]
         if mounts:
-            command = _sandboxed(command, scratch, mounts)
+            venv = [os.path.dirname(os.path.dirname(python))] if image else []
+            command = _sandboxed(command, scratch, mounts, venv)
             self._sandboxed = True
         self._proc = subprocess.Popen(
             command,
