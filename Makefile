@@ -75,10 +75,10 @@ test: lint typecheck chromium
 	cd labextension && ../$(BIN)/jlpm test
 	$(BIN)/python -m pytest
 
-# The Ray backend's stage: a three-node Ray cluster on this machine (tests/ray; not yet in `make
-# test`: see issue 22).
+# The Ray backend's stage alone (`make test` runs it too): one three-node Ray cluster on this
+# machine (scripts/ray_cluster.py), shared by the tests of tests/ray.
 test-ray: setup
-	NBREMOTE_TEST_RAY=1 $(BIN)/python -m pytest tests/ray
+	$(BIN)/python -m pytest tests/ray
 
 bench: setup
 	$(BIN)/python bench/bench_cells.py

@@ -70,6 +70,8 @@ class RunnerConfig:
         docker_host: the docker backend's daemon (None: ``DOCKER_HOST``, else docker's default).
         docker_network: its containers' network: ``none`` or ``host``.
         ray_address: the ray backend's cluster (None: a local Ray instance).
+        ray_volume_root: the ray backend's folder for volumes' working copies, which every node
+            sees at that path (None: it refuses volumes).
         token: bearer token every API call must carry (health excepted); None on loopback only.
         token_file: where the token was read from (hidden from workers, like the data dir).
         idle_timeout: exit after this many seconds with no client connected; None: never.
@@ -94,6 +96,7 @@ class RunnerConfig:
     docker_host: str | None = None
     docker_network: str = "none"
     ray_address: str | None = None
+    ray_volume_root: Path | None = None
     token: str | None = None
     token_file: Path | None = None
     idle_timeout: float | None = None
@@ -166,6 +169,7 @@ class Runner:
             docker_host=config.docker_host,
             docker_network=config.docker_network,
             ray_address=config.ray_address,
+            ray_volume_root=config.ray_volume_root,
         )
         if config.gpus is None and hasattr(self.backend, "gpus"):  # a cluster's, as it lists them
             self.discovery = self.backend.gpus()
@@ -193,7 +197,8 @@ class Runner:
         await self.images.load()
         self.stores = Stores(self.state, self.config.store_limit)
         await self.stores.load()
-        self.volumes = Volumes(self.state, self.config.data_dir / "volumes")
+        volumes = self.config.data_dir / "volumes"
+        self.volumes = Volumes(self.state, volumes, self.backend.checkouts)
         await self.volumes.load()
         self.secrets = Secrets(self.config.data_dir / "secrets.json")
         self.secrets.load()

@@ -142,9 +142,10 @@ def _load_latest(root: Path) -> tuple[int, Manifest, float]:
 class Volumes:
     """Every volume of a runner, and the working copies of running containers."""
 
-    def __init__(self, state: State, root: Path) -> None:
+    def __init__(self, state: State, root: Path, checkouts: Path | None = None) -> None:
         self._state = state
         self.root = root
+        self._checkouts = checkouts or root / "checkouts"  # a cluster's: where its nodes see
         self.volumes: dict[str, Volume] = {}
         self.checkouts: dict[str, Checkout] = {}
         self._files = ThreadPoolExecutor(4, thread_name_prefix="nbremote-volumes")
@@ -167,8 +168,8 @@ class Volumes:
             self.volumes[name] = volume
 
     def _reset_checkouts(self) -> None:
-        shutil.rmtree(self.root / "checkouts", ignore_errors=True)
-        (self.root / "checkouts").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self._checkouts, ignore_errors=True)
+        self._checkouts.mkdir(parents=True, exist_ok=True)
 
     # -- the registry ------------------------------------------------------------------------------
 
@@ -301,7 +302,7 @@ class Volumes:
         """A new working copy of the volume's current version."""
         volume = self.get(name)
         checkout_id = uuid.uuid4().hex[:16]
-        root = self.root / "checkouts" / checkout_id
+        root = self._checkouts / checkout_id
         await self.run(lambda: root.mkdir(parents=True))
         checkout = Checkout(checkout_id, volume, root, {})
         self.checkouts[checkout_id] = checkout

@@ -31,6 +31,7 @@ import psutil
 
 RAY = str(Path(sys.executable).parent / "ray")
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+START_TIMEOUT = 200  # one node's ``ray start``: Ray's agents are slow on a loaded machine
 NODE_ID = re.compile(r"--node[-_]id=([0-9a-f]{56})")
 
 
@@ -104,12 +105,18 @@ def _node(folder: Path, base: int, *extra: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _finish(folder: Path, proc: subprocess.Popen[bytes], base: int) -> None:
-    code = proc.wait(timeout=240)
+def _finish(folder: Path, proc: subprocess.Popen[bytes], base: int, name: str) -> None:
+    """Wait for ``ray start`` of node ``name``; exit saying which node did not start, and why."""
+    try:
+        code: int | None = proc.wait(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = None
     proc.done.set()  # type: ignore[attr-defined]
     if code != 0:
         tail = (folder / f"start-{base}.log").read_text(errors="replace")[-3000:]
-        raise SystemExit(f"ray start (ports from {base}) failed:\n{tail}")
+        why = f"did not start within {START_TIMEOUT}s" if code is None else f"failed ({code})"
+        raise SystemExit(f"ray start of the {name} (ports from {base}) {why}:\n{tail}")
 
 
 def start(folder: Path, base: int) -> str:
@@ -123,13 +130,14 @@ def start(folder: Path, base: int) -> str:
         "--include-dashboard=false",
         f"--ray-client-server-port={base + 39}",
     )
-    _finish(folder, head, base)
+    _finish(folder, head, base, "head node")
     address = f"127.0.0.1:{base}"
     # One after the other: nodes of one machine share the temp dir, and two starting at once
     # can pick the same name for their sockets there.
-    _finish(folder, _node(folder, base + 10, f"--address={address}"), base + 10)
+    _finish(folder, _node(folder, base + 10, f"--address={address}"), base + 10, "plain node")
     gpus = ["--num-gpus=2", '--resources={"accelerator_type:A100": 2}']
-    _finish(folder, _node(folder, base + 20, f"--address={address}", *gpus), base + 20)
+    gpu_node = _node(folder, base + 20, f"--address={address}", *gpus)
+    _finish(folder, gpu_node, base + 20, "GPU node")
     return address
 
 

@@ -21,6 +21,11 @@ from ._options import DURATION, SIZE
     type=click.Choice(["process", "docker", "ray"]),
 )
 @click.option("--ray-address", metavar="ADDR", help="The ray backend's cluster [a local Ray].")
+@click.option(
+    "--ray-volume-root",
+    type=click.Path(path_type=Path),
+    help="The ray backend's volumes: a folder every node sees at this path [none: no volumes].",
+)
 @click.option("--docker-host", metavar="URL", help="The docker backend's daemon [DOCKER_HOST].")
 @click.option(
     "--docker-network",
@@ -69,6 +74,7 @@ def runner(
     docker_host: str | None,
     docker_network: str,
     ray_address: str | None,
+    ray_volume_root: Path | None,
     data_dir: Path | None,
     token_file: Path | None,
     store_limit: int,
@@ -110,6 +116,7 @@ def runner(
         docker_host=docker_host,
         docker_network=docker_network,
         ray_address=ray_address,
+        ray_volume_root=ray_volume_root,
         token=token,
         token_file=token_file,
         store_limit=store_limit,

@@ -148,6 +148,9 @@ class Backend(abc.ABC):
     """Prepares images and starts workers (see the module's docstring)."""
 
     name: str
+    # Where volumes' working copies go for this backend's workers to see them (a folder every
+    # node of a cluster sees); None: the runner's data dir.
+    checkouts: Path | None = None
 
     @abc.abstractmethod
     async def prepare_image(self, ref: str) -> str:

@@ -20,13 +20,15 @@ def make_backend(
     docker_host: str | None = None,
     docker_network: str = "none",
     ray_address: str | None = None,
+    ray_volume_root: Path | None = None,
 ) -> Backend:
     """The backend called ``name``, or a ValueError listing those that exist. ``images``: the
     shared registry whose images it prepares; ``private``: files of the runner its workers must
     not see (besides the data dir); ``embedded``: a kernel's embedded runner, whose workers run
     the interpreter their kernel names; ``docker_host``/``docker_network``: the docker backend's
     daemon (None: ``DOCKER_HOST``) and its containers' network; ``ray_address``: the ray
-    backend's cluster (None: a local Ray instance)."""
+    backend's cluster (None: a local Ray instance); ``ray_volume_root``: its volumes' folder
+    (`RayBackend`)."""
     if name == "docker":  # imported here: the docker SDK only where it is used
         from .docker import DockerBackend
 
@@ -34,7 +36,7 @@ def make_backend(
     if name == "ray":  # Ray only where it is used (an optional extra)
         from .ray import RayBackend
 
-        return RayBackend(ray_address)
+        return RayBackend(ray_address, volume_root=ray_volume_root, images=images)
     backends = {"process": ProcessBackend}
     if name not in backends:
         raise ValueError(f"unknown backend {name!r}; available: docker, process, ray")

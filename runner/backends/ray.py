@@ -4,7 +4,8 @@
 local Ray instance). A worker is an actor (`ray_actor.WorkerKeeper`) asking Ray for what its
 spec asks: ``cpu=`` as ``num_cpus`` (1/8 when not given), ``memory=`` as Ray's ``memory``
 resource, ``--gpu A100:2`` as ``num_gpus=2`` plus Ray's ``accelerator_type:A100`` resource.
-Actors are spread over the nodes (``SPREAD``), so a map's workers use every node that fits.
+Each actor goes to the alive node with the fewest of the runner's actors of its spec
+(`ray_place`), so a map's workers use every node that fits.
 
 The actor starts the worker as its child process, connected straight to the runner's frame port
 (`ray_listen.FramePort`: TCP, a one-time token per worker): cells stream their output as on the
@@ -12,8 +13,18 @@ process backend, the namespace persists in that process, Ctrl-C is the actor's S
 lost node ends its workers' connections, so the runner retries their inputs (``retries=``)
 elsewhere, as for any worker that dies.
 
-What Ray cannot honour is refused, saying why: images (the node's Python environment is the
-worker's), ``block_network``, and volumes, which need storage every node sees (not yet). Ray's
+Volumes need storage every node sees at the same path (``--ray-volume-root``, e.g. a shared
+filesystem's mount): their working copies are made there, and the actor binds each at its mount
+path in a bubblewrap sandbox of its node; without that folder a volume mount is refused.
+
+An image is built as on the process backend (a venv in the runner's image cache), and the actor
+starts the worker with that venv's Python, the image's env and its files: every node must see
+the runner's image cache at the same path (nodes of one machine, or a shared data dir). Ray's
+own ``runtime_env`` is not used: its ``pip`` needs the network on every node, and the worker is
+the actor's child, not the actor, so it needs no Ray interpreter of its own.
+
+What Ray cannot honour is refused, saying why: ``block_network``, and volumes without a volume
+root. Ray's
 ``memory`` is a scheduling resource: its memory monitor, not a cgroup, ends a worker that goes
 far over it.
 """
@@ -24,15 +35,20 @@ import asyncio
 import contextlib
 import platform
 import uuid
+from pathlib import Path
 from typing import Any
 
 from nbremote.wire.http import WorkerSpec
 
 from ..frames import ConnectionClosed, FrameConnection, connect
 from ..gpus.discovery import Device, Discovery, Reading
+from ..image_types import ImageBuildError, Ready
+from ..images import Images
 from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
 from .ray_actor import WorkerKeeper
 from .ray_listen import FramePort
+from .ray_place import Placement
+from .venvs import VenvBuilder
 
 START_TIMEOUT = 120.0  # placement (a node may have to free room) plus the worker's start
 STOP_GRACE = 5.0
@@ -81,9 +97,11 @@ class RayWorker(WorkerHandle):
         hello: dict[str, object],
         actor: Any,
         placed: dict[str, Any],
+        placement: Placement,
     ) -> None:
         super().__init__(worker_id, spec, connection, hello)
         self._actor = actor
+        self._placement = placement
         self.node_id = str(placed["node_id"])
         self._pid = int(placed["pid"])
         self._status: str | None = None
@@ -93,10 +111,12 @@ class RayWorker(WorkerHandle):
             self._actor.interrupt.remote()  # fire and forget: the cell's output says the rest
 
     async def stop(self) -> None:
+        self._placement.forget(self.id)  # leaving: the next actor of its spec goes elsewhere
         self.connection.close()  # the worker leaves (running @nr.exit methods on its way)
         await self._end(STOP_GRACE)
 
     async def kill(self) -> None:
+        self._placement.forget(self.id)
         self.connection.close()
         await self._end(0.0)
 
@@ -123,11 +143,13 @@ class RayWorker(WorkerHandle):
         try:
             code = await self._actor.wait.remote(1.0)
         except ray.exceptions.RayError as exc:  # the actor or its node is gone
+            self._placement.lost(self.id)
             self._status = f"its Ray actor was lost ({type(exc).__name__})"
             return self._status
         if code is None:
             return "still running"
         self._status = _describe(code)
+        self._placement.forget(self.id)
         ray.kill(self._actor, no_restart=True)  # its worker ended on its own: free its resources
         return self._status
 
@@ -150,6 +172,9 @@ class RayBackend(Backend):
         address: the Ray cluster (``ray.init(address=...)``); None: a local Ray instance.
         listen: the address the runner's frame port listens on (every node must reach it);
             None: this node's address as Ray knows it.
+        volume_root: a folder every node sees at this same path, for volumes' working copies;
+            None: volumes are refused.
+        images: the image registry, whose images are built as venvs (None: images refused).
     """
 
     name = "ray"
@@ -158,26 +183,31 @@ class RayBackend(Backend):
         self,
         address: str | None = None,
         listen: str | None = None,
+        volume_root: Path | None = None,
+        images: Images | None = None,
     ) -> None:
+        self._venvs = VenvBuilder(images) if images is not None else None
+        if volume_root is not None:
+            self.checkouts = volume_root.resolve() / "checkouts"
         try:
             import ray
         except ImportError:
             raise ValueError("the ray backend needs Ray: pip install 'nbremote[ray]'") from None
         try:
             ray.init(
-                address=address,
+                address=address or "local",  # None would join a cluster it finds on this host
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
                 namespace="nbremote",
             )
         except (ConnectionError, RuntimeError) as exc:
-            raise ValueError(
-                f"--ray-address {address}: cannot join the Ray cluster: {exc}"
-            ) from None
+            what = f"--ray-address {address}: cannot join" if address else "cannot start"
+            raise ValueError(f"{what} a Ray cluster: {exc}") from None
         self._port = FramePort(listen or ray.util.get_node_ip_address())
         self._keeper: Any = ray.remote(WorkerKeeper)
         self._inventory: RayGpus | None = None
+        self._placement = Placement()
 
     @property
     def python_version(self) -> str:
@@ -193,33 +223,34 @@ class RayBackend(Backend):
         return self._inventory
 
     async def prepare_image(self, ref: str) -> str:
-        raise WorkerStartError(
-            f"image {ref!r}: the ray backend runs workers in the nodes' own Python environment "
-            "(install what they need there), not in images"
-        )
+        return (await self.image_environment(ref)).id
+
+    async def image_environment(self, ref: str) -> Ready:
+        """The image ``ref``'s venv, built if need be.
+
+        Raises:
+            WorkerStartError: the runner has no image cache. LookupError, ImageBuildError.
+        """
+        if self._venvs is None:
+            raise WorkerStartError("this runner has no image cache")
+        return await self._venvs.ensure(ref)
 
     def _refusal(self, request: WorkerRequest) -> str | None:
         """Why this backend cannot start ``request`` as asked; None if it can."""
-        if request.image is not None:
-            return (
-                f"image {request.image!r}: the ray backend runs workers in the nodes' own Python "
-                "environment (install what they need there), not in images"
-            )
         if request.spec.block_network:
             return "block_network=True: the ray backend cannot cut a worker's network"
-        if request.mounts:
+        if request.mounts and self.checkouts is None:
             return (
                 f"volumes ({', '.join(sorted(request.mounts))}) on the ray backend need storage "
-                "every node sees, which it does not have yet: use them on a process or docker "
-                "runner"
+                "every node sees: start the runner with --ray-volume-root PATH (a folder every "
+                "node sees at that path), or use them on a process or docker runner"
             )
         return None
 
     def _options(self, request: WorkerRequest) -> dict[str, Any]:
-        """The actor's resources (see the module's docstring)."""
+        """The actor's resources (see the module's docstring); Ray places it (`_place`)."""
         options: dict[str, Any] = {
             "num_cpus": request.limits.cpus or DEFAULT_CPUS,
-            "scheduling_strategy": "SPREAD",
             "max_restarts": 0,
             "max_concurrency": 4,  # an interrupt is not queued behind a wait
         }
@@ -231,6 +262,24 @@ class RayBackend(Backend):
             if kind is not None:
                 options["resources"] = {f"accelerator_type:{kind}": 0.001}
         return options
+
+    async def _place(self, worker_id: str, request: WorkerRequest) -> dict[str, Any]:
+        """The actor's options with the node `ray_place` chose for it (soft: Ray places it
+        elsewhere if that node died or filled up since); that node is counted at once."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options = self._options(request)
+        needs = {"CPU": options["num_cpus"], "GPU": options.get("num_gpus", 0)}
+        needs |= {"memory": options.get("memory", 0)} | options.get("resources", {})
+        nodes = await asyncio.to_thread(ray.nodes)
+        kind = request.spec.key()
+        node = self._placement.choose(nodes, kind, needs)
+        if node is None:  # no node fits: Ray's answer says why
+            return options | {"scheduling_strategy": "SPREAD"}
+        self._placement.place(worker_id, kind, node)
+        strategy = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
+        return options | {"scheduling_strategy": strategy}
 
     def _gpu_kind(self, request: WorkerRequest) -> str | None:
         """The accelerator type of the GPUs the broker counted for ``request``."""
@@ -249,16 +298,30 @@ class RayBackend(Backend):
             raise WorkerStartError(why)
         worker_id = uuid.uuid4().hex[:12]
         env = {k: v for k, v in request.spec.env.items() if k != DEVICES_VARIABLE}
+        image: dict[str, str] = {}
+        if request.image is not None:
+            try:
+                ready = await self.image_environment(request.image)
+            except (LookupError, ImageBuildError) as exc:
+                raise WorkerStartError(str(exc)) from None
+            image = {"python": str(ready.python), "files": str(ready.files)}
+            env = ready.env | env
         env |= request.env | {"NBREMOTE_TASK_ID": worker_id}
+        options = await self._place(worker_id, request)
         token, arrived = self._port.expect()
-        actor: Any = self._keeper.options(**self._options(request)).remote()
+        actor: Any = self._keeper.options(**options).remote()
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                placed = await actor.start.remote(self._port.address, token, env)
+                mounts = {path: str(folder) for path, folder in request.mounts.items()}
+                placed = await actor.start.remote(self._port.address, token, env, mounts, image)
+                self._placement.place(worker_id, request.spec.key(), str(placed["node_id"]))
                 connection = await connect(await arrived)
                 hello, _ = await connection.receive()
         except BaseException as exc:
+            if arrived.done() and not arrived.cancelled() and arrived.exception() is None:
+                arrived.result().close()  # it connected, then failed to start its worker
             arrived.cancel()
+            self._placement.forget(worker_id)
             import ray
 
             ray.kill(actor, no_restart=True)
@@ -271,10 +334,13 @@ class RayBackend(Backend):
                 else str(exc).strip().splitlines()[-1]
             )
             raise WorkerStartError(f"the worker's Ray actor did not start: {reason}") from exc
-        return RayWorker(worker_id, request.spec, connection, hello, actor, placed)
+        return RayWorker(worker_id, request.spec, connection, hello, actor, placed, self._placement)
 
     async def close(self) -> None:
         import ray
+
+        if self._venvs is not None:
+            await self._venvs.close()
 
         self._port.close()
         with contextlib.suppress(Exception):

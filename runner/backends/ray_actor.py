@@ -9,7 +9,11 @@ frames flow straight between the worker and the runner, never through Ray. The a
 the worker's keeper: it interrupts it, reports its exit, and takes it down when the actor goes
 (the child dies with its parent, however the parent dies: a lost node loses both).
 
-This module is imported in Ray's worker processes on every node: the standard library only.
+A worker with volumes starts in a bubblewrap sandbox of the node (as on the process backend),
+which binds each volume's working copy (on storage every node sees, at the same path) at its
+mount path. This module is imported in Ray's worker processes on every node: the standard
+library only at import time (nbremote is installed on every node: the sandbox is imported from
+it when a worker needs one).
 """
 
 from __future__ import annotations
@@ -39,16 +43,42 @@ def _worker_preexec() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _sandboxed(
+    command: list[str], scratch: str, mounts: dict[str, str], readonly: list[str]
+) -> list[str]:
+    """``command`` in a bubblewrap sandbox of this node that binds each of ``mounts``' folders
+    at its mount path, and ``readonly`` (an image's venv) at its own (the process backend's
+    sandbox, with nothing of a runner to hide here)."""
+    from pathlib import Path
+
+    from .sandbox import Sandbox, bwrap_command
+
+    binds = {path: Path(folder) for path, folder in mounts.items()}
+    sandbox = Sandbox(writable=[Path(scratch)], readonly=[Path(p) for p in readonly], mounts=binds)
+    return bwrap_command(command, sandbox, Path(scratch))
+
+
 class WorkerKeeper:
     """The actor's body (``ray.remote`` wraps it in `nbremote_runner.backends.ray`)."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._scratch: str | None = None
+        self._sandboxed = False
+        self._worker_pid: int | None = None  # in a sandbox: the worker's own, not bwrap's
 
-    def start(self, address: tuple[str, int], token: str, env: dict[str, str]) -> dict[str, Any]:
+    def start(
+        self,
+        address: tuple[str, int],
+        token: str,
+        env: dict[str, str],
+        mounts: dict[str, str] | None = None,
+        image: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Connect to the runner at ``address`` with ``token`` and start the worker on that
-        connection; where it runs (node id, host name, the worker's pid here)."""
+        connection, with ``mounts`` (mount path -> folder) bound in a sandbox, in ``image``'s
+        venv (``python``; its ``files`` linked into the working folder) if given; where it runs
+        (node id, host name, the worker's pid here)."""
         import ray  # in a Ray worker process: there already
 
         node = ray.get_runtime_context().get_node_id()
@@ -59,7 +89,18 @@ class WorkerKeeper:
         # Ray's view of this actor (CUDA_VISIBLE_DEVICES for its GPUs) plus the spec's env.
         environ = {k: v for k, v in os.environ.items() if not k.startswith("NBREMOTE_")}
         environ |= env | {NODE_VARIABLE: node}
-        command = [sys.executable, "-P", "-m", "nbremote_runner.worker", "--fd", str(sock.fileno())]
+        python = sys.executable
+        if image:  # the image's venv: its Python, none of this Ray worker's PYTHONPATH
+            python = image["python"]
+            environ = {k: v for k, v in environ.items() if k != "PYTHONPATH"} | env
+            files = image["files"]
+            for entry in os.listdir(files) if os.path.isdir(files) else ():
+                os.symlink(os.path.join(files, entry), os.path.join(scratch, entry))
+        command = [python, "-P", "-m", "nbremote_runner.worker", "--fd", str(sock.fileno())]
+        if mounts:
+            venv = [os.path.dirname(os.path.dirname(python))] if image else []
+            command = _sandboxed(command, scratch, mounts, venv)
+            self._sandboxed = True
         self._proc = subprocess.Popen(
             command,
             pass_fds=[sock.fileno()],
@@ -76,7 +117,22 @@ class WorkerKeeper:
     def interrupt(self) -> None:
         """Ctrl-C for the running cell: a SIGINT its shell turns into a KeyboardInterrupt."""
         if self._proc is not None and self._proc.poll() is None:
-            os.kill(self._proc.pid, signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._target(), signal.SIGINT)
+
+    def _target(self) -> int:
+        """The worker's pid: the process itself, or the one under its sandbox's bwrap."""
+        assert self._proc is not None
+        if not self._sandboxed:
+            return self._proc.pid
+        if self._worker_pid is None:
+            import psutil  # a dependency of nbremote's runner, there on every node
+
+            for child in psutil.Process(self._proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "nbremote_runner.worker" in child.cmdline():
+                        self._worker_pid = child.pid
+        return self._worker_pid or self._proc.pid
 
     def wait(self, seconds: float) -> int | None:
         """The worker's return code once it has exited within ``seconds``; else None."""

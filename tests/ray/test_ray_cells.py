@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,12 +33,20 @@ def node_of(x: int) -> dict[str, Any]:
 
 
 @app.function(max_containers=3)
-def slow_node(x: int) -> str:
+def met(x: int, log: str) -> str:
+    """Its node, once three inputs have met: each waits for the others (a worker of the pool
+    starts in seconds on a loaded machine, and one worker could run a short map alone)."""
     import os
     import time
+    from pathlib import Path
 
-    time.sleep(0.5)  # long enough that the map needs all three workers
-    return os.environ["NBREMOTE_RAY_NODE_ID"]
+    node = os.environ["NBREMOTE_RAY_NODE_ID"]
+    with open(log, "a") as out:  # every node of the test cluster is on this machine
+        out.write(f"{x} {node}\n")
+    deadline = time.monotonic() + 150
+    while len(Path(log).read_text().splitlines()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return node
 
 
 def test_a_cell_runs_on_a_ray_actor_keeps_its_namespace_and_streams(
@@ -92,25 +101,8 @@ def test_a_gpu_cell_lands_on_the_node_that_has_the_a100s(
     assert ray_shell.user_ns["visible"] is not None  # Ray gave the actor one of the node's GPUs
 
 
-def test_a_map_uses_every_node(ray_session: _session.RemoteSession) -> None:
-    nodes = list(slow_node.map(range(9)))
-    assert len(nodes) == 9
-    assert len(set(nodes)) == 3  # head, plain node and GPU node: Ray spread the actors
-
-
-def test_a_volume_is_refused_saying_why(
-    ray_session: _session.RemoteSession,
-) -> None:
-    with nr.Volume.ephemeral() as volume:
-
-        @app.function(volumes={"/data": volume})
-        def listing() -> list[str]:
-            import os
-
-            return os.listdir("/data")
-
-        with pytest.raises(
-            nr.NbremoteError,
-            match=r"volumes \(/data\) on the ray backend need storage every node sees",
-        ):
-            listing.remote()
+def test_a_map_uses_every_node(ray_session: _session.RemoteSession, tmp_path: Path) -> None:
+    log = tmp_path / "met.log"
+    nodes = list(met.map(range(3), [str(log)] * 3))
+    assert len(log.read_text().splitlines()) == 3  # three workers ran the inputs together
+    assert len(set(nodes)) == 3  # on the head, the plain node and the GPU node

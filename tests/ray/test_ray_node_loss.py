@@ -1,6 +1,6 @@
 """A Ray node lost mid-map: its inputs are retried on the other nodes, none lost.
 
-Runs after the other tests of the folder (files run in name order): it stops a node of the
+Runs after the other tests of the folder (its conftest puts it last): it stops a node of the
 shared cluster for good.
 """
 
