@@ -29,12 +29,10 @@ from ._namespace import Packed
 from ._session import Frame, Request
 from .errors import NbremoteError, RemoteError, SerializationError, WorkerDied, remote_error
 from .wire.codec import Header
-from .wire.ops import Op
+from .wire.ops import Op, expand
 from .wire.serialize import Payload, dumps, loads
 
 Input = tuple[tuple[Any, ...], dict[str, Any]]
-VALUES = "values"  # the batch is a list of the one positional argument of each input
-ARGS = "args"  # the batch is a list of the positional arguments of each input (tuples)
 TARGET_BATCH_SECONDS = 0.02
 MAX_BATCH = 8192
 IN_FLIGHT = 16384  # inputs of an iterator of unknown length read ahead of their results, at most
@@ -153,15 +151,6 @@ class CallTarget:
             header["form"] = form
         parts = [*buffers, *batch.parts]
         return Request(header, parts, packed, tag=(first, len(inputs)), image=self.image)
-
-
-def expand(inputs: list[Any], form: str | None) -> list[Input]:
-    """A batch's inputs as ``(args, kwargs)`` pairs, whatever its form."""
-    if form == VALUES:
-        return [((value,), {}) for value in inputs]
-    if form == ARGS:
-        return [(tuple(args), {}) for args in inputs]
-    return inputs
 
 
 def decode(frame: Frame, first: int, numbered: bool = True, count: int = 1) -> list[Any]:

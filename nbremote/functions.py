@@ -22,15 +22,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _call_patterns, _session
 from ._by_value import dumps_function, frozen_captures, same_objects
 from ._calls import (
-    ARGS,
-    VALUES,
     Batcher,
     Bind,
     CallTarget,
     Input,
     decode,
     decode_chunk,
-    expand,
     raise_first,
 )
 from ._function_call import FunctionCall as FunctionCall  # its home before; still here
@@ -45,7 +42,7 @@ from ._options import (
 from ._output import show
 from ._session import Request
 from .errors import NbremoteError, RunnerError, remote_error
-from .wire.ops import Op
+from .wire.ops import ARGS, VALUES, Op, expand
 from .wire.serialize import Payload
 
 if TYPE_CHECKING:

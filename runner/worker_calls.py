@@ -9,7 +9,7 @@ Without a timeout, a batch first runs in a bare loop (`_run_plain`), which costs
 input ~0.1 µs where the careful one costs ~2 µs (a map of 10,000 ``x + 1`` spent more here
 than in the function, issue 23 W2); an input that raises leaves that loop for the careful
 path (its failed attempt counts), and the loop resumes after it.
-Standard library only: this runs inside every container.
+Standard library and `nbremote.wire.ops` only: this runs inside every container.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any
+
+from nbremote.wire.ops import ARGS, VALUES
 
 if TYPE_CHECKING:
     import asyncio
@@ -144,24 +146,11 @@ def _name(request: dict[str, Any] | None) -> str:
     return str(request["function"]["name"]) if request else "the function"
 
 
-def expand(inputs: list[Any], form: str | None) -> list[Input]:
-    """A batch's inputs as ``(args, kwargs)`` pairs, whatever its ``form`` (`nbremote._calls`).
-
-    Raises:
-        TypeError: an ``"args"`` input is not a sequence of arguments.
-    """
-    if form == "values":
-        return [((value,), {}) for value in inputs]
-    if form == "args":
-        return [(tuple(args), {}) for args in inputs]
-    return inputs
-
-
 def _caller(fn: Callable[..., Any], form: str | None) -> Callable[[Any], Any]:
     """A function of one input, in ``form``, that calls ``fn`` on it."""
-    if form == "values":
+    if form == VALUES:
         return fn
-    if form == "args":
+    if form == ARGS:
         return lambda args: fn(*args)
     return lambda pair: fn(*pair[0], **pair[1])
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from nbremote.errors import SerializationError
 from nbremote.wire.codec import Header
+from nbremote.wire.ops import expand
 from nbremote.wire.serialize import Payload, dumps, loads
 
 from .worker_calls import (
@@ -36,7 +37,6 @@ from .worker_calls import (
     call_batch,
     deadline,
     describe_error,
-    expand,
 )
 
 SendItem = Callable[[int, Any], None]

@@ -19,6 +19,24 @@ INPUT_LIMIT = 1 << 20
 than anyone types or pastes at a prompt, far less than a worker must take from a client."""
 
 
+# A call's ``form`` (`_CallFields.form`): how a batch's inputs are pickled.
+VALUES = "values"  # each input its one positional argument (``f.map(xs)``)
+ARGS = "args"  # each input the tuple of its positional arguments (``f.map(xs, ys)``, starmap)
+
+
+def expand(inputs: list[Any], form: str | None) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """A batch's inputs as ``(args, kwargs)`` pairs, whatever its ``form`` (None: pairs).
+
+    Raises:
+        TypeError: an ``ARGS`` input is not a sequence of arguments.
+    """
+    if form == VALUES:
+        return [((value,), {}) for value in inputs]
+    if form == ARGS:
+        return [(tuple(args), {}) for args in inputs]
+    return inputs
+
+
 class Op(enum.StrEnum):
     """Every op a frame may carry (a `str`: ``Op.DONE == "done"``, and JSON writes ``"done"``)."""
 
