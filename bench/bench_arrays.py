@@ -198,8 +198,8 @@ def report(figures: dict[str, Samples], nbytes: int, load: float) -> str:
         f"- Machine: {machine()}; load average before the run {load:.2f}",
         f"- {size} float64, summed on a worker of this machine; medians of each tool's repeats",
         "",
-        "| Tool | first: ms | first: GB/s | again: ms | nbremote fn / tool, first"
-        " | nbremote fn / tool, again |",
+        "| Tool | first: ms | first: GB/s | again: ms | nbremote fn / tool, first ms"
+        " | nbremote fn / tool, again ms |",
         "|---|--:|--:|--:|--:|--:|",
     ]
     for tool, samples in figures.items():

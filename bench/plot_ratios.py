@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
 THROUGHPUT = re.compile(r"/s\b|GB/s|inputs/s")
+TIME = re.compile(r"\b(ms|µs|s)$")  # a ratio column named with its unit
 
 
 def _cells(line: str) -> list[str]:
@@ -38,26 +39,40 @@ def _table_ratios(
     heading: str, header: list[str], rows: list[list[str]]
 ) -> list[tuple[str, float]]:
     """(label, times faster) for each row of one table with a ``nbremote / ...`` column."""
-    columns = [i for i, name in enumerate(header) if name.startswith("nbremote / ")]
-    if not columns:
-        return []
-    column = columns[0]
+    columns = [i for i, name in enumerate(header) if name.startswith("nbremote")]
+    columns = [i for i in columns if " / " in header[i]]
+    # The first such column (p50 over p90, say), or all whose names end in their unit.
+    columns = columns[:1] + [i for i in columns[1:] if TIME.search(header[i])]
     found = []
+    for column in columns:
+        found += _column_ratios(heading, header, rows, column, several=len(columns) > 1)
+    return found
+
+
+def _column_ratios(
+    heading: str, header: list[str], rows: list[list[str]], column: int, several: bool
+) -> list[tuple[str, float]]:
+    """The ratios of one ``nbremote / ...`` column; a column whose name ends in its unit
+    (``..., first ms``) says itself whether it is a time."""
+    found: list[tuple[str, float]] = []
+    name = header[column]
     for row in rows:
         ratio = _number(row[column]) if column < len(row) else None
         if ratio is None or row[0].startswith("floor"):
             continue  # a floor is no peer: it bounds what any tool can do
-        peer = header[column].removeprefix("nbremote / ").split(",")[0]
+        peer = name.split(" / ", 1)[1].split(",")[0]
         if peer == "tool":  # one peer per row: its name is in the first column
             peer = re.sub(r"\s*\(.*?\)|`", "", row[0])
             label = f"{heading}: {peer}"
+            if several:  # which of the columns: "..., first ms" -> "(first ms)"
+                label += f" ({name.split(',', 1)[-1].strip()})"
             if any(seen.startswith(label) for seen, _ in found):
                 label += f" ({row[1].replace('`', '')[:40]})"
         else:
             label = f"{row[0].replace('`', '')} vs {peer}"
         unit = " ".join([heading, *header, *row[:2]])
-        faster = ratio if THROUGHPUT.search(unit) else 1 / ratio
-        found.append((label, faster))
+        is_time = TIME.search(name) is not None or not THROUGHPUT.search(unit)
+        found.append((label, 1 / ratio if is_time else ratio))
     return found
 
 
@@ -70,7 +85,7 @@ def ratios(markdown: str) -> list[tuple[str, float]]:
     while i < len(lines):
         line = lines[i]
         if line.startswith("#"):
-            first = line.lstrip("# ").split(" ")[0]
+            first = line.lstrip("# ").split(" ")[0].rstrip(",:")
             heading = first if re.fullmatch(r"W\d", first) else ""  # "### W1 warm ...", "## W5 ..."
         if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
             header = _cells(line)
