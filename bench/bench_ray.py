@@ -257,6 +257,9 @@ def main() -> None:
         "- Plain Ray: a task per call through Ray's scheduler and object store, from a driver "
         "on the head node; W3 ``first`` is ``ray.put(a)`` plus the task, ``again`` passes the "
         "same ref (the user keeps the handle). nbremote's ``again`` takes the array itself.",
+        "- W3 on the ray runner: a big input travels inside the frames over both TCP hops "
+        "(kernel -> runner -> actor's worker), not through shared memory or Ray's object store; "
+        "a cell's unchanged input is not sent again (content hash), a function's argument is.",
     ]
     section = "\n".join(lines)
     print(section)
