@@ -11,6 +11,11 @@ W1 warm call
 W2 map of trivial inputs
     ``inc.map(range(N))`` with warm workers (three at most: one per node), in inputs per second;
     plain Ray: ``ray.get([inc.remote(x) for x in range(N)])``.
+W3 big array
+    a 256 MiB float64 array summed by a ``%%remote`` cell and by ``asum.remote(a)``: ``first``
+    after an in-place change (all of it travels), ``again`` unchanged right after (medians of
+    3, as bench/bench_arrays.py does); plain Ray: ``ray.put(a)`` then ``asum.remote(ref)``, the
+    same ref passed again. The cluster's nodes get an object store that holds the array.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _results import check, checkout, machine, percentile, write_results
+from _results import check, checkout, machine, median, percentile, write_results
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+import numpy as np
+
 import nbremote as nr
 from nbremote import _session
 from tests.conftest import RunningRunner, start_runner
@@ -41,6 +48,56 @@ app = nr.App("bench-ray")
 @app.function(max_containers=3)
 def inc(x: int) -> int:
     return x + 1
+
+
+def array_sum(x: Any) -> float:
+    return float(x.sum())
+
+
+asum = app.function(array_sum)
+
+
+MIB = 1 << 20
+ARRAY_MIB = 256
+STORE = 800_000_000  # per node: plasma holds the array (the tests' clusters keep 80 MB)
+Timings = dict[str, list[float]]  # W1 samples, the W2 rate, W3 first and again
+
+
+def twice(run: Callable[[Any, bool], float], a: Any, repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``run(a, changed)``: ``a`` changed in place before each of ``repeats``, then
+    unchanged ``repeats`` times; each answer checked against the local sum (not timed)."""
+    out: dict[str, list[float]] = {"first": [], "again": []}
+    for key, changed in (("first", True), ("again", False)):
+        for _ in range(repeats):
+            if changed:
+                a += 1
+            started = time.perf_counter()
+            got = run(a, changed)
+            out[key].append(time.perf_counter() - started)
+            check(bool(np.isclose(got, a.sum())), f"sum {got} != {a.sum()}")
+    return out
+
+
+def array_numbers(a: Any, repeats: int) -> Timings:
+    """W3 through a cell and through a function, on the connected session's runner."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "nbremote")
+    shell.user_ns["a"] = a
+    check(shell.run_cell("%%remote\ns = 0").success, "a warm-up cell failed")
+
+    def cell(_: Any, changed: bool) -> float:
+        check(shell.run_cell("%%remote\ns = float(a.sum())").success, "the cell failed")
+        return float(shell.user_ns["s"])
+
+    asum.remote(np.zeros(4))  # a warm worker
+    cells = twice(cell, a, repeats)
+    calls = twice(lambda array, changed: asum.remote(array), a, repeats)
+    return {f"cell {k}": v for k, v in cells.items()} | {f"fn {k}": v for k, v in calls.items()}
 
 
 def samples(fn: Callable[[], object], count: int) -> list[float]:
@@ -68,20 +125,20 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def nbremote_numbers(running: RunningRunner, count: int, inputs: int) -> tuple[list[float], float]:
+def nbremote_numbers(running: RunningRunner, count: int, inputs: int, a: Any) -> Timings:
     session = _session.connect(running.url, running.token)
     try:
         calls = samples(lambda: check(inc.remote(1) == 2, "inc.remote"), count)
         mapped = rate(lambda: check(sum(inc.map(range(inputs))) == sum(range(1, inputs + 1)),
                                     "inc.map"), inputs, 3)  # fmt: skip
-        return calls, mapped
+        return {"W1": calls, "W2": [mapped]} | array_numbers(a, 3)
     finally:
         session.reset()
         session.close()
         _session._current = None
 
 
-def plain_ray(address: str, count: int, inputs: int) -> tuple[list[float], float]:
+def plain_ray(address: str, count: int, inputs: int, a: Any) -> Timings:
     import ray
 
     ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -93,7 +150,17 @@ def plain_ray(address: str, count: int, inputs: int) -> tuple[list[float], float
 
         calls = samples(lambda: check(ray.get(plain_inc.remote(1)) == 2, "ray"), count)
         mapped = rate(lambda: ray.get([plain_inc.remote(x) for x in range(inputs)]), inputs, 3)
-        return calls, mapped
+        plain_sum = ray.remote(array_sum)
+        ray.get(plain_sum.remote(np.zeros(4)))  # a warm worker
+        refs: list[Any] = []
+
+        def run(array: Any, changed: bool) -> float:
+            if changed:
+                refs[:] = [ray.put(array)]
+            return float(ray.get(plain_sum.remote(refs[0])))
+
+        arrays = twice(run, a, 3)
+        return {"W1": calls, "W2": [mapped]} | {f"fn {k}": v for k, v in arrays.items()}
     finally:
         ray.shutdown()
 
@@ -112,14 +179,40 @@ def ms(values: list[float], q: float = 50) -> str:
     return f"{percentile(values, q) * 1e3:.2f}"
 
 
+def w3_rows(results: dict[str, Timings]) -> list[tuple[str, ...]]:
+    """W3's rows: ms (medians) and GB/s of the first ship, for the cell and the function."""
+    nbytes = ARRAY_MIB * MIB
+
+    def cell(key: str, row: str) -> str:
+        if row not in results[key]:
+            return "-"
+        seconds = median(results[key][row])
+        speed = f" ({nbytes / seconds / 1e9:.2f} GB/s)" if row.endswith("first") else ""
+        return f"{seconds * 1e3:.1f}{speed}"
+
+    names = {
+        "cell first": "W3 cell, first",
+        "cell again": "W3 cell, again",
+        "fn first": "W3 `asum.remote(a)`, first",
+        "fn again": "W3 `asum.remote(a)`, again",
+    }
+    return [(f"{label} ({ARRAY_MIB} MiB)", "ms", *(cell(k, row) for k in KEYS))
+            for row, label in names.items()]  # fmt: skip
+
+
+KEYS = ("process", "ray", "plain")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few samples; write nothing")
     args = parser.parse_args()
     count, inputs = (20, 30) if args.quick else (200, 300)
     script = cluster_script()
+    script.STORE = STORE
     folder = Path(tempfile.mkdtemp(prefix="nbray-"))
-    results: dict[str, tuple[list[float], float]] = {}
+    results: dict[str, Timings] = {}
+    a = np.random.rand(ARRAY_MIB * MIB // 8)
     try:
         address = script.start(folder, 20000 + (os.getpid() % 300) * 40)
         with tempfile.TemporaryDirectory() as tmp:
@@ -127,28 +220,30 @@ def main() -> None:
                 extra = ("--backend", "ray", "--ray-address", address) if backend == "ray" else ()
                 running = start_runner(Path(tmp) / backend, "bench-token", *extra)
                 try:
-                    results[backend] = nbremote_numbers(running, count, inputs)
+                    results[backend] = nbremote_numbers(running, count, inputs, a)
                 finally:
                     running.stop()
-        results["plain"] = plain_ray(address, count, inputs)
+        results["plain"] = plain_ray(address, count, inputs, a)
     finally:
         script.stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
     import ray
 
     rows = [
-        ("W1 warm call, p50 / p90", "ms", *(f"{ms(results[k][0])} / {ms(results[k][0], 90)}"
-                                            for k in ("process", "ray", "plain"))),
+        ("W1 warm call, p50 / p90", "ms", *(f"{ms(results[k]['W1'])} / {ms(results[k]['W1'], 90)}"
+                                            for k in KEYS)),
         (f"W2 map of {inputs} trivial inputs", "inputs/s",
-         *(f"{results[k][1]:.0f}" for k in ("process", "ray", "plain"))),
+         *(f"{results[k]['W2'][0]:.0f}" for k in KEYS)),
+        *w3_rows(results),
     ]  # fmt: skip
     lines = [
         "## Ray backend beside the process backend and plain Ray (bench/bench_ray.py)",
         "",
         f"- Date: {datetime.date.today()}",
         f"- Machine: {machine()}; Ray {ray.__version__}: a head and two nodes on this machine "
-        "(scripts/ray_cluster.py), one CPU declared each",
-        f"- nbremote checkout {checkout()}; {count} warm samples, maps: best of 3",
+        f"(scripts/ray_cluster.py), one CPU and a {STORE / 1e6:.0f} MB object store declared each",
+        f"- nbremote checkout {checkout()}; {count} warm samples, maps: best of 3; W3: medians "
+        "of 3, GB/s decimal (array bytes / seconds, the sum and the call included)",
         "",
         "| Measure | Unit | process runner | ray runner | plain Ray |",
         "|---|---|--:|--:|--:|",
@@ -160,7 +255,11 @@ def main() -> None:
         "- The process runner's W1 is a leased worker (the kernel talks to it directly); a "
         "Ray actor's worker is never leased.",
         "- Plain Ray: a task per call through Ray's scheduler and object store, from a driver "
-        "on the head node.",
+        "on the head node; W3 ``first`` is ``ray.put(a)`` plus the task, ``again`` passes the "
+        "same ref (the user keeps the handle). nbremote's ``again`` takes the array itself.",
+        "- W3 on the ray runner: a big input travels inside the frames over both TCP hops "
+        "(kernel -> runner -> actor's worker), not through shared memory or Ray's object store; "
+        "a cell's unchanged input is not sent again (content hash), a function's argument is.",
     ]
     section = "\n".join(lines)
     print(section)

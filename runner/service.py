@@ -268,7 +268,8 @@ class Runner:
 
     def describe_session(self, session: Session) -> DescribeSession:
         """A session as the API shows it."""
-        return session.describe(self.backend.python_version, self.shm_dir, self.sessions.grace)
+        shm_dir = self.shm_dir if self.backend.shares_shm else None
+        return session.describe(self.backend.python_version, shm_dir, self.sessions.grace)
 
     def _images_in_use(self) -> collections.Counter[str]:
         """How many live workers run on each image (by id)."""

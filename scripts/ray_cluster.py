@@ -92,9 +92,12 @@ def _write_port_files(folder: Path, ports: dict[str, int], done: threading.Event
         time.sleep(0.1)
 
 
+STORE = 80_000_000  # each node's object store, bytes (bench_ray sets more for W3)
+
+
 def _node(folder: Path, base: int, *extra: str) -> subprocess.Popen[bytes]:
     ports = _ports(base)
-    command = [RAY, "start", "--num-cpus", "1", "--object-store-memory", "80000000"]
+    command = [RAY, "start", "--num-cpus", "1", "--object-store-memory", str(STORE)]
     command += ["--temp-dir", str(folder), "--disable-usage-stats", *extra]
     command += [f"--{name}={port}" for name, port in ports.items()]
     done = threading.Event()

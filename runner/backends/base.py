@@ -151,6 +151,9 @@ class Backend(abc.ABC):
     # Where volumes' working copies go for this backend's workers to see them (a folder every
     # node of a cluster sees); None: the runner's data dir.
     checkouts: Path | None = None
+    # Whether every worker maps the runner's shared-memory folder (`nbremote.wire.shm`): if not,
+    # kernels are not told of it, and big buffers travel inside the frames.
+    shares_shm: bool = True
 
     @abc.abstractmethod
     async def prepare_image(self, ref: str) -> str:

@@ -178,6 +178,9 @@ class RayBackend(Backend):
     """
 
     name = "ray"
+    # An actor's worker may be on another machine, and gets no NBREMOTE_SHM_DIR: a kernel
+    # told of the runner's folder would send big inputs as files the worker refuses.
+    shares_shm = False
 
     def __init__(
         self,
