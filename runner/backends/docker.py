@@ -189,6 +189,9 @@ class DockerBackend(Backend):
     """
 
     name = "docker"
+    # A container does not see the runner's shared-memory folder (nor gets NBREMOTE_SHM_DIR):
+    # a kernel told of it would send big inputs as files the worker refuses.
+    shares_shm = False
 
     def __init__(
         self,

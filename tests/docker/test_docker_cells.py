@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -123,3 +124,20 @@ def test_a_dict_and_a_queue_work_from_a_container(docker_shell: InteractiveShell
     remote(docker_shell, "box['got'] = box['sent'] + 1\nline.put('hello')")
     assert box["got"] == 21
     assert line.get(timeout=30) == "hello"
+
+
+@app.function
+def head_and_size(data: Any) -> tuple[bytes, int]:
+    return bytes(data[:4]), len(data)
+
+
+def test_big_buffers_go_to_a_container(docker_shell: InteractiveShell) -> None:
+    """Buffers of 1 MiB and more, which a same-host kernel puts in the runner's shared-memory
+    folder for a process worker: a container does not see it, so they travel in the frames.
+    (A `PickleBuffer` is pickled out of band, as a NumPy array's data is: the base image has no
+    NumPy.)"""
+    payload = bytearray(os.urandom(4 << 20))
+    docker_shell.user_ns["big"] = pickle.PickleBuffer(payload)
+    remote(docker_shell, "size = len(big)\nhead = bytes(big[:4])")
+    assert (docker_shell.user_ns["head"], docker_shell.user_ns["size"]) == (payload[:4], 4 << 20)
+    assert head_and_size.remote(pickle.PickleBuffer(payload)) == (payload[:4], 4 << 20)
