@@ -19,8 +19,9 @@ import statistics
 import threading
 import time
 
-from nbremote.wire.codec import encode_prefix
-from nbremote_runner.frames import FrameConnection, connect
+from nbremote_runner.frames import FrameConnection, OnFrame, connect
+
+from nbremote.wire.codec import Header, encode_prefix
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -42,6 +43,19 @@ def _drain(sock: socket.socket, size: int, done: list[float], ready: threading.E
     ready.set()
 
 
+def _relay(out: FrameConnection, relayed: list[float]) -> OnFrame:
+    def on_frame(header: Header, buffers: list[bytearray]) -> None:
+        relayed.append(time.perf_counter())
+        out.send(header, buffers)
+
+    return on_frame
+
+
+def _send(sock: socket.socket, prefix: bytes, data: bytearray) -> None:
+    sock.sendall(prefix)
+    sock.sendall(data)
+
+
 async def _big(mib: int, runs: int) -> tuple[list[float], list[float]]:
     data = bytearray(mib << 20)
     data[::4096] = b"\1" * len(data[::4096])
@@ -51,20 +65,16 @@ async def _big(mib: int, runs: int) -> tuple[list[float], list[float]]:
         w_side, worker = _pair()
         out = await connect(w_side)
         relayed: list[float] = []
-
-        def on_frame(header: dict, buffers: list[bytearray], out: FrameConnection = out) -> None:
-            relayed.append(time.perf_counter())
-            out.send(header, buffers)
-
         inbound = await connect(k_side)
-        inbound.listen(on_frame)
+        inbound.listen(_relay(out, relayed))
         prefix = encode_prefix({"op": "call", "id": "x"}, [data])
         done: list[float] = []
         ready = threading.Event()
-        reader = threading.Thread(target=_drain, args=(worker, len(prefix) + len(data), done, ready))
+        size = len(prefix) + len(data)
+        reader = threading.Thread(target=_drain, args=(worker, size, done, ready))
         reader.start()
         start = time.perf_counter()
-        sender = threading.Thread(target=lambda: (kernel.sendall(prefix), kernel.sendall(data)))
+        sender = threading.Thread(target=_send, args=(kernel, prefix, data))
         sender.start()
         while not ready.is_set():
             await asyncio.sleep(0.001)

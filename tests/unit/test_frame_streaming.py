@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 import pytest
+from nbremote_runner.frames import ConnectionClosed, connect
 
 from nbremote.wire.codec import FrameReader
-from nbremote_runner.frames import ConnectionClosed, connect
 
 MiB = 1 << 20
 
@@ -118,4 +118,3 @@ async def _small_frame() -> None:
     assert (header, buffers) == ({"op": "call", "id": "a"}, [bytearray(b"z" * 100)])
     connection.close()
     reader_sock.close()
-
