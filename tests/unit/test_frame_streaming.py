@@ -118,3 +118,21 @@ async def _small_frame() -> None:
     assert (header, buffers) == ({"op": "call", "id": "a"}, [bytearray(b"z" * 100)])
     connection.close()
     reader_sock.close()
+
+
+def test_a_buffer_that_cannot_be_sent_leaves_the_stream_in_step() -> None:
+    asyncio.run(_unsendable())
+
+
+async def _unsendable() -> None:
+    reader_sock, sender_sock = _pair()
+    connection = await connect(sender_sock)
+    strided = memoryview(bytearray(4 * MiB))[::2]  # not contiguous: no bytes of it to send
+    with pytest.raises(TypeError):
+        connection.send({"op": "call", "id": "bad"}, [b"head", strided])
+    connection.send({"op": "call", "id": "next"}, [b"n" * MiB])
+    reader_sock.settimeout(10)
+    header, buffers = await asyncio.to_thread(FrameReader(reader_sock).read)
+    assert (header, buffers) == ({"op": "call", "id": "next"}, [bytearray(b"n" * MiB)])
+    connection.close()
+    reader_sock.close()
