@@ -30,14 +30,13 @@ from pathlib import Path
 import psutil
 
 RAY = str(Path(sys.executable).parent / "ray")
+# A local test cluster without Ray's token auth: with it unset, one ``ray.init()`` anywhere on
+# the machine writes ~/.ray/auth_token, and every later head then wants a token its nodes lack.
+# Set before ENV is copied, so that the nodes get it too (and this process's ray.init).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 START_TIMEOUT = 200  # one node's ``ray start``: Ray's agents are slow on a loaded machine
 NODE_ID = re.compile(r"--node[-_]id=([0-9a-f]{56})")
-
-
-# A local test cluster without Ray's token auth: with it unset, one ``ray.init()`` anywhere on
-# the machine writes ~/.ray/auth_token, and every later head then wants a token its nodes lack.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def _ports(base: int) -> dict[str, int]:

@@ -280,7 +280,7 @@ class RayBackend(Backend):
         node = self._placement.choose(nodes, kind, needs)
         if node is None:  # no node fits: Ray's answer says why
             return options | {"scheduling_strategy": "SPREAD"}
-        self._placement.place(worker_id, kind, node)
+        self._placement.place(worker_id, kind, node, starting=True)
         strategy = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
         return options | {"scheduling_strategy": strategy}
 

@@ -34,6 +34,7 @@ class Placement:
 
     def __init__(self) -> None:
         self._actors: dict[str, tuple[str, str]] = {}  # worker id -> (spec key, node id)
+        self._starting: set[str] = set()  # worker ids whose actors are still starting
         self._suspect: dict[str, float] = {}  # node id -> when it lost an actor
 
     def choose(self, nodes: list[dict[str, Any]], kind: str, needs: dict[str, float]) -> str | None:
@@ -48,21 +49,35 @@ class Placement:
         ]
         if not candidates:
             return None
+        # Workers started together (a map's) first go to different nodes, whatever the warm
+        # workers of other sessions and pools left where; then the fewest of the spec, of all.
+        starting = Counter(
+            node
+            for worker, (key, node) in self._actors.items()
+            if key == kind and worker in self._starting
+        )
         same = Counter(node for key, node in self._actors.values() if key == kind)
         every = Counter(node for _, node in self._actors.values())
-        return min(candidates, key=lambda node: (same[node], every[node]))
+        return min(candidates, key=lambda node: (starting[node], same[node], every[node]))
 
-    def place(self, worker_id: str, kind: str, node: str) -> None:
-        """Count ``worker_id``'s actor on ``node`` (chosen, or where Ray put it in the end)."""
+    def place(self, worker_id: str, kind: str, node: str, starting: bool = False) -> None:
+        """Count ``worker_id``'s actor on ``node``: chosen for it (``starting``), or where Ray
+        put it in the end."""
         self._actors[worker_id] = (kind, node)
+        if starting:
+            self._starting.add(worker_id)
+        else:
+            self._starting.discard(worker_id)
 
     def forget(self, worker_id: str) -> None:
         """``worker_id``'s actor is gone (or never started)."""
         self._actors.pop(worker_id, None)
+        self._starting.discard(worker_id)
 
     def lost(self, worker_id: str) -> None:
         """``worker_id``'s actor was lost with its node, as far as the runner can tell. One the
         runner is stopping was forgotten already: its end is no sign of a lost node."""
         placed = self._actors.pop(worker_id, None)
+        self._starting.discard(worker_id)
         if placed is not None:
             self._suspect[placed[1]] = time.monotonic()
