@@ -24,6 +24,7 @@ from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 
 from .backends import WorkerStartError
+from .backends.base import START_GROUP
 from .containers import ContainerStarter
 from .frames import Frame
 from .gpus import GpuBroker, Holder
@@ -301,6 +302,7 @@ class Pools(Mapping[str, FunctionPool]):
         if key not in self._pools:
 
             async def start(spec: WorkerSpec) -> Worker:
+                START_GROUP.set(key)  # in this start's own task
                 if starting is not None:
                     await starting()
                 return await self._broker.take(spec, holder, owner=opened)

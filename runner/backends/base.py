@@ -26,6 +26,7 @@ A backend must:
 from __future__ import annotations
 
 import abc
+import contextvars
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,11 @@ from ..frames import FrameConnection
 
 class WorkerStartError(RunnerError):
     """A worker could not be started; the message says why (exit status, log tail)."""
+
+
+START_GROUP: contextvars.ContextVar[str] = contextvars.ContextVar("start_group", default="")
+"""The pool a worker is being started for (its key, set by the pool's start): a backend that
+places workers on several nodes spreads each pool's workers over them (`ray_place`)."""
 
 
 @dataclass(frozen=True)

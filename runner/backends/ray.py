@@ -44,7 +44,7 @@ from ..frames import ConnectionClosed, FrameConnection, connect
 from ..gpus.discovery import Device, Discovery, Reading
 from ..image_types import ImageBuildError, Ready
 from ..images import Images
-from .base import Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
+from .base import START_GROUP, Backend, WorkerHandle, WorkerRequest, WorkerStartError, WorkerStats
 from .ray_actor import WorkerKeeper
 from .ray_listen import FramePort
 from .ray_place import Placement
@@ -276,11 +276,11 @@ class RayBackend(Backend):
         needs = {"CPU": options["num_cpus"], "GPU": options.get("num_gpus", 0)}
         needs |= {"memory": options.get("memory", 0)} | options.get("resources", {})
         nodes = await asyncio.to_thread(ray.nodes)
-        kind = request.spec.key()
-        node = self._placement.choose(nodes, kind, needs)
+        kind, group = request.spec.key(), START_GROUP.get()
+        node = self._placement.choose(nodes, kind, group, needs)
         if node is None:  # no node fits: Ray's answer says why
             return options | {"scheduling_strategy": "SPREAD"}
-        self._placement.place(worker_id, kind, node, starting=True)
+        self._placement.place(worker_id, kind, group, node)
         strategy = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
         return options | {"scheduling_strategy": strategy}
 
@@ -317,7 +317,8 @@ class RayBackend(Backend):
             async with asyncio.timeout(START_TIMEOUT):
                 mounts = {path: str(folder) for path, folder in request.mounts.items()}
                 placed = await actor.start.remote(self._port.address, token, env, mounts, image)
-                self._placement.place(worker_id, request.spec.key(), str(placed["node_id"]))
+                node = str(placed["node_id"])  # where Ray put it in the end
+                self._placement.place(worker_id, request.spec.key(), START_GROUP.get(), node)
                 connection = await connect(await arrived)
                 hello, _ = await connection.receive()
         except BaseException as exc:

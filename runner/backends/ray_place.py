@@ -3,9 +3,9 @@
 Ray's ``SPREAD`` strategy is best effort: on a loaded machine its view of the nodes' load lags,
 and it put all three workers of a map on one node in one run of four. So the runner counts its
 own actors per node and names the node of each new one: among the alive nodes whose resources
-fit the actor, the one with the fewest actors of the same spec (a map's workers share one), then
-the fewest of the runner's actors, then the first in Ray's order. A start in progress counts at
-once, so the workers a map starts together go to different nodes.
+fit the actor, the one with the fewest workers of the same pool (`START_GROUP`: a map's workers
+go to different nodes, whatever other pools' warm workers left where), then of the same spec,
+then of all. A start in progress counts at once, so workers started together spread too.
 
 The affinity is soft and may spill: a node that died or filled up since leaves the choice to
 Ray. The alive nodes are read again at every placement, and a node where an actor was lost gets
@@ -33,13 +33,15 @@ class Placement:
     """The runner's actors by node, and the choice of a node for the next one."""
 
     def __init__(self) -> None:
-        self._actors: dict[str, tuple[str, str]] = {}  # worker id -> (spec key, node id)
-        self._starting: set[str] = set()  # worker ids whose actors are still starting
+        # worker id -> (spec key, pool, node id)
+        self._actors: dict[str, tuple[str, str, str]] = {}
         self._suspect: dict[str, float] = {}  # node id -> when it lost an actor
 
-    def choose(self, nodes: list[dict[str, Any]], kind: str, needs: dict[str, float]) -> str | None:
-        """The node for a new actor of spec ``kind`` needing ``needs``; None: no node fits
-        (Ray then says why it cannot place the actor)."""
+    def choose(
+        self, nodes: list[dict[str, Any]], kind: str, group: str, needs: dict[str, float]
+    ) -> str | None:
+        """The node for a new actor of spec ``kind`` for pool ``group`` ('': unknown) needing
+        ``needs``; None: no node fits (Ray then says why it cannot place the actor)."""
         now = time.monotonic()
         candidates = [
             str(node["NodeID"])
@@ -49,35 +51,22 @@ class Placement:
         ]
         if not candidates:
             return None
-        # Workers started together (a map's) first go to different nodes, whatever the warm
-        # workers of other sessions and pools left where; then the fewest of the spec, of all.
-        starting = Counter(
-            node
-            for worker, (key, node) in self._actors.items()
-            if key == kind and worker in self._starting
-        )
-        same = Counter(node for key, node in self._actors.values() if key == kind)
-        every = Counter(node for _, node in self._actors.values())
-        return min(candidates, key=lambda node: (starting[node], same[node], every[node]))
+        pool = Counter(node for _, g, node in self._actors.values() if group and g == group)
+        same = Counter(node for key, _, node in self._actors.values() if key == kind)
+        every = Counter(node for _, _, node in self._actors.values())
+        return min(candidates, key=lambda node: (pool[node], same[node], every[node]))
 
-    def place(self, worker_id: str, kind: str, node: str, starting: bool = False) -> None:
-        """Count ``worker_id``'s actor on ``node``: chosen for it (``starting``), or where Ray
-        put it in the end."""
-        self._actors[worker_id] = (kind, node)
-        if starting:
-            self._starting.add(worker_id)
-        else:
-            self._starting.discard(worker_id)
+    def place(self, worker_id: str, kind: str, group: str, node: str) -> None:
+        """Count ``worker_id``'s actor on ``node`` (chosen, or where Ray put it in the end)."""
+        self._actors[worker_id] = (kind, group, node)
 
     def forget(self, worker_id: str) -> None:
         """``worker_id``'s actor is gone (or never started)."""
         self._actors.pop(worker_id, None)
-        self._starting.discard(worker_id)
 
     def lost(self, worker_id: str) -> None:
         """``worker_id``'s actor was lost with its node, as far as the runner can tell. One the
         runner is stopping was forgotten already: its end is no sign of a lost node."""
         placed = self._actors.pop(worker_id, None)
-        self._starting.discard(worker_id)
         if placed is not None:
-            self._suspect[placed[1]] = time.monotonic()
+            self._suspect[placed[2]] = time.monotonic()
