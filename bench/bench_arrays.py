@@ -55,7 +55,7 @@ def asum(x: Any) -> float:
     return float(x.sum())
 
 
-def _timed(run: Callable[[Any, bool], float], a: Any, repeats: int) -> Samples:
+def twice(run: Callable[[Any, bool], float], a: Any, repeats: int) -> Samples:
     """Seconds of ``run(a, changed)`` with ``a`` changed before each repeat, then unchanged
     (``changed`` is for the peers, whose user would keep a handle of what did not change)."""
     first, again = [], []
@@ -96,7 +96,9 @@ def embedded_home() -> Iterator[None]:
             stop(Path(home))
 
 
-def nbremote_cell(a: Any, repeats: int) -> Samples:
+def cell_runner(a: Any) -> Callable[[Any, bool], float]:
+    """``run(a, changed)`` for `twice`: a ``%%remote`` cell summing ``a`` on the connected
+    session's runner (its worker warmed up first)."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -111,7 +113,11 @@ def nbremote_cell(a: Any, repeats: int) -> Samples:
         check(shell.run_cell("%%remote\ns = float(a.sum())").success, "the cell failed")
         return float(shell.user_ns["s"])
 
-    return _timed(run, a, repeats)
+    return run
+
+
+def nbremote_cell(a: Any, repeats: int) -> Samples:
+    return twice(cell_runner(a), a, repeats)
 
 
 def nbremote_fn(a: Any, repeats: int) -> Samples:
@@ -119,7 +125,7 @@ def nbremote_fn(a: Any, repeats: int) -> Samples:
 
     remote_sum = nr.App("bench-arrays").function(asum)
     remote_sum.remote(np.zeros(4))  # a warm worker
-    return _timed(lambda array, changed: remote_sum.remote(array), a, repeats)
+    return twice(lambda array, changed: remote_sum.remote(array), a, repeats)
 
 
 def ray_peer(a: Any, repeats: int) -> Samples:
@@ -139,7 +145,7 @@ def ray_peer(a: Any, repeats: int) -> Samples:
                     refs[:] = [ray.put(array)]
                 return float(ray.get(task.remote(refs[0])))
 
-            return _timed(run, a, repeats)
+            return twice(run, a, repeats)
         finally:
             ray.shutdown()
 
@@ -163,7 +169,7 @@ def dask_peer(a: Any, repeats: int) -> Samples:
                 futures[:] = [client.scatter(array, hash=False)]
             return float(client.submit(asum, futures[0], pure=False).result())
 
-        return _timed(run, a, repeats)
+        return twice(run, a, repeats)
 
 
 RUN: dict[str, Callable[[Any, int], Samples]] = {

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _results import check, checkout, machine, median, percentile, write_results
+from bench_arrays import cell_runner, twice
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import numpy as np
@@ -63,37 +64,9 @@ STORE = 800_000_000  # per node: plasma holds the array (the tests' clusters kee
 Timings = dict[str, list[float]]  # W1 samples, the W2 rate, W3 first and again
 
 
-def twice(run: Callable[[Any, bool], float], a: Any, repeats: int) -> dict[str, list[float]]:
-    """Seconds of ``run(a, changed)``: ``a`` changed in place before each of ``repeats``, then
-    unchanged ``repeats`` times; each answer checked against the local sum (not timed)."""
-    out: dict[str, list[float]] = {"first": [], "again": []}
-    for key, changed in (("first", True), ("again", False)):
-        for _ in range(repeats):
-            if changed:
-                a += 1
-            started = time.perf_counter()
-            got = run(a, changed)
-            out[key].append(time.perf_counter() - started)
-            check(bool(np.isclose(got, a.sum())), f"sum {got} != {a.sum()}")
-    return out
-
-
 def array_numbers(a: Any, repeats: int) -> Timings:
     """W3 through a cell and through a function, on the connected session's runner."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    shell = InteractiveShell.instance(config=config)
-    shell.run_line_magic("load_ext", "nbremote")
-    shell.user_ns["a"] = a
-    check(shell.run_cell("%%remote\ns = 0").success, "a warm-up cell failed")
-
-    def cell(_: Any, changed: bool) -> float:
-        check(shell.run_cell("%%remote\ns = float(a.sum())").success, "the cell failed")
-        return float(shell.user_ns["s"])
-
+    cell = cell_runner(a)
     asum.remote(np.zeros(4))  # a warm worker
     cells = twice(cell, a, repeats)
     calls = twice(lambda array, changed: asum.remote(array), a, repeats)
