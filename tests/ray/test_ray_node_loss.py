@@ -25,10 +25,16 @@ app = nr.App("ray-node-loss")
 def logged(x: int, log: str) -> tuple[int, str]:
     import os
     import time
+    from pathlib import Path
 
     node = os.environ["NBREMOTE_RAY_NODE_ID"]
     with open(log, "a") as out:  # every node of the test cluster is on this machine
         out.write(f"{x} {node}\n")
+    # The first three inputs meet, so that each node runs one: a worker that started first
+    # could run the early inputs alone while the plain node's worker still boots.
+    deadline = time.monotonic() + 60
+    while len(Path(log).read_text().splitlines()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(1.5)
     return x * x, node
 
