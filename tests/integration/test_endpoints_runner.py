@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,7 +147,13 @@ def test_an_error_is_a_json_500_and_its_traceback_is_in_the_apps_log(
         "error": {"type": "ValueError", "message": "count must not be negative"}
     }
     assert b"Traceback" not in body
-    _, log = api(runner, "GET", f"/apps/{app}/logs")
+    # The app's log is written as the worker's output comes, which may be after the answer.
+    deadline = time.monotonic() + 10
+    while True:
+        _, log = api(runner, "GET", f"/apps/{app}/logs")
+        if b"count must not be negative" in log or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert b"Traceback" in log and b"count must not be negative" in log
     _, requests_log = api(runner, "GET", f"/endpoints/{app}/add/logs")
     assert b" POST / 500 " in requests_log and post["Authorization"].encode() not in requests_log
