@@ -271,7 +271,8 @@ class RunnerClient:
         with self._lock:
             retried = moved = False
             while True:  # a kept-alive connection may have been closed meanwhile: once more
-                if self._conn is None:
+                fresh = self._conn is None
+                if fresh:
                     self._conn = self._connection(self.timeout)
                 try:
                     self._conn.request(method, path, payload, self._headers())
@@ -281,8 +282,15 @@ class RunnerClient:
                 except (OSError, http.client.HTTPException) as exc:
                     self._conn.close()
                     self._conn = None
-                    # Refused: the request never reached a runner, so it may go where it moved.
-                    if isinstance(exc, ConnectionRefusedError) and not moved:
+                    # Refused, or a new connection reset (a killed runner's listener still
+                    # queued it as it closed): no live runner is there. If one runs elsewhere
+                    # now, the old one is gone, so the request may go to the new one.
+                    gone = (
+                        (ConnectionRefusedError, ConnectionResetError)
+                        if fresh
+                        else ConnectionRefusedError
+                    )
+                    if isinstance(exc, gone) and not moved:
                         moved = True
                         if self._moved():
                             continue

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import json
+import socket
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +24,7 @@ import pytest
 from pydantic import ValidationError
 
 from nbremote._client import RunnerClient, build
-from nbremote.errors import RunnerError
+from nbremote.errors import RunnerError, RunnerUnavailable
 from nbremote.wire.http import (
     CreateVolume,
     DescribeSecret,
@@ -155,6 +157,49 @@ def test_a_body_that_does_not_fit_is_refused_as_the_runner_words_it() -> None:
         build(CreateVolume, name="no/slashes")
     assert refused.value.kind == "ValidationError"
     assert refused.value.message.startswith("name: String should match pattern")
+
+
+# -- a runner that moved -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dying() -> Iterator[str]:
+    """The URL of a runner being killed: its listener still takes a connection, which is then
+    reset (a killed process's queued connections are reset as its listener closes)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset_each() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed by the test
+            conn.recv(1 << 16)  # the request arrived; no runner will answer it
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # with linger 0: a reset
+
+    threading.Thread(target=reset_each, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_a_reset_from_a_runner_that_restarted_elsewhere_goes_to_the_new_one(
+    dying: str, fake: Any
+) -> None:
+    client = RunnerClient(dying, None)
+    client.find_runner = lambda: (f"http://127.0.0.1:{fake.server_address[1]}", None)
+    fake.answer = (200, b'{"ok": true}')
+    assert client.request("GET", "/api/v1/sessions/s1") == {"ok": True}
+    assert [(method, path) for method, path, _ in fake.received] == [("GET", "/api/v1/sessions/s1")]
+
+
+def test_a_reset_where_no_runner_moved_is_still_unreachable(dying: str) -> None:
+    client = RunnerClient(dying, None)
+    client.find_runner = lambda: (dying, None)  # the same runner: nothing to move to
+    with pytest.raises(RunnerUnavailable, match="cannot reach the runner"):
+        client.request("GET", "/api/v1/health")
 
 
 # -- every JSON call of the client goes through a model ------------------------------------------
