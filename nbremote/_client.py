@@ -272,15 +272,14 @@ class RunnerClient:
             retried = moved = False
             while True:  # a kept-alive connection may have been closed meanwhile: once more
                 fresh = self._conn is None
-                if fresh:
-                    self._conn = self._connection(self.timeout)
+                conn = self._conn = self._conn or self._connection(self.timeout)
                 try:
-                    self._conn.request(method, path, payload, self._headers())
-                    response = self._conn.getresponse()
+                    conn.request(method, path, payload, self._headers())
+                    response = conn.getresponse()
                     data = response.read()
                     break
                 except (OSError, http.client.HTTPException) as exc:
-                    self._conn.close()
+                    conn.close()
                     self._conn = None
                     # Refused, or a new connection reset (a killed runner's listener still
                     # queued it as it closed): no live runner is there. If one runs elsewhere

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +24,15 @@ from ._output import notebook_shell
 from .wire.aliases import SetLoader, dumps_set
 from .wire.codec import Header
 from .wire.ops import Op
+from .wire.pulled import withhold
 from .wire.serialize import Payload
+
+
+def pulls(header: Header, shm_dir: str | None) -> bool:
+    """Whether a request's big buffers go by digest (`nbremote.wire.pulled`): a single call's
+    (not a batched function's, whose inputs the runner joins with others'), on a channel
+    without shared memory."""
+    return header["op"] == Op.CALL and not shm_dir and "batch" not in header
 
 
 class Packed:
@@ -34,6 +42,7 @@ class Packed:
         self.items: list[Header] = []
         self.buffers: list[memoryview] = []
         self.payloads: dict[str, Payload] = {}
+        self.pulled: dict[str, Any] = {}  # big call buffers sent by digest (`wire.pulled`)
 
     def add(self, name: str, payload: Payload, known: Container[str]) -> None:
         """Add one value's payload; its bytes only if ``known`` lacks its hash."""
@@ -49,10 +58,22 @@ class Packed:
         """The ``blobs`` answer to a ``need`` for these hashes."""
         items, buffers = [], []
         for content_hash in hashes:
+            if content_hash not in self.pulled and content_hash not in self.payloads:
+                continue  # not this request's: the worker says what it lacks
+            if content_hash in self.pulled:  # one buffer, by digest
+                items.append({"hash": content_hash, "name": "", "nbuf": 1})
+                buffers.append(self.pulled[content_hash])
+                continue
             payload = self.payloads[content_hash]
             items.append({"hash": content_hash, "name": "", "nbuf": len(payload.parts)})
             buffers.extend(payload.parts)
         return {"op": Op.BLOBS, "items": items}, buffers
+
+    def withhold(self, header: Header, buffers: Sequence[Any]) -> tuple[Header, list[Any]]:
+        """A call's frame with its big buffers sent by digest, for the worker to pull those it
+        does not keep (`nbremote.wire.pulled`): for a channel without shared memory."""
+        entries, sent, self.pulled = withhold(buffers)
+        return ({**header, "pulled": entries} if entries else header), sent
 
 
 def pack(names: Iterable[str], namespace: Mapping[str, Any], known: Container[str]) -> Packed:

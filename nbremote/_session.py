@@ -20,13 +20,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from ._client import Channel, RunnerClient
 from ._direct import Lease, connect_lease, direct_eligible, leased_call
-from ._namespace import Packed
+from ._namespace import Packed, pulls
 from ._reconnect import NotSent, alive, connection_errors, drop_connections, forget_remote, recover
 from ._sessions import check_python, say_goodbye
 from ._stdin import answer_input
@@ -289,6 +289,9 @@ class RemoteSession:
                     return done
             else:
                 self._end_leases()  # so that this call may have the worker (max_containers=1)
+            if request.packed is not None and pulls(request.header, channel.shm_dir):
+                header, buffers = request.packed.withhold(request.header, request.buffers)
+                request = replace(request, header=header, buffers=buffers)
         request_id = self._send(channel, request)
         interrupts = 0
         while True:

@@ -140,7 +140,9 @@ def _combined(members: list[_Member]) -> tuple[Header, list[bytearray]]:
     first = members[0]
     carrier = next((m for m in members if m.header["function"].get("nbuf")), first)
     header = {
-        **first.header,
+        # A member's big buffers sent by digest would be asked of the first member: a batched
+        # call takes none (its kernel sends them whole; another's break only its own inputs).
+        **{k: v for k, v in first.header.items() if k != "pulled"},
         "function": carrier.header["function"],
         "count": sum(member.count for member in members),
         "first": 0,

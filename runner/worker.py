@@ -47,13 +47,14 @@ from nbremote.wire.codec import FrameReader, Header
 from nbremote.wire.names import RESULT
 from nbremote.wire.op_checks import FrameInvalid
 from nbremote.wire.ops import Op
+from nbremote.wire.pulled import PullFailed, fill
 from nbremote.wire.reprs import short_reprs
 from nbremote.wire.serialize import dumps, loads
 from nbremote.wire.transport import use_worker_transport
 
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
-from .worker_lease import serve_lease
+from .worker_lease import HELD, serve_lease
 from .worker_patterns import load_inputs, pack, run_inputs
 from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
@@ -374,6 +375,8 @@ class Worker:
 
     def _resolve_call(self, header: Header, buffers: list[bytearray]) -> tuple[Any, list[Any]]:
         """The callable and its inputs (read here, in the thread that reads the socket)."""
+        if "pulled" in header:  # big arguments sent by digest (`nbremote.wire.pulled`)
+            fill(header["pulled"], buffers, HELD, self._ask_for)
         item = header["function"]
         fn = self._function(item, buffers[: item["nbuf"]])
         position = item["nbuf"]
@@ -395,10 +398,9 @@ class Worker:
         """
         try:
             fn, inputs = self._resolve_call(header, buffers)
-        except SerializationError as exc:
-            self.outbox.send(
-                Op.DONE, ok=False, error=_InputError("SerializationError", str(exc)).error
-            )
+        except (SerializationError, PullFailed) as exc:
+            error = _InputError(type(exc).__name__, str(exc)).error
+            self.outbox.send(Op.DONE, ok=False, error=error)
             return
         concurrency = int(header.get("concurrency") or 1)
         if concurrency == 1:

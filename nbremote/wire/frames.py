@@ -170,6 +170,7 @@ class _CallFields(_Frame):
     batch: FrameBatch | None = None
     batched: list[FrameMember] | None = None
     form: Literal["values", "args"] | None = None
+    pulled: list[list[int | str]] | None = None  # [index, digest, size]: `wire.pulled`
 
     def buffers_error(self, count: int) -> str | None:
         bind = self.function.bind

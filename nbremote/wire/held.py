@@ -23,6 +23,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import xxhash
@@ -90,8 +91,12 @@ class HeldBuffers:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def offer(self, claimed: str, fd: int, size: int) -> None:
-        """Keep the file open on ``fd`` (this takes it over) if it hashes to ``claimed``."""
+    def offer(
+        self, claimed: str, fd: int, size: int, write: Callable[[int], None] | None = None
+    ) -> None:
+        """Keep the file open on ``fd`` (this takes it over) if it hashes to ``claimed``; with
+        ``write``, the file is filled by ``write(fd)`` first, on the thread that hashes it (a
+        use of it waits for both)."""
         if not DIGEST.fullmatch(claimed) or size > self.capacity:
             os.close(fd)
             return
@@ -103,10 +108,12 @@ class HeldBuffers:
         if old is not None:
             old.checked.wait()
             os.close(old.fd)
-        threading.Thread(target=self._verify, args=(claimed, entry), daemon=True).start()
+        threading.Thread(target=self._verify, args=(claimed, entry, write), daemon=True).start()
 
-    def _verify(self, claimed: str, entry: _Entry) -> None:
+    def _verify(self, claimed: str, entry: _Entry, write: Callable[[int], None] | None) -> None:
         try:
+            if write is not None:
+                write(entry.fd)
             with mmap.mmap(entry.fd, entry.size, prot=mmap.PROT_READ) as view:
                 entry.good = digest(view) == claimed
         except (OSError, ValueError):

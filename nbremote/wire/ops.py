@@ -204,6 +204,9 @@ class _CallFields(_Request):
     # How the inputs are pickled: pairs of (args, kwargs) (None), or a map's leaner "values"
     # (each input's one positional argument) or "args" (each input's positional arguments).
     form: NotRequired[Literal["values", "args"] | None]
+    # Big buffers sent by digest, [index, digest, size] each: the worker pulls those it does not
+    # keep (`nbremote.wire.pulled`).
+    pulled: NotRequired[list[list[int | str]] | None]
 
 
 class CallFrame(_CallFields):

@@ -278,9 +278,9 @@ class RayBackend(Backend):
         nodes = await asyncio.to_thread(ray.nodes)
         kind, group = request.spec.key(), START_GROUP.get()
         node = self._placement.choose(nodes, kind, group, needs)
-        if node is None:  # no node fits: Ray's answer says why
+        self._placement.place(worker_id, kind, group, node or "", needs)  # "": Ray's choice
+        if node is None:  # no node has room: Ray queues it, or its answer says why not
             return options | {"scheduling_strategy": "SPREAD"}
-        self._placement.place(worker_id, kind, group, node)
         strategy = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
         return options | {"scheduling_strategy": strategy}
 
@@ -318,7 +318,7 @@ class RayBackend(Backend):
                 mounts = {path: str(folder) for path, folder in request.mounts.items()}
                 placed = await actor.start.remote(self._port.address, token, env, mounts, image)
                 node = str(placed["node_id"])  # where Ray put it in the end
-                self._placement.place(worker_id, request.spec.key(), START_GROUP.get(), node)
+                self._placement.settle(worker_id, node)
                 connection = await connect(await arrived)
                 hello, _ = await connection.receive()
         except BaseException as exc:

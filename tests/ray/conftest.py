@@ -52,13 +52,15 @@ class Cluster:
     def __init__(self, folder: Path, base: int, address: str) -> None:
         self.folder, self.base, self.address = folder, base, address
 
-    def plain_node_id(self) -> str:
-        """The id of the node without GPUs that is not the head."""
-        return str(_script().node_id(self.folder, self.base + 10))
+    def other_nodes(self) -> dict[str, int]:
+        """The node ids of the plain node and the GPU node, with the base port of each."""
+        bases = (self.base + 10, self.base + 20)  # as `scripts/ray_cluster.py` starts them
+        return {str(_script().node_id(self.folder, base)): base for base in bases}
 
-    def stop_plain_node(self) -> str:
-        """Stop that node (its raylet and everything under it) at once; its id."""
-        return str(_script().stop_node(self.folder, self.base + 10))
+    def stop_node(self, base: int) -> str:
+        """Stop the node whose ports start at ``base`` (its raylet and everything under it) at
+        once; its id."""
+        return str(_script().stop_node(self.folder, base))
 
 
 def _script() -> Any:

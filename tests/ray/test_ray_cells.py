@@ -18,6 +18,8 @@ from nbremote import _session
 from nbremote.errors import RemoteError
 from tests.conftest import RunningRunner
 
+from .meeting import meet
+
 app = nr.App("ray-tests")
 
 
@@ -34,19 +36,8 @@ def node_of(x: int) -> dict[str, Any]:
 
 @app.function(max_containers=3)
 def met(x: int, log: str) -> str:
-    """Its node, once three inputs have met: each waits for the others (a worker of the pool
-    starts in seconds on a loaded machine, and one worker could run a short map alone)."""
-    import os
-    import time
-    from pathlib import Path
-
-    node = os.environ["NBREMOTE_RAY_NODE_ID"]
-    with open(log, "a") as out:  # every node of the test cluster is on this machine
-        out.write(f"{x} {node}\n")
-    deadline = time.monotonic() + 150
-    while len(Path(log).read_text().splitlines()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return node
+    """Its node, once three inputs have met (`meeting.meet`)."""
+    return meet(x, log)
 
 
 def test_a_cell_runs_on_a_ray_actor_keeps_its_namespace_and_streams(
@@ -105,4 +96,4 @@ def test_a_map_uses_every_node(ray_session: _session.RemoteSession, tmp_path: Pa
     log = tmp_path / "met.log"
     nodes = list(met.map(range(3), [str(log)] * 3))
     assert len(log.read_text().splitlines()) == 3  # three workers ran the inputs together
-    assert len(set(nodes)) == 3  # on the head, the plain node and the GPU node
+    assert len(set(nodes)) == 3, log.read_text()  # the head, the plain node and the GPU node

@@ -14,6 +14,7 @@ import nbremote as nr
 from nbremote import _session
 
 from .conftest import Cluster
+from .meeting import meet
 
 app = nr.App("ray-node-loss")
 
@@ -23,19 +24,10 @@ app = nr.App("ray-node-loss")
     retries=nr.Retries(max_retries=2, initial_delay=0.0, backoff_coefficient=1.0),
 )
 def logged(x: int, log: str) -> tuple[int, str]:
-    import os
     import time
-    from pathlib import Path
 
-    node = os.environ["NBREMOTE_RAY_NODE_ID"]
-    with open(log, "a") as out:  # every node of the test cluster is on this machine
-        out.write(f"{x} {node}\n")
-    # The first three inputs meet, so that each node runs one: a worker that started first
-    # could run the early inputs alone while the plain node's worker still boots.
-    deadline = time.monotonic() + 60
-    while len(Path(log).read_text().splitlines()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)
+    node = meet(x, log, wait=60)  # each node runs one of the first three inputs
+    time.sleep(1.5)  # long enough to be running when its node stops
     return x * x, node
 
 
@@ -45,19 +37,23 @@ def test_a_node_lost_mid_map_loses_no_input(
     log = tmp_path / "started.log"
     log.touch()
     stopped: list[str] = []
+    others = ray_cluster.other_nodes()  # not the head: the runner's Ray instance is there
 
     def stop_when_busy() -> None:
-        node = ray_cluster.plain_node_id()
         deadline = time.monotonic() + 120
-        while node not in log.read_text() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            busy = [node for node in others if node in log.read_text()]
+            if busy:
+                stopped.append(ray_cluster.stop_node(others[busy[0]]))
+                return
             time.sleep(0.05)
-        stopped.append(ray_cluster.stop_plain_node())
 
     stopper = threading.Thread(target=stop_when_busy)
     stopper.start()
     results = list(logged.map(range(9), [str(log)] * 9))
     stopper.join()
+    started = log.read_text()
+    assert stopped, f"no input ran on a node other than the head:\n{started}"
     assert [value for value, _ in results] == [x * x for x in range(9)]  # none lost
-    lost = {int(line.split()[0]) for line in log.read_text().splitlines() if stopped[0] in line}
-    assert lost  # the node was running an input when it stopped
-    assert all(results[x][1] != stopped[0] for x in lost)  # each ran again on another node
+    lost = {int(line.split()[0]) for line in started.splitlines() if stopped[0] in line}
+    assert all(results[x][1] != stopped[0] for x in lost), started  # each ran again elsewhere
