@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -19,8 +20,10 @@ from IPython.testing.globalipapp import start_ipython
 
 from nbremote import _session
 from nbremote._cell import CellOptions
-from nbremote._client import RunnerClient
+from nbremote._client import Channel, RunnerClient
 from nbremote._defaults import Defaults
+from nbremote.wire.codec import Header
+from nbremote.wire.pulled import THRESHOLD
 
 TOKEN = "test-token-0123456789"
 
@@ -165,6 +168,21 @@ def remote_session(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
     session.reset()
     session.close()
     _session._current = None
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the big buffers (`THRESHOLD` and more) this kernel
+    writes on its channels, in order."""
+    sizes: list[int] = []
+    send = Channel.send
+
+    def counted(self: Channel, header: Header, buffers: Sequence[Any] = ()) -> None:
+        sizes.extend(n for n in (memoryview(b).nbytes for b in buffers) if n >= THRESHOLD)
+        send(self, header, buffers)
+
+    monkeypatch.setattr(Channel, "send", counted)
+    return sizes
 
 
 def clean_shell(ipython: InteractiveShell) -> InteractiveShell:

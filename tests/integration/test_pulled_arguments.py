@@ -1,25 +1,21 @@
 """Big function arguments where no shared memory links kernel and worker (a kernel on another
 machine; the ray and docker backends): the worker pulls them by digest and keeps them.
 
-What a user would notice: the same 8 MiB sent again on every call (counted here, as the bytes
-of big buffers this kernel writes on its channel), or a function that gets stale or wrong content
-(after the array changed in place, after an earlier call wrote into its own copy).
+What a user would notice: the same 8 MiB sent again on every call (counted here by `sent`, the
+bytes of big buffers this kernel writes on its channels), or a function that gets stale or wrong
+content (after the array changed in place, after an earlier call wrote into its own copy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 import nbremote as nr
 from nbremote import _session
-from nbremote._client import Channel
 from nbremote.wire import shm
-from nbremote.wire.codec import Header
-from nbremote.wire.pulled import THRESHOLD
 from tests.conftest import RunningRunner
 
 app = nr.App("pulled-arguments")
@@ -54,20 +50,6 @@ def far_session(
     session.reset()
     session.close()
     _session._current = None
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the big buffers this kernel writes on its channels."""
-    sizes: list[int] = []
-    send = Channel.send
-
-    def counted(self: Channel, header: Header, buffers: Sequence[Any] = ()) -> None:
-        sizes.extend(n for n in (memoryview(b).nbytes for b in buffers) if n >= THRESHOLD)
-        send(self, header, buffers)
-
-    monkeypatch.setattr(Channel, "send", counted)
-    return sizes
 
 
 def test_the_same_array_twice_is_sent_once_and_a_change_is_seen(

@@ -2,7 +2,9 @@
 
 A kernel on the runner's machine would send such buffers as files in the runner's
 shared-memory folder, which an actor's worker (maybe on another node) does not map: the ray
-runner does not tell kernels of that folder, so the buffers travel inside the frames.
+runner does not tell kernels of that folder, so the buffers travel inside the frames, and a
+call's big argument goes by digest: the worker asks for it only if it does not keep it already
+(`nbremote.wire.pulled`).
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ def test_a_cell_on_a_ray_actor_sums_a_big_array_and_sees_it_change(
 
 
 def test_a_function_on_a_ray_actor_takes_a_big_array_twice_and_sees_it_change(
-    ray_session: _session.RemoteSession,
+    ray_session: _session.RemoteSession, sent: list[int]
 ) -> None:
     a = np.arange(BIG, dtype=np.float64)
     assert total.remote(a) == a.sum()
-    assert total.remote(a) == a.sum()  # the same array again
+    assert total.remote(a) == a.sum()  # the same array again: the worker kept it
+    assert sent == [a.nbytes]
     a[0] = -1e9
     assert total.remote(a) == a.sum()
     assert np.array_equal(doubled.remote(a), a * 2)
+    assert sent == [a.nbytes] * 3  # changed: sent again; another function's worker lacked it
