@@ -342,10 +342,19 @@ class SparePool:
     def __init__(self, backend: ContainerStarter, serve: Serve, enabled: bool = True) -> None:
         self._backend = backend
         self._serve = serve
-        self._spare = FunctionPool(self._start, DEFAULT_SPEC, SPARE) if enabled else None
+        self._spare = FunctionPool(self._start_spare, DEFAULT_SPEC, SPARE) if enabled else None
 
     async def _start(self, spec: WorkerSpec) -> Worker:
         return Worker(await self._backend.start_worker(spec), self._serve)
+
+    async def _start_spare(self, spec: WorkerSpec) -> Worker:
+        # The spare is no pool's until taken (`WorkerHandle.joined`), even when its start
+        # follows a take in a pool's task.
+        token = START_GROUP.set("")
+        try:
+            return await self._start(spec)
+        finally:
+            START_GROUP.reset(token)
 
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
@@ -353,11 +362,12 @@ class SparePool:
             if not self._spare.workers:  # none booted yet: the taker waits for one
                 await _say_starting()
             try:
-                worker = await self._spare.take()
-                if worker.alive:
-                    return worker
+                worker: Worker | None = await self._spare.take()
             except Exception:
-                pass  # none ready, or it failed to boot: start one in the caller's sight instead
+                worker = None  # none ready, or it failed to boot: one in the caller's sight
+            if worker is not None and worker.alive:
+                worker.joined(START_GROUP.get())
+                return worker
         await _say_starting()
         return await self._start(spec)
 

@@ -284,6 +284,10 @@ class Worker:
         header["ok"] = False
         return header, []
 
+    def joined(self, group: str) -> None:
+        """The runner's spare was taken by the pool ``group`` (`WorkerHandle.joined`)."""
+        self.process.joined(group)
+
     def on_gone(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the worker has gone (stopped, or died), before anyone awaiting
         its `stop` resumes."""

@@ -136,6 +136,10 @@ class WorkerHandle(abc.ABC):
         not commit is lost. A backend that cannot kill at once stops it instead."""
         await self.stop()
 
+    def joined(self, group: str) -> None:  # noqa: B027 (a no-op where placement is not ours)
+        """The spare worker was taken by the pool ``group`` (`START_GROUP`): it counts as that
+        pool's from now on, wherever the backend spreads a pool's workers."""
+
     def leaving(self) -> None:  # noqa: B027 (a no-op for a worker with nothing to keep)
         """The runner has told the worker to stop (a ``stop`` frame): the exit that follows is
         the end it asked for, not a death, whoever notices it first."""

@@ -110,6 +110,9 @@ class RayWorker(WorkerHandle):
         if self._status is None:
             self._actor.interrupt.remote()  # fire and forget: the cell's output says the rest
 
+    def joined(self, group: str) -> None:
+        self._placement.join(self.id, group)
+
     async def stop(self) -> None:
         self._placement.forget(self.id)  # leaving: the next actor of its spec goes elsewhere
         self.connection.close()  # the worker leaves (running @nr.exit methods on its way)

@@ -91,6 +91,12 @@ class Placement:
         if actor is not None:
             actor.node = node
 
+    def join(self, worker_id: str, group: str) -> None:
+        """``worker_id`` (the runner's spare) now belongs to pool ``group``."""
+        actor = self._actors.get(worker_id)
+        if actor is not None:
+            actor.group = group
+
     def forget(self, worker_id: str) -> None:
         """``worker_id``'s actor is gone (or never started)."""
         self._actors.pop(worker_id, None)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from nbremote_runner.backends.base import START_GROUP
 from nbremote_runner.gpus import Holder
 from nbremote_runner.pool_state import CELL, SPARE
 from nbremote_runner.pools import STARTING, FunctionPool, SparePool
@@ -27,6 +28,7 @@ class FakeWorker:
     def __init__(self) -> None:
         self.id = f"w{next(_ids)}"
         self.alive = True
+        self.group = ""  # the pool that took it, if it was the runner's spare
         self.release = asyncio.Event()
         self._gone: list[Callable[[], None]] = []
 
@@ -37,6 +39,9 @@ class FakeWorker:
 
     def on_gone(self, callback: Callable[[], None]) -> None:
         self._gone.append(callback)
+
+    def joined(self, group: str) -> None:
+        self.group = group
 
     async def stop(self) -> None:
         self.alive = False
@@ -437,6 +442,35 @@ def test_a_cell_hears_starting_a_worker_only_when_it_waits_for_one_to_boot(
         await taking
         await source.take(WorkerSpec(env={"A": "1"}))  # a spec of its own always boots
         assert heard == ["starting a worker"] * 2
+        await source.close()
+
+    run(test)
+
+
+def test_a_pool_that_takes_the_spare_owns_it_and_the_next_spare_is_no_pools(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ray backend spreads a pool's workers over nodes by the pool each belongs to
+    (`START_GROUP`): the spare a pool took is that pool's, its replacement nobody's."""
+
+    async def test() -> None:
+        groups: list[str] = []
+        starter = Starter()
+        source = spare(monkeypatch, starter)
+        original = source._start
+
+        async def start(spec: WorkerSpec) -> Any:
+            groups.append(START_GROUP.get())
+            return await original(spec)
+
+        monkeypatch.setattr(source, "_start", start)
+        await settle()
+        [booted] = starter.started
+        START_GROUP.set("app:f")  # as a pool's start does, in its own task
+        assert await source.take(WorkerSpec()) is booted
+        assert booted.group == "app:f"
+        await settle()
+        assert len(starter.started) == 2 and set(groups) == {""}  # the next spare: no pool's
         await source.close()
 
     run(test)

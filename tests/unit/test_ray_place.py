@@ -67,3 +67,20 @@ def test_where_ray_put_an_actor_in_the_end_is_what_counts() -> None:
     placement.place("w1", "spec", "pool", "", NEEDS)  # no node had room: Ray's choice
     placement.settle("w1", "a")
     assert placement.choose(cluster, "spec", "pool", NEEDS) == "b"
+
+
+def test_the_spare_a_pool_took_counts_as_the_pools() -> None:
+    """The runner's spare booted on a before any pool wanted it, and its replacement on b; the
+    map's pool took the spare, so the pool's next two workers go to b and c, not to a again."""
+    placement = Placement()
+    cluster = nodes("a", "b", "c")
+    placement.place("spare", "spec", "", "a", NEEDS)
+    placement.place("next-spare", "spec", "", "b", NEEDS)
+    placement.join("spare", "map")
+    chosen = []
+    for worker in ("m2", "m3"):
+        node = placement.choose(cluster, "spec", "map", NEEDS)
+        assert node is not None
+        placement.place(worker, "spec", "map", node, NEEDS)
+        chosen.append(node)
+    assert sorted(chosen) == ["b", "c"]
