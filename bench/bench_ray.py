@@ -232,7 +232,8 @@ def main() -> None:
         "same ref (the user keeps the handle). nbremote's ``again`` takes the array itself.",
         "- W3 on the ray runner: a big input travels inside the frames over both TCP hops "
         "(kernel -> runner -> actor's worker), not through shared memory or Ray's object store; "
-        "a cell's unchanged input is not sent again (content hash), a function's argument is.",
+        "an unchanged input is not sent again: a cell's by content hash, a function's argument "
+        "by digest (the worker asks for what it does not keep, `nbremote.wire.pulled`).",
     ]
     section = "\n".join(lines)
     print(section)

@@ -24,7 +24,7 @@ from nbremote.wire.codec import Buffer, Header
 from nbremote.wire.http import FunctionScaling, WorkerSpec
 
 from .backends import WorkerStartError
-from .backends.base import START_GROUP
+from .backends.base import POOL_HAS_OTHERS, START_GROUP
 from .containers import ContainerStarter
 from .frames import Frame
 from .gpus import GpuBroker, Holder
@@ -303,6 +303,7 @@ class Pools(Mapping[str, FunctionPool]):
 
             async def start(spec: WorkerSpec) -> Worker:
                 START_GROUP.set(key)  # in this start's own task
+                POOL_HAS_OTHERS.set(opened.stats()[1] > 1)
                 if starting is not None:
                     await starting()
                 return await self._broker.take(spec, holder, owner=opened)
@@ -337,11 +338,16 @@ class SparePool:
         backend: starts worker processes.
         serve: serves a worker's own requests (its Dict, Queue and volume calls).
         enabled: keep a spare (``RunnerConfig.spare_worker``).
+        spreads: the backend spreads a pool's workers over nodes (`Backend.spreads_pools`): a
+            pool's second worker is not the spare, placed before any pool wanted it.
     """
 
-    def __init__(self, backend: ContainerStarter, serve: Serve, enabled: bool = True) -> None:
+    def __init__(
+        self, backend: ContainerStarter, serve: Serve, enabled: bool = True, spreads: bool = False
+    ) -> None:
         self._backend = backend
         self._serve = serve
+        self._spreads = spreads  # the backend spreads a pool's workers (`POOL_HAS_OTHERS`)
         self._spare = FunctionPool(self._start_spare, DEFAULT_SPEC, SPARE) if enabled else None
 
     async def _start(self, spec: WorkerSpec) -> Worker:
@@ -358,7 +364,8 @@ class SparePool:
 
     async def take(self, spec: WorkerSpec) -> Worker:
         """A fresh worker for ``spec``: the spare if it fits and is alive, else a new one."""
-        if spec in (DEFAULT_SPEC, OWN_PYTHON_SPEC) and self._spare is not None:
+        spare_fits = spec in (DEFAULT_SPEC, OWN_PYTHON_SPEC)
+        if spare_fits and self._spare is not None and not (self._spreads and POOL_HAS_OTHERS.get()):
             if not self._spare.workers:  # none booted yet: the taker waits for one
                 await _say_starting()
             try:

@@ -205,7 +205,8 @@ class Runner:
         starter = ContainerStarter(self.backend, self.volumes, self.secrets)
         root = scratch_root(self.config.data_dir)
         self.sandboxes = Sandboxes(self.backend, root, self.volumes, self.secrets)
-        spare = SparePool(starter, self.serve_worker, self.config.spare_worker)
+        spreads = self.backend.spreads_pools
+        spare = SparePool(starter, self.serve_worker, self.config.spare_worker, spreads)
         self.gpus = GpuBroker(self.discovery, spare)
         self.sessions = SessionRegistry(self.gpus, self.config.session_grace)
         self.apps = DeployedApps(self.state, self.gpus, self.config.data_dir / "logs")

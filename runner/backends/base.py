@@ -45,6 +45,13 @@ START_GROUP: contextvars.ContextVar[str] = contextvars.ContextVar("start_group",
 """The pool a worker is being started for (its key, set by the pool's start): a backend that
 places workers on several nodes spreads each pool's workers over them (`ray_place`)."""
 
+POOL_HAS_OTHERS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pool_has_others", default=False
+)
+"""Whether that pool has other workers already, live or starting (set with `START_GROUP`): on a
+backend that spreads a pool's workers (`Backend.spreads_pools`), such a start does not take the
+runner's spare, which was placed before any pool wanted it."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -164,6 +171,8 @@ class Backend(abc.ABC):
     # Whether every worker maps the runner's shared-memory folder (`nbremote.wire.shm`): if not,
     # kernels are not told of it, and big buffers travel inside the frames.
     shares_shm: bool = True
+    # Whether it spreads a pool's workers over nodes (`START_GROUP`).
+    spreads_pools: bool = False
 
     @abc.abstractmethod
     async def prepare_image(self, ref: str) -> str:

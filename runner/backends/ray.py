@@ -184,6 +184,7 @@ class RayBackend(Backend):
     # An actor's worker may be on another machine, and gets no NBREMOTE_SHM_DIR: a kernel
     # told of the runner's folder would send big inputs as files the worker refuses.
     shares_shm = False
+    spreads_pools = True
 
     def __init__(
         self,

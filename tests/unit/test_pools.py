@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from nbremote_runner.backends.base import START_GROUP
+from nbremote_runner.backends.base import POOL_HAS_OTHERS, START_GROUP
 from nbremote_runner.gpus import Holder
 from nbremote_runner.pool_state import CELL, SPARE
 from nbremote_runner.pools import STARTING, FunctionPool, SparePool
@@ -325,12 +325,14 @@ def test_taking_a_booting_spare_waits_for_that_boot() -> None:
     run(test)
 
 
-def spare(monkeypatch: pytest.MonkeyPatch, starter: Starter, enabled: bool = True) -> SparePool:
+def spare(
+    monkeypatch: pytest.MonkeyPatch, starter: Starter, enabled: bool = True, spreads: bool = False
+) -> SparePool:
     async def start(_: SparePool, spec: WorkerSpec) -> FakeWorker:
         return await starter(spec)
 
     monkeypatch.setattr(SparePool, "_start", start)
-    return SparePool(None, None, enabled)  # type: ignore[arg-type]
+    return SparePool(None, None, enabled, spreads)  # type: ignore[arg-type]
 
 
 def test_the_runner_spare_goes_to_the_default_spec_and_other_specs_start_their_own(
@@ -471,6 +473,27 @@ def test_a_pool_that_takes_the_spare_owns_it_and_the_next_spare_is_no_pools(
         assert booted.group == "app:f"
         await settle()
         assert len(starter.started) == 2 and set(groups) == {""}  # the next spare: no pool's
+        await source.close()
+
+    run(test)
+
+
+def test_where_pools_spread_over_nodes_only_a_pools_first_worker_is_the_spare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Ray the spare sits on whichever node it was placed on before any pool wanted it: a
+    map's second worker taking it could land beside the first, so that one starts its own."""
+
+    async def test() -> None:
+        starter = Starter()
+        source = spare(monkeypatch, starter, spreads=True)
+        await settle()
+        [booted] = starter.started
+        POOL_HAS_OTHERS.set(True)
+        second = await source.take(WorkerSpec())
+        assert second is not booted and booted.alive
+        POOL_HAS_OTHERS.set(False)
+        assert await source.take(WorkerSpec()) is booted
         await source.close()
 
     run(test)
