@@ -89,7 +89,7 @@ def _frames(session: RemoteSession, request: Request) -> Iterator[Frame]:
     early (``close()``, an error, Ctrl-C) cancels the request."""
     with session._lock, connection_errors(session):
         channel = session._open()
-        session._end_leases()  # the generator may need the pool's one worker
+        session.leases.end_all()  # the generator may need the pool's one worker
         request_id = session._send(channel, request)
         ended = False
         try:

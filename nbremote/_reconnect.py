@@ -32,6 +32,12 @@ from .errors import RunnerError, RunnerUnavailable
 from .wire.http import DescribeSession
 
 
+class _Leases(Protocol):
+    """What of `nbremote._direct.Leases` a reconnection touches (that module imports this one)."""
+
+    def end_all(self) -> None: ...
+
+
 class RemoteSession(Protocol):
     """What of `nbremote._session.RemoteSession` a reconnection touches (that module imports
     this one)."""
@@ -44,7 +50,8 @@ class RemoteSession(Protocol):
     _pending: dict[str, Any]
     _stash: dict[str, deque[Any]]
 
-    def _end_leases(self) -> None: ...
+    @property
+    def leases(self) -> _Leases: ...
 
 
 class NotSent(ConnectionError):
@@ -115,7 +122,7 @@ def forget_remote(session: RemoteSession, session_id: str) -> None:
 
 def drop_connections(session: RemoteSession) -> None:
     """Close this side's connections (leases, the channel); forget requests awaiting answers."""
-    session._end_leases()
+    session.leases.end_all()
     if session._channel is not None:
         session._channel.close()
         session._channel = None

@@ -16,7 +16,6 @@ import os
 import platform
 import sys
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._client import Channel, RunnerClient
-from ._direct import Lease, connect_lease, direct_eligible, leased_call
+from ._direct import Leases
 from ._namespace import Packed, pulls
 from ._reconnect import NotSent, alive, connection_errors, drop_connections, forget_remote, recover
 from ._sessions import check_python, say_goodbye
@@ -36,7 +35,7 @@ from .wire.http import CreateSession, DescribeRunner, DescribeSession
 from .wire.images import DescribeImage
 from .wire.op_checks import problem
 from .wire.ops import Op
-from .wire.shm import big_digests, usable
+from .wire.shm import usable
 
 OnFrame = Callable[[Header, list[bytearray]], None]
 Frame = tuple[Header, list[bytearray]]
@@ -87,8 +86,7 @@ class RemoteSession:
         self.sent_functions: set[str] = set()  # function hashes sent to this session's workers
         self._pending: dict[str, Request] = {}  # request id -> request awaiting its done
         self._stash: dict[str, deque[Frame]] = {}  # frames read for another waiting request
-        self._leases: dict[str, Lease] = {}  # pool key -> a worker leased to this kernel
-        self._direct = True  # until a leased worker turns out unreachable (another netns)
+        self.leases = Leases(self, Request)  # workers leased to this kernel (`nbremote._direct`)
         # Re-entrant: a call made inside the loop over a map's results shares the channel.
         self._lock = threading.RLock()
 
@@ -283,12 +281,9 @@ class RemoteSession:
         """One try at `call` (`NotSent`: the channel broke before the request was sent)."""
         channel = self._open()
         if request.header["op"] in (Op.CALL, Op.SPAWN):
-            if self._direct and direct_eligible(request.header, channel.shm_dir):
-                done = self._call_direct(channel, request, on_frame)
-                if done is not None:
-                    return done
-            else:
-                self._end_leases()  # so that this call may have the worker (max_containers=1)
+            done = self.leases.call(channel, request, on_frame)
+            if done is not None:
+                return done
             if request.packed is not None and pulls(request.header, channel.shm_dir):
                 header, buffers = request.packed.withhold(request.header, request.buffers)
                 request = replace(request, header=header, buffers=buffers)
@@ -307,94 +302,6 @@ class RemoteSession:
                 op = Op.INTERRUPT if interrupts == 1 else Op.CANCEL
                 channel.send({"op": op, "id": request_id})
 
-    def _call_direct(self, channel: Channel, request: Request, on_frame: OnFrame) -> Frame | None:
-        """Serve a call on a worker leased to this kernel (see `nbremote._direct`); None when it
-        must go through the runner instead (no lease to be had, or it ended before the call
-        ran)."""
-        pool = request.header["pool"]
-        digests = big_digests(request.buffers)  # hashed before the lease's idle clock runs
-        lease = self._lease(channel, pool, on_frame)
-        if lease is None:
-            return None
-        header = leased_call(request.header)
-        direct = Request(header, request.buffers, request.packed, image=request.image)
-        lease.channel.ahead = digests
-        try:
-            request_id = self._send(lease.channel, direct)
-        except NotSent:  # the worker let go while a big frame was written: the runner's way
-            self._end_lease(pool["key"])
-            return None
-        interrupted = False
-        while True:
-            try:
-                frame = self._next_done(lease.channel, {request_id}, on_frame)
-                lease.last_used = time.monotonic()
-                return frame
-            except RunnerError:  # a frame of the leased worker's that cannot be read
-                self._end_lease(pool["key"])
-                raise
-            except KeyboardInterrupt:
-                if interrupted:
-                    self._pending.pop(request_id, None)
-                    self._end_lease(pool["key"])
-                    if not channel.broken:  # the runner kills its worker if it is stuck
-                        channel.send({"op": Op.CANCEL, "id": lease.lease_id})
-                    raise
-                interrupted = True
-                channel.send({"op": Op.INTERRUPT, "id": lease.lease_id})
-            except OSError:
-                break
-        # The worker's socket closed: the lease's done (from the runner) says whether it died.
-        self._pending.pop(request_id, None)
-        self._stash.pop(request_id, None)
-        self._leases.pop(pool["key"], None)
-        done, _ = self._next_done(channel, {lease.lease_id}, lambda *_: None)  # prints nothing
-        died = (done.get("error") or {}).get("ename") == "WorkerDied"
-        retries = (request.header.get("retries") or {}).get("max_retries", 0)
-        if died and not retries:
-            return {**done, "id": request_id}, []
-        return None  # it never ran (the worker let go first), or the runner retries it
-
-    def _lease(self, channel: Channel, pool: Header, on_frame: OnFrame) -> Lease | None:
-        """This kernel's usable lease on a worker of ``pool``, taken now if need be (notices
-        while a worker starts or waits for a GPU go to ``on_frame``)."""
-        lease = self._leases.get(pool["key"])
-        if lease is not None and lease.usable:
-            return lease
-        self._end_lease(pool["key"])
-        lease_id = uuid.uuid4().hex
-        self._pending[lease_id] = Request({"op": Op.LEASE})
-        try:
-            channel.send({"op": Op.LEASE, "id": lease_id, "pool": pool})
-            leased, _ = self._next_done(channel, {lease_id}, on_frame, (Op.LEASED, Op.DONE))
-        except BaseException as exc:
-            self._pending.pop(lease_id, None)
-            if isinstance(exc, OSError):  # the call itself was not sent yet
-                raise NotSent(str(exc)) from exc
-            raise
-        if leased["op"] == Op.DONE:
-            if leased.get("error", {}).get("ename") == "NotLeasable":  # its backend's workers
-                self._direct = False  # are out of reach (containers): not asked again
-            return None  # no worker to lease: the call through the runner will say why
-        try:
-            lease = self._leases[pool["key"]] = connect_lease(leased, lease_id, channel.shm_dir)
-        except OSError:  # the worker's socket is out of reach: go through the runner from now on
-            self._pending.pop(lease_id, None)
-            self._direct = False
-            return None
-        return lease
-
-    def _end_lease(self, pool_key: str) -> None:
-        lease = self._leases.pop(pool_key, None)
-        if lease is not None:
-            lease.close()
-            self._pending.pop(lease.lease_id, None)  # its late done is dropped
-            self._stash.pop(lease.lease_id, None)
-
-    def _end_leases(self) -> None:
-        for pool_key in list(self._leases):
-            self._end_lease(pool_key)
-
     def stream(
         self, requests: Iterator[Request], window: int, on_frame: OnFrame
     ) -> Iterator[tuple[Request, Frame]]:
@@ -406,7 +313,7 @@ class RemoteSession:
         """
         with self._lock, connection_errors(self):
             channel = self._open()
-            self._end_leases()  # a map may want every worker of the pool
+            self.leases.end_all()  # a map may want every worker of the pool
             in_flight: dict[str, Request] = {}
             try:
                 for request in requests:
@@ -446,13 +353,13 @@ class RemoteSession:
     def stop_app(self, app: str) -> None:
         """Stop this session's workers of ``app`` (running their ``@nr.exit()`` methods)."""
         with self._lock:
-            self._end_leases()
+            self.leases.end_all()
             self.client.call("DELETE", f"/api/v1/sessions/{self.id}/workers?app={quote(app)}")
 
     def reset(self) -> None:
         """Stop this session's workers: the remote namespace starts empty again."""
         with self._lock:
-            self._end_leases()
+            self.leases.end_all()
             if self._channel is not None:
                 with connection_errors(self):
                     self._open()  # a runner that went away is found first (and says so)

@@ -33,12 +33,12 @@ def test_consecutive_calls_share_one_lease_and_it_is_taken_again_after_idling(
     remote_session: RemoteSession,
 ) -> None:
     pid, _ = whoami.remote(0)
-    (lease,) = remote_session._leases.values()
+    (lease,) = remote_session.leases.by_pool.values()
     assert [whoami.remote(i) for i in range(50)] == [(pid, i + 1) for i in range(50)]
-    assert list(remote_session._leases.values()) == [lease]  # no runner round trip per call
+    assert list(remote_session.leases.by_pool.values()) == [lease]  # no runner round trip per call
     time.sleep(1.2)  # past the lease's idle time: the worker went back to its pool
     assert whoami.remote(7) == (pid, 8)  # the same warm worker, leased again
-    assert remote_session._leases[next(iter(remote_session._leases))] is not lease
+    assert remote_session.leases.by_pool[next(iter(remote_session.leases.by_pool))] is not lease
 
 
 def test_output_and_dicts_work_from_a_direct_call(

@@ -175,7 +175,7 @@ def test_a_function_call_works_over_tls(
     if request.node.callspec.params["tls_session"] == "another host":
         # Everything crossed the TLS connection: no shared memory, no leased worker's socket.
         assert tls_session._channel is not None and tls_session._channel.shm_dir is None
-        assert not tls_session._leases
+        assert not tls_session.leases.by_pool
 
 
 def test_cli_status_over_https(tls_runner: RunningRunner, ca: tuple[Any, Path, Path, Path]) -> None:
