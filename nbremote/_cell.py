@@ -58,15 +58,7 @@ class CellOptions:
 
     def spec(self) -> WorkerSpec:
         """The spec of the worker these flags ask for."""
-        return worker_spec(
-            self.env,
-            self.gpu,
-            self.volumes,
-            self.secrets,
-            self.image,
-            cpu=self.cpu,
-            memory=self.memory,
-        )
+        return worker_spec(self)
 
 
 @dataclass

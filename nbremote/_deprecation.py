@@ -1,9 +1,13 @@
-"""Modal's older parameter names, accepted with a warning that names the new one."""
+"""Modal's older parameter (and function) names, accepted with a warning that names the new one."""
 
 from __future__ import annotations
 
+import functools
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+C = TypeVar("C", bound=Callable[..., Any])
 
 RENAMED = {
     "concurrency_limit": "max_containers",
@@ -22,6 +26,22 @@ def warn_renamed(old: str, new: str, where: str, stacklevel: int) -> None:
         DeprecationWarning,
         stacklevel=stacklevel + 1,
     )
+
+
+def renamed(new: C, old: str, where: str) -> C:
+    """``new`` under its old name ``old``: it warns (at the caller's line), then does the same
+    (``inspect.signature`` shows ``new``'s parameters)."""
+
+    @functools.wraps(new)
+    def old_name(*args: Any, **kwargs: Any) -> Any:
+        warn_renamed(old, new.__name__, where, stacklevel=2)
+        return new(*args, **kwargs)
+
+    old_name.__name__ = old_name.__qualname__ = old
+    old_name.__doc__ = (
+        f"Modal's old name of `{new.__name__}` (deprecated: it warns, then does the same)."
+    )
+    return cast(C, old_name)
 
 
 def rename_deprecated(options: dict[str, Any], where: str, stacklevel: int = 3) -> dict[str, Any]:

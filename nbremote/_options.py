@@ -78,13 +78,7 @@ class FunctionOptions:
     def pool(self, app_name: str, name: str) -> dict[str, Any]:
         """The runner's pool for the function (or class instance) ``name`` with these settings."""
         spec = worker_spec(
-            self.env,
-            self.gpu,
-            self.volumes,
-            self.secrets,
-            self.image,
-            cpu=self.cpu,
-            memory=self.memory,
+            self,
             block_network=self.block_network,
             single_use=self.single_use_containers,
             restrict_modal_access=self.restrict_modal_access,

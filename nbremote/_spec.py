@@ -6,28 +6,42 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .secret import Secret, spec_secrets
 from .wire.http import GpuRequest, WorkerSpec
 
 
-def worker_spec(
-    env: dict[str, str],
-    gpu: GpuRequest | None,
-    volumes: dict[str, str],
-    secrets: Sequence[Secret],
-    image: Any,
-    **isolation: Any,
-) -> WorkerSpec:
+class SpecSettings(Protocol):
+    """The settings a cell's flags (`CellOptions`) and a function's options share."""
+
+    @property
+    def env(self) -> dict[str, str]: ...
+    @property
+    def gpu(self) -> GpuRequest | None: ...
+    @property
+    def volumes(self) -> dict[str, str]: ...  # mount path -> volume name
+    @property
+    def secrets(self) -> Sequence[Secret]: ...
+    @property
+    def image(self) -> Any: ...  # an nbremote.Image, or None for the runner's own environment
+    @property
+    def cpu(self) -> float | None: ...
+    @property
+    def memory(self) -> int | None: ...
+
+
+def worker_spec(settings: SpecSettings, **isolation: Any) -> WorkerSpec:
     """What a worker for these settings is started with (inline secret values included);
-    ``isolation``: its ``cpu``, ``memory`` and isolation flags (`WorkerSpec`'s names)."""
-    names, inline = spec_secrets(secrets)
+    ``isolation``: its isolation flags beyond ``cpu`` and ``memory`` (`WorkerSpec`'s names)."""
+    names, inline = spec_secrets(settings.secrets)
+    image = settings.image
+    isolation = {"cpu": settings.cpu, "memory": settings.memory, **isolation}
     return WorkerSpec(
         **{key: value for key, value in isolation.items() if value},
-        env=env,
-        gpu=gpu,
-        volumes=volumes,
+        env=settings.env,
+        gpu=settings.gpu,
+        volumes=settings.volumes,
         secrets=names,
         inline_secrets=inline,
         image=image.object_id if image is not None else None,

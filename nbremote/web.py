@@ -21,7 +21,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._deprecation import warn_renamed
+from ._deprecation import renamed
 from .errors import NbremoteError
 from .wire.endpoints import ENDPOINT_NAME
 
@@ -230,77 +230,50 @@ def fastapi_endpoint(
         ... def greet(name: str) -> dict:
         ...     return {"hello": name}
     """
-    where = "@nr.fastapi_endpoint"
-    _no_custom_domains(custom_domains, where)
-    _flag(requires_proxy_auth, "requires_proxy_auth", where)
-    web = web_settings(
-        "fastapi_endpoint", method=method, docs=docs, requires_auth=requires_auth, label=label
-    )
-    return _mark(web)(_fn) if _fn is not None else _mark(web)
-
-
-def web_endpoint(
-    _fn: Any = None,
-    *,
-    method: str = "GET",
-    docs: bool = False,
-    requires_auth: bool = True,
-    label: str | None = None,
-    custom_domains: Any = None,
-    requires_proxy_auth: bool = False,
-) -> Any:
-    """Modal's old name of `fastapi_endpoint` (deprecated: it warns, then does the same)."""
-    warn_renamed("web_endpoint", "fastapi_endpoint", "@nr.web_endpoint", stacklevel=2)
-    return fastapi_endpoint(
+    return _decorator(
+        "fastapi_endpoint",
         _fn,
+        custom_domains,
+        requires_proxy_auth,
         method=method,
         docs=docs,
         requires_auth=requires_auth,
         label=label,
-        custom_domains=custom_domains,
-        requires_proxy_auth=requires_proxy_auth,
     )
 
 
-def asgi_app(
-    _fn: Any = None,
-    *,
-    requires_auth: bool = True,
-    label: str | None = None,
-    custom_domains: Any = None,
-    requires_proxy_auth: bool = False,
-) -> Any:
+web_endpoint = renamed(fastapi_endpoint, "web_endpoint", "@nr.web_endpoint")
+
+
+def _app_decorator(kind: str, doc: str) -> Callable[..., Any]:
+    """``@nr.asgi_app`` or ``@nr.wsgi_app``: the same arguments, another kind of app."""
+
+    def decorator(
+        _fn: Any = None,
+        *,
+        requires_auth: bool = True,
+        label: str | None = None,
+        custom_domains: Any = None,
+        requires_proxy_auth: bool = False,
+    ) -> Any:
+        return _decorator(
+            kind, _fn, custom_domains, requires_proxy_auth, requires_auth=requires_auth, label=label
+        )
+
+    decorator.__name__ = decorator.__qualname__ = kind
+    decorator.__doc__ = doc
+    return decorator
+
+
+asgi_app = _app_decorator(
+    "asgi_app",
     """Serve the ASGI app (FastAPI, Starlette) the function returns: all its routes under
     ``{runner}/endpoints/{name}``. The function runs once per worker. Arguments as for
-    `fastapi_endpoint` (an app's own auth applies on top of the token)."""
-    return _app("asgi_app", _fn, requires_auth, label, custom_domains, requires_proxy_auth)
-
-
-def wsgi_app(
-    _fn: Any = None,
-    *,
-    requires_auth: bool = True,
-    label: str | None = None,
-    custom_domains: Any = None,
-    requires_proxy_auth: bool = False,
-) -> Any:
-    """Serve the WSGI app (Flask, Django) the function returns, as `asgi_app` does."""
-    return _app("wsgi_app", _fn, requires_auth, label, custom_domains, requires_proxy_auth)
-
-
-def _app(
-    kind: str,
-    fn: Any,
-    requires_auth: bool,
-    label: str | None,
-    custom_domains: Any,
-    requires_proxy_auth: bool,
-) -> Any:
-    where = f"@nr.{kind}"
-    _no_custom_domains(custom_domains, where)
-    _flag(requires_proxy_auth, "requires_proxy_auth", where)
-    web = web_settings(kind, requires_auth=requires_auth, label=label)
-    return _mark(web)(fn) if fn is not None else _mark(web)
+    `fastapi_endpoint` (an app's own auth applies on top of the token).""",
+)
+wsgi_app = _app_decorator(
+    "wsgi_app", """Serve the WSGI app (Flask, Django) the function returns, as `asgi_app` does."""
+)
 
 
 def web_server(
@@ -321,14 +294,26 @@ def web_server(
         startup_timeout: seconds the server may take to start listening (then requests get a
             503 naming the port, and the app's log says why).
     """
-    where = "@nr.web_server"
-    _no_custom_domains(custom_domains, where)
-    _flag(requires_proxy_auth, "requires_proxy_auth", where)
-    web = web_settings(
+    decorate: Callable[[F], F] = _decorator(
         "web_server",
+        None,
+        custom_domains,
+        requires_proxy_auth,
         port=port,
-        startup_timeout=_startup_timeout(startup_timeout, where),
+        startup_timeout=startup_timeout,
         requires_auth=requires_auth,
         label=label,
     )
-    return _mark(web)
+    return decorate
+
+
+def _decorator(
+    kind: str, fn: Any, custom_domains: Any, requires_proxy_auth: bool, **settings: Any
+) -> Any:
+    """A web decorator's mark (applied to ``fn`` when it was used bare, ``@nr.asgi_app``), after
+    the arguments Modal takes but nbremote does not use are checked."""
+    where = f"@nr.{kind}"
+    _no_custom_domains(custom_domains, where)
+    _flag(requires_proxy_auth, "requires_proxy_auth", where)
+    mark = _mark(web_settings(kind, **settings))
+    return mark(fn) if fn is not None else mark

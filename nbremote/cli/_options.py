@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -80,6 +81,25 @@ def usage_errors() -> Iterator[None]:
         raise click.UsageError(exc.message) from None
     except NbremoteError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def echo_until_done(texts: Callable[[], Iterable[str]]) -> None:
+    """Print what ``texts()`` yields as it comes, until it ends or Ctrl-C (which ends a
+    ``--follow``: no traceback); the runner's refusals as usage errors."""
+    try:
+        with usage_errors():
+            for text in texts():
+                click.echo(text, nl=False)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def echo_stream(url: str | None, token: str | None, path: str) -> None:
+    """Print the runner's text at ``path`` (a log) as it comes, as `echo_until_done` does."""
+    echo_until_done(
+        lambda: (chunk.decode(errors="replace") for chunk in runner_client(url, token).stream(path))
+    )
 
 
 class _Size(click.ParamType[int, Any]):

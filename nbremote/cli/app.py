@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from ._options import AliasGroup, json_option, runner_client, runner_options, usage_errors
+from ._options import (
+    AliasGroup,
+    echo_stream,
+    json_option,
+    runner_client,
+    runner_options,
+    usage_errors,
+)
 from ._utils import display_table
 
 
@@ -43,14 +48,7 @@ def apps_ls(url: str | None, token: str | None, as_json: bool) -> None:
 @runner_options
 def apps_logs(name: str, follow: bool, url: str | None, token: str | None) -> None:
     """Print what an app's functions and classes printed (and, with --follow, what they print)."""
-    path = f"/api/v1/apps/{name}/logs" + ("?follow=1" if follow else "")
-    try:
-        with usage_errors():
-            for chunk in runner_client(url, token).stream(path):
-                click.echo(chunk.decode(errors="replace"), nl=False)
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
+    echo_stream(url, token, f"/api/v1/apps/{name}/logs" + ("?follow=1" if follow else ""))
 
 
 @apps.command("stop")

@@ -7,12 +7,11 @@ command line and the notebook read the same answers the same way.
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING
 
 import click
 
-from ._options import json_option, runner_client, runner_options, usage_errors
+from ._options import echo_until_done, json_option, runner_client, runner_options, usage_errors
 from ._utils import format_when
 
 if TYPE_CHECKING:
@@ -97,10 +96,4 @@ def endpoints_rm(name: str, url: str | None, token: str | None) -> None:
 def endpoints_logs(name: str, follow: bool, url: str | None, token: str | None) -> None:
     """Print an endpoint's request log: time, method, path, status, latency."""
     endpoint = _endpoint(name, url, token)
-    try:
-        with usage_errors():
-            for text in endpoint.follow_logs() if follow else [endpoint.logs()]:
-                click.echo(text, nl=False)
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
+    echo_until_done(lambda: endpoint.follow_logs() if follow else [endpoint.logs()])

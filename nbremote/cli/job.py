@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._options import json_option, runner_client, runner_options, usage_errors
+from ._options import echo_stream, json_option, runner_client, runner_options, usage_errors
 from ._utils import display_table, format_when
 
 if TYPE_CHECKING:
@@ -211,10 +211,4 @@ def jobs_logs(name: str, run: str, follow: bool, url: str | None, token: str | N
     if run != "last" and not run.isdigit():
         raise click.BadParameter(f"{run!r}: a run's number, or 'last'", param_hint="RUN")
     path = f"/api/v1/jobs/{quote(name)}/runs/{run}/logs" + ("?follow=1" if follow else "")
-    try:
-        with usage_errors():
-            for chunk in runner_client(url, token).stream(path):
-                click.echo(chunk.decode(errors="replace"), nl=False)
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
+    echo_stream(url, token, path)
