@@ -34,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import platform
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,29 +58,73 @@ STOP_GRACE = 5.0
 # whole core would keep a map's workers off a node that has cores to spare (Modal's default).
 DEFAULT_CPUS = 0.125
 DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"  # Ray sets it for the actor's own GPUs
+INVENTORY_PERIOD = 2.0  # seconds: how stale `nbremote gpus` and a GPU grant may see the cluster
+NO_GPUS = "the Ray cluster has no GPU resources"
 
 
 class RayGpus(Discovery):
     """The cluster's GPUs as the runner's inventory (`nbremote gpus`): one device per GPU
     resource of each live node, named by its accelerator type and node. Ray does the placing;
-    the runner's broker only counts them."""
+    the runner's broker only counts them.
+
+    It follows the cluster: asked again (`refresh`, by the broker before a GPU request, while
+    requests wait, and for `nbremote gpus`), it reads ``nodes()`` again if ``period`` seconds
+    have passed, so a lost node's GPUs go and a joined node's come. A device is keyed by its
+    node and its number there: it keeps its index while its node lives, and the index of a
+    lost one is never given to another (a worker pinned to it names it until it ends).
+
+    Args:
+        nodes: the cluster's nodes as ``ray.nodes()`` lists them.
+        period: the fewest seconds between two reads of ``nodes()``.
+    """
 
     source = "ray"
 
-    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        nodes: Callable[[], list[dict[str, Any]]],
+        period: float = INVENTORY_PERIOD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._nodes, self._period, self._clock = nodes, period, clock
+        self._indices: dict[tuple[str, int], int] = {}  # (node id, its GPU number) -> index
+        self.types: list[str] = []  # by index, every device ever listed: its accelerator type
+        super().__init__(self._list(nodes()), NO_GPUS)
+        self._read_at = clock()
+
+    def _list(self, nodes: list[dict[str, Any]]) -> list[Device]:
         devices: list[Device] = []
-        self.types: list[str] = []
         for node in nodes:
             if not node.get("Alive"):
                 continue
             resources = node.get("Resources", {})
             kinds = [k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")]
             kind = kinds[0] if kinds else "GPU"
-            for _ in range(int(resources.get("GPU", 0))):
+            for number in range(int(resources.get("GPU", 0))):
+                key = (str(node["NodeID"]), number)
+                if key not in self._indices:
+                    self._indices[key] = len(self.types)
+                    self.types.append(kind)
                 name = f"{kind} (Ray node {node['NodeID'][:12]})"
-                devices.append(Device(len(devices), name, uuid=None))
-                self.types.append(kind)
-        super().__init__(devices, None if devices else "the Ray cluster has no GPU resources")
+                devices.append(Device(self._indices[key], name, uuid=None))
+        return sorted(devices, key=lambda device: device.index)
+
+    def due(self) -> bool:
+        return self._clock() - self._read_at >= self._period
+
+    def refresh(self) -> bool:
+        if not self.due():  # another caller looked meanwhile
+            return False
+        self._read_at = self._clock()
+        try:
+            devices = self._list(self._nodes())
+        except Exception:  # the GCS is unreachable for now: keep what was known
+            return False
+        if devices == self.devices:
+            return False
+        self.devices = devices
+        self.unavailable = None if devices else NO_GPUS
+        return True
 
     def read(self, index: int) -> Reading:
         return Reading()
@@ -221,12 +267,12 @@ class RayBackend(Backend):
         return platform.python_version()
 
     def gpus(self) -> RayGpus:
-        """The cluster's GPUs as Ray listed its nodes the first time (the broker's inventory:
-        its device indices are this list's)."""
+        """The cluster's GPUs, following its nodes (the broker's inventory: its device indices
+        are this one's)."""
         import ray
 
         if self._inventory is None:
-            self._inventory = RayGpus(ray.nodes())
+            self._inventory = RayGpus(ray.nodes)
         return self._inventory
 
     async def prepare_image(self, ref: str) -> str:

@@ -2,7 +2,8 @@
 
 Events: `Allocator.request` (a worker is about to start and asks for GPUs), `Allocator.release`
 (its worker is gone, or the request was withdrawn while waiting), `Allocator.idle` (a holder's
-worker became idle or busy).
+worker became idle or busy), `Allocator.update` (the inventory changed: a cluster's node left or
+joined).
 Actions: `Grant` (these devices are the lease's), `Queued` (it waits, at this position; sent
 again when the position changes), `Reject` (it can never be served here, and why), `Evict`
 (stop this idle holder: its devices are needed). The driver (`nbremote_runner.gpus.broker`) does
@@ -149,16 +150,7 @@ class Allocator:
         """A worker for ``lease`` wants the GPUs of ``request``; ``group`` names its pool,
         ``session`` its notebook session; ``private``: once idle, only a request of the same
         session may evict it."""
-        if not self.devices:
-            why = self.unavailable or "none were found"
-            return [
-                Reject(
-                    lease,
-                    f"this runner has no GPUs ({why}); drop the GPU request, or use a runner "
-                    "on a GPU machine (`nbremote runner --gpus A100:2` declares them)",
-                )
-            ]
-        choices = [c for c in request.choices if len(self.matching(c)) >= c.count]
+        choices = self._feasible(request)
         if not choices:
             return [Reject(lease, self._why_not(request))]
         self._sessions[lease] = session
@@ -169,15 +161,23 @@ class Allocator:
 
     def release(self, lease: str) -> list[Action]:
         """The lease's worker is gone (or its request was withdrawn): free what it holds."""
-        self.queue = [waiting for waiting in self.queue if waiting.lease != lease]
-        for index in self.devices_of(lease):
-            del self.held[index]
-        self._groups.pop(lease, None)
-        self._sessions.pop(lease, None)
-        self._private.discard(lease)
-        self._idle.pop(lease, None)
-        self._evicting.discard(lease)
+        self._forget(lease)
         return self._schedule()
+
+    def update(self, devices: Sequence[Device], unavailable: str | None = None) -> list[Action]:
+        """The runner's GPUs changed (a cluster's node left or joined). A device no longer
+        listed is never granted again; a lease holding one keeps it until its release (its
+        worker ends). Waiting requests are weighed again: one that can now never be served is
+        rejected, as a new one would be."""
+        self.devices = {device.index: device for device in devices}
+        self.unavailable = unavailable if not devices else None
+        actions: list[Action] = []
+        for waiting in list(self.queue):
+            waiting.choices = self._feasible(waiting.request)
+            if not waiting.choices:
+                self._forget(waiting.lease)
+                actions.append(Reject(waiting.lease, self._why_not(waiting.request)))
+        return actions + self._schedule()
 
     def idle(self, lease: str, idle: bool) -> list[Action]:
         """The lease's worker became idle (may be evicted) or busy (may not)."""
@@ -194,7 +194,28 @@ class Allocator:
 
     # -- the policy ----------------------------------------------------------------------------
 
+    def _forget(self, lease: str) -> None:
+        """Drop the lease: its place in the queue, its devices, what is known of its holder."""
+        self.queue = [waiting for waiting in self.queue if waiting.lease != lease]
+        for index in self.devices_of(lease):
+            del self.held[index]
+        self._groups.pop(lease, None)
+        self._sessions.pop(lease, None)
+        self._private.discard(lease)
+        self._idle.pop(lease, None)
+        self._evicting.discard(lease)
+
+    def _feasible(self, request: GpuRequest) -> list[GpuChoice]:
+        """The choices of ``request`` this runner's GPUs can ever satisfy, in order."""
+        return [c for c in request.choices if len(self.matching(c)) >= c.count]
+
     def _why_not(self, request: GpuRequest) -> str:
+        if not self.devices:
+            why = self.unavailable or "none were found"
+            return (
+                f"this runner has no GPUs ({why}); drop the GPU request, or use a runner "
+                "on a GPU machine (`nbremote runner --gpus A100:2` declares them)"
+            )
         has = self.inventory()
         if not any(self.matching(c) for c in request.choices):
             return f"no GPU on this runner matches {request}; it has: {has}"

@@ -174,6 +174,8 @@ class GpuBroker:
         self.discovery = discovery
         self._spare = spare
         self._alloc = Allocator(discovery.devices, discovery.unavailable)
+        # Every device ever listed, by index: a worker keeps its device's description (for its
+        # usage summary) after the device left the inventory, until the worker ends.
         self._devices = {device.index: device for device in discovery.devices}
         self._leases: dict[str, _Lease] = {}
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="nbremote-nvml")
@@ -205,6 +207,7 @@ class GpuBroker:
         if spec.gpu is None:
             return await self._spare.take(spec)
         request, holder = spec.gpu, holder or Holder("function")
+        await self._refresh()  # a cluster's node may have left or joined since
         granted = asyncio.get_running_loop().create_future()
         lease = _Lease(uuid.uuid4().hex, holder, request, status or STATUS.get(), granted, owner)
         self._leases[lease.id] = lease
@@ -228,6 +231,17 @@ class GpuBroker:
     def _release(self, lease_id: str) -> None:
         if self._leases.pop(lease_id, None) is not None:
             self._event(lambda: self._alloc.release(lease_id))
+
+    async def _refresh(self) -> None:
+        """Follow a cluster's inventory (at most as often as its `Discovery` looks again): a
+        device that left is no longer granted nor listed; one that joined is both."""
+        if not self.discovery.due():
+            return
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self._reader, self.discovery.refresh):
+            devices, unavailable = list(self.discovery.devices), self.discovery.unavailable
+            self._devices |= {device.index: device for device in devices}
+            self._event(lambda: self._alloc.update(devices, unavailable))
 
     def _event(self, event: Callable[[], list[Action]]) -> None:
         """Feed the allocator an event (after what changed in holders' idleness), and act."""
@@ -266,6 +280,7 @@ class GpuBroker:
         try:
             while self._alloc.queue:
                 await asyncio.sleep(POLL_PERIOD)
+                await self._refresh()  # a node that joins may serve them; one that left not
                 self._event(lambda: [])
         finally:
             self._polling = None
@@ -402,9 +417,11 @@ class GpuBroker:
 
     async def describe(self) -> ListGpusResponse:
         """The runner's GPUs as ``GET /api/v1/gpus`` shows them."""
-        readings = await self._read(list(self._devices))
+        await self._refresh()
+        listed = dict(self._alloc.devices)
+        readings = await self._read(list(listed))
         gpus = []
-        for index, device in self._devices.items():
+        for index, device in listed.items():
             reading = readings[index]
             lease = self._leases.get(self._alloc.held.get(index, ""))
             gpus.append(

@@ -46,10 +46,13 @@ class Reading:
 class Discovery(abc.ABC):
     """A source of GPUs.
 
-    The contract: `devices` is fixed when the source is made (the runner never sees GPUs come
-    and go); when it is empty, `unavailable` says why in words for a person. `read` blocks (the
-    runner calls it in an executor thread, never on its event loop) and never raises: what
-    cannot be read comes back as None in the `Reading`.
+    The contract: `devices` is what the source lists now; when it is empty, `unavailable` says
+    why in words for a person. A machine's GPUs are fixed when the source is made; a cluster's
+    follow its nodes: `due` says (at once, without I/O) that it is time to look again, and
+    `refresh` looks, changing `devices` if they changed. A device keeps its index while it is
+    listed, and a gone device's index is never given to another. `read` and `refresh` block
+    (the runner calls them in an executor thread, never on its event loop) and never raise:
+    what cannot be read comes back as None in the `Reading`; a failed look keeps the devices.
     """
 
     source: str = "none"
@@ -61,6 +64,14 @@ class Discovery(abc.ABC):
     @abc.abstractmethod
     def read(self, index: int) -> Reading:
         """The current utilization, memory use and GPU processes of device ``index``."""
+
+    def due(self) -> bool:
+        """Whether `refresh` may find something new (never, for a machine's fixed GPUs)."""
+        return False
+
+    def refresh(self) -> bool:
+        """Look at the source again; whether `devices` changed."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - most sources hold nothing
         """Free what the source holds (NVML's handle)."""

@@ -57,3 +57,17 @@ def test_a_node_lost_mid_map_loses_no_input(
     assert [value for value, _ in results] == [x * x for x in range(9)]  # none lost
     lost = {int(line.split()[0]) for line in started.splitlines() if stopped[0] in line}
     assert all(results[x][1] != stopped[0] for x in lost), started  # each ran again elsewhere
+    # `nbremote gpus` follows the cluster: the GPU node's A100s are listed while it lives, and
+    # gone once Ray has marked it dead (after its health checks fail) if it was the one stopped.
+    gpu_node = next(node for node, base in others.items() if base == ray_cluster.base + 20)
+    alive = {gpu_node[:12]} - {stopped[0][:12]}
+    deadline = time.monotonic() + 120
+    while gpu_nodes_listed(ray_session) != alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert gpu_nodes_listed(ray_session) == alive, f"stopped {stopped[0]}, GPU node {gpu_node}"
+
+
+def gpu_nodes_listed(session: _session.RemoteSession) -> set[str]:
+    """The (short) ids of the nodes whose GPUs ``GET /api/v1/gpus`` lists."""
+    answer = session.client.request("GET", "/api/v1/gpus")
+    return {gpu["name"].split("Ray node ")[-1].rstrip(")") for gpu in answer["gpus"]}
