@@ -55,7 +55,7 @@ from nbremote.wire.transport import use_worker_transport
 from .worker_inbox import Inbox, checked_reply
 from .worker_io import FrameStream, Outbox, capture_fd, flush_streams, start_flusher
 from .worker_lease import HELD, serve_lease
-from .worker_patterns import load_inputs, pack, run_inputs
+from .worker_patterns import bound, load_inputs, pack, run_inputs
 from .worker_shell import ZMQInteractiveShell
 from .worker_sources import LocalSources
 from .worker_stdin import InputRelay
@@ -378,16 +378,7 @@ class Worker:
         if "pulled" in header:  # big arguments sent by digest (`nbremote.wire.pulled`)
             fill(header["pulled"], buffers, HELD, self._ask_for)
         item = header["function"]
-        fn = self._function(item, buffers[: item["nbuf"]])
-        position = item["nbuf"]
-        bind = item.get("bind")
-        if bind is not None:  # a method: fn is its class
-            from nbremote.wire.classes import MethodCall
-
-            params = buffers[position : position + bind["nparams"]]
-            position += bind["nparams"]
-            args, kwargs = loads("the constructor parameters", params)
-            fn = MethodCall(bind["key"], fn, args, kwargs, bind["method"])
+        fn, position = bound(self._function(item, buffers[: item["nbuf"]]), item, buffers)
         return fn, load_inputs(header, buffers[position:])
 
     def call(self, header: Header, buffers: list[bytearray]) -> None:

@@ -51,6 +51,21 @@ def batch_settings(fn: Any) -> dict[str, int] | None:
     return settings if isinstance(settings, dict) else None
 
 
+def bound(fn: Any, item: Header, buffers: list[bytearray]) -> tuple[Any, int]:
+    """What a call's ``function`` item names: ``fn``, or for a method (``bind``) that method of
+    an instance of the class ``fn`` made with the parameters that follow its buffers; and where
+    the inputs' buffers start."""
+    position = item["nbuf"]
+    bind = item.get("bind")
+    if bind is None:
+        return fn, position
+    from nbremote.wire.classes import MethodCall
+
+    params = buffers[position : position + bind["nparams"]]
+    args, kwargs = loads("the constructor parameters", params)
+    return MethodCall(bind["key"], fn, args, kwargs, bind["method"]), position + bind["nparams"]
+
+
 def load_inputs(header: Header, buffers: list[bytearray]) -> list[Any]:
     """The call's inputs: one payload (in the request's ``form``), or one per caller of a
     batch the runner made.
