@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import cast
 
 from .wire.gpu import parse_text
 from .wire.http import GpuChoice, GpuRequest
@@ -50,15 +49,28 @@ class Any(GPU):
     """Whatever GPU the runner has."""
 
 
-def _model(name: str, doc: str) -> type[GPU]:
-    """The class of one GPU model (``nr.gpu.H100``) that takes nothing but a count."""
-    return cast(type[GPU], type(name, (GPU,), {"type": name, "__doc__": doc}))
+class T4(GPU):
+    """NVIDIA T4 (16 GB)."""
+
+    type = "T4"
 
 
-T4 = _model("T4", "NVIDIA T4 (16 GB).")
-L4 = _model("L4", "NVIDIA L4 (24 GB).")
-A10G = _model("A10G", "NVIDIA A10G / A10 (24 GB).")
-L40S = _model("L40S", "NVIDIA L40S (48 GB).")
+class L4(GPU):
+    """NVIDIA L4 (24 GB)."""
+
+    type = "L4"
+
+
+class A10G(GPU):
+    """NVIDIA A10G / A10 (24 GB)."""
+
+    type = "A10G"
+
+
+class L40S(GPU):
+    """NVIDIA L40S (48 GB)."""
+
+    type = "L40S"
 
 
 class A100(GPU):
@@ -88,9 +100,22 @@ class A100(GPU):
         self.memory_gb = memory or None
 
 
-H100 = _model("H100", "NVIDIA H100 (80 GB).")
-H200 = _model("H200", "NVIDIA H200 (141 GB).")
-B200 = _model("B200", "NVIDIA B200.")
+class H100(GPU):
+    """NVIDIA H100 (80 GB)."""
+
+    type = "H100"
+
+
+class H200(GPU):
+    """NVIDIA H200 (141 GB)."""
+
+    type = "H200"
+
+
+class B200(GPU):
+    """NVIDIA B200."""
+
+    type = "B200"
 
 
 def parse(spec: object, where: str = "gpu") -> GpuRequest | None:
