@@ -245,35 +245,44 @@ def fastapi_endpoint(
 web_endpoint = renamed(fastapi_endpoint, "web_endpoint", "@nr.web_endpoint")
 
 
-def _app_decorator(kind: str, doc: str) -> Callable[..., Any]:
-    """``@nr.asgi_app`` or ``@nr.wsgi_app``: the same arguments, another kind of app."""
-
-    def decorator(
-        _fn: Any = None,
-        *,
-        requires_auth: bool = True,
-        label: str | None = None,
-        custom_domains: Any = None,
-        requires_proxy_auth: bool = False,
-    ) -> Any:
-        return _decorator(
-            kind, _fn, custom_domains, requires_proxy_auth, requires_auth=requires_auth, label=label
-        )
-
-    decorator.__name__ = decorator.__qualname__ = kind
-    decorator.__doc__ = doc
-    return decorator
-
-
-asgi_app = _app_decorator(
-    "asgi_app",
+def asgi_app(
+    _fn: Any = None,
+    *,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Any:
     """Serve the ASGI app (FastAPI, Starlette) the function returns: all its routes under
     ``{runner}/endpoints/{name}``. The function runs once per worker. Arguments as for
-    `fastapi_endpoint` (an app's own auth applies on top of the token).""",
-)
-wsgi_app = _app_decorator(
-    "wsgi_app", """Serve the WSGI app (Flask, Django) the function returns, as `asgi_app` does."""
-)
+    `fastapi_endpoint` (an app's own auth applies on top of the token)."""
+    return _decorator(
+        "asgi_app",
+        _fn,
+        custom_domains,
+        requires_proxy_auth,
+        requires_auth=requires_auth,
+        label=label,
+    )
+
+
+def wsgi_app(
+    _fn: Any = None,
+    *,
+    requires_auth: bool = True,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Any:
+    """Serve the WSGI app (Flask, Django) the function returns, as `asgi_app` does."""
+    return _decorator(
+        "wsgi_app",
+        _fn,
+        custom_domains,
+        requires_proxy_auth,
+        requires_auth=requires_auth,
+        label=label,
+    )
 
 
 def web_server(
