@@ -32,6 +32,7 @@ from .errors import RunnerError
 from .wire.codec import Header
 from .wire.ops import Op
 from .wire.shm import big_digests
+from .wire.spin import spin_until_readable
 
 LEASE_IDLE = 1.0  # as in nbremote_runner.worker_lease (the worker lets go after this)
 
@@ -184,6 +185,8 @@ class Leases:
         except NotSent:  # the worker let go while a big frame was written: the runner's way
             self.end(pool["key"])
             return None
+        if not lease.channel.reader.buffered:  # its done comes within µs: no sleep and wake
+            spin_until_readable([lease.channel.sock])
         interrupted = False
         while True:
             try:

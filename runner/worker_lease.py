@@ -25,6 +25,7 @@ from nbremote.wire.codec import FrameReader, Header
 from nbremote.wire.held import HeldBuffers
 from nbremote.wire.op_checks import check
 from nbremote.wire.ops import Op
+from nbremote.wire.spin import spin_until_readable
 
 from .worker_io import Outbox
 
@@ -95,6 +96,7 @@ def _serve_client(worker: Worker, lease: Header, conn: socket.socket, reader: Fr
     try:
         while True:
             if not reader.buffered:
+                spin_until_readable([conn, worker.sock])  # a loop's next call comes within µs
                 ready, _, _ = select.select([conn, worker.sock], [], [], LEASE_IDLE)
                 if worker.sock in ready or conn not in ready:
                     return
