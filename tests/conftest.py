@@ -160,14 +160,20 @@ def ipython() -> InteractiveShell:
     return shell
 
 
-@pytest.fixture
-def remote_session(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
-    """This process's session, on the shared runner, new for each test."""
+def session_on(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
+    """This process's session on ``runner``, for a fixture to yield from: reset (its workers
+    stopped) and closed afterwards, and no longer the process's current one."""
     session = _session.connect(runner.url, runner.token)
     yield session
     session.reset()
     session.close()
     _session._current = None
+
+
+@pytest.fixture
+def remote_session(runner: RunningRunner) -> Iterator[_session.RemoteSession]:
+    """This process's session, on the shared runner, new for each test."""
+    yield from session_on(runner)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbremote import _session
-from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
+from tests.conftest import TOKEN, RunningRunner, clean_shell, session_on, start_runner
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "dockerd.sh"
 
@@ -77,11 +77,7 @@ def docker_runner(
 @pytest.fixture
 def docker_session(docker_runner: RunningRunner) -> Iterator[_session.RemoteSession]:
     """This process's session on the docker runner, new for each test."""
-    session = _session.connect(docker_runner.url, docker_runner.token)
-    yield session
-    session.reset()
-    session.close()
-    _session._current = None
+    yield from session_on(docker_runner)
 
 
 @pytest.fixture

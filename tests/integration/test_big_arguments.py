@@ -22,7 +22,7 @@ from nbremote import _direct, _session
 from nbremote._session import RemoteSession
 from nbremote.wire import shm
 from nbremote.wire.held import digest
-from tests.conftest import RunningRunner
+from tests.conftest import RunningRunner, session_on
 
 app = nr.App("big-arguments")
 SIZE = 8 << 20  # bytes: above shm.THRESHOLD, so through shared memory
@@ -111,11 +111,7 @@ def far_session(
 ) -> Iterator[_session.RemoteSession]:
     """A session of this process as if from another machine: no shared memory with the runner."""
     monkeypatch.setattr(shm, "host_id", lambda: "another-machine-boot-id")
-    session = _session.connect(runner.url, runner.token)
-    yield session
-    session.reset()
-    session.close()
-    _session._current = None
+    yield from session_on(runner)
 
 
 def test_from_another_machine_the_same_array_twice_is_sent_once(

@@ -22,7 +22,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from nbremote import _session
-from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
+from tests.conftest import TOKEN, RunningRunner, clean_shell, session_on, start_runner
 
 HERE = Path(__file__).parent
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ray_cluster.py"
@@ -111,11 +111,7 @@ def ray_runner(
 @pytest.fixture
 def ray_session(ray_runner: RunningRunner) -> Iterator[_session.RemoteSession]:
     """This process's session on the ray runner, new for each test."""
-    session = _session.connect(ray_runner.url, ray_runner.token)
-    yield session
-    session.reset()
-    session.close()
-    _session._current = None
+    yield from session_on(ray_runner)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from nbremote import _session
 from nbremote._client import RunnerClient
 from nbremote.errors import RunnerUnavailable
 from nbremote.wire import shm as _shm
-from tests.conftest import TOKEN, RunningRunner, clean_shell, start_runner
+from tests.conftest import TOKEN, RunningRunner, clean_shell, session_on, start_runner
 
 app = nr.App("tls-tests")
 
@@ -83,11 +83,7 @@ def tls_session(
     """This process's session on the TLS runner, as if from another machine or from its own."""
     if request.param == "another host":
         monkeypatch.setattr(_shm, "host_id", lambda: "another-machine-boot-id")
-    session = _session.connect(tls_runner.url, tls_runner.token)
-    yield session
-    session.reset()
-    session.close()
-    _session._current = None
+    yield from session_on(tls_runner)
 
 
 def test_health_and_api_answer_over_https(tls_runner: RunningRunner) -> None:

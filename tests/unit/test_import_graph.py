@@ -157,4 +157,4 @@ def test_imports_inside_functions_and_from_dot_count() -> None:
     """The graph sees what the rules are about: a function-level `from . import x` is an edge."""
     graph = _graph()
     assert "nbremote.wire.shm" in graph["nbremote.wire.codec"]
-    assert "nbremote.wire.classes" in graph["nbremote_runner.worker"]  # imported in a method
+    assert "nbremote.wire.classes" in graph["nbremote_runner.worker_patterns"]  # in a function
