@@ -1,13 +1,16 @@
-"""A call's pulled arguments (`nbremote.wire.pulled`), as a worker takes them: entries that name
-no empty buffer of the call, bad digests or sizes, and answers that do not bring what was
+"""A call's pulled arguments (`nbremote.wire.pulled`), as a worker takes them: entries that
+name no empty buffer of the call, bad digests or sizes, and answers that do not bring what was
 announced fail the call, saying why; a digest the content does not hash to is never kept, so a
-kernel cannot plant content under another's digest in a worker that serves several."""
+kernel cannot plant content under another's digest in a worker that serves several; and the
+runner's batch of several kernels' calls carries none of their digests."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from nbremote_runner.batching import BatchGate
 
 from nbremote.wire.held import HeldBuffers, NotHeld, digest
 from nbremote.wire.pulled import THRESHOLD, PullFailed, fill, withhold
@@ -90,3 +93,25 @@ def test_an_answer_without_the_announced_bytes_fails_the_call() -> None:
 
     with pytest.raises(PullFailed, match="lacks"):
         fill(entries, [bytearray()], HeldBuffers(), empty)
+
+
+def test_a_batch_the_runner_joins_carries_no_callers_digests() -> None:
+    """A kernel's ``pulled`` entries in a batched call would make the worker ask the batch's
+    first caller (maybe another kernel) for them: the runner's joined call drops them."""
+    seen: list[Any] = []
+
+    async def run(header: Any, buffers: Any, forward: Any, deadline: Any) -> Any:
+        seen.append(header)
+        return {"op": "done", "id": header["id"], "ok": False, "error": {}}, []
+
+    def call(request_id: str) -> tuple[dict[str, Any], list[Any]]:
+        header = {"op": "call", "id": request_id, "function": {"name": "f", "nbuf": 0}}
+        return header | {"pulled": [[0, "0" * 32, THRESHOLD]]}, [bytearray()]
+
+    async def both() -> None:
+        gate = BatchGate(run, max_size=2, wait=60)
+        calls = [call("a"), call("b")]
+        await asyncio.gather(*(gate.submit(h, b, lambda *_: None) for h, b in calls))
+
+    asyncio.run(both())
+    assert len(seen) == 1 and "pulled" not in seen[0]
