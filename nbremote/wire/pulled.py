@@ -70,11 +70,16 @@ def fill(entries: Any, buffers: list[Any], held: HeldBuffers, ask: Ask) -> None:
         return
     reply, got = ask(sorted({claimed for _, claimed, _ in missing}))
     answered = _answered(reply, got)
+    placed: set[str] = set()
     for index, claimed, size in missing:
         buffer = answered.get(claimed)
         if buffer is None or memoryview(buffer).nbytes != size:
             raise PullFailed(f"the kernel's answer lacks the {size}-byte argument {claimed}")
+        if claimed in placed:  # two arguments of the same content: each its own memory
+            buffers[index] = bytearray(buffer)
+            continue
         buffers[index] = buffer
+        placed.add(claimed)
         if size <= held.capacity:
             _keep(held, claimed, buffer)
 

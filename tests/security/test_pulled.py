@@ -115,3 +115,13 @@ def test_a_batch_the_runner_joins_carries_no_callers_digests() -> None:
 
     asyncio.run(both())
     assert len(seen) == 1 and "pulled" not in seen[0]
+
+
+def test_two_arguments_of_the_same_content_get_their_own_memory() -> None:
+    """``f(a, a.copy())``: two buffers of one digest, asked for once; writing into one of them
+    must not change the other, as locally."""
+    entries, sent, kept = withhold([BIG, bytes(BIG)])
+    assert len(kept) == 1 and len(entries) == 2
+    first, second = received(entries, sent, HeldBuffers(), Kernel(kept))
+    first[:4] = b"XXXX"
+    assert bytes(second) == BIG
