@@ -73,6 +73,20 @@ def twice(run: Callable[[Any, bool], float], a: Any, repeats: int) -> Samples:
     return {"first": first, "again": again}
 
 
+def ray_twice(ray: Any, task: Any, a: Any, repeats: int) -> Samples:
+    """`twice` through Ray's ``task`` (a remote sum): ``ray.put`` of each changed array, and
+    the same ref passed again (the handle a Ray user keeps)."""
+    ray.get(task.remote(np.zeros(4)))  # a warm worker
+    refs: list[Any] = []
+
+    def run(array: Any, changed: bool) -> float:
+        if changed:
+            refs[:] = [ray.put(array)]
+        return float(ray.get(task.remote(refs[0])))
+
+    return twice(run, a, repeats)
+
+
 def floor(a: Any, repeats: int) -> Samples:
     samples = []
     for _ in range(repeats):
@@ -136,16 +150,7 @@ def ray_peer(a: Any, repeats: int) -> Samples:
     with tempfile.TemporaryDirectory(prefix="ray-") as temp_dir:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
         try:
-            task = ray.remote(asum)
-            ray.get(task.remote(np.zeros(4)))  # a warm worker
-            refs: list[Any] = []
-
-            def run(array: Any, changed: bool) -> float:
-                if changed:
-                    refs[:] = [ray.put(array)]
-                return float(ray.get(task.remote(refs[0])))
-
-            return twice(run, a, repeats)
+            return ray_twice(ray, ray.remote(asum), a, repeats)
         finally:
             ray.shutdown()
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _results import check, checkout, machine, median, percentile, write_results
-from bench_arrays import cell_runner, twice
+from bench_arrays import cell_runner, ray_twice, twice
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import numpy as np
@@ -123,16 +123,7 @@ def plain_ray(address: str, count: int, inputs: int, a: Any) -> Timings:
 
         calls = samples(lambda: check(ray.get(plain_inc.remote(1)) == 2, "ray"), count)
         mapped = rate(lambda: ray.get([plain_inc.remote(x) for x in range(inputs)]), inputs, 3)
-        plain_sum = ray.remote(array_sum)
-        ray.get(plain_sum.remote(np.zeros(4)))  # a warm worker
-        refs: list[Any] = []
-
-        def run(array: Any, changed: bool) -> float:
-            if changed:
-                refs[:] = [ray.put(array)]
-            return float(ray.get(plain_sum.remote(refs[0])))
-
-        arrays = twice(run, a, 3)
+        arrays = ray_twice(ray, ray.remote(array_sum), a, 3)
         return {"W1": calls, "W2": [mapped]} | {f"fn {k}": v for k, v in arrays.items()}
     finally:
         ray.shutdown()

@@ -57,16 +57,14 @@ class Packed:
     def blobs(self, hashes: Iterable[str]) -> tuple[Header, list[memoryview]]:
         """The ``blobs`` answer to a ``need`` for these hashes."""
         items, buffers = [], []
-        for content_hash in hashes:
-            if content_hash not in self.pulled and content_hash not in self.payloads:
-                continue  # not this request's: the worker says what it lacks
+        for content_hash in hashes:  # another request's hash is left out: the worker says so
             if content_hash in self.pulled:  # one buffer, by digest
                 items.append({"hash": content_hash, "name": "", "nbuf": 1})
                 buffers.append(self.pulled[content_hash])
-                continue
-            payload = self.payloads[content_hash]
-            items.append({"hash": content_hash, "name": "", "nbuf": len(payload.parts)})
-            buffers.extend(payload.parts)
+            elif content_hash in self.payloads:
+                payload = self.payloads[content_hash]
+                items.append({"hash": content_hash, "name": "", "nbuf": len(payload.parts)})
+                buffers.extend(payload.parts)
         return {"op": Op.BLOBS, "items": items}, buffers
 
     def withhold(self, header: Header, buffers: Sequence[Any]) -> tuple[Header, list[Any]]:
